@@ -1,0 +1,131 @@
+"""Parse a client envelope ``{action, event: {event_type, event_payload, socket_id}}`` and say what is wrong.
+
+This is the only place where untrusted client JSON becomes typed data; both transports (HTTP and
+WebSocket) go through :func:`parse_envelope`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .client_events import CLIENT_EVENT_MODELS
+from .errors import ProtocolError
+
+MAX_JSON_DEPTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEnvelope:
+    """A validated client event."""
+
+    event_type: str
+    payload: BaseModel
+    socket_id: str | None = None
+    request_id: str | None = None
+    """(ours) Optional correlation id; echoed top-level in the direct WebSocket reply."""
+
+    @property
+    def conversation_id(self) -> str | None:
+        value = getattr(self.payload, "conversation_id", None)
+        return value if isinstance(value, str) else None
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a decoded JSON value; stops counting past ``limit``."""
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def decode_json(raw: str | bytes) -> Any:
+    """Decode a JSON document, refusing invalid UTF-8, invalid JSON and excessive nesting."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+    except UnicodeDecodeError:
+        raise ProtocolError(400, "body is not valid UTF-8") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ProtocolError(400, f"JSON nesting deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ProtocolError(400, f"invalid JSON: {exc}") from None
+    if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ProtocolError(400, f"JSON nesting deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _describe(exc: ValidationError, prefix: str) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        location = ".".join(str(p) for p in (prefix, *error["loc"]))
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _optional_str(event: dict[str, Any], key: str) -> str | None:
+    value = event.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(400, f"event.{key} must be a string")
+    return value
+
+
+def parse_envelope(raw: str | bytes | dict[str, Any]) -> ClientEnvelope:
+    """Validate one client envelope.
+
+    Raises:
+        ProtocolError: with ``error_code`` 400 and a description naming the offending field.
+    """
+    data = raw if isinstance(raw, dict) else decode_json(raw)
+    if not isinstance(data, dict):
+        raise ProtocolError(400, "envelope must be a JSON object")
+    event = data.get("event")
+    if not isinstance(event, dict):
+        raise ProtocolError(400, "envelope.event must be an object")
+    event_type = event.get("event_type")
+    if not isinstance(event_type, str):
+        raise ProtocolError(400, "event.event_type must be a string")
+    model = CLIENT_EVENT_MODELS.get(event_type)
+    if model is None:
+        raise ProtocolError(400, f"unknown event_type {event_type[:64]!r}")
+    payload = event.get("event_payload", {})
+    if not isinstance(payload, dict):
+        raise ProtocolError(400, "event.event_payload must be an object")
+    try:
+        parsed = model.model_validate(payload)
+    except ValidationError as exc:
+        conversation_id = payload.get("conversation_id")
+        raise ProtocolError(
+            400,
+            f"invalid {event_type}: {_describe(exc, 'event_payload')}",
+            conversation_id if isinstance(conversation_id, str) else None,
+        ) from None
+    request_id = data.get("request_id", event.get("request_id"))
+    return ClientEnvelope(
+        event_type=event_type,
+        payload=parsed,
+        socket_id=_optional_str(event, "socket_id"),
+        request_id=request_id if isinstance(request_id, str) else None,
+    )
+
+
+def encode_envelope(event_type: str, payload: dict[str, Any], socket_id: str | None = None) -> dict[str, Any]:
+    """Build a client envelope exactly as the npm client 7.0.0 puts it on the wire."""
+    event: dict[str, Any] = {"event_type": event_type, "event_payload": payload}
+    if socket_id is not None:
+        event["socket_id"] = socket_id
+    return {"action": "sendMessage", "event": event}

@@ -1,0 +1,20 @@
+"""The agent interface: an async callable from a ChatRequest to an AgentResponse (PROTOCOL.md section 8)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ...protocol import AgentResponse, ChatRequest
+
+
+class Agent(Protocol):
+    async def __call__(self, request: ChatRequest) -> AgentResponse: ...
+
+
+class AgentError(Exception):
+    """The agent could not answer; the client gets a ``general_error`` with ``error_code``."""
+
+    def __init__(self, error_desc: str, error_code: int = 502) -> None:
+        super().__init__(error_desc)
+        self.error_code = error_code
+        self.error_desc = error_desc

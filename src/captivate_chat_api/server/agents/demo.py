@@ -1,0 +1,74 @@
+"""The built-in DEMO agent: proves the plumbing, answers predictably, and is not an AI.
+
+- empty text (bot-first start): a greeting;
+- any text: ``You said: <text>``;
+- ``buttons``: a button message; ``cards``: a card collection; ``table``: an HTML table;
+- ``action``: also an ``action`` event (``demo_action``);
+- ``title <words>``: renames the conversation (``conversation_update`` ``title_changed``);
+- ``big``: a reply too large for one WebSocket frame (exercises the 413 ``message_link`` fallback);
+- a client action: ``Action received: <id>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...protocol import AgentResponse, ChatRequest, OutgoingAction, text_content
+
+GREETING = "Hello! I am the Captivate Chat demo agent. Type 'help' to see what I can do."
+HELP = "Try: buttons, cards, table, action, title <new title>, big. Anything else is echoed."
+
+
+class DemoAgent:
+    name = "demo"
+
+    async def __call__(self, request: ChatRequest) -> AgentResponse:
+        messages: list[Any] = []
+        actions: list[OutgoingAction] = []
+        metadata = request.metadata.model_copy(deep=True)
+        if request.incoming_action:
+            for action in request.incoming_action:
+                messages.append(text_content(f"Action received: {action.id}"))
+        elif request.user_input is None or request.user_input == "":
+            messages.append(text_content(GREETING))
+        else:
+            text = request.user_input.strip()
+            keyword = text.lower()
+            messages.append(text_content(f"You said: {text}"))
+            if keyword == "help":
+                messages.append(text_content(HELP))
+            elif keyword == "buttons":
+                messages.append(
+                    {"type": "button", "buttons": {"title": "Pick one", "options": ["Yes", "No", "Maybe"]}}
+                )
+            elif keyword == "cards":
+                messages.append(
+                    {
+                        "type": "cards",
+                        "cards": [
+                            {
+                                "text": "Captivate Chat",
+                                "description": "Self-hosted gateway",
+                                "image_url": "https://example.com/card.png",
+                                "link": "https://example.com/",
+                            }
+                        ],
+                    }
+                )
+            elif keyword == "table":
+                messages.append({"type": "table", "table": "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>"})
+            elif keyword == "action":
+                actions.append(OutgoingAction(id="demo_action", payload={"source": "demo", "text": text}))
+            elif keyword.startswith("title "):
+                title = text[len("title ") :].strip()
+                metadata.channel.custom["conversation_title"] = title
+                metadata.channel.custom["title"] = {"type": "title", "title": title}
+            elif keyword == "big":
+                messages.append(text_content("x" * (300 * 1024)))
+        return AgentResponse(
+            response=messages,
+            session_id=request.session_id,
+            metadata=metadata,
+            outgoing_action=actions or None,
+            hasLivechat=request.hasLivechat,
+        )

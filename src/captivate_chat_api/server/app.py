@@ -1,0 +1,94 @@
+"""The ASGI application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..protocol import ProtocolError
+from .gateway import Gateway
+from .routes import http, ws
+from .settings import Settings
+
+log = logging.getLogger("captivate_chat_api.server")
+access_log = logging.getLogger("captivate_chat_api.access")
+
+
+def error_response(code: int, desc: str) -> JSONResponse:
+    return JSONResponse({"error_code": code, "error_desc": desc}, status_code=code)
+
+
+class AccessLog:
+    """One line per HTTP request: method, path (never the query string, which may carry a key), status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record(message: dict) -> None:  # type: ignore[type-arg]
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            access_log.info(
+                '%s %s %d %.1fms', scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000
+            )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = Gateway.build(settings)
+        await gateway.start()
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(title="Captivate Chat gateway", version="0.1.0", lifespan=lifespan)
+    app.include_router(http.router)
+    app.include_router(ws.router)
+
+    @app.exception_handler(ProtocolError)
+    async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
+        return error_response(exc.error_code, exc.error_desc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(400, f"{where}: {first.get('msg')}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error")
+
+    if settings.access_log:
+        app.add_middleware(AccessLog)
+    return app

@@ -1,0 +1,36 @@
+"""API-key authentication: key -> channel (tenant), with a short cache so hot paths skip the store."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from .keys import hash_key
+from .store import Channel, Store
+
+CACHE_SECONDS = 2.0
+"""How long a key's answer is reused; a revoked key stops working within this time."""
+
+
+class Authenticator:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._cache: dict[str, tuple[float, Channel | None]] = {}
+
+    async def channel(self, api_key: str | None) -> Channel | None:
+        if not api_key or len(api_key) > 512:
+            return None
+        digest = hash_key(api_key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        channel = await self._store.channel_for_key_hash(digest)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + CACHE_SECONDS, channel)
+        return channel
+
+    @staticmethod
+    def same_key(a: str, b: str) -> bool:
+        return hmac.compare_digest(a.encode(), b.encode())

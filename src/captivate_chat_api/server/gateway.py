@@ -1,0 +1,57 @@
+"""The gateway's parts wired together; created in the app's lifespan and kept on ``app.state.gateway``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .agents.runner import AgentRunner
+from .auth import Authenticator
+from .handlers import Handlers
+from .hub import Hub
+from .keys import display_prefix, hash_key
+from .settings import Settings
+from .store import Channel, Store, store_from_url
+from .timeline import Timeline
+
+log = logging.getLogger("captivate_chat_api.server")
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    store: Store
+    hub: Hub
+    timeline: Timeline
+    runner: AgentRunner
+    auth: Authenticator
+    handlers: Handlers
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Gateway":
+        store = store_from_url(settings.database, synchronous=settings.sqlite_synchronous)
+        hub = Hub(max_outbound_frame_bytes=settings.max_outbound_frame_bytes, message_link_base=settings.base_url)
+        timeline = Timeline(store, hub)
+        runner = AgentRunner(timeline, timeout=settings.agent_timeout)
+        auth = Authenticator(store)
+        return cls(settings, store, hub, timeline, runner, auth, Handlers(store, hub, timeline, runner, auth))
+
+    async def start(self) -> None:
+        await self.store.open()
+        for key in self.settings.api_keys:
+            await register_key(self.store, key)
+
+    async def stop(self) -> None:
+        await self.hub.close_all()
+        await self.runner.drain(self.settings.shutdown_grace_seconds)
+        await self.store.close()
+
+
+async def register_key(store: Store, key: str, name: str | None = None) -> Channel | None:
+    """Make ``key`` valid as its own channel, unless it is known already (then keep its channel)."""
+    digest = hash_key(key)
+    if await store.key_exists(digest):
+        return await store.channel_for_key_hash(digest)
+    channel = await store.create_channel_with_key(name or f"channel {display_prefix(key)}", digest, display_prefix(key))
+    log.info("registered API key %s as channel %s", display_prefix(key), channel.id)
+    return channel

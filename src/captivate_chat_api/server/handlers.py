@@ -1,0 +1,329 @@
+"""What the gateway does for each client event, whichever transport carried it (HTTP or WebSocket).
+
+A handler returns a :class:`Reply`: the HTTP body, the legacy WebSocket reply for 1.x clients, and work
+to start once the reply is on its way (the agent turn).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from ..protocol import (
+    ClientAction,
+    ClientEnvelope,
+    ConversationStart,
+    DeleteConversation,
+    DeleteUserConversations,
+    EditMessage,
+    GetUserConversations,
+    GetUserConversationsV2,
+    IncomingAction,
+    MetadataRequest,
+    ProtocolError,
+    SetMetadata,
+    Subscribe,
+    TranscriptRequest,
+    UserMessage,
+    encode_frame,
+    is_empty_text,
+)
+from .agents.runner import AgentRunner
+from .auth import Authenticator
+from .hub import Connection, Hub
+from .store import Channel, ConversationRecord, ListQuery, NewEvent, Store, StoredEvent
+from .timeline import Timeline
+
+
+@dataclass(slots=True)
+class Reply:
+    body: dict[str, Any]
+    ws_event: str | None = None
+    ws_payload: dict[str, Any] | None = None
+    after: Callable[[], None] | None = None
+
+
+@dataclass(slots=True)
+class Request:
+    channel: Channel
+    api_key: str
+    envelope: ClientEnvelope
+    connection: Connection | None
+    via_websocket: bool
+
+
+def transcript_entry(event: StoredEvent) -> dict[str, Any]:
+    content = event.payload.get("content")
+    entry: dict[str, Any] = {
+        "message_id": event.message_id,
+        "seq": event.seq,
+        "from": event.sender,
+        "content": content,
+        "created_at": event.created_at,
+    }
+    if event.edited_at:
+        entry["edited_at"] = event.edited_at
+    if event.client_msg_id:
+        entry["client_msg_id"] = event.client_msg_id
+    if isinstance(content, dict) and isinstance(content.get("files"), list):
+        entry["files"] = content["files"]
+    return entry
+
+
+def is_transcript_message(event: StoredEvent) -> bool:
+    # The bot-first trigger (an empty user text) starts the conversation; it is not something the user said.
+    return not (event.sender == "user" and is_empty_text(event.payload.get("content")))
+
+
+def conversation_item(record: ConversationRecord, api_key: str) -> dict[str, Any]:
+    return {
+        "conversation_id": record.id,
+        "metadata": record.metadata,
+        "apiKey": api_key,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "last_seq": record.last_seq,
+    }
+
+
+def user_input_of(message: UserMessage) -> str:
+    text = message.text
+    if text is not None:
+        return text
+    content = message.content
+    if isinstance(content, dict) and isinstance(content.get("text"), str):
+        return str(content["text"])
+    return json.dumps(content, ensure_ascii=False)
+
+
+class Handlers:
+    def __init__(self, store: Store, hub: Hub, timeline: Timeline, runner: AgentRunner, auth: Authenticator) -> None:
+        self.store = store
+        self.hub = hub
+        self.timeline = timeline
+        self.runner = runner
+        self.auth = auth
+        self._table: dict[str, Callable[[Request, Any], Awaitable[Reply]]] = {
+            "conversation_start": self.conversation_start,
+            "user_message": self.user_message,
+            "metadata": self.set_metadata,
+            "metadata_request": self.metadata_request,
+            "action": self.action,
+            "edit_message": self.edit_message,
+            "delete_conversation": self.delete_conversation,
+            "delete_user_conversations": self.delete_user_conversations,
+            "get_user_conversations": self.get_user_conversations,
+            "get_user_conversations_v2": self.get_user_conversations_v2,
+            "conversation_transcript_request": self.transcript_request,
+            "subscribe": self.subscribe,
+        }
+
+    async def handle(self, request: Request) -> Reply:
+        return await self._table[request.envelope.event_type](request, request.envelope.payload)
+
+    async def conversation(self, request: Request, conversation_id: str, *, bind: bool = True) -> ConversationRecord:
+        """The caller's live conversation, bound to the caller's socket; 404 for unknown, deleted or foreign ids."""
+        record = await self.store.get_conversation(request.channel.id, conversation_id)
+        if record is None:
+            raise ProtocolError(404, "conversation not found", conversation_id)
+        if bind and request.connection is not None:
+            self.hub.bind(conversation_id, request.connection)
+        return record
+
+    async def conversation_start(self, request: Request, payload: ConversationStart) -> Reply:
+        conversation_id = str(uuid.uuid4())
+        await self.store.create_conversation(
+            request.channel.id,
+            conversation_id,
+            payload.userId,
+            payload.userBasicInfo,
+            payload.public_metadata,
+            payload.private_metadata,
+        )
+        started = {"conversation_id": conversation_id}
+        if request.connection is not None:
+            self.hub.bind(conversation_id, request.connection)
+            request.connection.send(
+                encode_frame("conversation_start_success", started, request_id=request.envelope.request_id)
+            )
+        return Reply(
+            {
+                "status": "success",
+                "conversation_id": conversation_id,
+                "event": {"event_type": "conversation_start_success", "event_payload": started},
+            }
+        )
+
+    async def user_message(self, request: Request, payload: UserMessage) -> Reply:
+        await self.conversation(request, payload.conversation_id)
+        try:
+            event, created = await self.timeline.append_user_message(
+                request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
+            )
+        except LookupError:
+            raise ProtocolError(404, "conversation not found", payload.conversation_id) from None
+        if not created and request.via_websocket and request.connection is not None:
+            # A retried send: repeat the original acknowledgement to the sender only.
+            request.connection.send(
+                encode_frame("user_message", event.wire_payload(), request_id=request.envelope.request_id)
+            )
+        after = None
+        if created:
+            channel, conversation_id, text = request.channel, payload.conversation_id, user_input_of(payload)
+            after = lambda: self.runner.schedule(channel, conversation_id, user_input=text)  # noqa: E731
+        return Reply(
+            {
+                "status": "success",
+                "conversation_id": payload.conversation_id,
+                "message_id": event.message_id,
+                "seq": event.seq,
+                "client_msg_id": event.client_msg_id,
+                "duplicate": not created,
+            },
+            after=after,
+        )
+
+    async def set_metadata(self, request: Request, payload: SetMetadata) -> Reply:
+        await self.conversation(request, payload.conversation_id)
+        private = payload.metadata.get("private", {})
+        if not isinstance(private, dict):
+            raise ProtocolError(400, "invalid metadata: event_payload.metadata.private must be an object")
+        public = {k: v for k, v in payload.metadata.items() if k != "private"}
+        record = await self.store.update_metadata(request.channel.id, payload.conversation_id, public, private)
+        if record is None:
+            raise ProtocolError(404, "conversation not found", payload.conversation_id)
+        if public:
+            await self._append(
+                request,
+                payload.conversation_id,
+                NewEvent("conversation_update", {"type": "metadata_changed", "data": {"metadata": record.metadata}}),
+            )
+        return Reply(
+            {"status": "success", "conversation_id": payload.conversation_id, "metadata": record.metadata},
+            "metadata_update_success",
+            {"conversation_id": payload.conversation_id},
+        )
+
+    async def metadata_request(self, request: Request, payload: MetadataRequest) -> Reply:
+        record = await self.conversation(request, payload.conversation_id)
+        return Reply(
+            {"metadata": record.metadata},
+            "conversation_metadata",
+            {"conversation_id": payload.conversation_id, "content": record.metadata},
+        )
+
+    async def action(self, request: Request, payload: ClientAction) -> Reply:
+        await self.conversation(request, payload.conversation_id)
+        (event,) = await self._append(
+            request, payload.conversation_id, NewEvent("user_action", {"id": payload.id, "data": payload.data})
+        )
+        channel, conversation_id = request.channel, payload.conversation_id
+        incoming = IncomingAction(id=payload.id, payload=payload.data)
+        return Reply(
+            {"status": "success", "conversation_id": conversation_id, "seq": event.seq},
+            after=lambda: self.runner.schedule(channel, conversation_id, action=incoming),
+        )
+
+    async def edit_message(self, request: Request, payload: EditMessage) -> Reply:
+        await self.conversation(request, payload.conversation_id)
+        edited = await self.store.edit_message(payload.conversation_id, payload.message_id, payload.content)
+        if edited is None:
+            raise ProtocolError(404, "message not found", payload.conversation_id)
+        body = {"status": "success", "conversation_id": payload.conversation_id, "message_id": payload.message_id}
+        return Reply(body, "edit_message_success", dict(body))
+
+    async def delete_conversation(self, request: Request, payload: DeleteConversation) -> Reply:
+        conversation_id = payload.conversation_id
+        await self.conversation(request, conversation_id, bind=False)
+        async with self.timeline.lock(conversation_id):
+            deleted = await self.store.delete_conversation(request.channel.id, conversation_id, payload.softdelete)
+            if not deleted:
+                raise ProtocolError(404, "conversation not found", conversation_id)
+            self.hub.broadcast(
+                conversation_id,
+                encode_frame(
+                    "conversation_update",
+                    {"type": "deleted", "conversation_id": conversation_id, "data": {"soft": payload.softdelete}},
+                ),
+            )
+            self.hub.unbind_all(conversation_id)
+        return Reply(
+            {"status": "success", "conversation_id": conversation_id},
+            "delete_conversation_success",
+            {"conversation_id": conversation_id},
+        )
+
+    async def delete_user_conversations(self, request: Request, payload: DeleteUserConversations) -> Reply:
+        count = await self.store.delete_user_conversations(request.channel.id, payload.userId, payload.softdelete)
+        body = {"status": "success", "userId": payload.userId, "deleted": count}
+        return Reply(body, "delete_user_conversations_success", dict(body))
+
+    async def get_user_conversations(self, request: Request, payload: GetUserConversations) -> Reply:
+        page = await self.store.list_conversations(ListQuery([request.channel.id], payload.userId))
+        conversations = [conversation_item(r, request.api_key) for r in page.items]
+        return Reply({"conversations": conversations}, "user_conversations", {"conversations": conversations})
+
+    async def get_user_conversations_v2(self, request: Request, payload: GetUserConversationsV2) -> Reply:
+        keys_by_channel = {request.channel.id: request.api_key}
+        for key in payload.apiKeys:
+            channel = await self.auth.channel(key)
+            if channel is None:
+                raise ProtocolError(403, "apiKeys: every key listed must be a valid key")
+            keys_by_channel.setdefault(channel.id, key)
+        limit = payload.pagination.limit
+        page = await self.store.list_conversations(
+            ListQuery(
+                list(keys_by_channel),
+                payload.userId,
+                filter=payload.filter,
+                search=payload.search,
+                page=payload.pagination.page,
+                limit=limit,
+            )
+        )
+        total_pages = math.ceil(page.total / limit) if page.total else 0
+        pagination = {
+            "hasNextPage": page.page < total_pages,
+            "hasPrevPage": page.page > 1,
+            "page": page.page,
+            "pageSize": limit,
+            "total": page.total,
+            "totalPages": total_pages,
+        }
+        conversations = [conversation_item(r, keys_by_channel[r.channel_id]) for r in page.items]
+        body = {"conversations": conversations, "pagination": pagination}
+        return Reply(body, "user_conversations", dict(body))
+
+    async def transcript(self, channel: Channel, conversation_id: str) -> list[dict[str, Any]]:
+        if await self.store.get_conversation(channel.id, conversation_id) is None:
+            raise ProtocolError(404, "conversation not found", conversation_id)
+        return [transcript_entry(e) for e in await self.store.messages(conversation_id) if is_transcript_message(e)]
+
+    async def transcript_request(self, request: Request, payload: TranscriptRequest) -> Reply:
+        await self.conversation(request, payload.conversation_id)
+        transcript = await self.transcript(request.channel, payload.conversation_id)
+        return Reply(
+            {"conversation_id": payload.conversation_id, "transcript": transcript},
+            "conversation_transcript",
+            {"conversation_id": payload.conversation_id, "transcript": transcript},
+        )
+
+    async def subscribe(self, request: Request, payload: Subscribe) -> Reply:
+        connection = request.connection
+        if connection is None:
+            raise ProtocolError(400, "subscribe needs the socket_id of a live WebSocket", payload.conversation_id)
+        record = await self.conversation(request, payload.conversation_id, bind=False)
+        last_seq = await self.timeline.subscribe(connection, payload.conversation_id, payload.after_seq)
+        body: dict[str, Any] = {"conversation_id": record.id, "last_seq": last_seq, "recovered": True}
+        if payload.after_seq > last_seq:
+            body.update(recovered=False, reason="after_seq is ahead of the stored log; events may have been lost")
+        return Reply(body, "subscribe_success", dict(body))
+
+    async def _append(self, request: Request, conversation_id: str, event: NewEvent) -> list[StoredEvent]:
+        try:
+            return await self.timeline.append(request.channel.id, conversation_id, [event])
+        except LookupError:
+            raise ProtocolError(404, "conversation not found", conversation_id) from None

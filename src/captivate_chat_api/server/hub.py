@@ -1,0 +1,191 @@
+"""The hub: live sockets, which conversations each is bound to (PROTOCOL.md section 3), and fan-out.
+
+Every socket has a bounded send queue drained by its own writer task, so one slow reader never slows
+the others; a socket whose queue overflows is closed (1013) and catches up later by ``subscribe``.
+Events of a conversation are delivered at most once per socket and in ``seq`` order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from typing import Protocol
+
+from ..protocol import encode_frame
+from .store import Channel, StoredEvent
+
+log = logging.getLogger("captivate_chat_api.server.hub")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class WebSocketLike(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class Connection:
+    """One accepted WebSocket of one channel."""
+
+    def __init__(self, websocket: WebSocketLike, channel: Channel, queue_frames: int) -> None:
+        self.socket_id = uuid.uuid4().hex
+        self.channel = channel
+        self.conversations: set[str] = set()
+        self._websocket = websocket
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_frames)
+        self._delivered: dict[str, int] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._close_code: int | None = None
+        self.closed = asyncio.Event()
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.socket_id[:8]}")
+
+    async def _drain(self) -> None:
+        try:
+            while (text := await self._queue.get()) is not None:
+                await self._websocket.send_text(text)
+        except Exception as exc:  # the peer went away mid-send: the reader side notices and cleans up
+            log.debug("socket %s write failed: %r", self.socket_id[:8], exc)
+        finally:
+            self.closed.set()
+            if self._close_code is not None:
+                with contextlib.suppress(Exception):
+                    await self._websocket.close(self._close_code, self._close_reason)
+
+    @property
+    def accepting(self) -> bool:
+        return self._close_code is None and not self.closed.is_set()
+
+    def send(self, text: str) -> None:
+        """Queue a frame (a direct reply, or an event already checked by :meth:`deliver`)."""
+        if not self.accepting:
+            return
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning("socket %s closed: send queue full (slow consumer)", self.socket_id[:8])
+            self._begin_close(CLOSE_TRY_AGAIN_LATER, "send queue overflow; reconnect and subscribe")
+            if self._writer is not None:
+                self._writer.cancel()
+
+    def deliver(self, conversation_id: str, seq: int, text: str) -> None:
+        """Send one event of a conversation unless this socket already had that ``seq``."""
+        if seq <= self._delivered.get(conversation_id, 0):
+            return
+        self._delivered[conversation_id] = seq
+        self.send(text)
+
+    def rewind(self, conversation_id: str, after_seq: int) -> None:
+        """Start delivery of a conversation after ``after_seq`` (a subscribe)."""
+        self._delivered[conversation_id] = after_seq
+
+    def _begin_close(self, code: int, reason: str) -> None:
+        if self._close_code is None:
+            self._close_code, self._close_reason = code, reason
+
+    async def close(self, code: int, reason: str, flush_timeout: float = 2.0) -> None:
+        """Close after the frames already queued are written (bounded by ``flush_timeout``)."""
+        if self._close_code is not None:
+            return
+        self._begin_close(code, reason)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._writer.cancel()
+                with contextlib.suppress(Exception):
+                    await self._websocket.close(code, reason)
+
+    async def stop(self) -> None:
+        """The peer is gone: stop the writer."""
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
+
+
+class Hub:
+    def __init__(self, *, max_outbound_frame_bytes: int, message_link_base: str) -> None:
+        self._connections: dict[str, Connection] = {}
+        self._bindings: dict[str, set[Connection]] = defaultdict(set)
+        self._max_outbound = max_outbound_frame_bytes
+        self._link_base = message_link_base.rstrip("/")
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def add(self, connection: Connection) -> None:
+        self._connections[connection.socket_id] = connection
+
+    def remove(self, connection: Connection) -> None:
+        self._connections.pop(connection.socket_id, None)
+        for conversation_id in connection.conversations:
+            bound = self._bindings.get(conversation_id)
+            if bound is not None:
+                bound.discard(connection)
+                if not bound:
+                    del self._bindings[conversation_id]
+        connection.conversations.clear()
+
+    def find(self, socket_id: str | None, channel_id: str) -> Connection | None:
+        """The live socket with that id, only if it belongs to the same channel (else as if unknown)."""
+        if not socket_id:
+            return None
+        connection = self._connections.get(socket_id)
+        if connection is None or connection.channel.id != channel_id or not connection.accepting:
+            return None
+        return connection
+
+    def bind(self, conversation_id: str, connection: Connection) -> None:
+        if conversation_id in connection.conversations:
+            return
+        connection.conversations.add(conversation_id)
+        self._bindings[conversation_id].add(connection)
+
+    def broadcast(self, conversation_id: str, text: str) -> None:
+        """Send a frame that is not part of the stored log (it has no ``seq``)."""
+        for connection in tuple(self._bindings.get(conversation_id, ())):
+            connection.send(text)
+
+    def unbind_all(self, conversation_id: str) -> None:
+        for connection in self._bindings.pop(conversation_id, set()):
+            connection.conversations.discard(conversation_id)
+
+    def encode(self, event: StoredEvent) -> str:
+        """The frame for a stored event; an oversize message becomes the 413 ``message_link`` fallback."""
+        payload = event.wire_payload()
+        text = encode_frame(event.event_type, payload)
+        if len(text) > self._max_outbound and event.message_id is not None:
+            text = encode_frame(
+                "general_error",
+                {
+                    "conversation_id": event.conversation_id,
+                    "error_code": 413,
+                    "error_desc": "message too large for a WebSocket frame; fetch it from message_link",
+                    "message_link": f"{self._link_base}/api/custom-channel/messages/"
+                    f"{event.conversation_id}/{event.message_id}",
+                    "seq": event.seq,
+                    "message_id": event.message_id,
+                },
+            )
+        return text
+
+    def publish(self, event: StoredEvent) -> None:
+        bound = self._bindings.get(event.conversation_id)
+        if not bound:
+            return
+        text = self.encode(event)
+        for connection in tuple(bound):
+            connection.deliver(event.conversation_id, event.seq, text)
+
+    async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        connections = list(self._connections.values())
+        await asyncio.gather(*(c.close(code, reason) for c in connections), return_exceptions=True)

@@ -1,0 +1,47 @@
+"""Logging setup with secret redaction: API keys and agent tokens never reach a log line.
+
+The WebSocket URL carries the key in its query string, and uvicorn logs WebSocket request lines, so
+every record passes through :class:`RedactSecrets` before any handler writes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+_PATTERNS = (
+    re.compile(r"(?i)((?:api_?key|token|x-api-key|x-agent-token)[\"']?\s*[=:]\s*[\"']?)[^\s&\"',}]+"),
+    re.compile(r"cck_[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(\?)[^\s\"']+(?=[\s\"']|$)"),
+)
+
+
+def redact(text: str) -> str:
+    text = _PATTERNS[0].sub(r"\1[REDACTED]", text)
+    text = _PATTERNS[1].sub("cck_[REDACTED]", text)
+    return _PATTERNS[2].sub(r"\1[REDACTED]", text)
+
+
+class RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def configure_logging(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True

@@ -1,0 +1,111 @@
+"""HTTP routes: the client-event POST, transcripts, the 413 message link, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
+
+from ...protocol import ProtocolError, parse_envelope
+from ..gateway import Gateway
+from ..handlers import Request as ClientRequest
+from ..store import Channel
+
+router = APIRouter()
+
+_ENVELOPE_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["event"],
+                    "properties": {
+                        "action": {"type": "string", "example": "sendMessage"},
+                        "event": {
+                            "type": "object",
+                            "required": ["event_type"],
+                            "properties": {
+                                "event_type": {"type": "string"},
+                                "event_payload": {"type": "object"},
+                                "socket_id": {"type": ["string", "null"]},
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def authenticate(request: Request) -> tuple[Channel, str]:
+    key = request.headers.get("x-api-key")
+    channel = await gateway_of(request).auth.channel(key)
+    if channel is None or key is None:
+        raise ProtocolError(401, "missing or invalid x-api-key")
+    return channel, key
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProtocolError(413, f"request body larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(413, f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/api/custom-channel/sockets/message", openapi_extra=_ENVELOPE_SCHEMA)
+async def post_client_event(request: Request) -> JSONResponse:
+    """Every client event of the npm client 7.0.0 (PROTOCOL.md section 4); the body is the direct reply."""
+    gateway = gateway_of(request)
+    channel, key = await authenticate(request)
+    envelope = parse_envelope(await read_body(request, gateway.settings.max_body_bytes))
+    connection = gateway.hub.find(envelope.socket_id, channel.id)
+    reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
+    background = None
+    if reply.after is not None:
+        after = reply.after
+
+        async def run_after() -> None:  # async, so Starlette runs it on the loop rather than in a thread
+            after()
+
+        background = BackgroundTask(run_after)
+    return JSONResponse(reply.body, background=background)
+
+
+@router.get("/api/transcript")
+async def get_transcript(request: Request, conversation_id: str | None = None) -> dict[str, Any]:
+    """``{transcript: [...]}``, oldest first."""
+    channel, _ = await authenticate(request)
+    if not conversation_id:
+        raise ProtocolError(400, "query parameter conversation_id is required")
+    return {"transcript": await gateway_of(request).handlers.transcript(channel, conversation_id)}
+
+
+@router.get("/api/custom-channel/messages/{conversation_id}/{message_id}")
+async def get_large_message(request: Request, conversation_id: str, message_id: str) -> dict[str, Any]:
+    """The 413 fallback: a message too large for a WebSocket frame, as ``{botMessage: {content}}``."""
+    channel, _ = await authenticate(request)
+    for entry in await gateway_of(request).handlers.transcript(channel, conversation_id):
+        if entry["message_id"] == message_id:
+            return {"botMessage": entry}
+    raise ProtocolError(404, "message not found", conversation_id)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}

@@ -1,0 +1,84 @@
+"""``WS /dev?apiKey=KEY``: platform events out, and (1.x style) client envelopes in."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+
+from ...protocol import ProtocolError, encode_frame, parse_envelope
+from ..gateway import Gateway
+from ..handlers import Request as ClientRequest
+from ..hub import Connection
+
+router = APIRouter()
+log = logging.getLogger("captivate_chat_api.server.ws")
+
+
+async def refuse(websocket: WebSocket, status: int, desc: str) -> None:
+    """Refuse before the upgrade: an HTTP status and JSON body, never a 101."""
+    await websocket.send_denial_response(JSONResponse({"error_code": status, "error_desc": desc}, status_code=status))
+
+
+def error_frame(exc: ProtocolError, request_id: str | None = None) -> str:
+    return encode_frame(
+        "general_error",
+        {"conversation_id": exc.conversation_id, "error_code": exc.error_code, "error_desc": exc.error_desc},
+        request_id=request_id,
+    )
+
+
+@router.websocket("/dev")
+async def client_socket(websocket: WebSocket) -> None:
+    gateway: Gateway = websocket.app.state.gateway
+    settings = gateway.settings
+    origin = websocket.headers.get("origin")
+    if settings.allowed_origins and origin is not None and origin not in settings.allowed_origins:
+        await refuse(websocket, 403, "origin not allowed")
+        return
+    api_key = websocket.query_params.get("apiKey")
+    channel = await gateway.auth.channel(api_key)
+    if channel is None or api_key is None:
+        await refuse(websocket, 401, "missing or invalid apiKey")
+        return
+    await websocket.accept()
+    connection = Connection(websocket, channel, settings.send_queue_frames)
+    gateway.hub.add(connection)
+    connection.start()
+    connection.send(encode_frame("socket_connected", {"socket_id": connection.socket_id}))
+    log.debug("socket %s connected (channel %s)", connection.socket_id[:8], channel.id)
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            await serve_frame(gateway, connection, api_key, data)
+    finally:
+        gateway.hub.remove(connection)
+        await connection.stop()
+        log.debug("socket %s disconnected", connection.socket_id[:8])
+
+
+async def serve_frame(gateway: Gateway, connection: Connection, api_key: str, data: str | bytes) -> None:
+    request_id = None
+    try:
+        envelope = parse_envelope(data)
+        request_id = envelope.request_id
+        reply = await gateway.handlers.handle(
+            ClientRequest(connection.channel, api_key, envelope, connection, via_websocket=True)
+        )
+    except ProtocolError as exc:
+        connection.send(error_frame(exc, request_id))
+        return
+    except Exception:
+        log.exception("unexpected error serving a WebSocket frame")
+        connection.send(error_frame(ProtocolError(500, "internal error"), request_id))
+        return
+    if reply.ws_event is not None:
+        connection.send(encode_frame(reply.ws_event, reply.ws_payload or reply.body, request_id=request_id))
+    if reply.after is not None:
+        reply.after()

@@ -1,0 +1,50 @@
+"""Run the gateway under uvicorn, with a shutdown that closes sockets with 1001 so clients reconnect."""
+
+from __future__ import annotations
+
+import socket
+from typing import Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from .app import create_app
+from .hub import CLOSE_GOING_AWAY
+from .settings import Settings
+
+
+class GatewayServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: FastAPI, on_ready: Callable[[str, int], None] | None) -> None:
+        super().__init__(config)
+        self._app = app
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_ready is not None:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            self._on_ready(host, port)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn would close WebSockets with 1012; 1001 (going away) is what clients treat as "reconnect".
+        gateway = getattr(self._app.state, "gateway", None)
+        if gateway is not None:
+            await gateway.hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
+        await super().shutdown(sockets)
+
+
+def run(settings: Settings, on_ready: Callable[[str, int], None] | None = None) -> None:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws_max_size=settings.max_frame_bytes,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        lifespan="on",
+    )
+    GatewayServer(config, app, on_ready).run()

@@ -1,0 +1,66 @@
+"""Gateway settings: flags, and their environment-variable twins ``CAPTIVATE_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated
+
+
+def default_database_url() -> str:
+    return "sqlite:///" + str(Path(user_data_dir("captivate-chat", appauthor=False)) / "captivate-chat.db")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAPTIVATE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    database: str = Field(default_factory=default_database_url)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Keys registered at start, each as its own channel (tenant). Env: comma-separated."""
+
+    sqlite_synchronous: str = "FULL"
+    """FULL: an acknowledged message survives process crash and power loss. NORMAL: process crash only."""
+
+    max_frame_bytes: int = 256 * 1024
+    """Largest client WebSocket frame; over it the socket is closed with 1009."""
+    max_body_bytes: int = 256 * 1024
+    """Largest HTTP request body; over it the answer is 413."""
+    max_outbound_frame_bytes: int = 128 * 1024
+    """A bot message larger than this goes out as ``general_error 413`` with a ``message_link``."""
+    send_queue_frames: int = 1000
+    """Frames queued for one socket before it is closed as too slow (it resumes by seq)."""
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    shutdown_grace_seconds: float = 10.0
+    agent_timeout: float = 30.0
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """WebSocket Origin allow-list; empty allows any origin."""
+    access_log: bool = True
+    public_url: str | None = None
+    """Base URL clients use (for ``message_link``); default ``http://HOST:PORT``."""
+    log_level: str = "info"
+    create_dev_key: bool = True
+
+    @field_validator("api_keys", "allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError("sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
+        return level
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -1,0 +1,42 @@
+"""Durable storage behind one interface; :func:`open_store` picks the implementation from a URL."""
+
+from __future__ import annotations
+
+from .base import (
+    ApiKeyInfo,
+    Channel,
+    ConversationPage,
+    ConversationRecord,
+    ListQuery,
+    NewEvent,
+    Store,
+    StoredEvent,
+)
+
+
+def store_from_url(url: str, *, synchronous: str = "FULL") -> Store:
+    """``sqlite:///PATH`` (or a bare path). PostgreSQL is a later issue and says so."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+    elif url.startswith("sqlite://"):
+        path = url[len("sqlite://") :]
+    elif "://" not in url:
+        path = url
+    else:
+        raise ValueError(f"unsupported database URL scheme: {url.split('://', 1)[0]!r} (supported: sqlite)")
+    from .sqlite import SQLiteStore
+
+    return SQLiteStore(path or ":memory:", synchronous=synchronous)
+
+
+__all__ = [
+    "ApiKeyInfo",
+    "Channel",
+    "ConversationPage",
+    "ConversationRecord",
+    "ListQuery",
+    "NewEvent",
+    "Store",
+    "StoredEvent",
+    "store_from_url",
+]

@@ -1,0 +1,185 @@
+"""The store interface: what the gateway needs from durable storage.
+
+Every write that the gateway acknowledges is committed before the method returns. ``seq`` is assigned
+inside the same transaction as the event row, per conversation, 1, 2, 3 ... with no gaps.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A tenant: one custom channel. Every API key belongs to exactly one channel."""
+
+    id: str
+    name: str
+    agent: str = "demo"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    id: str
+    channel_id: str
+    prefix: str
+    label: str
+    created_at: str
+    revoked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    id: str
+    channel_id: str
+    user_id: str
+    user_basic_info: dict[str, Any]
+    metadata: dict[str, Any]
+    private_metadata: dict[str, Any]
+    last_seq: int
+    created_at: str
+    updated_at: str
+    deleted_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event of a conversation's log, as stored and as sent (``payload`` excludes the ids)."""
+
+    conversation_id: str
+    seq: int
+    event_type: str
+    payload: dict[str, Any]
+    created_at: str
+    sender: str | None = None
+    message_id: str | None = None
+    client_msg_id: str | None = None
+    edited_at: str | None = None
+
+    def wire_payload(self) -> dict[str, Any]:
+        """The payload with the reliability fields (ours) that every sent event carries."""
+        out: dict[str, Any] = {"conversation_id": self.conversation_id, **self.payload, "seq": self.seq}
+        if self.message_id is not None:
+            out["message_id"] = self.message_id
+        if self.client_msg_id is not None:
+            out["client_msg_id"] = self.client_msg_id
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append; the store assigns ``seq`` (and ``created_at``)."""
+
+    event_type: str
+    payload: dict[str, Any]
+    sender: str | None = None
+    message_id: str | None = None
+    client_msg_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPage:
+    items: list[ConversationRecord]
+    total: int
+    page: int
+    page_size: int
+
+
+@dataclass(slots=True)
+class ListQuery:
+    """User listing: ``filter`` matches metadata keys by equality, ``search`` by substring (ours)."""
+
+    channel_ids: list[str]
+    user_id: str
+    filter: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+    page: int = 1
+    limit: int | None = None
+
+
+class Store(abc.ABC):
+    """Durable storage. Implementations: :class:`~.sqlite.SQLiteStore` (PostgreSQL later)."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (migrations)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise if the store cannot serve."""
+
+    # channels and keys
+    @abc.abstractmethod
+    async def create_channel_with_key(self, name: str, key_hash: str, prefix: str, agent: str = "demo") -> Channel: ...
+
+    @abc.abstractmethod
+    async def add_key(self, channel_id: str, key_hash: str, prefix: str, label: str = "") -> ApiKeyInfo: ...
+
+    @abc.abstractmethod
+    async def channel_for_key_hash(self, key_hash: str) -> Channel | None:
+        """The channel of an active (not revoked) key, else None."""
+
+    @abc.abstractmethod
+    async def key_exists(self, key_hash: str) -> bool:
+        """True when the key is known, revoked or not."""
+
+    @abc.abstractmethod
+    async def list_keys(self) -> list[ApiKeyInfo]: ...
+
+    @abc.abstractmethod
+    async def revoke_key(self, key_id_or_prefix: str) -> ApiKeyInfo | None: ...
+
+    # conversations
+    @abc.abstractmethod
+    async def create_conversation(
+        self,
+        channel_id: str,
+        conversation_id: str,
+        user_id: str,
+        user_basic_info: dict[str, Any],
+        metadata: dict[str, Any],
+        private_metadata: dict[str, Any],
+    ) -> ConversationRecord: ...
+
+    @abc.abstractmethod
+    async def get_conversation(self, channel_id: str, conversation_id: str) -> ConversationRecord | None:
+        """A live (not deleted) conversation of that channel, else None: foreign ids look unknown."""
+
+    @abc.abstractmethod
+    async def update_metadata(
+        self, channel_id: str, conversation_id: str, public: dict[str, Any], private: dict[str, Any]
+    ) -> ConversationRecord | None:
+        """Merge both patches (shallow) into the stored metadata; None if the conversation is unknown."""
+
+    @abc.abstractmethod
+    async def delete_conversation(self, channel_id: str, conversation_id: str, soft: bool) -> bool: ...
+
+    @abc.abstractmethod
+    async def delete_user_conversations(self, channel_id: str, user_id: str, soft: bool) -> int: ...
+
+    @abc.abstractmethod
+    async def list_conversations(self, query: ListQuery) -> ConversationPage: ...
+
+    # the event log
+    @abc.abstractmethod
+    async def append_events(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+        """Append in order, assigning consecutive ``seq``; committed when this returns."""
+
+    @abc.abstractmethod
+    async def find_user_message(self, conversation_id: str, client_msg_id: str) -> list[StoredEvent]:
+        """User messages of the conversation with this ``client_msg_id`` (for idempotent sends)."""
+
+    @abc.abstractmethod
+    async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]: ...
+
+    @abc.abstractmethod
+    async def messages(self, conversation_id: str) -> list[StoredEvent]:
+        """The transcript's events (those with a sender), oldest first."""
+
+    @abc.abstractmethod
+    async def edit_message(self, conversation_id: str, message_id: str, content: Any) -> StoredEvent | None: ...

@@ -1,0 +1,9 @@
+"""Timestamps as the transcript carries them: ISO 8601, UTC, milliseconds, ``Z``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,453 @@
+"""SQLite store: WAL mode, one writer thread, one reader thread.
+
+Each operation runs as one function in a dedicated thread (the stdlib ``sqlite3`` driver), so a write
+transaction is never interleaved with another coroutine's statements and costs one thread hop. Writes
+are serialized by the single writer thread, which is also what makes ``seq`` assignment atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from . import migrate
+from .base import (
+    ApiKeyInfo,
+    Channel,
+    ConversationPage,
+    ConversationRecord,
+    ListQuery,
+    NewEvent,
+    Store,
+    StoredEvent,
+)
+from .query import matches_query
+from .clock import utc_now
+
+T = TypeVar("T")
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _conversation(row: sqlite3.Row) -> ConversationRecord:
+    return ConversationRecord(
+        id=row["id"],
+        channel_id=row["channel_id"],
+        user_id=row["user_id"],
+        user_basic_info=json.loads(row["user_basic_info"]),
+        metadata=json.loads(row["metadata"]),
+        private_metadata=json.loads(row["private_metadata"]),
+        last_seq=row["last_seq"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        deleted_at=row["deleted_at"],
+    )
+
+
+def _event(row: sqlite3.Row) -> StoredEvent:
+    return StoredEvent(
+        conversation_id=row["conversation_id"],
+        seq=row["seq"],
+        event_type=row["event_type"],
+        payload=json.loads(row["payload"]),
+        created_at=row["created_at"],
+        sender=row["sender"],
+        message_id=row["message_id"],
+        client_msg_id=row["client_msg_id"],
+        edited_at=row["edited_at"],
+    )
+
+
+def _key_info(row: sqlite3.Row) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=row["id"],
+        channel_id=row["channel_id"],
+        prefix=row["prefix"],
+        label=row["label"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+_LIVE_CONVERSATION = "SELECT * FROM conversations WHERE id = ? AND channel_id = ? AND deleted_at IS NULL"
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        level = synchronous.upper()
+        if level not in SYNCHRONOUS_LEVELS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
+        self.path = path
+        self.synchronous = level
+        self._memory = path == ":memory:"
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+
+    # plumbing
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        return conn
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._transaction, fn, args)
+
+    def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = self._wconn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        conn = self._rconn
+        return await asyncio.get_running_loop().run_in_executor(self._reader, lambda: fn(conn, *args))
+
+    async def open(self) -> None:
+        if not self._memory:
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        loop = asyncio.get_running_loop()
+        self._wconn = await loop.run_in_executor(self._writer, self._connect)
+        await loop.run_in_executor(self._writer, self._migrate)
+        if self._memory:
+            self._reader, self._rconn = self._writer, self._wconn
+        else:
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+            self._rconn = await loop.run_in_executor(self._reader, self._connect)
+
+    def _migrate(self) -> None:
+        conn = self._wconn
+        assert conn is not None
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL)"
+        )
+        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for migration in migrate.pending("sqlite", applied):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in migration.sql.split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, utc_now()),
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    async def schema_version(self) -> int:
+        return await self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0)
+
+    async def close(self) -> None:
+        for executor, conn in ((self._reader, self._rconn), (self._writer, self._wconn)):
+            if executor is None or conn is None:
+                continue
+            if executor is self._writer or not self._memory:
+                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+                executor.shutdown(wait=True)
+        self._reader = self._writer = None
+        self._rconn = self._wconn = None
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # channels and keys
+
+    async def create_channel_with_key(self, name: str, key_hash: str, prefix: str, agent: str = "demo") -> Channel:
+        def run(conn: sqlite3.Connection) -> Channel:
+            channel = Channel(id=f"ch_{secrets.token_hex(8)}", name=name, agent=agent)
+            now = utc_now()
+            conn.execute(
+                "INSERT INTO channels (id, name, agent, created_at) VALUES (?, ?, ?, ?)",
+                (channel.id, name, agent, now),
+            )
+            conn.execute(
+                "INSERT INTO api_keys (id, channel_id, key_hash, prefix, label, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (f"key_{secrets.token_hex(6)}", channel.id, key_hash, prefix, name, now),
+            )
+            return channel
+
+        return await self._write(run)
+
+    async def add_key(self, channel_id: str, key_hash: str, prefix: str, label: str = "") -> ApiKeyInfo:
+        def run(conn: sqlite3.Connection) -> ApiKeyInfo:
+            key_id = f"key_{secrets.token_hex(6)}"
+            conn.execute(
+                "INSERT INTO api_keys (id, channel_id, key_hash, prefix, label, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (key_id, channel_id, key_hash, prefix, label, utc_now()),
+            )
+            return _key_info(conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone())
+
+        return await self._write(run)
+
+    async def channel_for_key_hash(self, key_hash: str) -> Channel | None:
+        def run(conn: sqlite3.Connection) -> Channel | None:
+            row = conn.execute(
+                "SELECT c.id, c.name, c.agent FROM api_keys k JOIN channels c ON c.id = k.channel_id"
+                " WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+                (key_hash,),
+            ).fetchone()
+            return Channel(id=row["id"], name=row["name"], agent=row["agent"]) if row else None
+
+        return await self._read(run)
+
+    async def key_exists(self, key_hash: str) -> bool:
+        return await self._read(
+            lambda c: c.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone() is not None
+        )
+
+    async def list_keys(self) -> list[ApiKeyInfo]:
+        return await self._read(
+            lambda c: [_key_info(r) for r in c.execute("SELECT * FROM api_keys ORDER BY created_at, id")]
+        )
+
+    async def revoke_key(self, key_id_or_prefix: str) -> ApiKeyInfo | None:
+        def run(conn: sqlite3.Connection) -> ApiKeyInfo | None:
+            rows = conn.execute(
+                "SELECT * FROM api_keys WHERE id = ? OR prefix = ?", (key_id_or_prefix, key_id_or_prefix)
+            ).fetchall()
+            if len(rows) != 1:
+                return None
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), rows[0]["id"])
+            )
+            return _key_info(conn.execute("SELECT * FROM api_keys WHERE id = ?", (rows[0]["id"],)).fetchone())
+
+        return await self._write(run)
+
+    # conversations
+
+    async def create_conversation(
+        self,
+        channel_id: str,
+        conversation_id: str,
+        user_id: str,
+        user_basic_info: dict[str, Any],
+        metadata: dict[str, Any],
+        private_metadata: dict[str, Any],
+    ) -> ConversationRecord:
+        def run(conn: sqlite3.Connection) -> ConversationRecord:
+            now = utc_now()
+            conn.execute(
+                "INSERT INTO conversations (id, channel_id, user_id, user_basic_info, metadata, private_metadata,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation_id,
+                    channel_id,
+                    user_id,
+                    _dumps(user_basic_info),
+                    _dumps(metadata),
+                    _dumps(private_metadata),
+                    now,
+                    now,
+                ),
+            )
+            return _conversation(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
+
+        return await self._write(run)
+
+    async def get_conversation(self, channel_id: str, conversation_id: str) -> ConversationRecord | None:
+        def run(conn: sqlite3.Connection) -> ConversationRecord | None:
+            row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
+            return _conversation(row) if row else None
+
+        return await self._read(run)
+
+    async def update_metadata(
+        self, channel_id: str, conversation_id: str, public: dict[str, Any], private: dict[str, Any]
+    ) -> ConversationRecord | None:
+        def run(conn: sqlite3.Connection) -> ConversationRecord | None:
+            row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
+            if row is None:
+                return None
+            current = _conversation(row)
+            conn.execute(
+                "UPDATE conversations SET metadata = ?, private_metadata = ?, updated_at = ? WHERE id = ?",
+                (
+                    _dumps({**current.metadata, **public}),
+                    _dumps({**current.private_metadata, **private}),
+                    utc_now(),
+                    conversation_id,
+                ),
+            )
+            return _conversation(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
+
+        return await self._write(run)
+
+    async def delete_conversation(self, channel_id: str, conversation_id: str, soft: bool) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            if soft:
+                cursor = conn.execute(
+                    "UPDATE conversations SET deleted_at = ? WHERE id = ? AND channel_id = ? AND deleted_at IS NULL",
+                    (utc_now(), conversation_id, channel_id),
+                )
+            else:
+                cursor = conn.execute(
+                    "DELETE FROM conversations WHERE id = ? AND channel_id = ?", (conversation_id, channel_id)
+                )
+            return cursor.rowcount > 0
+
+        return await self._write(run)
+
+    async def delete_user_conversations(self, channel_id: str, user_id: str, soft: bool) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            if soft:
+                cursor = conn.execute(
+                    "UPDATE conversations SET deleted_at = ? WHERE channel_id = ? AND user_id = ? AND deleted_at IS NULL",
+                    (utc_now(), channel_id, user_id),
+                )
+            else:
+                cursor = conn.execute(
+                    "DELETE FROM conversations WHERE channel_id = ? AND user_id = ?", (channel_id, user_id)
+                )
+            return cursor.rowcount
+
+        return await self._write(run)
+
+    async def list_conversations(self, query: ListQuery) -> ConversationPage:
+        def run(conn: sqlite3.Connection) -> ConversationPage:
+            marks = ",".join("?" * len(query.channel_ids))
+            rows = conn.execute(
+                f"SELECT * FROM conversations WHERE channel_id IN ({marks}) AND user_id = ? AND deleted_at IS NULL"
+                " ORDER BY updated_at DESC, id",
+                (*query.channel_ids, query.user_id),
+            ).fetchall()
+            found = [c for c in map(_conversation, rows) if matches_query(c.metadata, query.filter, query.search)]
+            if query.limit is None:
+                return ConversationPage(found, len(found), 1, len(found))
+            start = (query.page - 1) * query.limit
+            return ConversationPage(found[start : start + query.limit], len(found), query.page, query.limit)
+
+        if not query.channel_ids:
+            return ConversationPage([], 0, query.page, query.limit or 0)
+        return await self._read(run)
+
+    # the event log
+
+    async def append_events(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+        def run(conn: sqlite3.Connection) -> list[StoredEvent]:
+            row = conn.execute(
+                "SELECT last_seq FROM conversations WHERE id = ? AND channel_id = ? AND deleted_at IS NULL",
+                (conversation_id, channel_id),
+            ).fetchone()
+            if row is None:
+                raise LookupError(conversation_id)
+            seq = row[0]
+            now = utc_now()
+            stored = []
+            for event in events:
+                seq += 1
+                conn.execute(
+                    "INSERT INTO events (conversation_id, seq, event_type, sender, message_id, client_msg_id, payload,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        conversation_id,
+                        seq,
+                        event.event_type,
+                        event.sender,
+                        event.message_id,
+                        event.client_msg_id,
+                        _dumps(event.payload),
+                        now,
+                    ),
+                )
+                stored.append(
+                    StoredEvent(
+                        conversation_id=conversation_id,
+                        seq=seq,
+                        event_type=event.event_type,
+                        payload=event.payload,
+                        created_at=now,
+                        sender=event.sender,
+                        message_id=event.message_id,
+                        client_msg_id=event.client_msg_id,
+                    )
+                )
+            conn.execute("UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, conversation_id))
+            return stored
+
+        return await self._write(run)
+
+    async def find_user_message(self, conversation_id: str, client_msg_id: str) -> list[StoredEvent]:
+        return await self._read(
+            lambda c: [
+                _event(r)
+                for r in c.execute(
+                    "SELECT * FROM events WHERE conversation_id = ? AND client_msg_id = ? AND sender = 'user'"
+                    " ORDER BY seq",
+                    (conversation_id, client_msg_id),
+                )
+            ]
+        )
+
+    async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]:
+        return await self._read(
+            lambda c: [
+                _event(r)
+                for r in c.execute(
+                    "SELECT * FROM events WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    (conversation_id, after_seq, limit),
+                )
+            ]
+        )
+
+    async def messages(self, conversation_id: str) -> list[StoredEvent]:
+        return await self._read(
+            lambda c: [
+                _event(r)
+                for r in c.execute(
+                    "SELECT * FROM events WHERE conversation_id = ? AND sender IS NOT NULL ORDER BY seq",
+                    (conversation_id,),
+                )
+            ]
+        )
+
+    async def edit_message(self, conversation_id: str, message_id: str, content: Any) -> StoredEvent | None:
+        def run(conn: sqlite3.Connection) -> StoredEvent | None:
+            row = conn.execute(
+                "SELECT * FROM events WHERE conversation_id = ? AND message_id = ? AND sender IS NOT NULL",
+                (conversation_id, message_id),
+            ).fetchone()
+            if row is None:
+                return None
+            payload = {**json.loads(row["payload"]), "content": content}
+            conn.execute(
+                "UPDATE events SET payload = ?, edited_at = ? WHERE conversation_id = ? AND seq = ?",
+                (_dumps(payload), utc_now(), conversation_id, row["seq"]),
+            )
+            return _event(
+                conn.execute(
+                    "SELECT * FROM events WHERE conversation_id = ? AND seq = ?", (conversation_id, row["seq"])
+                ).fetchone()
+            )
+
+        return await self._write(run)

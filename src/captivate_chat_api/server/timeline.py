@@ -1,0 +1,79 @@
+"""A conversation's timeline: append to the durable log, then fan out, one conversation at a time.
+
+Appends and replays of one conversation hold the same lock, so sockets see events in ``seq`` order and
+a subscribing socket cannot miss an event that commits while its replay is being read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .hub import Connection, Hub
+from .locks import KeyedLocks
+from .store import NewEvent, Store, StoredEvent
+
+
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+class Timeline:
+    def __init__(self, store: Store, hub: Hub) -> None:
+        self.store = store
+        self.hub = hub
+        self.lock = KeyedLocks()
+
+    async def append(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+        """Commit ``events`` and deliver them to the bound sockets. Raises LookupError if the conversation is gone."""
+        if not events:
+            return []
+        async with self.lock(conversation_id):
+            stored = await self.store.append_events(channel_id, conversation_id, events)
+            for event in stored:
+                self.hub.publish(event)
+            return stored
+
+    async def append_user_message(
+        self, channel_id: str, conversation_id: str, content: Any, client_msg_id: str | None
+    ) -> tuple[StoredEvent, bool]:
+        """Store a user message once per ``client_msg_id``: returns ``(event, created)``.
+
+        A repeat with the same id *and* the same content is a retry and gets the first result. The npm
+        client's ids (``unique-message-id-<ms>``) can collide between different messages, so a repeat
+        with other content is a new message, not a silent drop.
+        """
+        async with self.lock(conversation_id):
+            if client_msg_id:
+                for previous in await self.store.find_user_message(conversation_id, client_msg_id):
+                    if previous.payload.get("content") == content:
+                        return previous, False
+            event = NewEvent(
+                event_type="user_message",
+                payload={"content": content},
+                sender="user",
+                message_id=new_message_id(),
+                client_msg_id=client_msg_id,
+            )
+            (stored,) = await self.store.append_events(channel_id, conversation_id, [event])
+            self.hub.publish(stored)
+            return stored, True
+
+    async def subscribe(self, connection: Connection, conversation_id: str, after_seq: int) -> int:
+        """Replay every event after ``after_seq`` to ``connection``, then bind it for live events.
+
+        Returns the last ``seq`` of the conversation.
+        """
+        async with self.lock(conversation_id):
+            connection.rewind(conversation_id, after_seq)
+            cursor = after_seq
+            while True:
+                batch = await self.store.events_after(conversation_id, cursor, limit=500)
+                for event in batch:
+                    connection.deliver(conversation_id, event.seq, self.hub.encode(event))
+                if len(batch) < 500:
+                    break
+                cursor = batch[-1].seq
+            self.hub.bind(conversation_id, connection)
+            record = await self.store.get_conversation(connection.channel.id, conversation_id)
+            return record.last_seq if record is not None else cursor

@@ -1,0 +1,79 @@
+"""A real gateway in a child process (``captivate-chat serve``) on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+READY = re.compile(r"listening on http://([\d.]+):(\d+)")
+
+
+def new_key() -> str:
+    return "cck_test_" + secrets.token_urlsafe(24)
+
+
+class GatewayProcess:
+    def __init__(self, database: Path, api_keys: list[str], env: dict[str, str] | None = None, port: int = 0) -> None:
+        self.database = database
+        self.api_keys = api_keys
+        self.env = env or {}
+        self.port = port
+        self.proc: subprocess.Popen[str] | None = None
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "GatewayProcess":
+        cmd = [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", str(self.port),
+               "--database", f"sqlite:///{self.database}"]
+        for key in self.api_keys:
+            cmd += ["--api-key", key]
+        env = {**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info", **self.env}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        ready = threading.Event()
+
+        def pump(stream, sink, watch):  # type: ignore[no-untyped-def]
+            for line in stream:
+                sink.append(line)
+                match = READY.search(line) if watch else None
+                if match:
+                    self.port = int(match.group(2))
+                    ready.set()
+
+        threading.Thread(target=pump, args=(self.proc.stdout, self.stdout, True), daemon=True).start()
+        threading.Thread(target=pump, args=(self.proc.stderr, self.stderr, False), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start:\n" + "".join(self.stdout + self.stderr))
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> int:
+        return self.stop(signal.SIGKILL)
+
+    def logs(self) -> str:
+        return "".join(self.stdout + self.stderr)
