@@ -54,8 +54,12 @@ class GatewayProcess:
                     self.port = int(match.group(2))
                     ready.set()
 
-        threading.Thread(target=pump, args=(self.proc.stdout, self.stdout, True), daemon=True).start()
-        threading.Thread(target=pump, args=(self.proc.stderr, self.stderr, False), daemon=True).start()
+        self._pumps = [
+            threading.Thread(target=pump, args=(self.proc.stdout, self.stdout, True), daemon=True),
+            threading.Thread(target=pump, args=(self.proc.stderr, self.stderr, False), daemon=True),
+        ]
+        for thread in self._pumps:
+            thread.start()
         deadline = time.monotonic() + timeout
         while not ready.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -67,10 +71,16 @@ class GatewayProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.proc.wait()
+            code = self.proc.wait()
+        for thread in self._pumps:
+            thread.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return code
 
     def kill(self) -> int:
         return self.stop(signal.SIGKILL)

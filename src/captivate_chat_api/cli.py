@@ -119,7 +119,7 @@ else:
             ),
         ] = None,
         sqlite_synchronous: Annotated[
-            Optional[str], typer.Option(envvar="CAPTIVATE_SQLITE_SYNCHRONOUS", help="FULL (default) or NORMAL.")
+            Optional[str], typer.Option(envvar="CAPTIVATE_SQLITE_SYNCHRONOUS", help="NORMAL (default: survives process crashes) or FULL (also power loss).")
         ] = None,
         log_level: Annotated[Optional[str], typer.Option(envvar="CAPTIVATE_LOG_LEVEL")] = None,
     ) -> None:

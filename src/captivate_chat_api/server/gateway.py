@@ -30,7 +30,7 @@ class Gateway:
     @classmethod
     def build(cls, settings: Settings) -> "Gateway":
         store = store_from_url(settings.database, synchronous=settings.sqlite_synchronous)
-        hub = Hub(max_outbound_frame_bytes=settings.max_outbound_frame_bytes, message_link_base=settings.base_url)
+        hub = Hub(max_outbound_frame_bytes=settings.max_outbound_frame_bytes, message_link_base=lambda: settings.base_url)
         timeline = Timeline(store, hub)
         runner = AgentRunner(timeline, timeout=settings.agent_timeout)
         auth = Authenticator(store)

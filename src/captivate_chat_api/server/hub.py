@@ -12,7 +12,7 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..protocol import encode_frame
 from .store import Channel, StoredEvent
@@ -113,11 +113,11 @@ class Connection:
 
 
 class Hub:
-    def __init__(self, *, max_outbound_frame_bytes: int, message_link_base: str) -> None:
+    def __init__(self, *, max_outbound_frame_bytes: int, message_link_base: Callable[[], str]) -> None:
         self._connections: dict[str, Connection] = {}
         self._bindings: dict[str, set[Connection]] = defaultdict(set)
         self._max_outbound = max_outbound_frame_bytes
-        self._link_base = message_link_base.rstrip("/")
+        self._link_base = message_link_base
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -170,7 +170,7 @@ class Hub:
                     "conversation_id": event.conversation_id,
                     "error_code": 413,
                     "error_desc": "message too large for a WebSocket frame; fetch it from message_link",
-                    "message_link": f"{self._link_base}/api/custom-channel/messages/"
+                    "message_link": f"{self._link_base().rstrip('/')}/api/custom-channel/messages/"
                     f"{event.conversation_id}/{event.message_id}",
                     "seq": event.seq,
                     "message_id": event.message_id,

@@ -23,6 +23,14 @@ def redact(text: str) -> str:
     return _PATTERNS[2].sub(r"\1[REDACTED]", text)
 
 
+class DropDenialNoise(logging.Filter):
+    """uvicorn's sans-I/O WebSocket protocol logs an error after a handshake *denial* response (a refused
+    key), which is exactly what we meant to send; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -35,6 +43,7 @@ class RedactSecrets(logging.Filter):
 def configure_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(DropDenialNoise())
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -23,8 +23,9 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Keys registered at start, each as its own channel (tenant). Env: comma-separated."""
 
-    sqlite_synchronous: str = "FULL"
-    """FULL: an acknowledged message survives process crash and power loss. NORMAL: process crash only."""
+    sqlite_synchronous: str = "NORMAL"
+    """NORMAL (default): an acknowledged message survives a process crash (kill -9, OOM) but not an OS
+    crash or power loss. FULL: it survives those too, at one fsync per commit (~3 ms here)."""
 
     max_frame_bytes: int = 256 * 1024
     """Largest client WebSocket frame; over it the socket is closed with 1009."""

@@ -14,7 +14,7 @@ from .base import (
 )
 
 
-def store_from_url(url: str, *, synchronous: str = "FULL") -> Store:
+def store_from_url(url: str, *, synchronous: str = "NORMAL") -> Store:
     """``sqlite:///PATH`` (or a bare path). PostgreSQL is a later issue and says so."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]

@@ -81,7 +81,7 @@ _LIVE_CONVERSATION = "SELECT * FROM conversations WHERE id = ? AND channel_id = 
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
         level = synchronous.upper()
         if level not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")

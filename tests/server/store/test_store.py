@@ -1,0 +1,192 @@
+"""The store contract, on a real SQLite file: seq without gaps, durability across reopen, tenancy."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from captivate_chat_api.server.keys import generate_key, hash_key
+from captivate_chat_api.server.store import ListQuery, NewEvent, Store, store_from_url
+from captivate_chat_api.server.store.migrate import load
+
+
+async def channel(store: Store, name: str = "c") -> str:
+    key = generate_key()
+    return (await store.create_channel_with_key(name, hash_key(key), key[:8])).id
+
+
+async def conversation(store: Store, channel_id: str, cid: str, user: str = "u1", **metadata: object) -> str:
+    await store.create_conversation(channel_id, cid, user, {"name": "J"}, dict(metadata), {"secret": 1})
+    return cid
+
+
+def message(text: str, client_msg_id: str | None = None) -> NewEvent:
+    return NewEvent("user_message", {"content": {"type": "text", "text": text}}, "user", f"m-{text}", client_msg_id)
+
+
+async def test_seq_is_consecutive_under_concurrent_appends(store: Store) -> None:
+    ch = await channel(store)
+    cid = await conversation(store, ch, "c1")
+    results = await asyncio.gather(*(store.append_events(ch, cid, [message(str(i))]) for i in range(60)))
+    seqs = sorted(event.seq for batch in results for event in batch)
+    assert seqs == list(range(1, 61))
+    after = await store.events_after(cid, 0)
+    assert [e.seq for e in after] == list(range(1, 61))
+    assert (await store.get_conversation(ch, cid)).last_seq == 60  # type: ignore[union-attr]
+
+
+async def test_batch_append_is_ordered_and_atomic(store: Store) -> None:
+    ch = await channel(store)
+    cid = await conversation(store, ch, "c1")
+    stored = await store.append_events(ch, cid, [message("a"), message("b"), message("c")])
+    assert [e.seq for e in stored] == [1, 2, 3]
+    with pytest.raises(TypeError):  # the second event cannot be stored: the first must not be either
+        await store.append_events(ch, cid, [message("d"), NewEvent("x", {"bad": object()})])  # type: ignore[dict-item]
+    assert [e.seq for e in await store.events_after(cid, 0)] == [1, 2, 3]
+
+
+async def test_data_survives_reopen(database_url: str) -> None:
+    first = store_from_url(database_url)
+    await first.open()
+    ch = await channel(first)
+    cid = await conversation(first, ch, "c1", plan="pro")
+    await first.append_events(ch, cid, [message("kept", "k1")])
+    await first.close()
+    second = store_from_url(database_url)
+    await second.open()
+    try:
+        record = await second.get_conversation(ch, cid)
+        assert record is not None and record.metadata == {"plan": "pro"} and record.last_seq == 1
+        (event,) = await second.messages(cid)
+        assert event.payload["content"]["text"] == "kept" and event.client_msg_id == "k1"
+        assert [e.seq for e in await second.find_user_message(cid, "k1")] == [1]
+    finally:
+        await second.close()
+
+
+async def test_conversations_are_invisible_to_other_channels(store: Store) -> None:
+    a, b = await channel(store, "a"), await channel(store, "b")
+    cid = await conversation(store, a, "c1")
+    assert await store.get_conversation(b, cid) is None
+    assert await store.update_metadata(b, cid, {"x": 1}, {}) is None
+    assert await store.delete_conversation(b, cid, soft=False) is False
+    with pytest.raises(LookupError):
+        await store.append_events(b, cid, [message("intrusion")])
+    assert (await store.list_conversations(ListQuery([b], "u1"))).total == 0
+    assert await store.get_conversation(a, cid) is not None
+
+
+async def test_metadata_patches_merge_and_private_stays_apart(store: Store) -> None:
+    ch = await channel(store)
+    cid = await conversation(store, ch, "c1", plan="free", lang="en")
+    record = await store.update_metadata(ch, cid, {"plan": "pro"}, {"crm": 7})
+    assert record is not None
+    assert record.metadata == {"plan": "pro", "lang": "en"}
+    assert record.private_metadata == {"secret": 1, "crm": 7}
+
+
+async def test_soft_and_hard_delete(store: Store) -> None:
+    ch = await channel(store)
+    soft = await conversation(store, ch, "soft")
+    hard = await conversation(store, ch, "hard")
+    await store.append_events(ch, hard, [message("x")])
+    assert await store.delete_conversation(ch, soft, soft=True)
+    assert await store.delete_conversation(ch, hard, soft=False)
+    assert await store.get_conversation(ch, soft) is None
+    assert await store.get_conversation(ch, hard) is None
+    assert await store.events_after(hard, 0) == []  # hard delete removes the log too
+    assert not await store.delete_conversation(ch, soft, soft=True)  # already deleted
+
+
+async def test_delete_user_conversations_counts_only_that_user(store: Store) -> None:
+    ch = await channel(store)
+    for i in range(3):
+        await conversation(store, ch, f"a{i}", user="alice")
+    await conversation(store, ch, "b0", user="bob")
+    assert await store.delete_user_conversations(ch, "alice", soft=True) == 3
+    assert (await store.list_conversations(ListQuery([ch], "alice"))).total == 0
+    assert (await store.list_conversations(ListQuery([ch], "bob"))).total == 1
+    assert await store.delete_user_conversations(ch, "bob", soft=False) == 1
+
+
+async def test_listing_filters_searches_and_pages(store: Store) -> None:
+    ch = await channel(store)
+    for i in range(5):
+        await conversation(store, ch, f"c{i}", plan="pro" if i % 2 == 0 else "free", topic=f"order #{i} refund")
+    pro = await store.list_conversations(ListQuery([ch], "u1", filter={"plan": "pro"}))
+    assert sorted(c.id for c in pro.items) == ["c0", "c2", "c4"]
+    found = await store.list_conversations(ListQuery([ch], "u1", search={"topic": "#3 REFUND"}))
+    assert [c.id for c in found.items] == ["c3"]
+    page2 = await store.list_conversations(ListQuery([ch], "u1", page=2, limit=2))
+    assert (page2.total, page2.page, page2.page_size, len(page2.items)) == (5, 2, 2, 2)
+    page3 = await store.list_conversations(ListQuery([ch], "u1", page=3, limit=2))
+    assert len(page3.items) == 1
+    everything = [c.id for p in (1, 2, 3) for c in (await store.list_conversations(ListQuery([ch], "u1", page=p, limit=2))).items]
+    assert sorted(everything) == [f"c{i}" for i in range(5)]
+
+
+async def test_edit_message_keeps_seq_and_marks_edited(store: Store) -> None:
+    ch = await channel(store)
+    cid = await conversation(store, ch, "c1")
+    (stored,) = await store.append_events(ch, cid, [message("old")])
+    edited = await store.edit_message(cid, stored.message_id or "", {"type": "text", "text": "new"})
+    assert edited is not None and edited.seq == stored.seq and edited.edited_at
+    assert edited.payload["content"]["text"] == "new"
+    assert await store.edit_message(cid, "no-such-message", {}) is None
+
+
+async def test_keys_are_stored_hashed_and_revocable(store: Store, database_url: str) -> None:
+    key = generate_key()
+    created = await store.create_channel_with_key("c", hash_key(key), key[:8])
+    assert (await store.channel_for_key_hash(hash_key(key))) == created
+    (info,) = await store.list_keys()
+    raw = sqlite3.connect(database_url.removeprefix("sqlite:///")).execute("SELECT * FROM api_keys").fetchall()
+    assert key not in repr(raw)
+    assert await store.revoke_key(info.id) is not None
+    assert await store.channel_for_key_hash(hash_key(key)) is None
+    assert await store.key_exists(hash_key(key))
+
+
+async def test_migrations_are_numbered_and_recorded(store: Store) -> None:
+    migrations = load("sqlite")
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    assert await store.schema_version() == len(migrations)  # type: ignore[attr-defined]
+
+
+async def test_an_older_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A file made with only the first migration opens in this release and keeps its data."""
+    path = tmp_path / "old.db"
+    first = load("sqlite")[0]
+    conn = sqlite3.connect(path)
+    conn.executescript(first.sql)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    conn.execute("INSERT INTO schema_migrations VALUES (1, ?, '2026-01-01T00:00:00Z')", (first.name,))
+    conn.execute("INSERT INTO channels VALUES ('ch_old', 'old', 'demo', '2026-01-01T00:00:00Z')")
+    conn.execute(
+        "INSERT INTO conversations (id, channel_id, user_id, created_at, updated_at)"
+        " VALUES ('c-old', 'ch_old', 'u', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+    )
+    conn.commit()
+    conn.close()
+    store = store_from_url(f"sqlite:///{path}")
+    await store.open()
+    try:
+        assert await store.schema_version() == len(load("sqlite"))  # type: ignore[attr-defined]
+        assert await store.get_conversation("ch_old", "c-old") is not None
+    finally:
+        await store.close()
+
+
+async def test_wal_mode_and_synchronous_level(tmp_path: Path) -> None:
+    store = store_from_url(f"sqlite:///{tmp_path / 'x.db'}", synchronous="NORMAL")
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "x.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(ValueError):
+        store_from_url("sqlite:///x.db", synchronous="SOMETIMES")
+    with pytest.raises(ValueError, match="unsupported database URL"):
+        store_from_url("mysql://nope")

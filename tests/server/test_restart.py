@@ -1,0 +1,74 @@
+"""Process death: what was acknowledged before SIGKILL is there after restart; SIGTERM closes with 1001."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from gateway_process import GatewayProcess, new_key
+from wire import WireClient
+
+
+async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
+    key = new_key()
+    database = tmp_path / "crash.db"
+    gateway = GatewayProcess(database, [key]).start()
+    acked: dict[str, list[str]] = {}
+    try:
+        async with WireClient(gateway.http_url, gateway.ws_url, key) as client:
+            conversations = [await client.start(f"crash-{i}") for i in range(3)]
+
+            async def sender(cid: str) -> None:
+                for n in range(1000):
+                    try:
+                        ack = await client.say(cid, f"{cid[:6]}-{n}", client_msg_id=f"{cid}-{n}")
+                    except (httpx.HTTPError, AssertionError):
+                        return  # the gateway died mid-request: that message was not acknowledged
+                    acked.setdefault(cid, []).append(ack["message_id"])
+
+            senders = [asyncio.create_task(sender(cid)) for cid in conversations]
+            while sum(len(v) for v in acked.values()) < 60:
+                await asyncio.sleep(0.01)
+            gateway.kill()
+            await asyncio.gather(*senders)
+    finally:
+        if gateway.proc and gateway.proc.poll() is None:
+            gateway.kill()
+    assert sum(len(v) for v in acked.values()) >= 60
+
+    restarted = GatewayProcess(database, [key]).start()
+    try:
+        async with httpx.AsyncClient(base_url=restarted.http_url, headers={"x-api-key": key}) as http:
+            for cid, message_ids in acked.items():
+                transcript = (await http.get("/api/transcript", params={"conversation_id": cid})).json()["transcript"]
+                stored = [e["message_id"] for e in transcript if e["from"] == "user"]
+                lost = set(message_ids) - set(stored)
+                assert not lost, f"{len(lost)} acknowledged messages lost in {cid}"
+                assert len(stored) == len(set(stored)), "duplicated messages"
+                seqs = [e["seq"] for e in transcript]
+                assert seqs == sorted(seqs)
+                positions = [stored.index(m) for m in message_ids]
+                assert positions == sorted(positions), "acknowledged messages out of order"
+    finally:
+        restarted.stop()
+
+
+async def test_sigterm_closes_sockets_with_1001(tmp_path: Path) -> None:
+    key = new_key()
+    gateway = GatewayProcess(tmp_path / "term.db", [key]).start()
+    try:
+        async with websockets.connect(f"{gateway.ws_url}/dev?apiKey={key}") as ws:
+            await ws.recv()
+            assert gateway.proc is not None
+            gateway.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 15)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert gateway.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+    finally:
+        gateway.stop(signal.SIGKILL)
