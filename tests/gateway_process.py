@@ -52,6 +52,7 @@ class GatewayProcess:
                 match = READY.search(line) if watch else None
                 if match:
                     self.port = int(match.group(2))
+                if watch and "Ctrl+C stops the gateway" in line:  # the banner's last line
                     ready.set()
 
         self._pumps = [

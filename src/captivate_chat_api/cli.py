@@ -68,7 +68,7 @@ else:
 
     def _banner(host: str, port: int, dev_key: str | None, settings: Settings) -> None:
         http = f"http://{host}:{port}"
-        key = dev_key or (settings.api_keys[0] if settings.api_keys else "YOUR_API_KEY")
+        key = dev_key or "YOUR_API_KEY"  # a key given with --api-key is never echoed: stdout often ends up in logs
         out.print(f"[bold green]Captivate Chat gateway[/] listening on [bold]{http}[/] (agent: demo)", highlight=False)
         out.print(f"WebSocket: ws://{host}:{port}/dev?apiKey=…   database: {settings.database}", highlight=False)
         if dev_key:

@@ -1,0 +1,26 @@
+"""The README opens with the two commands, and CI runs the README's test command verbatim."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```(?:sh|bash)\n(.*?)```", text, re.S)
+    assert first_block, "README must open with a shell block"
+    return [line for line in first_block.group(1).splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_opens_with_run_and_test_commands() -> None:
+    run, test = readme_commands()
+    assert "captivate-chat serve" in run and "[server]" in run
+    assert "pytest" in test
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    _, test = readme_commands()
+    assert test in (ROOT / ".ci" / "run").read_text().splitlines()
