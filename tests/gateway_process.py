@@ -37,7 +37,7 @@ class GatewayProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "GatewayProcess":
+    def start(self, timeout: float = 30.0) -> GatewayProcess:
         cmd = [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", str(self.port),
                "--database", f"sqlite:///{self.database}"]
         for key in self.api_keys:

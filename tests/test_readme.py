@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    first_block = re.search(r"```(?:sh|bash)\n(.*?)```", text, re.S)
+    first_block = re.search(r"```(?:sh|bash)\n(.*?)```", text, re.DOTALL)
     assert first_block, "README must open with a shell block"
     return [line for line in first_block.group(1).splitlines() if line and not line.startswith("#")]
 

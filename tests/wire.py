@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import websockets
@@ -27,7 +28,7 @@ class WireClient:
         self.http = httpx.AsyncClient(base_url=http_url, headers={"x-api-key": api_key}, timeout=10)
         self.frames: list[dict[str, Any]] = []
 
-    async def __aenter__(self) -> "WireClient":
+    async def __aenter__(self) -> WireClient:
         await self.connect()
         return self
 
@@ -75,7 +76,7 @@ class WireClient:
                 raise AssertionError(f"no {event_type} within {timeout}s; saw {self.frames[-5:]}")
             try:
                 frame = await self.recv(remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise AssertionError(f"no {event_type} within {timeout}s; saw {self.frames[-5:]}") from None
             event = frame["event"]
             if event["event_type"] == event_type and where(event["event_payload"]):

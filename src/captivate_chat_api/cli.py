@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 try:
     import typer
@@ -35,7 +35,7 @@ else:
     out = Console()
 
     DatabaseOption = Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--database", envvar="CAPTIVATE_DATABASE", help="sqlite:///PATH (default: user data dir)."),
     ]
 
@@ -107,11 +107,11 @@ else:
 
     @app.command()
     def serve(
-        host: Annotated[Optional[str], typer.Option(envvar="CAPTIVATE_HOST", help="Interface to bind.")] = None,
-        port: Annotated[Optional[int], typer.Option(envvar="CAPTIVATE_PORT", help="Port (0 picks a free one).")] = None,
+        host: Annotated[str | None, typer.Option(envvar="CAPTIVATE_HOST", help="Interface to bind.")] = None,
+        port: Annotated[int | None, typer.Option(envvar="CAPTIVATE_PORT", help="Port (0 picks a free one).")] = None,
         database: DatabaseOption = None,
         api_key: Annotated[
-            Optional[list[str]],
+            list[str] | None,
             typer.Option(
                 "--api-key",
                 envvar="CAPTIVATE_API_KEYS",
@@ -119,9 +119,9 @@ else:
             ),
         ] = None,
         sqlite_synchronous: Annotated[
-            Optional[str], typer.Option(envvar="CAPTIVATE_SQLITE_SYNCHRONOUS", help="NORMAL (default: survives process crashes) or FULL (also power loss).")
+            str | None, typer.Option(envvar="CAPTIVATE_SQLITE_SYNCHRONOUS", help="NORMAL (default: survives process crashes) or FULL (also power loss).")
         ] = None,
-        log_level: Annotated[Optional[str], typer.Option(envvar="CAPTIVATE_LOG_LEVEL")] = None,
+        log_level: Annotated[str | None, typer.Option(envvar="CAPTIVATE_LOG_LEVEL")] = None,
     ) -> None:
         """Run the gateway (demo agent) and print its URL, a dev key on first start, and client snippets."""
         from .server.logs import configure_logging
@@ -146,7 +146,7 @@ else:
     @keys_app.command("create")
     def keys_create(
         name: Annotated[str, typer.Option(help="A name for the new channel.")] = "channel",
-        channel: Annotated[Optional[str], typer.Option(help="Add the key to this existing channel id.")] = None,
+        channel: Annotated[str | None, typer.Option(help="Add the key to this existing channel id.")] = None,
         database: DatabaseOption = None,
     ) -> None:
         """Create an API key (a new channel unless --channel); the key is printed once."""

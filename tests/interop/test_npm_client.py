@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +225,7 @@ def test_get_transcript(npm: dict[str, Any]) -> None:
             assert field in entry, f"transcript entry without {field}: {entry}"
         assert entry["from"] in ("user", "bot", "human_agent", "system"), entry
         created = datetime.fromisoformat(entry["created_at"].replace("Z", "+00:00"))
-        assert created.utcoffset() == timezone.utc.utcoffset(None), entry["created_at"]
+        assert created.utcoffset() == UTC.utcoffset(None), entry["created_at"]
     seqs = [e["seq"] for e in transcript]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"not oldest first: {seqs}"
     assert len({e["message_id"] for e in transcript}) == len(transcript)

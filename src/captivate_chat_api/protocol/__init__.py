@@ -76,6 +76,7 @@ __all__ = [
     "TranscriptRequest",
     "UserActionEcho",
     "UserMessage",
+    "UserMessageEcho",
     "decode_json",
     "encode_envelope",
     "encode_frame",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
-Content = Union[dict[str, Any], list[Any]]
+Content = dict[str, Any] | list[Any]
 """A message object, or a list of message objects. Unknown ``type`` values are kept untouched."""
 
 

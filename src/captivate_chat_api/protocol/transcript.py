@@ -27,7 +27,7 @@ class TranscriptEntry(BaseModel):
         return data
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> "TranscriptEntry":
+    def from_wire(cls, data: dict[str, Any]) -> TranscriptEntry:
         data = dict(data)
         data["sender"] = data.pop("from", "system")
         return cls.model_validate(data)

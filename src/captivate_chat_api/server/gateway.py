@@ -28,7 +28,7 @@ class Gateway:
     handlers: Handlers
 
     @classmethod
-    def build(cls, settings: Settings) -> "Gateway":
+    def build(cls, settings: Settings) -> Gateway:
         store = store_from_url(settings.database, synchronous=settings.sqlite_synchronous)
         hub = Hub(max_outbound_frame_bytes=settings.max_outbound_frame_bytes, message_link_base=lambda: settings.base_url)
         timeline = Timeline(store, hub)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from ..protocol import (
     ClientAction,
@@ -173,7 +174,7 @@ class Handlers:
         after = None
         if created:
             channel, conversation_id, text = request.channel, payload.conversation_id, user_input_of(payload)
-            after = lambda: self.runner.schedule(channel, conversation_id, user_input=text)  # noqa: E731
+            after = lambda: self.runner.schedule(channel, conversation_id, user_input=text)
         return Reply(
             {
                 "status": "success",

@@ -12,7 +12,8 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from ..protocol import encode_frame
 from .store import Channel, StoredEvent
@@ -99,7 +100,7 @@ class Connection:
         if self._writer is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._writer.cancel()
                 with contextlib.suppress(Exception):
                     await self._websocket.close(code, reason)

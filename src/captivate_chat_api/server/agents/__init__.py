@@ -14,4 +14,4 @@ def agent_from_spec(spec: str) -> Agent:
     raise ValueError(f"unknown agent spec {spec!r} (known: {', '.join(KNOWN_SPECS)})")
 
 
-__all__ = ["Agent", "AgentError", "DemoAgent", "KNOWN_SPECS", "agent_from_spec"]
+__all__ = ["KNOWN_SPECS", "Agent", "AgentError", "DemoAgent", "agent_from_spec"]

@@ -11,11 +11,11 @@ import logging
 from typing import Any
 
 from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatRequest, IncomingAction
-from ..store import Channel, ConversationRecord, NewEvent
 from ..locks import KeyedLocks
+from ..store import Channel, ConversationRecord, NewEvent
 from ..timeline import Timeline, new_message_id
-from .base import Agent, AgentError
 from . import agent_from_spec
+from .base import Agent, AgentError
 
 log = logging.getLogger("captivate_chat_api.server.agents")
 
@@ -128,7 +128,7 @@ class AgentRunner:
         request = build_request(conversation, user_input=user_input, action=action, channel=channel)
         try:
             response = await asyncio.wait_for(self.agent_for(channel)(request), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._fail(channel, conversation_id, 504, f"the agent did not answer within {self.timeout:g} s")
             return
         except AgentError as exc:

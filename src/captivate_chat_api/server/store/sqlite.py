@@ -11,9 +11,10 @@ import asyncio
 import json
 import secrets
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from . import migrate
 from .base import (
@@ -26,8 +27,8 @@ from .base import (
     Store,
     StoredEvent,
 )
-from .query import matches_query
 from .clock import utc_now
+from .query import matches_query
 
 T = TypeVar("T")
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
