@@ -266,3 +266,10 @@ async def test_large_bot_message_goes_through_message_link(client: WireClient) -
     assert len(fetched.json()["botMessage"]["content"]["text"]) == 300 * 1024
     async with httpx.AsyncClient() as anonymous:
         assert (await anonymous.get(error["message_link"])).status_code == 401
+
+
+async def test_openapi_describes_the_client_event_route(gateway: GatewayProcess) -> None:
+    async with httpx.AsyncClient() as http:
+        schema = (await http.get(f"{gateway.http_url}/openapi.json")).json()
+    assert "post" in schema["paths"][MESSAGE_PATH]
+    assert "/api/transcript" in schema["paths"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await gateway.stop()
 
     app = FastAPI(title="Captivate Chat gateway", version="0.1.0", lifespan=lifespan)
+    app.router.routes.extend(http.hot_routes())
     app.include_router(http.router)
     app.include_router(ws.router)
 
@@ -88,6 +91,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal error")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = http.describe_hot_routes(get_openapi(title=app.title, version=app.version, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     if settings.access_log:
         app.add_middleware(AccessLog)

@@ -125,6 +125,14 @@ class Handlers:
     async def handle(self, request: Request) -> Reply:
         return await self._table[request.envelope.event_type](request, request.envelope.payload)
 
+    async def check(self, request: Request, conversation_id: str) -> None:
+        """Like :meth:`conversation` when the record itself is not needed: a socket already bound to the
+        conversation was checked when it was bound (and is unbound on delete), which saves a store read."""
+        connection = request.connection
+        if connection is not None and conversation_id in connection.conversations:
+            return
+        await self.conversation(request, conversation_id)
+
     async def conversation(self, request: Request, conversation_id: str, *, bind: bool = True) -> ConversationRecord:
         """The caller's live conversation, bound to the caller's socket; 404 for unknown, deleted or foreign ids."""
         record = await self.store.get_conversation(request.channel.id, conversation_id)
@@ -159,7 +167,7 @@ class Handlers:
         )
 
     async def user_message(self, request: Request, payload: UserMessage) -> Reply:
-        await self.conversation(request, payload.conversation_id)
+        await self.check(request, payload.conversation_id)
         try:
             event, created = await self.timeline.append_user_message(
                 request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
@@ -217,7 +225,7 @@ class Handlers:
         )
 
     async def action(self, request: Request, payload: ClientAction) -> Reply:
-        await self.conversation(request, payload.conversation_id)
+        await self.check(request, payload.conversation_id)
         (event,) = await self._append(
             request, payload.conversation_id, NewEvent("user_action", {"id": payload.id, "data": payload.data})
         )

@@ -43,21 +43,18 @@ class Timeline:
         client's ids (``unique-message-id-<ms>``) can collide between different messages, so a repeat
         with other content is a new message, not a silent drop.
         """
+        event = NewEvent(
+            event_type="user_message",
+            payload={"content": content},
+            sender="user",
+            message_id=new_message_id(),
+            client_msg_id=client_msg_id,
+        )
         async with self.lock(conversation_id):
-            if client_msg_id:
-                for previous in await self.store.find_user_message(conversation_id, client_msg_id):
-                    if previous.payload.get("content") == content:
-                        return previous, False
-            event = NewEvent(
-                event_type="user_message",
-                payload={"content": content},
-                sender="user",
-                message_id=new_message_id(),
-                client_msg_id=client_msg_id,
-            )
-            (stored,) = await self.store.append_events(channel_id, conversation_id, [event])
-            self.hub.publish(stored)
-            return stored, True
+            stored, created = await self.store.append_user_message(channel_id, conversation_id, event)
+            if created:
+                self.hub.publish(stored)
+            return stored, created
 
     async def subscribe(self, connection: Connection, conversation_id: str, after_seq: int) -> int:
         """Replay every event after ``after_seq`` to ``connection``, then bind it for live events.

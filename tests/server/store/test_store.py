@@ -62,7 +62,8 @@ async def test_data_survives_reopen(database_url: str) -> None:
         assert record is not None and record.metadata == {"plan": "pro"} and record.last_seq == 1
         (event,) = await second.messages(cid)
         assert event.payload["content"]["text"] == "kept" and event.client_msg_id == "k1"
-        assert [e.seq for e in await second.find_user_message(cid, "k1")] == [1]
+        again, created = await second.append_user_message(ch, cid, message("kept", "k1"))
+        assert (again.seq, created) == (1, False)
     finally:
         await second.close()
 
@@ -190,3 +191,35 @@ async def test_wal_mode_and_synchronous_level(tmp_path: Path) -> None:
         store_from_url("sqlite:///x.db", synchronous="SOMETIMES")
     with pytest.raises(ValueError, match="unsupported database URL"):
         store_from_url("mysql://nope")
+
+
+async def test_user_message_is_stored_once_per_client_msg_id_and_content(store: Store) -> None:
+    ch = await channel(store)
+    cid = await conversation(store, ch, "c1")
+    first, created = await store.append_user_message(ch, cid, message("hi", "id-1"))
+    assert created and first.seq == 1
+    retry, created = await store.append_user_message(ch, cid, message("hi", "id-1"))
+    assert not created and retry.message_id == first.message_id and retry.seq == 1
+    other, created = await store.append_user_message(ch, cid, message("different", "id-1"))
+    assert created and other.seq == 2  # same id, other content: a collision, not a retry
+    assert len(await store.messages(cid)) == 2
+    other_channel = await channel(store, "other")
+    with pytest.raises(LookupError):
+        await store.append_user_message(other_channel, cid, message("hi", "id-1"))
+    await store.delete_conversation(ch, cid, soft=True)
+    with pytest.raises(LookupError):
+        await store.append_user_message(ch, cid, message("hi", "id-1"))
+
+
+async def test_lookups_by_client_msg_id_and_message_id_use_their_indexes(store: Store, database_url: str) -> None:
+    conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    plans = [
+        " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, ("c", "x")))
+        for sql in (
+            "SELECT * FROM events INDEXED BY events_by_client_msg_id WHERE conversation_id = ? AND client_msg_id = ?"
+            " AND client_msg_id IS NOT NULL ORDER BY seq",
+            "SELECT * FROM events INDEXED BY events_by_message_id WHERE conversation_id = ? AND message_id = ?"
+            " AND message_id IS NOT NULL AND sender IS NOT NULL",
+        )
+    ]
+    assert "events_by_client_msg_id" in plans[0] and "events_by_message_id" in plans[1]

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
+from starlette.routing import Route
 
 from ...protocol import ProtocolError, parse_envelope
 from ..gateway import Gateway
@@ -14,6 +15,7 @@ from ..handlers import Request as ClientRequest
 from ..store import Channel
 
 router = APIRouter()
+MESSAGE_PATH = "/api/custom-channel/sockets/message"
 
 _ENVELOPE_SCHEMA = {
     "requestBody": {
@@ -68,7 +70,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/api/custom-channel/sockets/message", openapi_extra=_ENVELOPE_SCHEMA)
 async def post_client_event(request: Request) -> JSONResponse:
     """Every client event of the npm client 7.0.0 (PROTOCOL.md section 4); the body is the direct reply."""
     gateway = gateway_of(request)
@@ -109,3 +110,30 @@ async def get_large_message(request: Request, conversation_id: str, message_id: 
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+def hot_routes() -> list[Route]:
+    """The client-event POST, mounted as a bare Starlette route: it validates its own input, and skipping
+    FastAPI's per-request dependency machinery saves ~0.5 ms of CPU per message (bench/roundtrip.py).
+    It is described in the OpenAPI document by :func:`describe_hot_routes`."""
+    return [Route(MESSAGE_PATH, post_client_event, methods=["POST"])]
+
+
+def describe_hot_routes(schema: dict[str, Any]) -> dict[str, Any]:
+    schema.setdefault("paths", {})[MESSAGE_PATH] = {
+        "post": {
+            "summary": "Send a client event",
+            "description": "Every client event of the npm client 7.0.0 (PROTOCOL.md section 4); the body is the reply.",
+            "operationId": "post_client_event",
+            "parameters": [{"name": "x-api-key", "in": "header", "required": True, "schema": {"type": "string"}}],
+            **_ENVELOPE_SCHEMA,
+            "responses": {
+                "200": {"description": "The direct reply", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "400": {"description": "Bad input: {error_code, error_desc}"},
+                "401": {"description": "Missing or invalid key"},
+                "404": {"description": "Unknown conversation"},
+                "413": {"description": "Body too large"},
+            },
+        }
+    }
+    return schema

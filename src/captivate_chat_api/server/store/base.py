@@ -171,8 +171,14 @@ class Store(abc.ABC):
         """Append in order, assigning consecutive ``seq``; committed when this returns."""
 
     @abc.abstractmethod
-    async def find_user_message(self, conversation_id: str, client_msg_id: str) -> list[StoredEvent]:
-        """User messages of the conversation with this ``client_msg_id`` (for idempotent sends)."""
+    async def append_user_message(
+        self, channel_id: str, conversation_id: str, event: NewEvent
+    ) -> tuple[StoredEvent, bool]:
+        """Append a user message once per ``client_msg_id``: ``(event, created)``.
+
+        A stored user message with the same ``client_msg_id`` *and* the same payload is a retry: it is
+        returned with ``created=False`` and nothing is written. Raises LookupError like :meth:`append_events`.
+        """
 
     @abc.abstractmethod
     async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]: ...

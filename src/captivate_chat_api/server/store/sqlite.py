@@ -8,7 +8,9 @@ are serialized by the single writer thread, which is also what makes ``seq`` ass
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import secrets
 import sqlite3
 from collections.abc import Callable
@@ -31,6 +33,9 @@ from .clock import utc_now
 from .query import matches_query
 
 T = TypeVar("T")
+log = logging.getLogger("captivate_chat_api.server.store")
+CHECKPOINT_INTERVAL = 1.0
+CHECKPOINT_BACKSTOP_PAGES = 20_000
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
@@ -93,6 +98,8 @@ class SQLiteStore(Store):
         self._reader: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
 
     # plumbing
 
@@ -141,6 +148,34 @@ class SQLiteStore(Store):
         else:
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
             self._rconn = await loop.run_in_executor(self._reader, self._connect)
+            self._start_checkpoints()
+
+    def _start_checkpoints(self) -> None:
+        """Checkpoint the WAL from a thread of its own, so no commit on the writer pays for it.
+
+        SQLite's automatic checkpoint runs inside a commit (every 1000 pages): a 20-30 ms stall of the
+        writer here. The writer keeps a far larger automatic threshold only as a backstop.
+        """
+        assert self._wconn is not None
+        self._wconn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_BACKSTOP_PAGES}")
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+        self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_loop())
+
+    async def _checkpoint_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._checkpointer is not None
+        conn = await loop.run_in_executor(self._checkpointer, self._connect)
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_INTERVAL)
+                try:
+                    await loop.run_in_executor(
+                        self._checkpointer, lambda: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    )
+                except sqlite3.Error as exc:
+                    log.warning("WAL checkpoint failed: %s", exc)
+        finally:
+            await loop.run_in_executor(self._checkpointer, conn.close)
 
     def _migrate(self) -> None:
         conn = self._wconn
@@ -169,6 +204,14 @@ class SQLiteStore(Store):
         return await self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0)
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
+        if self._checkpointer is not None:
+            self._checkpointer.shutdown(wait=True)
+            self._checkpointer = None
         for executor, conn in ((self._reader, self._rconn), (self._writer, self._wconn)):
             if executor is None or conn is None:
                 continue
@@ -354,61 +397,71 @@ class SQLiteStore(Store):
 
     # the event log
 
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+        row = conn.execute(
+            "SELECT last_seq FROM conversations WHERE id = ? AND channel_id = ? AND deleted_at IS NULL",
+            (conversation_id, channel_id),
+        ).fetchone()
+        if row is None:
+            raise LookupError(conversation_id)
+        seq = row[0]
+        now = utc_now()
+        stored = []
+        for event in events:
+            seq += 1
+            conn.execute(
+                "INSERT INTO events (conversation_id, seq, event_type, sender, message_id, client_msg_id, payload,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation_id,
+                    seq,
+                    event.event_type,
+                    event.sender,
+                    event.message_id,
+                    event.client_msg_id,
+                    _dumps(event.payload),
+                    now,
+                ),
+            )
+            stored.append(
+                StoredEvent(
+                    conversation_id=conversation_id,
+                    seq=seq,
+                    event_type=event.event_type,
+                    payload=event.payload,
+                    created_at=now,
+                    sender=event.sender,
+                    message_id=event.message_id,
+                    client_msg_id=event.client_msg_id,
+                )
+            )
+        conn.execute("UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, conversation_id))
+        return stored
+
     async def append_events(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
-        def run(conn: sqlite3.Connection) -> list[StoredEvent]:
-            row = conn.execute(
-                "SELECT last_seq FROM conversations WHERE id = ? AND channel_id = ? AND deleted_at IS NULL",
-                (conversation_id, channel_id),
-            ).fetchone()
-            if row is None:
-                raise LookupError(conversation_id)
-            seq = row[0]
-            now = utc_now()
-            stored = []
-            for event in events:
-                seq += 1
-                conn.execute(
-                    "INSERT INTO events (conversation_id, seq, event_type, sender, message_id, client_msg_id, payload,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        conversation_id,
-                        seq,
-                        event.event_type,
-                        event.sender,
-                        event.message_id,
-                        event.client_msg_id,
-                        _dumps(event.payload),
-                        now,
-                    ),
-                )
-                stored.append(
-                    StoredEvent(
-                        conversation_id=conversation_id,
-                        seq=seq,
-                        event_type=event.event_type,
-                        payload=event.payload,
-                        created_at=now,
-                        sender=event.sender,
-                        message_id=event.message_id,
-                        client_msg_id=event.client_msg_id,
-                    )
-                )
-            conn.execute("UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, conversation_id))
-            return stored
+        return await self._write(self._insert, channel_id, conversation_id, events)
+
+    async def append_user_message(
+        self, channel_id: str, conversation_id: str, event: NewEvent
+    ) -> tuple[StoredEvent, bool]:
+        def run(conn: sqlite3.Connection) -> tuple[StoredEvent, bool]:
+            if event.client_msg_id:
+                # INDEXED BY: without statistics SQLite would walk the conversation's whole log instead.
+                for row in conn.execute(
+                    "SELECT * FROM events INDEXED BY events_by_client_msg_id"
+                    " WHERE conversation_id = ? AND client_msg_id = ? AND client_msg_id IS NOT NULL ORDER BY seq",
+                    (conversation_id, event.client_msg_id),
+                ):
+                    previous = _event(row)
+                    if previous.sender == "user" and previous.payload == event.payload:
+                        if conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone() is None:
+                            raise LookupError(conversation_id)
+                        return previous, False
+            (stored,) = self._insert(conn, channel_id, conversation_id, [event])
+            return stored, True
 
         return await self._write(run)
-
-    async def find_user_message(self, conversation_id: str, client_msg_id: str) -> list[StoredEvent]:
-        return await self._read(
-            lambda c: [
-                _event(r)
-                for r in c.execute(
-                    "SELECT * FROM events WHERE conversation_id = ? AND client_msg_id = ? AND sender = 'user'"
-                    " ORDER BY seq",
-                    (conversation_id, client_msg_id),
-                )
-            ]
-        )
 
     async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]:
         return await self._read(
@@ -435,7 +488,8 @@ class SQLiteStore(Store):
     async def edit_message(self, conversation_id: str, message_id: str, content: Any) -> StoredEvent | None:
         def run(conn: sqlite3.Connection) -> StoredEvent | None:
             row = conn.execute(
-                "SELECT * FROM events WHERE conversation_id = ? AND message_id = ? AND sender IS NOT NULL",
+                "SELECT * FROM events INDEXED BY events_by_message_id"
+                " WHERE conversation_id = ? AND message_id = ? AND message_id IS NOT NULL AND sender IS NOT NULL",
                 (conversation_id, message_id),
             ).fetchone()
             if row is None:

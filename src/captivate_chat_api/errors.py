@@ -1,0 +1,100 @@
+"""One exception hierarchy for the whole package.
+
+::
+
+    CaptivateChatError
+    ├── ProtocolError              a malformed or refused event (carries error_code / error_desc)
+    │   ├── AuthenticationError    401/403: missing, wrong or revoked API key
+    │   ├── NotFoundError          404: unknown, deleted or foreign conversation or message
+    │   ├── PayloadTooLargeError   413
+    │   ├── RateLimitError         429 (``retry_after`` seconds when the platform said)
+    │   └── ServerError            5xx
+    ├── ChatConnectionError        the WebSocket or HTTP connection could not be made or was lost
+    ├── RequestTimeoutError        no answer within the configured timeout
+    └── ClientClosedError          the client was closed
+
+Names never shadow Python's builtins (``ConnectionError``, ``TimeoutError``).
+"""
+
+from __future__ import annotations
+
+
+class CaptivateChatError(Exception):
+    """Root of every error this package raises."""
+
+
+class ProtocolError(CaptivateChatError):
+    """A client event that cannot be served.
+
+    ``error_code`` is HTTP-like (400 bad input, 401/403 auth, 404 unknown conversation, 409 conflict,
+    413 too large, 429 rate limited) because the npm client compares it as a number (413 fallback).
+    """
+
+    def __init__(self, error_code: int, error_desc: str, conversation_id: str | None = None) -> None:
+        super().__init__(error_desc)
+        self.error_code = error_code
+        self.error_desc = error_desc
+        self.conversation_id = conversation_id
+
+    def to_body(self) -> dict[str, object]:
+        """The HTTP JSON body ``{error_code, error_desc}``."""
+        return {"error_code": self.error_code, "error_desc": self.error_desc}
+
+    def __str__(self) -> str:
+        return f"{self.error_code}: {self.error_desc}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.error_code}, {self.error_desc!r})"
+
+
+class AuthenticationError(ProtocolError):
+    pass
+
+
+class NotFoundError(ProtocolError):
+    pass
+
+
+class PayloadTooLargeError(ProtocolError):
+    pass
+
+
+class RateLimitError(ProtocolError):
+    def __init__(
+        self, error_code: int, error_desc: str, conversation_id: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(error_code, error_desc, conversation_id)
+        self.retry_after = retry_after
+
+
+class ServerError(ProtocolError):
+    pass
+
+
+class ChatConnectionError(CaptivateChatError):
+    pass
+
+
+class RequestTimeoutError(CaptivateChatError):
+    pass
+
+
+class ClientClosedError(CaptivateChatError):
+    pass
+
+
+def error_for_status(
+    status: int, error_desc: str, conversation_id: str | None = None, retry_after: float | None = None
+) -> ProtocolError:
+    """The most specific :class:`ProtocolError` for an HTTP-like status code."""
+    if status in (401, 403):
+        return AuthenticationError(status, error_desc, conversation_id)
+    if status == 404:
+        return NotFoundError(status, error_desc, conversation_id)
+    if status == 413:
+        return PayloadTooLargeError(status, error_desc, conversation_id)
+    if status == 429:
+        return RateLimitError(status, error_desc, conversation_id, retry_after)
+    if status >= 500:
+        return ServerError(status, error_desc, conversation_id)
+    return ProtocolError(status, error_desc, conversation_id)
