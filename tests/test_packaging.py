@@ -8,13 +8,27 @@ import sys
 import captivate_chat_api
 
 
+SERVER_ONLY = ("fastapi", "starlette", "uvicorn", "typer", "rich", "pydantic-settings", "platformdirs")
+
+
 def test_importing_the_package_does_not_import_the_server_stack() -> None:
+    # (httpx imports rich/click for its own CLI when they happen to be installed, so they are not checked here)
     code = (
-        "import sys, captivate_chat_api, captivate_chat_api.protocol\n"
-        "server = [m for m in ('fastapi', 'starlette', 'uvicorn', 'typer', 'rich', 'pydantic_settings') if m in sys.modules]\n"
+        "import sys, captivate_chat_api, captivate_chat_api.protocol, captivate_chat_api.client\n"
+        "server = [m for m in ('fastapi', 'starlette', 'uvicorn', 'typer', 'pydantic_settings', 'platformdirs')"
+        " if m in sys.modules]\n"
         "assert not server, server\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_client_only_install_requires_none_of_the_server_stack() -> None:
+    from importlib.metadata import requires
+
+    base = [r for r in requires("captivate-chat-api") or [] if "extra ==" not in r]
+    assert base, "the client has dependencies"
+    for requirement in base:
+        assert not requirement.lower().startswith(SERVER_ONLY), requirement
 
 
 def test_public_names() -> None:

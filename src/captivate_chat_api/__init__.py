@@ -1,7 +1,75 @@
-"""Captivate Chat: a client SDK for the custom-channel protocol, and (with the ``server`` extra) a gateway."""
+"""Captivate Chat for Python: an async client SDK for the custom-channel protocol (with a blocking facade in
+``captivate_chat_api.sync``), and, with the ``server`` extra, a self-hostable gateway."""
 
-from .protocol import ProtocolError
+from .client import (
+    CaptivateChatAPI,
+    ConnectionState,
+    Conversation,
+    ConversationUpdateInfo,
+    ErrorInfo,
+    PageInfo,
+    ReconnectPolicy,
+    SentMessage,
+    UserConversations,
+)
+from .client.conversation import EventStream
+from .client.manager import CaptivateChatManager
+from .errors import (
+    AuthenticationError,
+    CaptivateChatError,
+    ChatConnectionError,
+    ClientClosedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProtocolError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+)
+from .protocol import (
+    Action,
+    BotMessage,
+    ConversationUpdate,
+    GeneralError,
+    LivechatMessage,
+    PlatformEvent,
+    TranscriptEntry,
+    UserActionEcho,
+    UserMessageEcho,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["ProtocolError", "__version__"]
+__all__ = [
+    "Action",
+    "AuthenticationError",
+    "BotMessage",
+    "CaptivateChatAPI",
+    "CaptivateChatError",
+    "CaptivateChatManager",
+    "ChatConnectionError",
+    "ClientClosedError",
+    "ConnectionState",
+    "Conversation",
+    "ConversationUpdate",
+    "ConversationUpdateInfo",
+    "ErrorInfo",
+    "EventStream",
+    "GeneralError",
+    "LivechatMessage",
+    "NotFoundError",
+    "PageInfo",
+    "PayloadTooLargeError",
+    "PlatformEvent",
+    "ProtocolError",
+    "RateLimitError",
+    "ReconnectPolicy",
+    "RequestTimeoutError",
+    "SentMessage",
+    "ServerError",
+    "TranscriptEntry",
+    "UserActionEcho",
+    "UserConversations",
+    "UserMessageEcho",
+    "__version__",
+]

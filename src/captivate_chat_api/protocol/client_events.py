@@ -132,9 +132,9 @@ class TranscriptRequest(_ConversationPayload):
 
 
 class Subscribe(_ConversationPayload):
-    """(ours) Resume: replay every event with ``seq > after_seq``, then live."""
+    """(ours) Resume: replay every event with ``seq > after_seq``, then live; without ``after_seq``, live only."""
 
-    after_seq: StrictInt = Field(default=0, ge=0)
+    after_seq: StrictInt | None = Field(default=None, ge=0)
 
 
 CLIENT_EVENT_MODELS: dict[str, type[_Payload]] = {

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..protocol import ProtocolError
+from .agents import Agent
 from .gateway import Gateway
 from .routes import http, ws
 from .settings import Settings
@@ -55,12 +56,14 @@ class AccessLog:
             )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, agent: Agent | None = None) -> FastAPI:
+    """The gateway as an ASGI app; ``agent`` (an async ChatRequest -> AgentResponse callable) replaces the
+    channels' configured agents, for embedding and tests."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = Gateway.build(settings)
+        gateway = Gateway.build(settings, agent)
         await gateway.start()
         app.state.gateway = gateway
         try:

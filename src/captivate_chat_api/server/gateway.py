@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from .agents import Agent
 from .agents.runner import AgentRunner
 from .auth import Authenticator
 from .handlers import Handlers
@@ -28,11 +29,12 @@ class Gateway:
     handlers: Handlers
 
     @classmethod
-    def build(cls, settings: Settings) -> Gateway:
+    def build(cls, settings: Settings, agent: Agent | None = None) -> Gateway:
+        """Wire the parts; ``agent``, when given, answers for every channel (embedding, tests)."""
         store = store_from_url(settings.database, synchronous=settings.sqlite_synchronous)
         hub = Hub(max_outbound_frame_bytes=settings.max_outbound_frame_bytes, message_link_base=lambda: settings.base_url)
         timeline = Timeline(store, hub)
-        runner = AgentRunner(timeline, timeout=settings.agent_timeout)
+        runner = AgentRunner(timeline, timeout=settings.agent_timeout, agent=agent)
         auth = Authenticator(store)
         return cls(settings, store, hub, timeline, runner, auth, Handlers(store, hub, timeline, runner, auth))
 

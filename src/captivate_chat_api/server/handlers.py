@@ -231,8 +231,11 @@ class Handlers:
         )
         channel, conversation_id = request.channel, payload.conversation_id
         incoming = IncomingAction(id=payload.id, payload=payload.data)
+        body = {"status": "success", "conversation_id": conversation_id, "seq": event.seq}
         return Reply(
-            {"status": "success", "conversation_id": conversation_id, "seq": event.seq},
+            body,
+            "action_success",
+            dict(body),
             after=lambda: self.runner.schedule(channel, conversation_id, action=incoming),
         )
 
@@ -324,10 +327,12 @@ class Handlers:
         connection = request.connection
         if connection is None:
             raise ProtocolError(400, "subscribe needs the socket_id of a live WebSocket", payload.conversation_id)
-        record = await self.conversation(request, payload.conversation_id, bind=False)
-        last_seq = await self.timeline.subscribe(connection, payload.conversation_id, payload.after_seq)
-        body: dict[str, Any] = {"conversation_id": record.id, "last_seq": last_seq, "recovered": True}
-        if payload.after_seq > last_seq:
+        try:
+            last_seq = await self.timeline.subscribe(connection, payload.conversation_id, payload.after_seq)
+        except LookupError:
+            raise ProtocolError(404, "conversation not found", payload.conversation_id) from None
+        body: dict[str, Any] = {"conversation_id": payload.conversation_id, "last_seq": last_seq, "recovered": True}
+        if payload.after_seq is not None and payload.after_seq > last_seq:
             body.update(recovered=False, reason="after_seq is ahead of the stored log; events may have been lost")
         return Reply(body, "subscribe_success", dict(body))
 

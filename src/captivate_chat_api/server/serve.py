@@ -35,7 +35,11 @@ class GatewayServer(uvicorn.Server):
 
 def run(settings: Settings, on_ready: Callable[[str, int], None] | None = None) -> None:
     app = create_app(settings)
-    config = uvicorn.Config(
+    GatewayServer(config_for(settings, app), app, on_ready).run()
+
+
+def config_for(settings: Settings, app: FastAPI) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -47,4 +51,3 @@ def run(settings: Settings, on_ready: Callable[[str, int], None] | None = None) 
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         lifespan="on",
     )
-    GatewayServer(config, app, on_ready).run()

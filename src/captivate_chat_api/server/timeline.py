@@ -56,21 +56,21 @@ class Timeline:
                 self.hub.publish(stored)
             return stored, created
 
-    async def subscribe(self, connection: Connection, conversation_id: str, after_seq: int) -> int:
-        """Replay every event after ``after_seq`` to ``connection``, then bind it for live events.
-
-        Returns the last ``seq`` of the conversation.
-        """
+    async def subscribe(self, connection: Connection, conversation_id: str, after_seq: int | None) -> int:
+        """Replay every event after ``after_seq`` to ``connection`` (none when None), then bind it for
+        live events. Returns the last ``seq`` of the conversation."""
         async with self.lock(conversation_id):
-            connection.rewind(conversation_id, after_seq)
-            cursor = after_seq
-            while True:
+            record = await self.store.get_conversation(connection.channel.id, conversation_id)
+            if record is None:
+                raise LookupError(conversation_id)
+            cursor = record.last_seq if after_seq is None else after_seq
+            connection.rewind(conversation_id, cursor)
+            while cursor < record.last_seq:
                 batch = await self.store.events_after(conversation_id, cursor, limit=500)
+                if not batch:
+                    break
                 for event in batch:
                     connection.deliver(conversation_id, event.seq, self.hub.encode(event))
-                if len(batch) < 500:
-                    break
                 cursor = batch[-1].seq
             self.hub.bind(conversation_id, connection)
-            record = await self.store.get_conversation(connection.channel.id, conversation_id)
-            return record.last_seq if record is not None else cursor
+            return record.last_seq

@@ -81,14 +81,17 @@ def response_events(conversation: ConversationRecord, response: AgentResponse) -
 
 
 class AgentRunner:
-    def __init__(self, timeline: Timeline, *, timeout: float = 30.0) -> None:
+    def __init__(self, timeline: Timeline, *, timeout: float = 30.0, agent: Agent | None = None) -> None:
         self.timeline = timeline
         self.timeout = timeout
+        self._override = agent
         self._agents: dict[str, Agent] = {}
         self._turn_locks = KeyedLocks()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def agent_for(self, channel: Channel) -> Agent:
+        if self._override is not None:
+            return self._override
         agent = self._agents.get(channel.agent)
         if agent is None:
             agent = self._agents[channel.agent] = agent_from_spec(channel.agent)

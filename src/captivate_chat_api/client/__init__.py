@@ -1,0 +1,21 @@
+"""The async client SDK."""
+
+from .api import CaptivateChatAPI
+from .backoff import ReconnectPolicy
+from .conversation import Conversation
+from .endpoints import Endpoints
+from .models import ConversationUpdateInfo, ErrorInfo, PageInfo, SentMessage, UserConversations
+from .state import ConnectionState
+
+__all__ = [
+    "CaptivateChatAPI",
+    "ConnectionState",
+    "Conversation",
+    "ConversationUpdateInfo",
+    "Endpoints",
+    "ErrorInfo",
+    "PageInfo",
+    "ReconnectPolicy",
+    "SentMessage",
+    "UserConversations",
+]
