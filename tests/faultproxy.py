@@ -1,0 +1,97 @@
+"""An asyncio TCP proxy on loopback that injects faults between a client and the gateway.
+
+- ``cut()``: close every connection now (a network cut; both sides see a reset/EOF).
+- ``black_hole = True``: keep connections open but forward nothing either way (a half-open link).
+- ``lose_responses(n)``: for the next ``n`` HTTP requests, let the request reach the gateway, then close
+  the client side before any byte of the response is forwarded (the acknowledgement is lost).
+- ``delay``: seconds added before forwarding each chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class FaultProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.black_hole = False
+        self.delay = 0.0
+        self._lose = 0
+        self.lost = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> "FaultProxy":
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.cut()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def lose_responses(self, count: int) -> None:
+        self._lose += count
+
+    def cut(self) -> None:
+        for client, upstream in list(self._links):
+            for writer in (client, upstream):
+                with contextlib.suppress(Exception):
+                    writer.transport.abort()
+        self._links.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.transport.abort()
+            return
+        link = (writer, up_writer)
+        self._links.add(link)
+        state = {"last_request": b""}
+        tasks = [
+            asyncio.ensure_future(self._pump(reader, up_writer, link, state, upstream_bound=True)),
+            asyncio.ensure_future(self._pump(up_reader, writer, link, state, upstream_bound=False)),
+        ]
+        self._tasks.update(tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.difference_update(tasks)
+        self._links.discard(link)
+        for w in link:
+            with contextlib.suppress(Exception):
+                w.transport.abort()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link, state, *, upstream_bound: bool) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            while self.black_hole:
+                await asyncio.sleep(0.05)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if upstream_bound:
+                if chunk[:5] in (b"POST ", b"GET /", b"PUT /", b"DELET"):
+                    state["last_request"] = chunk[:5]
+            elif self._lose and state["last_request"] == b"POST ":
+                self._lose -= 1
+                self.lost += 1
+                link[0].transport.abort()  # the client loses the response; the gateway did the work
+                return
+            writer.write(chunk)
+            await writer.drain()
+        with contextlib.suppress(Exception):
+            writer.write_eof()
