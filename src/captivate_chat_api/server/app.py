@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..protocol import ProtocolError
 from .agents import Agent
 from .gateway import Gateway
-from .routes import http, ws
+from .routes import agent_api, http, push, ws
 from .settings import Settings
 
 log = logging.getLogger("captivate_chat_api.server")
@@ -75,6 +75,8 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
     app.router.routes.extend(http.hot_routes())
     app.include_router(http.router)
     app.include_router(ws.router)
+    app.include_router(push.router)
+    app.include_router(agent_api.router)
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:

@@ -6,7 +6,7 @@ import hmac
 import time
 
 from .keys import hash_key
-from .store import Channel, Store
+from .store import AgentTokenInfo, Channel, Store
 
 CACHE_SECONDS = 2.0
 """How long a key's answer is reused; a revoked key stops working within this time."""
@@ -16,6 +16,7 @@ class Authenticator:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._cache: dict[str, tuple[float, Channel | None]] = {}
+        self._tokens: dict[tuple[str, str], tuple[float, tuple[Channel, AgentTokenInfo] | None]] = {}
 
     async def channel(self, api_key: str | None) -> Channel | None:
         if not api_key or len(api_key) > 512:
@@ -30,6 +31,21 @@ class Authenticator:
             self._cache.clear()
         self._cache[digest] = (now + CACHE_SECONDS, channel)
         return channel
+
+    async def agent_token(self, token: str | None, role: str) -> tuple[Channel, AgentTokenInfo] | None:
+        """The channel and token record of an active agent token with that role (``push`` or ``human``)."""
+        if not token or len(token) > 512:
+            return None
+        digest = hash_key(token)
+        now = time.monotonic()
+        cached = self._tokens.get((digest, role))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self._store.channel_for_agent_token(digest, role)
+        if len(self._tokens) > 10_000:
+            self._tokens.clear()
+        self._tokens[(digest, role)] = (now + CACHE_SECONDS, found)
+        return found
 
     @staticmethod
     def same_key(a: str, b: str) -> bool:

@@ -10,6 +10,7 @@ from .agents.runner import AgentRunner
 from .auth import Authenticator
 from .handlers import Handlers
 from .hub import Hub
+from .livechat import LiveChat
 from .keys import display_prefix, hash_key
 from .settings import Settings
 from .store import Channel, Store, store_from_url
@@ -25,6 +26,7 @@ class Gateway:
     hub: Hub
     timeline: Timeline
     runner: AgentRunner
+    livechat: LiveChat
     auth: Authenticator
     handlers: Handlers
 
@@ -34,9 +36,10 @@ class Gateway:
         store = store_from_url(settings.database, synchronous=settings.sqlite_synchronous)
         hub = Hub(max_outbound_frame_bytes=settings.max_outbound_frame_bytes, message_link_base=lambda: settings.base_url)
         timeline = Timeline(store, hub)
-        runner = AgentRunner(timeline, timeout=settings.agent_timeout, agent=agent)
+        livechat = LiveChat(timeline)
+        runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent)
         auth = Authenticator(store)
-        return cls(settings, store, hub, timeline, runner, auth, Handlers(store, hub, timeline, runner, auth))
+        return cls(settings, store, hub, timeline, runner, livechat, auth, Handlers(store, hub, timeline, runner, auth))
 
     async def start(self) -> None:
         await self.store.open()

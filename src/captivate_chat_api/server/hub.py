@@ -33,9 +33,11 @@ class WebSocketLike(Protocol):
 class Connection:
     """One accepted WebSocket of one channel."""
 
-    def __init__(self, websocket: WebSocketLike, channel: Channel, queue_frames: int) -> None:
+    def __init__(self, websocket: WebSocketLike, channel: Channel, queue_frames: int, role: str = "client") -> None:
         self.socket_id = uuid.uuid4().hex
         self.channel = channel
+        self.role = role
+        """``client`` (a custom channel's socket) or ``human`` (a live-chat agent's)."""
         self.conversations: set[str] = set()
         self._websocket = websocket
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_frames)
@@ -117,6 +119,7 @@ class Hub:
     def __init__(self, *, max_outbound_frame_bytes: int, message_link_base: Callable[[], str]) -> None:
         self._connections: dict[str, Connection] = {}
         self._bindings: dict[str, set[Connection]] = defaultdict(set)
+        self._watchers: dict[str, set[Connection]] = defaultdict(set)
         self._max_outbound = max_outbound_frame_bytes
         self._link_base = message_link_base
 
@@ -126,8 +129,21 @@ class Hub:
     def add(self, connection: Connection) -> None:
         self._connections[connection.socket_id] = connection
 
+    def watch_channel(self, connection: Connection) -> None:
+        """A human agent's socket: it gets the channel's hand-off notifications."""
+        self._watchers[connection.channel.id].add(connection)
+
+    def notify_channel(self, channel_id: str, text: str) -> None:
+        for connection in tuple(self._watchers.get(channel_id, ())):
+            connection.send(text)
+
     def remove(self, connection: Connection) -> None:
         self._connections.pop(connection.socket_id, None)
+        watchers = self._watchers.get(connection.channel.id)
+        if watchers is not None:
+            watchers.discard(connection)
+            if not watchers:
+                del self._watchers[connection.channel.id]
         for conversation_id in connection.conversations:
             bound = self._bindings.get(conversation_id)
             if bound is not None:
@@ -144,6 +160,11 @@ class Hub:
         if connection is None or connection.channel.id != channel_id or not connection.accepting:
             return None
         return connection
+
+    def find_client(self, socket_id: str | None, channel_id: str) -> Connection | None:
+        """Like :meth:`find`, for client events: a human agent's socket is never bound by a client."""
+        connection = self.find(socket_id, channel_id)
+        return connection if connection is not None and connection.role == "client" else None
 
     def bind(self, conversation_id: str, connection: Connection) -> None:
         if conversation_id in connection.conversations:

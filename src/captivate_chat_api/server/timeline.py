@@ -11,7 +11,7 @@ from typing import Any
 
 from .hub import Connection, Hub
 from .locks import KeyedLocks
-from .store import NewEvent, Store, StoredEvent
+from .store import ConversationRecord, NewEvent, Store, StoredEvent
 
 
 def new_message_id() -> str:
@@ -55,6 +55,17 @@ class Timeline:
             if created:
                 self.hub.publish(stored)
             return stored, created
+
+    async def transition(
+        self, channel_id: str, conversation_id: str, **change: Any
+    ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
+        """A guarded state change with its events (see :meth:`Store.transition`), then fan-out."""
+        async with self.lock(conversation_id):
+            result = await self.store.transition(channel_id, conversation_id, **change)
+            if result is not None:
+                for event in result[1]:
+                    self.hub.publish(event)
+            return result
 
     async def subscribe(self, connection: Connection, conversation_id: str, after_seq: int | None) -> int:
         """Replay every event after ``after_seq`` to ``connection`` (none when None), then bind it for

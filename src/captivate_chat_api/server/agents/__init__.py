@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
-from .base import Agent, AgentError
+from typing import TYPE_CHECKING
+
+from .base import Agent, AgentError, StreamingAgent
 from .demo import DemoAgent
 
-KNOWN_SPECS = ("demo",)
+if TYPE_CHECKING:
+    from ..store import Channel
+
+KNOWN_SPECS = ("demo", "webhook:URL", "openai:MODEL", "python:MODULE:ATTRIBUTE")
 
 
-def agent_from_spec(spec: str) -> Agent:
+def check_spec(spec: str) -> str:
+    """Validate an agent spec's form (not whether the agent is reachable); returns it. Raises ValueError."""
+    kind, _, rest = spec.partition(":")
     if spec == "demo":
+        return spec
+    if kind == "webhook" and rest.startswith(("http://", "https://")):
+        return spec
+    if kind == "openai" and rest:
+        return spec
+    if kind == "python" and rest.count(":") == 1 and all(rest.split(":")):
+        return spec
+    raise ValueError(f"unknown agent spec {spec!r} (one of: {', '.join(KNOWN_SPECS)})")
+
+
+def agent_from_spec(spec: str, *, channel: Channel | None = None) -> Agent:
+    """The agent a spec names. ``channel`` supplies per-channel secrets (the webhook signing secret)."""
+    kind, _, rest = check_spec(spec).partition(":")
+    if kind == "demo":
         return DemoAgent()
-    raise ValueError(f"unknown agent spec {spec!r} (known: {', '.join(KNOWN_SPECS)})")
+    if kind == "webhook":
+        from .webhook import WebhookAgent
+
+        return WebhookAgent(rest, secret=channel.webhook_secret if channel else None)
+    if kind == "openai":
+        from .openai_agent import OpenAIAgent
+
+        return OpenAIAgent.from_spec(rest)
+    from .python_agent import load_python_agent
+
+    return load_python_agent(rest)
 
 
-__all__ = ["KNOWN_SPECS", "Agent", "AgentError", "DemoAgent", "agent_from_spec"]
+__all__ = ["KNOWN_SPECS", "Agent", "AgentError", "DemoAgent", "StreamingAgent", "agent_from_spec", "check_spec"]

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from ...protocol import AgentResponse, ChatRequest
 
 
 class Agent(Protocol):
     async def __call__(self, request: ChatRequest) -> AgentResponse: ...
+
+
+@runtime_checkable
+class StreamingAgent(Protocol):
+    """An agent that can stream: ``emit(delta)`` for each piece of text, then the full response."""
+
+    async def stream(self, request: ChatRequest, emit: Callable[[str], None]) -> AgentResponse: ...
 
 
 class AgentError(Exception):

@@ -6,6 +6,8 @@
 - ``action``: also an ``action`` event (``demo_action``);
 - ``title <words>``: renames the conversation (``conversation_update`` ``title_changed``);
 - ``big``: a reply too large for one WebSocket frame (exercises the 413 ``message_link`` fallback);
+- ``human``: hands the conversation to a human (``escalateToHuman``);
+- ``switch <agent>``: hands it to another AI agent (``escalate_to_agent``);
 - a client action: ``Action received: <id>``.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 from ...protocol import AgentResponse, ChatRequest, OutgoingAction, text_content
 
 GREETING = "Hello! I am the Captivate Chat demo agent. Type 'help' to see what I can do."
-HELP = "Try: buttons, cards, table, action, title <new title>, big. Anything else is echoed."
+HELP = "Try: buttons, cards, table, action, title <new title>, big, human, switch <agent>. Anything else is echoed."
 
 
 class DemoAgent:
@@ -63,6 +65,11 @@ class DemoAgent:
                 title = text[len("title ") :].strip()
                 metadata.channel.custom["conversation_title"] = title
                 metadata.channel.custom["title"] = {"type": "title", "title": title}
+            elif keyword == "human":
+                messages.append(text_content("Let me find a human for you."))
+                actions.append(OutgoingAction(id="escalateToHuman"))
+            elif keyword.startswith("switch "):
+                actions.append(OutgoingAction(id="escalate_to_agent", payload={"agent_id": text[7:].strip(), "reason": "asked"}))
             elif keyword == "big":
                 messages.append(text_content("x" * (300 * 1024)))
         return AgentResponse(

@@ -1,7 +1,8 @@
-"""Agent turns: build the ChatRequest, call the channel's agent, store and deliver what it answers.
+"""Agent turns: build the ChatRequest, call the conversation's agent, store and deliver what it answers.
 
-Turns of one conversation run one after another (a reply never overtakes the one before); a failing
-or slow agent gives the client a stored ``general_error``, never silence.
+Turns of one conversation run one after another (a reply never overtakes the one before). A failing or
+slow agent gives the client a stored ``general_error``, never silence. While a human has the
+conversation no agent is called, and a reply that comes back after a human took over is dropped.
 """
 
 from __future__ import annotations
@@ -10,16 +11,19 @@ import asyncio
 import logging
 from typing import Any
 
-from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatRequest, IncomingAction
+from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatRequest, IncomingAction, OutgoingAction
+from ..handoff import AI, HandoffConflict
+from ..livechat import LiveChat
 from ..locks import KeyedLocks
 from ..store import Channel, ConversationRecord, NewEvent
 from ..timeline import Timeline, new_message_id
 from . import agent_from_spec
-from .base import Agent, AgentError
+from .base import Agent, AgentError, StreamingAgent
 
 log = logging.getLogger("captivate_chat_api.server.agents")
 
 _USER_FIELDS = ("firstName", "lastName", "email")
+PLATFORM_ACTIONS = ("escalateToHuman", "escalate_to_agent", "escalate_to_agent_router")
 
 
 def build_request(
@@ -49,23 +53,26 @@ def build_request(
         session_id=conversation.id,
         user_input=user_input,
         incoming_action=[action] if action else [],
-        hasLivechat=False,
+        hasLivechat=conversation.has_livechat,
         metadata=metadata,
     )
 
 
-def response_events(conversation: ConversationRecord, response: AgentResponse) -> tuple[list[NewEvent], dict[str, Any], dict[str, Any]]:
-    """The events an agent response becomes, and the (public, private) metadata patches it asks for."""
+def response_events(
+    conversation: ConversationRecord, response: AgentResponse, message_id: str | None = None
+) -> tuple[list[NewEvent], dict[str, Any], dict[str, Any]]:
+    """The events an agent response becomes, and the (public, private) metadata patches it asks for.
+
+    ``message_id`` is used for the first message (a streamed reply keeps the id its deltas carried).
+    """
     events: list[NewEvent] = []
-    for message in response.response:
+    for index, message in enumerate(response.response):
         content = message.model_dump() if hasattr(message, "model_dump") else message
-        events.append(
-            NewEvent("bot_message", {"content": content}, sender="bot", message_id=new_message_id())
-        )
-    if response.outgoing_action:
-        events.append(
-            NewEvent("action", {"actions": [{"id": a.id, "data": a.body} for a in response.outgoing_action]})
-        )
+        mid = message_id if index == 0 and message_id else new_message_id()
+        events.append(NewEvent("bot_message", {"content": content}, sender="bot", message_id=mid))
+    plain = [a for a in response.outgoing_action or [] if a.id not in PLATFORM_ACTIONS]
+    if plain:
+        events.append(NewEvent("action", {"actions": [{"id": a.id, "data": a.body} for a in plain]}))
     public: dict[str, Any] = {}
     private: dict[str, Any] = {}
     if response.metadata is not None:
@@ -74,27 +81,27 @@ def response_events(conversation: ConversationRecord, response: AgentResponse) -
         private = {k: v for k, v in channel.private.items() if conversation.private_metadata.get(k, object()) != v}
         title = public.get("conversation_title")
         if isinstance(title, str):
-            events.append(
-                NewEvent("conversation_update", {"type": "title_changed", "data": {"title": title}})
-            )
+            events.append(NewEvent("conversation_update", {"type": "title_changed", "data": {"title": title}}))
     return events, public, private
 
 
 class AgentRunner:
-    def __init__(self, timeline: Timeline, *, timeout: float = 30.0, agent: Agent | None = None) -> None:
+    def __init__(self, timeline: Timeline, livechat: LiveChat, *, timeout: float = 30.0, agent: Agent | None = None) -> None:
         self.timeline = timeline
+        self.livechat = livechat
         self.timeout = timeout
         self._override = agent
         self._agents: dict[str, Agent] = {}
         self._turn_locks = KeyedLocks()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def agent_for(self, channel: Channel) -> Agent:
+    def agent_for(self, channel: Channel, conversation: ConversationRecord | None = None) -> Agent:
         if self._override is not None:
             return self._override
-        agent = self._agents.get(channel.agent)
+        spec = channel.agent_spec(conversation.agent if conversation else None)
+        agent = self._agents.get(spec)
         if agent is None:
-            agent = self._agents[channel.agent] = agent_from_spec(channel.agent)
+            agent = self._agents[spec] = agent_from_spec(spec, channel=channel)
         return agent
 
     def schedule(
@@ -124,27 +131,69 @@ class AgentRunner:
     async def _turn(
         self, channel: Channel, conversation_id: str, user_input: str | None, action: IncomingAction | None
     ) -> None:
-        store = self.timeline.store
-        conversation = await store.get_conversation(channel.id, conversation_id)
-        if conversation is None:
-            return
+        conversation = await self.timeline.store.get_conversation(channel.id, conversation_id)
+        if conversation is None or conversation.handoff != AI:
+            return  # a human has (or is about to have) the conversation: the AI stays quiet
         request = build_request(conversation, user_input=user_input, action=action, channel=channel)
+        agent = self.agent_for(channel, conversation)
+        message_id = new_message_id()
         try:
-            response = await asyncio.wait_for(self.agent_for(channel)(request), self.timeout)
-        except TimeoutError:
+            if isinstance(agent, StreamingAgent):
+                call = agent.stream(request, lambda delta: self._delta(conversation_id, message_id, delta))
+            else:
+                call = agent(request)
+            response = await asyncio.wait_for(call, self.timeout)
+        except asyncio.TimeoutError:
             await self._fail(channel, conversation_id, 504, f"the agent did not answer within {self.timeout:g} s")
             return
         except AgentError as exc:
             await self._fail(channel, conversation_id, exc.error_code, exc.error_desc)
             return
         except Exception as exc:
-            log.exception("agent %s raised", channel.agent)
+            log.exception("agent %s raised", channel.agent_spec(conversation.agent))
             await self._fail(channel, conversation_id, 502, f"the agent failed: {type(exc).__name__}")
             return
-        events, public, private = response_events(conversation, response)
+        await self.apply(channel, conversation, response, message_id=message_id)
+
+    async def apply(
+        self, channel: Channel, conversation: ConversationRecord, response: AgentResponse, *, message_id: str | None = None
+    ) -> bool:
+        """Store and deliver an agent response (a turn's, or one pushed later). False if a human has the
+        conversation by now: the reply is dropped, never shown over a person."""
+        events, public, private = response_events(conversation, response, message_id)
         if public or private:
-            await store.update_metadata(channel.id, conversation_id, public, private)
-        await self.timeline.append(channel.id, conversation_id, events)
+            await self.timeline.store.update_metadata(channel.id, conversation.id, public, private)
+        if events:
+            result = await self.timeline.transition(
+                channel.id, conversation.id, allowed_from=frozenset({AI}), events=events
+            )
+            if result is None:
+                log.info("dropped an agent reply in %s: a human has the conversation", conversation.id)
+                return False
+        for action in response.outgoing_action or []:
+            await self._platform_action(channel, conversation.id, action)
+        return True
+
+    async def _platform_action(self, channel: Channel, conversation_id: str, action: OutgoingAction) -> None:
+        body = action.body if isinstance(action.body, dict) else {}
+        if action.id == "escalateToHuman":
+            try:
+                await self.livechat.apply(channel.id, conversation_id, "escalate", reason=body.get("reason"))
+            except HandoffConflict as exc:
+                log.info("escalateToHuman ignored: %s", exc)
+        elif action.id == "escalate_to_agent" and isinstance(body.get("agent_id"), str):
+            await self.livechat.switch_agent(channel.id, conversation_id, body["agent_id"], {k: v for k, v in body.items() if k != "agent_id"})
+        elif action.id == "escalate_to_agent_router":
+            await self.livechat.switch_agent(channel.id, conversation_id, "router", dict(body))
+
+    def _delta(self, conversation_id: str, message_id: str, delta: str) -> None:
+        """Partial text of a streamed reply: sent live, not stored (the full message is)."""
+        from ...protocol import encode_frame
+
+        self.timeline.hub.broadcast(
+            conversation_id,
+            encode_frame("bot_message_delta", {"conversation_id": conversation_id, "message_id": message_id, "delta": delta}),
+        )
 
     async def _fail(self, channel: Channel, conversation_id: str, code: int, desc: str) -> None:
         await self.timeline.append(

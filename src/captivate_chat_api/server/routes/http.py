@@ -75,7 +75,7 @@ async def post_client_event(request: Request) -> JSONResponse:
     gateway = gateway_of(request)
     channel, key = await authenticate(request)
     envelope = parse_envelope(await read_body(request, gateway.settings.max_body_bytes))
-    connection = gateway.hub.find(envelope.socket_id, channel.id)
+    connection = gateway.hub.find_client(envelope.socket_id, channel.id)
     reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
     background = None
     if reply.after is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import (
+    AgentTokenInfo,
     ApiKeyInfo,
     Channel,
     ConversationPage,
@@ -30,6 +31,7 @@ def store_from_url(url: str, *, synchronous: str = "NORMAL") -> Store:
 
 
 __all__ = [
+    "AgentTokenInfo",
     "ApiKeyInfo",
     "Channel",
     "ConversationPage",

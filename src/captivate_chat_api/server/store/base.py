@@ -18,6 +18,28 @@ class Channel:
     id: str
     name: str
     agent: str = "demo"
+    """The spec of the channel's default agent (``demo``, ``webhook:URL``, ``openai:MODEL``, ``python:mod:attr``)."""
+    agents: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    """Named agents that ``escalate_to_agent`` can switch to: name -> spec."""
+    webhook_secret: str | None = field(default=None, repr=False, compare=False)
+
+    def agent_spec(self, name: str | None) -> str:
+        """The spec an agent name resolves to; the default agent for None or an unknown name."""
+        if name and name in self.agents:
+            return self.agents[name]
+        return self.agent
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTokenInfo:
+    id: str
+    channel_id: str
+    prefix: str
+    role: str
+    """``push`` (an AI agent answering later) or ``human`` (a live-chat agent)."""
+    label: str
+    created_at: str
+    revoked_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +64,13 @@ class ConversationRecord:
     created_at: str
     updated_at: str
     deleted_at: str | None = None
+    handoff: str = "ai"
+    """``ai`` | ``waiting_human`` | ``human`` (see :mod:`..handoff`)."""
+    human_agent: str | None = None
+    agent: str | None = None
+    """The named agent in charge after ``escalate_to_agent``; None: the channel's default."""
+    has_livechat: bool = False
+    """The conversation has been handed to a human at least once (``hasLivechat`` for the agent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +163,32 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def revoke_key(self, key_id_or_prefix: str) -> ApiKeyInfo | None: ...
 
+    @abc.abstractmethod
+    async def get_channel(self, channel_id: str) -> Channel | None: ...
+
+    @abc.abstractmethod
+    async def update_channel(
+        self,
+        channel_id: str,
+        *,
+        agent: str | None = None,
+        agents: dict[str, str] | None = None,
+        webhook_secret: str | None = None,
+    ) -> Channel | None:
+        """Set the default agent spec, merge named agents, set the webhook secret (what is not None)."""
+
+    @abc.abstractmethod
+    async def add_agent_token(self, channel_id: str, token_hash: str, prefix: str, role: str, label: str = "") -> AgentTokenInfo: ...
+
+    @abc.abstractmethod
+    async def channel_for_agent_token(self, token_hash: str, role: str) -> tuple[Channel, AgentTokenInfo] | None: ...
+
+    @abc.abstractmethod
+    async def list_agent_tokens(self) -> list[AgentTokenInfo]: ...
+
+    @abc.abstractmethod
+    async def revoke_agent_token(self, token_id_or_prefix: str) -> AgentTokenInfo | None: ...
+
     # conversations
     @abc.abstractmethod
     async def create_conversation(
@@ -164,6 +219,28 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_conversations(self, query: ListQuery) -> ConversationPage: ...
+
+    @abc.abstractmethod
+    async def list_handoff(self, channel_id: str, states: list[str]) -> list[ConversationRecord]:
+        """Live conversations of the channel whose hand-off state is one of ``states``, oldest change first."""
+
+    @abc.abstractmethod
+    async def transition(
+        self,
+        channel_id: str,
+        conversation_id: str,
+        *,
+        allowed_from: frozenset[str],
+        handoff: str | None = None,
+        human_agent: str | None = None,
+        agent: str | None = None,
+        events: list[NewEvent],
+        require_human_agent: str | None = None,
+    ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
+        """Atomically: if the conversation's hand-off state is in ``allowed_from`` (and, with
+        ``require_human_agent``, that agent owns it), set the new state/agent fields and append ``events``.
+        None when the conversation is in another state (or owned by someone else); LookupError if unknown.
+        ``human_agent`` "" clears the owner."""
 
     # the event log
     @abc.abstractmethod

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from . import migrate
 from .base import (
+    AgentTokenInfo,
     ApiKeyInfo,
     Channel,
     ConversationPage,
@@ -55,6 +56,32 @@ def _conversation(row: sqlite3.Row) -> ConversationRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         deleted_at=row["deleted_at"],
+        handoff=row["handoff"],
+        human_agent=row["human_agent"],
+        agent=row["agent"],
+        has_livechat=bool(row["has_livechat"]),
+    )
+
+
+def _channel(row: sqlite3.Row) -> Channel:
+    return Channel(
+        id=row["id"],
+        name=row["name"],
+        agent=row["agent"],
+        agents=json.loads(row["agents"]),
+        webhook_secret=row["webhook_secret"],
+    )
+
+
+def _token_info(row: sqlite3.Row) -> AgentTokenInfo:
+    return AgentTokenInfo(
+        id=row["id"],
+        channel_id=row["channel_id"],
+        prefix=row["prefix"],
+        role=row["role"],
+        label=row["label"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
     )
 
 
@@ -256,11 +283,11 @@ class SQLiteStore(Store):
     async def channel_for_key_hash(self, key_hash: str) -> Channel | None:
         def run(conn: sqlite3.Connection) -> Channel | None:
             row = conn.execute(
-                "SELECT c.id, c.name, c.agent FROM api_keys k JOIN channels c ON c.id = k.channel_id"
+                "SELECT c.* FROM api_keys k JOIN channels c ON c.id = k.channel_id"
                 " WHERE k.key_hash = ? AND k.revoked_at IS NULL",
                 (key_hash,),
             ).fetchone()
-            return Channel(id=row["id"], name=row["name"], agent=row["agent"]) if row else None
+            return _channel(row) if row else None
 
         return await self._read(run)
 
@@ -285,6 +312,84 @@ class SQLiteStore(Store):
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), rows[0]["id"])
             )
             return _key_info(conn.execute("SELECT * FROM api_keys WHERE id = ?", (rows[0]["id"],)).fetchone())
+
+        return await self._write(run)
+
+    async def get_channel(self, channel_id: str) -> Channel | None:
+        def run(conn: sqlite3.Connection) -> Channel | None:
+            row = conn.execute("SELECT * FROM channels WHERE id = ?", (channel_id,)).fetchone()
+            return _channel(row) if row else None
+
+        return await self._read(run)
+
+    async def update_channel(
+        self,
+        channel_id: str,
+        *,
+        agent: str | None = None,
+        agents: dict[str, str] | None = None,
+        webhook_secret: str | None = None,
+    ) -> Channel | None:
+        def run(conn: sqlite3.Connection) -> Channel | None:
+            row = conn.execute("SELECT * FROM channels WHERE id = ?", (channel_id,)).fetchone()
+            if row is None:
+                return None
+            current = _channel(row)
+            conn.execute(
+                "UPDATE channels SET agent = ?, agents = ?, webhook_secret = ? WHERE id = ?",
+                (
+                    agent if agent is not None else current.agent,
+                    _dumps({**current.agents, **(agents or {})}),
+                    webhook_secret if webhook_secret is not None else current.webhook_secret,
+                    channel_id,
+                ),
+            )
+            return _channel(conn.execute("SELECT * FROM channels WHERE id = ?", (channel_id,)).fetchone())
+
+        return await self._write(run)
+
+    async def add_agent_token(
+        self, channel_id: str, token_hash: str, prefix: str, role: str, label: str = ""
+    ) -> AgentTokenInfo:
+        def run(conn: sqlite3.Connection) -> AgentTokenInfo:
+            token_id = f"tok_{secrets.token_hex(6)}"
+            conn.execute(
+                "INSERT INTO agent_tokens (id, channel_id, token_hash, prefix, role, label, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_id, channel_id, token_hash, prefix, role, label, utc_now()),
+            )
+            return _token_info(conn.execute("SELECT * FROM agent_tokens WHERE id = ?", (token_id,)).fetchone())
+
+        return await self._write(run)
+
+    async def channel_for_agent_token(self, token_hash: str, role: str) -> tuple[Channel, AgentTokenInfo] | None:
+        def run(conn: sqlite3.Connection) -> tuple[Channel, AgentTokenInfo] | None:
+            token = conn.execute(
+                "SELECT * FROM agent_tokens WHERE token_hash = ? AND role = ? AND revoked_at IS NULL", (token_hash, role)
+            ).fetchone()
+            if token is None:
+                return None
+            channel = conn.execute("SELECT * FROM channels WHERE id = ?", (token["channel_id"],)).fetchone()
+            return (_channel(channel), _token_info(token)) if channel else None
+
+        return await self._read(run)
+
+    async def list_agent_tokens(self) -> list[AgentTokenInfo]:
+        return await self._read(
+            lambda c: [_token_info(r) for r in c.execute("SELECT * FROM agent_tokens ORDER BY created_at, id")]
+        )
+
+    async def revoke_agent_token(self, token_id_or_prefix: str) -> AgentTokenInfo | None:
+        def run(conn: sqlite3.Connection) -> AgentTokenInfo | None:
+            rows = conn.execute(
+                "SELECT * FROM agent_tokens WHERE id = ? OR prefix = ?", (token_id_or_prefix, token_id_or_prefix)
+            ).fetchall()
+            if len(rows) != 1:
+                return None
+            conn.execute(
+                "UPDATE agent_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), rows[0]["id"])
+            )
+            return _token_info(conn.execute("SELECT * FROM agent_tokens WHERE id = ?", (rows[0]["id"],)).fetchone())
 
         return await self._write(run)
 
@@ -394,6 +499,60 @@ class SQLiteStore(Store):
         if not query.channel_ids:
             return ConversationPage([], 0, query.page, query.limit or 0)
         return await self._read(run)
+
+    async def list_handoff(self, channel_id: str, states: list[str]) -> list[ConversationRecord]:
+        def run(conn: sqlite3.Connection) -> list[ConversationRecord]:
+            marks = ",".join("?" * len(states))
+            rows = conn.execute(
+                f"SELECT * FROM conversations WHERE channel_id = ? AND handoff IN ({marks}) AND deleted_at IS NULL"
+                " ORDER BY updated_at, id",
+                (channel_id, *states),
+            ).fetchall()
+            return [_conversation(r) for r in rows]
+
+        if not states:
+            return []
+        return await self._read(run)
+
+    async def transition(
+        self,
+        channel_id: str,
+        conversation_id: str,
+        *,
+        allowed_from: frozenset[str],
+        handoff: str | None = None,
+        human_agent: str | None = None,
+        agent: str | None = None,
+        events: list[NewEvent],
+        require_human_agent: str | None = None,
+    ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
+        def run(conn: sqlite3.Connection) -> tuple[ConversationRecord, list[StoredEvent]] | None:
+            row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
+            if row is None:
+                raise LookupError(conversation_id)
+            current = _conversation(row)
+            if current.handoff not in allowed_from:
+                return None
+            if require_human_agent is not None and current.human_agent != require_human_agent:
+                return None
+            new_owner = current.human_agent if human_agent is None else (human_agent or None)
+            target = handoff or current.handoff
+            conn.execute(
+                "UPDATE conversations SET handoff = ?, human_agent = ?, agent = ?,"
+                " has_livechat = has_livechat OR ? WHERE id = ?",
+                (
+                    target,
+                    new_owner,
+                    (agent or None) if agent is not None else current.agent,
+                    target != "ai",
+                    conversation_id,
+                ),
+            )
+            stored = self._insert(conn, channel_id, conversation_id, events) if events else []
+            updated = _conversation(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
+            return updated, stored
+
+        return await self._write(run)
 
     # the event log
 
