@@ -1,29 +1,17 @@
 'use strict';
 /*
  * Drives the published npm client `captivate-chat-api` (installed, unchanged, under CCA_NPM_PREFIX) against a
- * local gateway. Only two things are redirected, before the package is loaded:
- *   - globalThis.WebSocket: a subclass of ws's WebSocket that rewrites the cloud WebSocket hosts to the gateway
- *     (the bundle prefers a global WebSocket over require('ws'));
- *   - globalThis.fetch: rewrites the cloud HTTP bases to the gateway.
- * Any other non-local address is refused, so nothing reaches the real cloud.
+ * local gateway. Only its WebSocket constructor and fetch are redirected, before the package is loaded
+ * (npm_harness.cjs); any other non-local address is refused, so nothing reaches the real cloud.
  *
  * Environment: CCA_NPM_PREFIX, CCA_PORT, CCA_KEY1, CCA_KEY2, CCA_BAD_KEY, CCA_USER.
  * Output: one JSON object on the last line of stdout, one field per step: the step's result, or
  * {"error": "..."} when the call failed. Exit 0 when the JSON was written, 2 on a setup failure or the watchdog.
  */
 
-const path = require('path');
+const { need, redirectToGateway, loadClient, runner } = require('./npm_harness.cjs');
 
-function need(name) {
-  const value = process.env[name];
-  if (!value) {
-    process.stderr.write(`npm_client_check: environment variable ${name} is required\n`);
-    process.exit(2);
-  }
-  return value;
-}
-
-const PREFIX = path.resolve(need('CCA_NPM_PREFIX'));
+const PREFIX = need('CCA_NPM_PREFIX');
 const PORT = need('CCA_PORT');
 const KEY1 = need('CCA_KEY1');
 const KEY2 = need('CCA_KEY2');
@@ -32,15 +20,6 @@ const USER = need('CCA_USER');
 const WATCHDOG_MS = Number(process.env.CCA_WATCHDOG_MS || 45000);
 const WAIT_MS = Number(process.env.CCA_WAIT_MS || 5000);
 
-const GATEWAY_HTTP = `http://127.0.0.1:${PORT}`;
-const GATEWAY_WS = `ws://127.0.0.1:${PORT}`;
-const WS_HOSTS = ['wss://channel.wss.captivatechat.ai', 'wss://channel-dev.wss.captivatechat.ai'];
-const HTTP_HOSTS = ['https://channel.prod.captivat.io', 'https://channel.dev.captivat.io'];
-
-const results = {};
-const seen = { ws: [], fetch: [] };
-const frames = []; // every platform frame received on any client socket (a tap; the client's handlers are separate)
-
 function label(key) {
   if (key === KEY1) return 'key1';
   if (key === KEY2) return 'key2';
@@ -48,110 +27,17 @@ function label(key) {
   return key === undefined ? undefined : 'other';
 }
 
-function redact(url) {
-  return String(url).replace(/apiKey=[^&]*/, (m) => `apiKey=<${label(decodeURIComponent(m.slice(7)))}>`);
-}
+// The two redirections, installed before the package is loaded.
+const { seen, frames } = redirectToGateway({ prefix: PREFIX, port: PORT, label });
+const client = loadClient(PREFIX);
+const { CaptivateChatAPI, CaptivateChatManager } = client.exports;
 
-function rewrite(url, hosts, local) {
-  for (const host of hosts) {
-    if (url === host || url.startsWith(host + '/') || url.startsWith(host + '?')) return local + url.slice(host.length);
-  }
-  if (url.startsWith(local + '/') || url === local) return url;
-  throw new Error(`interop: refusing to contact ${redact(url)} (not a Captivate cloud URL nor the gateway)`);
-}
-
-// --- the two redirections, installed before the package is loaded --------------------------------------------
-
-const WS = require(path.join(PREFIX, 'node_modules', 'ws'));
-
-class RedirectingWebSocket extends WS {
-  constructor(address, protocols, options) {
-    const original = String(address);
-    const target = rewrite(original, WS_HOSTS, GATEWAY_WS);
-    seen.ws.push({ from: redact(original), to: redact(target) });
-    super(target, protocols, options);
-    this.addEventListener('message', (event) => {
-      try {
-        frames.push(JSON.parse(String(event.data)));
-      } catch (err) {
-        frames.push({ unparsable: String(event.data).slice(0, 200) });
-      }
-    });
-  }
-}
-globalThis.WebSocket = RedirectingWebSocket;
-
-const realFetch = globalThis.fetch;
-if (typeof realFetch !== 'function') {
-  process.stderr.write('npm_client_check: this Node has no global fetch (need Node >= 18)\n');
-  process.exit(2);
-}
-globalThis.fetch = function redirectingFetch(input, init) {
-  const original = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-  const target = rewrite(original, HTTP_HOSTS, GATEWAY_HTTP);
-  let kind;
-  try {
-    kind = JSON.parse(init && init.body).event.event_type;
-  } catch (err) {
-    kind = undefined;
-  }
-  seen.fetch.push({
-    from: original.split('?')[0],
-    to: target.split('?')[0],
-    method: (init && init.method) || 'GET',
-    event_type: kind,
-  });
-  return realFetch(typeof input === 'string' || input instanceof URL ? target : new Request(target, input), init);
-};
-
-const pkg = require(path.join(PREFIX, 'node_modules', 'captivate-chat-api', 'package.json'));
-const { CaptivateChatAPI, CaptivateChatManager } = require(path.join(PREFIX, 'node_modules', 'captivate-chat-api'));
-
-// --- helpers ----------------------------------------------------------------------------------------------------
-
-const unhandled = [];
-process.on('unhandledRejection', (reason) => {
-  // The client's reconnect timer (after the refused bad key) rejects with nobody listening; keep it, do not crash.
-  unhandled.push(String((reason && reason.message) || reason));
+const { results, step, run } = runner({
+  watchdogMs: WATCHDOG_MS,
+  meta: () => ({ package_version: client.version, node: process.version, redirected: seen }),
 });
 
-function emit(code) {
-  results._meta = {
-    package_version: pkg.version,
-    node: process.version,
-    redirected: seen,
-    unhandled_rejections: unhandled,
-  };
-  process.stdout.write('\n' + JSON.stringify(results) + '\n', () => process.exit(code));
-}
-
-const watchdog = setTimeout(() => {
-  results._watchdog = `the script did not finish within ${WATCHDOG_MS} ms (stuck in step ${current})`;
-  emit(2);
-}, WATCHDOG_MS);
-
-let current = null;
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timeout after ${ms} ms: ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-async function step(name, fn, ms = 15000) {
-  current = name;
-  try {
-    const value = await withTimeout(Promise.resolve().then(fn), ms, `step ${name}`);
-    results[name] = value === undefined ? { ok: true } : value;
-  } catch (err) {
-    results[name] = { error: String((err && err.message) || err) };
-  }
-  return results[name];
-}
+// --- helpers ----------------------------------------------------------------------------------------------------
 
 function waitFor(predicate, what, ms = WAIT_MS) {
   return new Promise((resolve, reject) => {
@@ -450,14 +336,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => {
-    clearTimeout(watchdog);
-    emit(0);
-  },
-  (err) => {
-    clearTimeout(watchdog);
-    results._fatal = String((err && err.stack) || err);
-    emit(2);
-  },
-);
+run(main);

@@ -13,71 +13,21 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
-import shutil
-import subprocess
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
+from npm_runner import HERE, VERSION, run_script, step
 
-from conftest import in_ci
 from gateway_process import GatewayProcess, new_key
 
 pytestmark = pytest.mark.interop
 
-HERE = Path(__file__).resolve().parent
-PREFIX = HERE / ".npm"
 SCRIPT = HERE / "npm_client_check.cjs"
-PACKAGE = "captivate-chat-api"
-VERSION = "7.0.0"
 CLOUD_WS = "wss://channel.wss.captivatechat.ai/dev?apiKey="
 CLOUD_HTTP = "https://channel.prod.captivat.io/"
 GREETING_PREFIX = "Hello! I am the Captivate Chat demo agent"
 SCRIPT_TIMEOUT = 60.0
-INSTALL_TIMEOUT = 180.0
-
-
-def unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"CI=true and the npm interop test cannot run: {reason}")
-    pytest.skip(reason)
-
-
-def installed_version(name: str) -> str | None:
-    manifest = PREFIX / "node_modules" / name / "package.json"
-    try:
-        return str(json.loads(manifest.read_text())["version"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def ensure_client() -> str:
-    """node's path, with captivate-chat-api@7.0.0 (and ws) installed under tests/interop/.npm."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        unavailable("node and npm are needed to run the published npm client (not found on PATH)")
-    assert node is not None and npm is not None
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
-    match = re.match(r"v(\d+)\.", version)
-    if match is None or int(match.group(1)) < 18:
-        unavailable(f"node >= 18 is needed (global fetch); found {version or 'unknown'}")
-    if installed_version(PACKAGE) == VERSION and installed_version("ws") is not None:
-        return node
-    command = [npm, "install", "--prefix", str(PREFIX), f"{PACKAGE}@{VERSION}", "--no-audit", "--no-fund"]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        unavailable(f"`{' '.join(command[1:])}` did not finish within {INSTALL_TIMEOUT:g} s")
-        raise  # unreachable: unavailable() skips or fails
-    if done.returncode != 0 or installed_version(PACKAGE) != VERSION or installed_version("ws") is None:
-        unavailable(
-            f"`npm install {PACKAGE}@{VERSION}` failed (exit {done.returncode};"
-            " is the npm registry reachable?):\n"
-            + (done.stderr or done.stdout)[-2000:]
-        )
-    return node
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +38,8 @@ def ids(npm: dict[str, Any]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def npm(gateway: GatewayProcess, tenant_keys: list[str]) -> dict[str, Any]:
     """Run the Node script once against the gateway; its JSON results, one field per client call."""
-    node = ensure_client()
     env = {
         **os.environ,
-        "CCA_NPM_PREFIX": str(PREFIX),
         "CCA_PORT": str(gateway.port),
         "CCA_KEY1": tenant_keys[0],
         "CCA_KEY2": tenant_keys[1],
@@ -99,37 +47,7 @@ def npm(gateway: GatewayProcess, tenant_keys: list[str]) -> dict[str, Any]:
         "CCA_USER": "npm-interop-user",
         "CCA_WATCHDOG_MS": "45000",
     }
-    try:
-        done = subprocess.run(
-            [node, str(SCRIPT)], cwd=HERE, env=env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"npm_client_check.cjs did not finish within {SCRIPT_TIMEOUT:g} s; stderr:\n{exc.stderr}")
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    try:
-        results: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        pytest.fail(
-            f"npm_client_check.cjs exited {done.returncode} without its JSON result.\n"
-            f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}\n"
-            f"gateway log:\n{gateway.logs()[-3000:]}"
-        )
-    for problem in ("_fatal", "_watchdog"):
-        if problem in results:
-            pytest.fail(f"npm_client_check.cjs: {results[problem]}\nstderr:\n{done.stderr[-3000:]}")
-    assert done.returncode == 0, (
-        f"npm_client_check.cjs exited {done.returncode}; stderr:\n{done.stderr[-3000:]}"
-    )
-    return results
-
-
-def step(npm: dict[str, Any], name: str) -> Any:
-    """The result of one client call; fails with the call's name and error if it threw."""
-    assert name in npm, f"{name}: the script did not reach this call (an earlier setup call failed?)"
-    result = npm[name]
-    if isinstance(result, dict) and set(result) == {"error"}:
-        pytest.fail(f"npm client call `{name}` failed: {result['error']}")
-    return result
+    return run_script(SCRIPT, env, timeout=SCRIPT_TIMEOUT, context=lambda: f"gateway log:\n{gateway.logs()}")
 
 
 def text(value: str) -> dict[str, str]:
@@ -224,7 +142,7 @@ def test_get_transcript(npm: dict[str, Any]) -> None:
         for field in ("message_id", "seq", "from", "content", "created_at"):
             assert field in entry, f"transcript entry without {field}: {entry}"
         assert entry["from"] in ("user", "bot", "human_agent", "system"), entry
-        created = datetime.fromisoformat(entry["created_at"].replace("Z", "+00:00"))
+        created = datetime.fromisoformat(entry["created_at"])
         assert created.utcoffset() == UTC.utcoffset(None), entry["created_at"]
     seqs = [e["seq"] for e in transcript]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"not oldest first: {seqs}"

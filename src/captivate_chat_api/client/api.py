@@ -517,8 +517,7 @@ class CaptivateChatAPI:
         if mode not in ("bot-first", "user-first"):
             raise ValueError("mode must be 'bot-first' or 'user-first'")
         full_metadata = dict(metadata or {})
-        if private_metadata:
-            full_metadata["private"] = private_metadata
+        full_metadata["private"] = dict(private_metadata or {})  # as npm 7.0.0: always present, {} by default
         payload = {"userId": user_id, "userBasicInfo": user_basic_info or {}, "metadata": full_metadata}
         await self._wait_connected()
         assert self._start_lock is not None
