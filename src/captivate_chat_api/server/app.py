@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 import time
 from collections.abc import AsyncIterator
@@ -80,7 +81,11 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
-        return error_response(exc.error_code, exc.error_desc)
+        response = error_response(exc.error_code, exc.error_desc)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

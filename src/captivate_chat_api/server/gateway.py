@@ -10,6 +10,7 @@ from .agents.runner import AgentRunner
 from .auth import Authenticator
 from .handlers import Handlers
 from .hub import Hub
+from .limits import Limits
 from .livechat import LiveChat
 from .keys import display_prefix, hash_key
 from .settings import Settings
@@ -29,6 +30,7 @@ class Gateway:
     livechat: LiveChat
     auth: Authenticator
     handlers: Handlers
+    limits: Limits
 
     @classmethod
     def build(cls, settings: Settings, agent: Agent | None = None) -> Gateway:
@@ -39,7 +41,9 @@ class Gateway:
         livechat = LiveChat(timeline)
         runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent)
         auth = Authenticator(store)
-        return cls(settings, store, hub, timeline, runner, livechat, auth, Handlers(store, hub, timeline, runner, auth))
+        limits = Limits(settings.rate_per_socket, settings.burst_per_socket, settings.rate_per_key, settings.burst_per_key)
+        handlers = Handlers(store, hub, timeline, runner, auth)
+        return cls(settings, store, hub, timeline, runner, livechat, auth, handlers, limits)
 
     async def start(self) -> None:
         await self.store.open()

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     """A bot message larger than this goes out as ``general_error 413`` with a ``message_link``."""
     send_queue_frames: int = 1000
     """Frames queued for one socket before it is closed as too slow (it resumes by seq)."""
+    rate_per_socket: float = 20.0
+    """Client events per second one socket may send (token bucket; 0 disables)."""
+    burst_per_socket: float = 40.0
+    rate_per_key: float = 200.0
+    """Client events per second over all sockets and HTTP requests of one API key (0 disables)."""
+    burst_per_key: float = 400.0
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     shutdown_grace_seconds: float = 10.0

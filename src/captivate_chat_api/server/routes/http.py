@@ -76,6 +76,7 @@ async def post_client_event(request: Request) -> JSONResponse:
     channel, key = await authenticate(request)
     envelope = parse_envelope(await read_body(request, gateway.settings.max_body_bytes))
     connection = gateway.hub.find_client(envelope.socket_id, channel.id)
+    gateway.limits.check(channel.id, connection.socket_id if connection else None)
     reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
     background = None
     if reply.after is not None:

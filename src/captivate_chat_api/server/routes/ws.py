@@ -22,11 +22,11 @@ async def refuse(websocket: WebSocket, status: int, desc: str) -> None:
 
 
 def error_frame(exc: ProtocolError, request_id: str | None = None) -> str:
-    return encode_frame(
-        "general_error",
-        {"conversation_id": exc.conversation_id, "error_code": exc.error_code, "error_desc": exc.error_desc},
-        request_id=request_id,
-    )
+    payload = {"conversation_id": exc.conversation_id, "error_code": exc.error_code, "error_desc": exc.error_desc}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        payload["retry_after"] = round(retry_after, 3)
+    return encode_frame("general_error", payload, request_id=request_id)
 
 
 @router.websocket("/dev")
@@ -59,6 +59,7 @@ async def client_socket(websocket: WebSocket) -> None:
             await serve_frame(gateway, connection, api_key, data)
     finally:
         gateway.hub.remove(connection)
+        gateway.limits.per_socket.forget(connection.socket_id)
         await connection.stop()
         log.debug("socket %s disconnected", connection.socket_id[:8])
 
@@ -66,6 +67,7 @@ async def client_socket(websocket: WebSocket) -> None:
 async def serve_frame(gateway: Gateway, connection: Connection, api_key: str, data: str | bytes) -> None:
     request_id = None
     try:
+        gateway.limits.check(connection.channel.id, connection.socket_id)
         envelope = parse_envelope(data)
         request_id = envelope.request_id
         reply = await gateway.handlers.handle(

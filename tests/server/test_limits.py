@@ -1,0 +1,63 @@
+"""Rate limits: over the limit is refused with 429 (and Retry-After), the socket stays usable, nothing is stored."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from captivate_chat_api.server.limits import TokenBucket
+from gateway_process import GatewayProcess, new_key
+from wire import WireClient
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    bucket = TokenBucket(rate=2.0, burst=2.0, stamp=100.0)
+    assert bucket.take(100.0) == 0.0 and bucket.take(100.0) == 0.0
+    assert bucket.take(100.0) == pytest.approx(0.5)
+    assert bucket.take(100.5) == 0.0
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, str]]:
+    key = new_key()
+    env = {"CAPTIVATE_RATE_PER_SOCKET": "2", "CAPTIVATE_BURST_PER_SOCKET": "3",
+           "CAPTIVATE_RATE_PER_KEY": "5", "CAPTIVATE_BURST_PER_KEY": "8"}
+    gateway = GatewayProcess(tmp_path_factory.mktemp("limits") / "gw.db", [key], env=env).start()
+    yield gateway, key
+    gateway.stop()
+
+
+async def test_websocket_events_over_the_socket_rate_get_429(limited: tuple[GatewayProcess, str]) -> None:
+    gateway, key = limited
+    async with WireClient(gateway.http_url, gateway.ws_url, key) as client:
+        for n in range(6):
+            await client.send_ws("get_user_conversations", {"userId": f"rl-{n}"})
+        answers = [(await client.recv())["event"] for _ in range(6)]
+        refused = [a for a in answers if a["event_type"] == "general_error"]
+        assert [a["event_type"] for a in answers].count("user_conversations") == 3  # the burst
+        assert len(refused) == 3 and all(r["event_payload"]["error_code"] == 429 for r in refused)
+        assert all(r["event_payload"]["retry_after"] > 0 for r in refused)
+        await asyncio.sleep(1.2)
+        await client.send_ws("get_user_conversations", {"userId": "rl-later"})
+        assert (await client.recv())["event"]["event_type"] == "user_conversations"  # the socket carries on
+
+
+async def test_http_over_the_key_rate_gets_429_with_retry_after(limited: tuple[GatewayProcess, str]) -> None:
+    gateway, key = limited
+    await asyncio.sleep(2)  # let the key's bucket refill after the other test
+    async with WireClient(gateway.http_url, gateway.ws_url, key) as client:
+        cid = await client.start("rl-http")  # one event
+        statuses = []
+        for n in range(12):
+            response = await client.post("user_message", {"conversation_id": cid, "content": f"m{n}"}, socket=False)
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert int(response.headers["retry-after"]) >= 1
+                assert response.json()["error_code"] == 429
+        assert 429 in statuses and statuses.count(200) <= 8
+        transcript = (await client.http.get("/api/transcript", params={"conversation_id": cid})).json()["transcript"]
+        stored = [e for e in transcript if e["from"] == "user"]
+        assert len(stored) == statuses.count(200)  # refused messages were not stored
