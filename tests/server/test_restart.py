@@ -17,7 +17,8 @@ from wire import WireClient
 async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
     key = new_key()
     database = tmp_path / "crash.db"
-    gateway = GatewayProcess(database, [key]).start()
+    unthrottled = {"CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
+    gateway = GatewayProcess(database, [key], env=unthrottled).start()
     acked: dict[str, list[str]] = {}
     try:
         async with WireClient(gateway.http_url, gateway.ws_url, key) as client:
@@ -32,7 +33,10 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
                     acked.setdefault(cid, []).append(ack["message_id"])
 
             senders = [asyncio.create_task(sender(cid)) for cid in conversations]
+            deadline = asyncio.get_running_loop().time() + 60
             while sum(len(v) for v in acked.values()) < 60:
+                assert asyncio.get_running_loop().time() < deadline, "the gateway acknowledged too few messages"
+                assert not all(task.done() for task in senders), "every sender stopped early"
                 await asyncio.sleep(0.01)
             gateway.kill()
             await asyncio.gather(*senders)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ from .agents import Agent
 from .agents.runner import AgentRunner
 from .auth import Authenticator
 from .handlers import Handlers
-from .hub import Hub
+from .hub import CLOSE_POLICY_VIOLATION, Hub
 from .limits import Limits
 from .livechat import LiveChat
 from .keys import display_prefix, hash_key
@@ -31,6 +32,7 @@ class Gateway:
     auth: Authenticator
     handlers: Handlers
     limits: Limits
+    _revalidation: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, agent: Agent | None = None) -> Gateway:
@@ -42,15 +44,57 @@ class Gateway:
         runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent)
         auth = Authenticator(store)
         limits = Limits(settings.rate_per_socket, settings.burst_per_socket, settings.rate_per_key, settings.burst_per_key)
-        handlers = Handlers(store, hub, timeline, runner, auth)
+        handlers = Handlers(
+            store,
+            hub,
+            timeline,
+            runner,
+            auth,
+            max_metadata_bytes=settings.max_metadata_bytes,
+            starts_per_minute=settings.starts_per_minute_per_key,
+        )
         return cls(settings, store, hub, timeline, runner, livechat, auth, handlers, limits)
 
     async def start(self) -> None:
         await self.store.open()
         for key in self.settings.api_keys:
             await register_key(self.store, key)
+        if self.settings.revalidate_seconds > 0:
+            self._revalidation = asyncio.get_running_loop().create_task(self._revalidate_forever())
+
+    async def _revalidate_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.revalidate_seconds)
+            try:
+                await self.revalidate()
+            except Exception:
+                log.exception("revalidating live sockets failed")
+
+    async def revalidate(self) -> int:
+        """Close every live socket whose key or agent token was revoked (or deleted); returns how many."""
+        closed = 0
+        verdicts: dict[tuple[str, str], bool] = {}
+        for connection in self.hub.connections():
+            credential = connection.credential
+            if credential is None:
+                continue
+            verdict = verdicts.get((connection.role, credential))
+            if verdict is None:
+                if connection.role == "client":
+                    channel = await self.store.channel_for_key_hash(credential)
+                    verdict = channel is not None and channel.id == connection.channel.id
+                else:
+                    found = await self.store.channel_for_agent_token(credential, connection.role)
+                    verdict = found is not None and found[0].id == connection.channel.id
+                verdicts[(connection.role, credential)] = verdict
+            if not verdict:
+                closed += 1
+                asyncio.get_running_loop().create_task(connection.close(CLOSE_POLICY_VIOLATION, "credential revoked"))
+        return closed
 
     async def stop(self) -> None:
+        if self._revalidation is not None:
+            self._revalidation.cancel()
         await self.hub.close_all()
         await self.runner.drain(self.settings.shutdown_grace_seconds)
         await self.store.close()

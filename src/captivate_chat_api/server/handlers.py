@@ -34,7 +34,9 @@ from ..protocol import (
 )
 from .agents.runner import AgentRunner
 from .auth import Authenticator
+from ..errors import RateLimitError
 from .hub import Connection, Hub
+from .limits import RateLimiter
 from .store import Channel, ConversationRecord, ListQuery, NewEvent, Store, StoredEvent
 from .timeline import Timeline
 
@@ -101,7 +103,19 @@ def user_input_of(message: UserMessage) -> str:
 
 
 class Handlers:
-    def __init__(self, store: Store, hub: Hub, timeline: Timeline, runner: AgentRunner, auth: Authenticator) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        timeline: Timeline,
+        runner: AgentRunner,
+        auth: Authenticator,
+        *,
+        max_metadata_bytes: int = 16 * 1024,
+        starts_per_minute: float = 600.0,
+    ) -> None:
+        self.max_metadata_bytes = max_metadata_bytes
+        self.starts = RateLimiter(starts_per_minute / 60.0, max(5.0, starts_per_minute / 6.0))
         self.store = store
         self.hub = hub
         self.timeline = timeline
@@ -142,7 +156,16 @@ class Handlers:
             self.hub.bind(conversation_id, request.connection)
         return record
 
+    def check_metadata_size(self, *parts: dict[str, Any]) -> None:
+        size = sum(len(json.dumps(part, ensure_ascii=False, separators=(",", ":"))) for part in parts)
+        if size > self.max_metadata_bytes:
+            raise ProtocolError(413, f"metadata larger than {self.max_metadata_bytes} bytes")
+
     async def conversation_start(self, request: Request, payload: ConversationStart) -> Reply:
+        wait = self.starts.take(request.channel.id)
+        if wait:
+            raise RateLimitError(429, f"too many conversations started; retry in {wait:.1f} s", retry_after=wait)
+        self.check_metadata_size(payload.public_metadata, payload.private_metadata)
         conversation_id = str(uuid.uuid4())
         await self.store.create_conversation(
             request.channel.id,
@@ -196,11 +219,12 @@ class Handlers:
         )
 
     async def set_metadata(self, request: Request, payload: SetMetadata) -> Reply:
-        await self.conversation(request, payload.conversation_id)
         private = payload.metadata.get("private", {})
         if not isinstance(private, dict):
             raise ProtocolError(400, "invalid metadata: event_payload.metadata.private must be an object")
         public = {k: v for k, v in payload.metadata.items() if k != "private"}
+        current = await self.conversation(request, payload.conversation_id)
+        self.check_metadata_size({**current.metadata, **public}, {**current.private_metadata, **private})
         record = await self.store.update_metadata(request.channel.id, payload.conversation_id, public, private)
         if record is None:
             raise ProtocolError(404, "conversation not found", payload.conversation_id)

@@ -21,6 +21,7 @@ from .store import Channel, StoredEvent
 log = logging.getLogger("captivate_chat_api.server.hub")
 
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
@@ -38,6 +39,8 @@ class Connection:
         self.channel = channel
         self.role = role
         """``client`` (a custom channel's socket) or ``human`` (a live-chat agent's)."""
+        self.credential: str | None = None
+        """The digest of the key or token the socket was opened with (rechecked for revocation)."""
         self.conversations: set[str] = set()
         self._websocket = websocket
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_frames)
@@ -125,6 +128,12 @@ class Hub:
 
     def __len__(self) -> int:
         return len(self._connections)
+
+    def connections(self) -> list[Connection]:
+        return list(self._connections.values())
+
+    def count_for(self, channel_id: str, role: str = "client") -> int:
+        return sum(1 for c in self._connections.values() if c.channel.id == channel_id and c.role == role)
 
     def add(self, connection: Connection) -> None:
         self._connections[connection.socket_id] = connection

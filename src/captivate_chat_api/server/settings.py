@@ -35,12 +35,20 @@ class Settings(BaseSettings):
     """A bot message larger than this goes out as ``general_error 413`` with a ``message_link``."""
     send_queue_frames: int = 1000
     """Frames queued for one socket before it is closed as too slow (it resumes by seq)."""
-    rate_per_socket: float = 20.0
+    rate_per_socket: float = 50.0
     """Client events per second one socket may send (token bucket; 0 disables)."""
-    burst_per_socket: float = 40.0
-    rate_per_key: float = 200.0
+    burst_per_socket: float = 100.0
+    rate_per_key: float = 1000.0
     """Client events per second over all sockets and HTTP requests of one API key (0 disables)."""
-    burst_per_key: float = 400.0
+    burst_per_key: float = 2000.0
+    max_sockets_per_key: int = 1000
+    """Open WebSockets per API key; one more is refused before the upgrade (429)."""
+    starts_per_minute_per_key: float = 600.0
+    """``conversation_start`` events per minute per key (0 disables)."""
+    max_metadata_bytes: int = 16 * 1024
+    """Largest metadata (public + private, as JSON) a conversation may hold."""
+    revalidate_seconds: float = 5.0
+    """How often live sockets' keys and tokens are rechecked: a revoked one is closed (1008)."""
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     shutdown_grace_seconds: float = 10.0

@@ -15,6 +15,7 @@ from ...protocol import ProtocolError, decode_json, encode_frame, normalize_cont
 from ..handoff import HandoffConflict
 from ..handlers import transcript_entry, is_transcript_message
 from ..hub import Connection
+from ..keys import hash_key
 from ..store import AgentTokenInfo, Channel, ConversationRecord
 from .http import gateway_of, read_body
 
@@ -162,6 +163,7 @@ async def agent_socket(websocket: WebSocket) -> None:
     channel, _ = found
     await websocket.accept()
     connection = Connection(websocket, channel, gateway.settings.send_queue_frames, role="human")
+    connection.credential = hash_key(token or "")
     gateway.hub.add(connection)
     gateway.hub.watch_channel(connection)
     connection.start()

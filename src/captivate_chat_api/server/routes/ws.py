@@ -11,6 +11,7 @@ from ...protocol import ProtocolError, encode_frame, parse_envelope
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..hub import Connection
+from ..keys import hash_key
 
 router = APIRouter()
 log = logging.getLogger("captivate_chat_api.server.ws")
@@ -42,8 +43,12 @@ async def client_socket(websocket: WebSocket) -> None:
     if channel is None or api_key is None:
         await refuse(websocket, 401, "missing or invalid apiKey")
         return
+    if gateway.hub.count_for(channel.id) >= settings.max_sockets_per_key:
+        await refuse(websocket, 429, f"too many open sockets for this key (limit {settings.max_sockets_per_key})")
+        return
     await websocket.accept()
     connection = Connection(websocket, channel, settings.send_queue_frames)
+    connection.credential = hash_key(api_key)
     gateway.hub.add(connection)
     connection.start()
     connection.send(encode_frame("socket_connected", {"socket_id": connection.socket_id}))
