@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,3 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, tenant_keys: list[str]) ->
 @pytest.fixture
 def api_key(tenant_keys: list[str]) -> str:
     return tenant_keys[0]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -15,6 +15,11 @@ from pathlib import Path
 READY = re.compile(r"listening on http://([\d.]+):(\d+)")
 
 
+def in_ci() -> bool:
+    """Under CI a missing tool or service is a failure, never a skip."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def new_key() -> str:
     return "cck_test_" + secrets.token_urlsafe(24)
 

@@ -25,6 +25,7 @@ from .errors import (
     RateLimitError,
     RequestTimeoutError,
     ServerError,
+    WebhookVerificationError,
 )
 from .protocol import (
     Action,
@@ -71,5 +72,6 @@ __all__ = [
     "UserActionEcho",
     "UserConversations",
     "UserMessageEcho",
+    "WebhookVerificationError",
     "__version__",
 ]

@@ -181,6 +181,22 @@ else:
             raise typer.Exit(1)
         out.print(f"revoked {info.id} ({info.prefix})", highlight=False)
 
+    @app.command()
+    def chat(
+        url: Annotated[str, typer.Option(envvar="CAPTIVATE_URL", help="The gateway's HTTP base URL.")] = "http://127.0.0.1:8000",
+        key: Annotated[
+            str | None, typer.Option(envvar="CAPTIVATE_API_KEY", help="API key (better: env CAPTIVATE_API_KEY).", show_default=False)
+        ] = None,
+        user: Annotated[str | None, typer.Option(help="User id of a new conversation (default: terminal-$USER).")] = None,
+        bot_first: Annotated[bool, typer.Option("--bot-first", help="The agent speaks first (a greeting).")] = False,
+        conversation: Annotated[str | None, typer.Option(help="Resume this conversation id instead of starting one.")] = None,
+    ) -> None:
+        """Chat with the agent in the terminal (/transcript, /metadata, /quit)."""
+        from .terminal import ChatOptions, chat_main
+
+        options = ChatOptions(url=url, key=key or "", user_id=user, bot_first=bot_first, conversation_id=conversation)
+        raise typer.Exit(chat_main(options))
+
     def main() -> None:
         app()
 

@@ -11,7 +11,8 @@
     │   └── ServerError            5xx
     ├── ChatConnectionError        the WebSocket or HTTP connection could not be made or was lost
     ├── RequestTimeoutError        no answer within the configured timeout
-    └── ClientClosedError          the client was closed
+    ├── ClientClosedError          the client was closed
+    └── WebhookVerificationError   a webhook request's signature or timestamp does not check out
 
 Names never shadow Python's builtins (``ConnectionError``, ``TimeoutError``).
 """
@@ -81,6 +82,10 @@ class RequestTimeoutError(CaptivateChatError):
 
 class ClientClosedError(CaptivateChatError):
     pass
+
+
+class WebhookVerificationError(CaptivateChatError):
+    """A webhook request is not from the gateway: missing or wrong signature, or a stale timestamp."""
 
 
 def error_for_status(

@@ -213,3 +213,14 @@ async def test_state_changes_are_observable(gateway: GatewayProcess, api_key: st
     await api.connect()
     await api.close()
     assert states == [ConnectionState.CONNECTING, ConnectionState.CONNECTED, ConnectionState.CLOSED]
+
+
+async def test_debug_logs_never_show_the_key(gateway: GatewayProcess, api_key: str, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    async with CaptivateChatAPI(api_key, base_url=gateway.http_url) as api:
+        conv = await api.create_conversation("logged", mode="user-first")
+        await conv.send_message("hi")
+    assert "GET /dev?" in caplog.text  # the request line was logged...
+    assert api_key not in caplog.text and api_key[4:16] not in caplog.text  # ...without the key

@@ -43,6 +43,7 @@ from ..protocol import (
     encode_envelope,
     parse_frame,
 )
+from ..redact import RedactSecrets
 from .backoff import ReconnectPolicy
 from .conversation import Conversation
 from .endpoints import Endpoints, Mode
@@ -51,6 +52,9 @@ from .models import PageInfo, UserConversations
 from .state import ConnectionState, check_transition
 
 log = logging.getLogger("captivate_chat_api.client")
+# The websockets library logs the request line, which carries the key: its records go through a redactor.
+ws_log = logging.getLogger("captivate_chat_api.client.websocket")
+ws_log.addFilter(RedactSecrets())
 
 Transport = Literal["http", "websocket"]
 StartMode = Literal["bot-first", "user-first"]
@@ -225,6 +229,7 @@ class CaptivateChatAPI:
                 ping_timeout=self.ping_timeout,
                 close_timeout=2,
                 max_size=None,
+                logger=ws_log,
             )
         except websockets.InvalidStatus as exc:
             status = exc.response.status_code

@@ -25,6 +25,8 @@ from ..protocol import (
     LivechatMessage,
     PlatformEvent,
     TranscriptEntry,
+    UserMessageEcho,
+    is_empty_text,
     text_content,
 )
 from .models import ConversationUpdateInfo, ErrorInfo, SentMessage
@@ -120,6 +122,8 @@ class Conversation:
                 self._api._resubscribe_soon(self)
                 return False
             self.last_seq = event.seq
+        if isinstance(event, UserMessageEcho) and is_empty_text(event.content):
+            return True  # the bot-first trigger is bookkeeping, not something the user said
         if not self._handlers and not self._queues:
             if len(self._backlog) < BACKLOG_LIMIT:
                 self._backlog.append(event)

@@ -7,21 +7,11 @@ every record passes through :class:`RedactSecrets` before any handler writes it.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 
-_PATTERNS = (
-    re.compile(r"(?i)((?:api_?key|token|x-api-key|x-agent-token)[\"']?\s*[=:]\s*[\"']?)[^\s&\"',}]+"),
-    re.compile(r"cck_[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(\?)[^\s\"']+(?=[\s\"']|$)"),
-)
+from ..redact import RedactSecrets, redact
 
-
-def redact(text: str) -> str:
-    text = _PATTERNS[0].sub(r"\1[REDACTED]", text)
-    text = _PATTERNS[1].sub("cck_[REDACTED]", text)
-    return _PATTERNS[2].sub(r"\1[REDACTED]", text)
-
+__all__ = ["DropDenialNoise", "RedactSecrets", "configure_logging", "redact"]
 
 class DropDenialNoise(logging.Filter):
     """uvicorn's sans-I/O WebSocket protocol logs an error after a handshake *denial* response (a refused
@@ -29,15 +19,6 @@ class DropDenialNoise(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() != "ASGI callable returned without completing handshake."
-
-
-class RedactSecrets(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
 
 
 def configure_logging(level: str = "info") -> None:

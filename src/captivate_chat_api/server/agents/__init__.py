@@ -8,7 +8,7 @@ from .base import Agent, AgentError, StreamingAgent
 from .demo import DemoAgent
 
 if TYPE_CHECKING:
-    from ..store import Channel
+    from ..store import Channel, Store
 
 KNOWN_SPECS = ("demo", "webhook:URL", "openai:MODEL", "python:MODULE:ATTRIBUTE")
 
@@ -27,8 +27,9 @@ def check_spec(spec: str) -> str:
     raise ValueError(f"unknown agent spec {spec!r} (one of: {', '.join(KNOWN_SPECS)})")
 
 
-def agent_from_spec(spec: str, *, channel: Channel | None = None) -> Agent:
-    """The agent a spec names. ``channel`` supplies per-channel secrets (the webhook signing secret)."""
+def agent_from_spec(spec: str, *, channel: Channel | None = None, store: Store | None = None) -> Agent:
+    """The agent a spec names. ``channel`` supplies per-channel secrets (the webhook signing secret),
+    ``store`` the conversation history (for ``openai:``)."""
     kind, _, rest = check_spec(spec).partition(":")
     if kind == "demo":
         return DemoAgent()
@@ -39,7 +40,7 @@ def agent_from_spec(spec: str, *, channel: Channel | None = None) -> Agent:
     if kind == "openai":
         from .openai_agent import OpenAIAgent
 
-        return OpenAIAgent.from_spec(rest)
+        return OpenAIAgent.from_spec(rest, store=store)
     from .python_agent import load_python_agent
 
     return load_python_agent(rest)

@@ -91,7 +91,7 @@ class AgentRunner:
         self.livechat = livechat
         self.timeout = timeout
         self._override = agent
-        self._agents: dict[str, Agent] = {}
+        self._agents: dict[tuple[str, str, str | None], Agent] = {}
         self._turn_locks = KeyedLocks()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -99,9 +99,11 @@ class AgentRunner:
         if self._override is not None:
             return self._override
         spec = channel.agent_spec(conversation.agent if conversation else None)
-        agent = self._agents.get(spec)
+        # per channel and secret: two channels may share a URL, and a rotated secret takes effect
+        key = (channel.id, spec, channel.webhook_secret)
+        agent = self._agents.get(key)
         if agent is None:
-            agent = self._agents[spec] = agent_from_spec(spec, channel=channel)
+            agent = self._agents[key] = agent_from_spec(spec, channel=channel, store=self.timeline.store)
         return agent
 
     def schedule(
@@ -135,9 +137,9 @@ class AgentRunner:
         if conversation is None or conversation.handoff != AI:
             return  # a human has (or is about to have) the conversation: the AI stays quiet
         request = build_request(conversation, user_input=user_input, action=action, channel=channel)
-        agent = self.agent_for(channel, conversation)
         message_id = new_message_id()
         try:
+            agent = self.agent_for(channel, conversation)  # inside: a misconfigured agent is a general_error
             if isinstance(agent, StreamingAgent):
                 call = agent.stream(request, lambda delta: self._delta(conversation_id, message_id, delta))
             else:

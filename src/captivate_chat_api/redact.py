@@ -1,0 +1,31 @@
+"""Secret redaction for log records, shared by the client and the gateway.
+
+URLs carry the API key (``/dev?apiKey=…``) and agent tokens (``?token=…``); headers carry them too. A
+:class:`RedactSecrets` filter rewrites a record before any handler sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_PATTERNS = (
+    re.compile(r"(?i)((?:api_?key|token|x-api-key|x-agent-token)[\"']?\s*[=:]\s*[\"']?)[^\s&\"',}]+"),
+    re.compile(r"(cc[ka]_)[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(\?)[^\s\"']+(?=[\s\"']|$)"),
+)
+
+
+def redact(text: str) -> str:
+    text = _PATTERNS[0].sub(r"\1[REDACTED]", text)
+    text = _PATTERNS[1].sub(r"\1[REDACTED]", text)
+    return _PATTERNS[2].sub(r"\1[REDACTED]", text)
+
+
+class RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
