@@ -87,3 +87,27 @@ def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
     result = cli("keys", "list", "--database", "mysql://nowhere")
     assert result.returncode != 0
     assert "unsupported database URL" in result.stdout + result.stderr
+
+
+def test_agents_and_tokens_commands(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'agents.db'}"
+    created = cli("keys", "create", "--name", "shop", "--agent", "webhook:http://127.0.0.1:9/hook", "--database", url)
+    assert created.returncode == 0, created.stdout + created.stderr
+    channel = re.search(r"channel: (ch_[0-9a-f]+)", created.stdout).group(1)  # type: ignore[union-attr]
+    assert re.search(r"webhook secret \(shown once\): whsec_\S+", created.stdout)
+    assert cli("keys", "create", "--agent", "carrier-pigeon", "--database", url).returncode == 2
+
+    named = cli("keys", "set-agent", channel, "python:agents_for_tests:reporter", "--name", "billing", "--database", url)
+    assert named.returncode == 0 and "agent billing is now python:agents_for_tests:reporter" in named.stdout
+    default = cli("keys", "set-agent", channel, "demo", "--database", url)
+    assert default.returncode == 0 and "default agent is now demo" in default.stdout
+    assert cli("keys", "set-agent", "ch_nope", "demo", "--database", url).returncode == 1
+
+    token = cli("tokens", "create", "--channel", channel, "--role", "human", "--label", "Alice", "--database", url)
+    assert token.returncode == 0, token.stdout + token.stderr
+    secret = re.search(r"agent token \(shown once\): (cca_\S+)", token.stdout).group(1)  # type: ignore[union-attr]
+    listed = cli("tokens", "list", "--database", url)
+    assert "Alice" in listed.stdout and "human" in listed.stdout and secret not in listed.stdout
+    token_id = re.search(r"(tok_[0-9a-f]+)", listed.stdout).group(1)  # type: ignore[union-attr]
+    assert cli("tokens", "revoke", token_id, "--database", url).returncode == 0
+    assert cli("tokens", "create", "--channel", channel, "--role", "admin", "--database", url).returncode == 2

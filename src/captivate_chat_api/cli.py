@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 from typing import Annotated, Any
 
@@ -32,12 +33,24 @@ else:
     app = typer.Typer(help="Captivate Chat gateway: the custom-channel protocol, self-hosted.", no_args_is_help=True)
     keys_app = typer.Typer(help="Manage API keys (each key belongs to one channel, i.e. tenant).", no_args_is_help=True)
     app.add_typer(keys_app, name="keys")
+    tokens_app = typer.Typer(
+        help="Manage agent tokens: `push` (an AI agent answering later) or `human` (live-chat agents).",
+        no_args_is_help=True,
+    )
+    app.add_typer(tokens_app, name="tokens")
     out = Console()
 
     DatabaseOption = Annotated[
         str | None,
         typer.Option("--database", envvar="CAPTIVATE_DATABASE", help="sqlite:///PATH (default: user data dir)."),
     ]
+
+    def _table(*columns: str) -> Table:
+        """A listing whose ids are never cut short: people copy them into the next command."""
+        table = Table()
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        return table
 
     def _settings(**overrides: Any) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -50,18 +63,50 @@ else:
         finally:
             await store.close()
 
-    async def _prepare(settings: Settings) -> str | None:
-        """Register ``--api-key`` keys; on a first start with no key at all, create a dev key (returned once)."""
+    def _checked_spec(spec: str | None) -> str | None:
+        if spec is None:
+            return None
+        from .server.agents import check_spec
+
+        try:
+            return check_spec(spec)
+        except ValueError as exc:
+            out.print(f"error: {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    async def _set_agent(store: Store, channel_id: str, spec: str, name: str | None = None) -> str | None:
+        """Point a channel (or one of its named agents) at ``spec``; a webhook gets a signing secret, returned
+        the first time so the agent's author can verify deliveries."""
+        channel = await store.get_channel(channel_id)
+        if channel is None:
+            raise KeyError(channel_id)
+        secret = None
+        if spec.startswith("webhook:") and not channel.webhook_secret:
+            secret = "whsec_" + secrets.token_urlsafe(32)
+        if name:
+            await store.update_channel(channel_id, agents={name: spec}, webhook_secret=secret)
+        else:
+            await store.update_channel(channel_id, agent=spec, webhook_secret=secret)
+        return secret
+
+    async def _prepare(settings: Settings, agent: str | None = None) -> str | None:
+        """Register ``--api-key`` keys; on a first start with no key at all, create a dev key (returned once).
+        With ``agent``, those channels answer with it."""
         from .server.gateway import register_key
 
         async def run(store: Store) -> str | None:
-            for key in settings.api_keys:
-                await register_key(store, key)
+            channels = [await register_key(store, key) for key in settings.api_keys]
+            dev_key = None
             if settings.create_dev_key and not await store.list_keys():
-                key = generate_key()
-                await store.create_channel_with_key("dev", hash_key(key), display_prefix(key))
-                return key
-            return None
+                dev_key = generate_key()
+                channels.append(await store.create_channel_with_key("dev", hash_key(dev_key), display_prefix(dev_key)))
+            if agent:
+                for channel in channels:
+                    if channel is not None:
+                        secret = await _set_agent(store, channel.id, agent)
+                        if secret:
+                            out.print(f"webhook secret of {channel.id} (shown once): {secret}", highlight=False)
+            return dev_key
 
         result: str | None = await _with_store(settings, run)
         return result
@@ -122,6 +167,14 @@ else:
             str | None, typer.Option(envvar="CAPTIVATE_SQLITE_SYNCHRONOUS", help="NORMAL (default: survives process crashes) or FULL (also power loss).")
         ] = None,
         log_level: Annotated[str | None, typer.Option(envvar="CAPTIVATE_LOG_LEVEL")] = None,
+        agent: Annotated[
+            str | None,
+            typer.Option(
+                envvar="CAPTIVATE_AGENT",
+                help="Agent of the keys given with --api-key and of the dev key: demo | webhook:URL | openai:MODEL"
+                " | python:MODULE:ATTRIBUTE.",
+            ),
+        ] = None,
     ) -> None:
         """Run the gateway (demo agent) and print its URL, a dev key on first start, and client snippets."""
         from .server.logs import configure_logging
@@ -134,7 +187,8 @@ else:
             log_level=log_level,
         )
         configure_logging(settings.log_level)
-        dev_key = asyncio.run(_prepare(settings))
+        spec = _checked_spec(agent)
+        dev_key = asyncio.run(_prepare(settings, spec))
 
         def ready(bound_host: str, bound_port: int) -> None:
             if settings.public_url is None:
@@ -147,27 +201,58 @@ else:
     def keys_create(
         name: Annotated[str, typer.Option(help="A name for the new channel.")] = "channel",
         channel: Annotated[str | None, typer.Option(help="Add the key to this existing channel id.")] = None,
+        agent: Annotated[str | None, typer.Option(help="The new channel's agent (default demo).")] = None,
         database: DatabaseOption = None,
     ) -> None:
         """Create an API key (a new channel unless --channel); the key is printed once."""
         settings = _settings(database=database)
         key = generate_key()
+        spec = _checked_spec(agent)
 
-        async def run(store: Store) -> str:
+        async def run(store: Store) -> tuple[str, str | None]:
             if channel:
+                if await store.get_channel(channel) is None:
+                    out.print(f"error: no channel {channel}", highlight=False)
+                    raise typer.Exit(1)
                 await store.add_key(channel, hash_key(key), display_prefix(key), name)
-                return channel
-            return (await store.create_channel_with_key(name, hash_key(key), display_prefix(key))).id
+                channel_id = channel
+            else:
+                channel_id = (await store.create_channel_with_key(name, hash_key(key), display_prefix(key))).id
+            secret = await _set_agent(store, channel_id, spec) if spec else None
+            return channel_id, secret
 
-        channel_id = asyncio.run(_with_store(settings, run))
+        channel_id, secret = asyncio.run(_with_store(settings, run))
         out.print(f"channel: {channel_id}", highlight=False)
         out.print(f"API key (shown once): {key}", highlight=False)
+        if secret:
+            out.print(f"webhook secret (shown once): {secret}", highlight=False)
+
+    @keys_app.command("set-agent")
+    def keys_set_agent(
+        channel: Annotated[str, typer.Argument(help="Channel id (ch_…), as `keys list` shows.")],
+        spec: Annotated[str, typer.Argument(help="demo | webhook:URL | openai:MODEL | python:MODULE:ATTRIBUTE")],
+        name: Annotated[
+            str | None, typer.Option(help="Register it as a named agent (for escalate_to_agent) instead of the default.")
+        ] = None,
+        database: DatabaseOption = None,
+    ) -> None:
+        """Choose the agent that answers a channel's conversations."""
+        checked = _checked_spec(spec)
+        assert checked is not None
+        try:
+            secret = asyncio.run(_with_store(_settings(database=database), lambda s: _set_agent(s, channel, checked, name)))
+        except KeyError:
+            out.print(f"error: no channel {channel}", highlight=False)
+            raise typer.Exit(1) from None
+        out.print(f"{channel}: {'agent ' + name if name else 'default agent'} is now {checked}", highlight=False)
+        if secret:
+            out.print(f"webhook secret (shown once): {secret}", highlight=False)
 
     @keys_app.command("list")
     def keys_list(database: DatabaseOption = None) -> None:
         """List keys (prefixes only: keys are stored hashed)."""
         keys = asyncio.run(_with_store(_settings(database=database), lambda s: s.list_keys()))
-        table = Table("id", "prefix", "channel", "label", "created", "revoked")
+        table = _table("id", "prefix", "channel", "label", "created", "revoked")
         for k in keys:
             table.add_row(k.id, k.prefix, k.channel_id, k.label, k.created_at, k.revoked_at or "")
         out.print(table)
@@ -178,6 +263,49 @@ else:
         info = asyncio.run(_with_store(_settings(database=database), lambda s: s.revoke_key(key_id)))
         if info is None:
             out.print(f"no single key matches {key_id!r}", highlight=False)
+            raise typer.Exit(1)
+        out.print(f"revoked {info.id} ({info.prefix})", highlight=False)
+
+    @tokens_app.command("create")
+    def tokens_create(
+        channel: Annotated[str, typer.Option(help="The channel id (ch_…) the token is scoped to.")],
+        role: Annotated[str, typer.Option(help="push (AI agent pushes) or human (live-chat agent).")] = "human",
+        label: Annotated[str, typer.Option(help="A name (for human agents: the name users see).")] = "",
+        database: DatabaseOption = None,
+    ) -> None:
+        """Create an agent token; printed once, stored hashed."""
+        if role not in ("push", "human"):
+            out.print("error: --role must be push or human", highlight=False)
+            raise typer.Exit(2)
+        token = "cca_" + secrets.token_urlsafe(32)
+
+        async def run(store: Store) -> str:
+            if await store.get_channel(channel) is None:
+                out.print(f"error: no channel {channel}", highlight=False)
+                raise typer.Exit(1)
+            return (await store.add_agent_token(channel, hash_key(token), display_prefix(token), role, label)).id
+
+        token_id = asyncio.run(_with_store(_settings(database=database), run))
+        out.print(f"token {token_id} ({role}, channel {channel})", highlight=False)
+        out.print(f"agent token (shown once): {token}", highlight=False)
+
+    @tokens_app.command("list")
+    def tokens_list(database: DatabaseOption = None) -> None:
+        """List agent tokens (prefixes only)."""
+        tokens = asyncio.run(_with_store(_settings(database=database), lambda s: s.list_agent_tokens()))
+        table = _table("id", "prefix", "role", "channel", "label", "created", "revoked")
+        for t in tokens:
+            table.add_row(t.id, t.prefix, t.role, t.channel_id, t.label, t.created_at, t.revoked_at or "")
+        out.print(table)
+
+    @tokens_app.command("revoke")
+    def tokens_revoke(
+        token_id: Annotated[str, typer.Argument(help="Token id (tok_…) or its shown prefix.")], database: DatabaseOption = None
+    ) -> None:
+        """Revoke an agent token (live agent sockets using it are closed within seconds)."""
+        info = asyncio.run(_with_store(_settings(database=database), lambda s: s.revoke_agent_token(token_id)))
+        if info is None:
+            out.print(f"no single token matches {token_id!r}", highlight=False)
             raise typer.Exit(1)
         out.print(f"revoked {info.id} ({info.prefix})", highlight=False)
 
