@@ -16,7 +16,13 @@ from .base import (
 
 
 def store_from_url(url: str, *, synchronous: str = "NORMAL") -> Store:
-    """``sqlite:///PATH`` (or a bare path). PostgreSQL is a later issue and says so."""
+    """``sqlite:///PATH`` (or a bare path), or ``postgresql://…[?schema=NAME]`` (needs the postgres extra)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:
+            raise ValueError("a postgresql:// database needs: pip install 'captivate-chat-api[postgres]'") from exc
+        return PostgresStore(url)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
     elif url.startswith("sqlite://"):
@@ -24,7 +30,7 @@ def store_from_url(url: str, *, synchronous: str = "NORMAL") -> Store:
     elif "://" not in url:
         path = url
     else:
-        raise ValueError(f"unsupported database URL scheme: {url.split('://', 1)[0]!r} (supported: sqlite)")
+        raise ValueError(f"unsupported database URL scheme: {url.split('://', 1)[0]!r} (supported: sqlite, postgresql)")
     from .sqlite import SQLiteStore
 
     return SQLiteStore(path or ":memory:", synchronous=synchronous)

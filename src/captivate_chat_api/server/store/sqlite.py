@@ -32,82 +32,13 @@ from .base import (
 )
 from .clock import utc_now
 from .query import matches_query
+from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
 
 T = TypeVar("T")
 log = logging.getLogger("captivate_chat_api.server.store")
 CHECKPOINT_INTERVAL = 1.0
 CHECKPOINT_BACKSTOP_PAGES = 20_000
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _conversation(row: sqlite3.Row) -> ConversationRecord:
-    return ConversationRecord(
-        id=row["id"],
-        channel_id=row["channel_id"],
-        user_id=row["user_id"],
-        user_basic_info=json.loads(row["user_basic_info"]),
-        metadata=json.loads(row["metadata"]),
-        private_metadata=json.loads(row["private_metadata"]),
-        last_seq=row["last_seq"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        deleted_at=row["deleted_at"],
-        handoff=row["handoff"],
-        human_agent=row["human_agent"],
-        agent=row["agent"],
-        has_livechat=bool(row["has_livechat"]),
-    )
-
-
-def _channel(row: sqlite3.Row) -> Channel:
-    return Channel(
-        id=row["id"],
-        name=row["name"],
-        agent=row["agent"],
-        agents=json.loads(row["agents"]),
-        webhook_secret=row["webhook_secret"],
-    )
-
-
-def _token_info(row: sqlite3.Row) -> AgentTokenInfo:
-    return AgentTokenInfo(
-        id=row["id"],
-        channel_id=row["channel_id"],
-        prefix=row["prefix"],
-        role=row["role"],
-        label=row["label"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def _event(row: sqlite3.Row) -> StoredEvent:
-    return StoredEvent(
-        conversation_id=row["conversation_id"],
-        seq=row["seq"],
-        event_type=row["event_type"],
-        payload=json.loads(row["payload"]),
-        created_at=row["created_at"],
-        sender=row["sender"],
-        message_id=row["message_id"],
-        client_msg_id=row["client_msg_id"],
-        edited_at=row["edited_at"],
-    )
-
-
-def _key_info(row: sqlite3.Row) -> ApiKeyInfo:
-    return ApiKeyInfo(
-        id=row["id"],
-        channel_id=row["channel_id"],
-        prefix=row["prefix"],
-        label=row["label"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
 
 
 _LIVE_CONVERSATION = "SELECT * FROM conversations WHERE id = ? AND channel_id = ? AND deleted_at IS NULL"
@@ -276,7 +207,7 @@ class SQLiteStore(Store):
                 "INSERT INTO api_keys (id, channel_id, key_hash, prefix, label, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (key_id, channel_id, key_hash, prefix, label, utc_now()),
             )
-            return _key_info(conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone())
+            return key_row(conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone())
 
         return await self._write(run)
 
@@ -287,7 +218,7 @@ class SQLiteStore(Store):
                 " WHERE k.key_hash = ? AND k.revoked_at IS NULL",
                 (key_hash,),
             ).fetchone()
-            return _channel(row) if row else None
+            return channel_row(row) if row else None
 
         return await self._read(run)
 
@@ -298,7 +229,7 @@ class SQLiteStore(Store):
 
     async def list_keys(self) -> list[ApiKeyInfo]:
         return await self._read(
-            lambda c: [_key_info(r) for r in c.execute("SELECT * FROM api_keys ORDER BY created_at, id")]
+            lambda c: [key_row(r) for r in c.execute("SELECT * FROM api_keys ORDER BY created_at, id")]
         )
 
     async def revoke_key(self, key_id_or_prefix: str) -> ApiKeyInfo | None:
@@ -311,14 +242,14 @@ class SQLiteStore(Store):
             conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), rows[0]["id"])
             )
-            return _key_info(conn.execute("SELECT * FROM api_keys WHERE id = ?", (rows[0]["id"],)).fetchone())
+            return key_row(conn.execute("SELECT * FROM api_keys WHERE id = ?", (rows[0]["id"],)).fetchone())
 
         return await self._write(run)
 
     async def get_channel(self, channel_id: str) -> Channel | None:
         def run(conn: sqlite3.Connection) -> Channel | None:
             row = conn.execute("SELECT * FROM channels WHERE id = ?", (channel_id,)).fetchone()
-            return _channel(row) if row else None
+            return channel_row(row) if row else None
 
         return await self._read(run)
 
@@ -334,17 +265,17 @@ class SQLiteStore(Store):
             row = conn.execute("SELECT * FROM channels WHERE id = ?", (channel_id,)).fetchone()
             if row is None:
                 return None
-            current = _channel(row)
+            current = channel_row(row)
             conn.execute(
                 "UPDATE channels SET agent = ?, agents = ?, webhook_secret = ? WHERE id = ?",
                 (
                     agent if agent is not None else current.agent,
-                    _dumps({**current.agents, **(agents or {})}),
+                    dumps({**current.agents, **(agents or {})}),
                     webhook_secret if webhook_secret is not None else current.webhook_secret,
                     channel_id,
                 ),
             )
-            return _channel(conn.execute("SELECT * FROM channels WHERE id = ?", (channel_id,)).fetchone())
+            return channel_row(conn.execute("SELECT * FROM channels WHERE id = ?", (channel_id,)).fetchone())
 
         return await self._write(run)
 
@@ -358,7 +289,7 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (token_id, channel_id, token_hash, prefix, role, label, utc_now()),
             )
-            return _token_info(conn.execute("SELECT * FROM agent_tokens WHERE id = ?", (token_id,)).fetchone())
+            return token_row(conn.execute("SELECT * FROM agent_tokens WHERE id = ?", (token_id,)).fetchone())
 
         return await self._write(run)
 
@@ -370,13 +301,13 @@ class SQLiteStore(Store):
             if token is None:
                 return None
             channel = conn.execute("SELECT * FROM channels WHERE id = ?", (token["channel_id"],)).fetchone()
-            return (_channel(channel), _token_info(token)) if channel else None
+            return (channel_row(channel), token_row(token)) if channel else None
 
         return await self._read(run)
 
     async def list_agent_tokens(self) -> list[AgentTokenInfo]:
         return await self._read(
-            lambda c: [_token_info(r) for r in c.execute("SELECT * FROM agent_tokens ORDER BY created_at, id")]
+            lambda c: [token_row(r) for r in c.execute("SELECT * FROM agent_tokens ORDER BY created_at, id")]
         )
 
     async def revoke_agent_token(self, token_id_or_prefix: str) -> AgentTokenInfo | None:
@@ -389,7 +320,7 @@ class SQLiteStore(Store):
             conn.execute(
                 "UPDATE agent_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), rows[0]["id"])
             )
-            return _token_info(conn.execute("SELECT * FROM agent_tokens WHERE id = ?", (rows[0]["id"],)).fetchone())
+            return token_row(conn.execute("SELECT * FROM agent_tokens WHERE id = ?", (rows[0]["id"],)).fetchone())
 
         return await self._write(run)
 
@@ -413,21 +344,21 @@ class SQLiteStore(Store):
                     conversation_id,
                     channel_id,
                     user_id,
-                    _dumps(user_basic_info),
-                    _dumps(metadata),
-                    _dumps(private_metadata),
+                    dumps(user_basic_info),
+                    dumps(metadata),
+                    dumps(private_metadata),
                     now,
                     now,
                 ),
             )
-            return _conversation(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
+            return conversation_row(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
 
         return await self._write(run)
 
     async def get_conversation(self, channel_id: str, conversation_id: str) -> ConversationRecord | None:
         def run(conn: sqlite3.Connection) -> ConversationRecord | None:
             row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
-            return _conversation(row) if row else None
+            return conversation_row(row) if row else None
 
         return await self._read(run)
 
@@ -438,17 +369,17 @@ class SQLiteStore(Store):
             row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
             if row is None:
                 return None
-            current = _conversation(row)
+            current = conversation_row(row)
             conn.execute(
                 "UPDATE conversations SET metadata = ?, private_metadata = ?, updated_at = ? WHERE id = ?",
                 (
-                    _dumps({**current.metadata, **public}),
-                    _dumps({**current.private_metadata, **private}),
+                    dumps({**current.metadata, **public}),
+                    dumps({**current.private_metadata, **private}),
                     utc_now(),
                     conversation_id,
                 ),
             )
-            return _conversation(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
+            return conversation_row(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
 
         return await self._write(run)
 
@@ -490,7 +421,7 @@ class SQLiteStore(Store):
                 " ORDER BY updated_at DESC, id",
                 (*query.channel_ids, query.user_id),
             ).fetchall()
-            found = [c for c in map(_conversation, rows) if matches_query(c.metadata, query.filter, query.search)]
+            found = [c for c in map(conversation_row, rows) if matches_query(c.metadata, query.filter, query.search)]
             if query.limit is None:
                 return ConversationPage(found, len(found), 1, len(found))
             start = (query.page - 1) * query.limit
@@ -508,7 +439,7 @@ class SQLiteStore(Store):
                 " ORDER BY updated_at, id",
                 (channel_id, *states),
             ).fetchall()
-            return [_conversation(r) for r in rows]
+            return [conversation_row(r) for r in rows]
 
         if not states:
             return []
@@ -530,7 +461,7 @@ class SQLiteStore(Store):
             row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
             if row is None:
                 raise LookupError(conversation_id)
-            current = _conversation(row)
+            current = conversation_row(row)
             if current.handoff not in allowed_from:
                 return None
             if require_human_agent is not None and current.human_agent != require_human_agent:
@@ -549,7 +480,7 @@ class SQLiteStore(Store):
                 ),
             )
             stored = self._insert(conn, channel_id, conversation_id, events) if events else []
-            updated = _conversation(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
+            updated = conversation_row(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
             return updated, stored
 
         return await self._write(run)
@@ -579,7 +510,7 @@ class SQLiteStore(Store):
                     event.sender,
                     event.message_id,
                     event.client_msg_id,
-                    _dumps(event.payload),
+                    dumps(event.payload),
                     now,
                 ),
             )
@@ -612,7 +543,7 @@ class SQLiteStore(Store):
                     " WHERE conversation_id = ? AND client_msg_id = ? AND client_msg_id IS NOT NULL ORDER BY seq",
                     (conversation_id, event.client_msg_id),
                 ):
-                    previous = _event(row)
+                    previous = event_row(row)
                     if previous.sender == "user" and previous.payload == event.payload:
                         if conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone() is None:
                             raise LookupError(conversation_id)
@@ -625,7 +556,7 @@ class SQLiteStore(Store):
     async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]:
         return await self._read(
             lambda c: [
-                _event(r)
+                event_row(r)
                 for r in c.execute(
                     "SELECT * FROM events WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                     (conversation_id, after_seq, limit),
@@ -636,7 +567,7 @@ class SQLiteStore(Store):
     async def messages(self, conversation_id: str) -> list[StoredEvent]:
         return await self._read(
             lambda c: [
-                _event(r)
+                event_row(r)
                 for r in c.execute(
                     "SELECT * FROM events WHERE conversation_id = ? AND sender IS NOT NULL ORDER BY seq",
                     (conversation_id,),
@@ -656,9 +587,9 @@ class SQLiteStore(Store):
             payload = {**json.loads(row["payload"]), "content": content}
             conn.execute(
                 "UPDATE events SET payload = ?, edited_at = ? WHERE conversation_id = ? AND seq = ?",
-                (_dumps(payload), utc_now(), conversation_id, row["seq"]),
+                (dumps(payload), utc_now(), conversation_id, row["seq"]),
             )
-            return _event(
+            return event_row(
                 conn.execute(
                     "SELECT * FROM events WHERE conversation_id = ? AND seq = ?", (conversation_id, row["seq"])
                 ).fetchone()

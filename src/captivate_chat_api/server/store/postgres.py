@@ -1,0 +1,412 @@
+"""PostgreSQL store (asyncpg): the same interface and the same migrations (in its own dialect) as SQLite.
+
+``seq`` is assigned under the conversation row's lock (``UPDATE … RETURNING last_seq``), so appends from
+any number of gateway processes get consecutive numbers. A URL may carry ``?schema=NAME`` to keep a
+deployment (or a test run) in its own schema, created if missing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from . import migrate
+from .base import (
+    AgentTokenInfo,
+    ApiKeyInfo,
+    Channel,
+    ConversationPage,
+    ConversationRecord,
+    ListQuery,
+    NewEvent,
+    Store,
+    StoredEvent,
+)
+from .clock import utc_now
+from .query import matches_query
+from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
+
+Conn = Any  # asyncpg.Connection (untyped library)
+LIVE = "SELECT * FROM conversations WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL"
+MIGRATION_LOCK = 7_340_112  # pg_advisory_xact_lock key: one process migrates at a time
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """The DSN without our ``schema`` parameter, and the schema."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    schema = query.pop("schema", None)
+    if schema is not None and not schema.replace("_", "").isalnum():
+        raise ValueError("schema must be letters, digits and underscores")
+    return urlunsplit(parts._replace(query=urlencode(query))), schema
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.dsn, self.schema = split_url(url)
+        self._pool: asyncpg.Pool | None = None
+        self._sizes = (min_size, max_size)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        settings = {"search_path": self.schema} if self.schema else {}
+        if self.schema:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            finally:
+                await conn.close()
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=self._sizes[0], max_size=self._sizes[1], server_settings=settings
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                " applied_at TEXT NOT NULL)"
+            )
+            applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for migration in migrate.pending("postgresql", applied):
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    utc_now(),
+                )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def schema_version(self) -> int:
+        return int(await self.pool.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+
+    async def drop_schema(self) -> None:
+        """Remove this store's schema and everything in it (tests)."""
+        if not self.schema:
+            raise RuntimeError("only a store opened with ?schema= can drop it")
+        await self.pool.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+    # channels and keys
+
+    async def create_channel_with_key(self, name: str, key_hash: str, prefix: str, agent: str = "demo") -> Channel:
+        channel_id, now = f"ch_{secrets.token_hex(8)}", utc_now()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO channels (id, name, agent, created_at) VALUES ($1, $2, $3, $4)", channel_id, name, agent, now
+            )
+            await conn.execute(
+                "INSERT INTO api_keys (id, channel_id, key_hash, prefix, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                f"key_{secrets.token_hex(6)}", channel_id, key_hash, prefix, name, now,
+            )
+            return channel_row(await conn.fetchrow("SELECT * FROM channels WHERE id = $1", channel_id))
+
+    async def add_key(self, channel_id: str, key_hash: str, prefix: str, label: str = "") -> ApiKeyInfo:
+        row = await self.pool.fetchrow(
+            "INSERT INTO api_keys (id, channel_id, key_hash, prefix, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+            " RETURNING *",
+            f"key_{secrets.token_hex(6)}", channel_id, key_hash, prefix, label, utc_now(),
+        )
+        return key_row(row)
+
+    async def channel_for_key_hash(self, key_hash: str) -> Channel | None:
+        row = await self.pool.fetchrow(
+            "SELECT c.* FROM api_keys k JOIN channels c ON c.id = k.channel_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+            key_hash,
+        )
+        return channel_row(row) if row else None
+
+    async def key_exists(self, key_hash: str) -> bool:
+        return bool(await self.pool.fetchval("SELECT 1 FROM api_keys WHERE key_hash = $1", key_hash))
+
+    async def list_keys(self) -> list[ApiKeyInfo]:
+        return [key_row(r) for r in await self.pool.fetch("SELECT * FROM api_keys ORDER BY created_at, id")]
+
+    async def revoke_key(self, key_id_or_prefix: str) -> ApiKeyInfo | None:
+        return await self._revoke("api_keys", key_id_or_prefix, key_row)
+
+    async def _revoke(self, table: str, ident: str, mapper: Any) -> Any:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(f"SELECT * FROM {table} WHERE id = $1 OR prefix = $1 FOR UPDATE", ident)
+            if len(rows) != 1:
+                return None
+            row = await conn.fetchrow(
+                f"UPDATE {table} SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 RETURNING *",
+                rows[0]["id"], utc_now(),
+            )
+            return mapper(row)
+
+    async def get_channel(self, channel_id: str) -> Channel | None:
+        row = await self.pool.fetchrow("SELECT * FROM channels WHERE id = $1", channel_id)
+        return channel_row(row) if row else None
+
+    async def update_channel(
+        self,
+        channel_id: str,
+        *,
+        agent: str | None = None,
+        agents: dict[str, str] | None = None,
+        webhook_secret: str | None = None,
+    ) -> Channel | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT * FROM channels WHERE id = $1 FOR UPDATE", channel_id)
+            if row is None:
+                return None
+            current = channel_row(row)
+            row = await conn.fetchrow(
+                "UPDATE channels SET agent = $2, agents = $3, webhook_secret = $4 WHERE id = $1 RETURNING *",
+                channel_id,
+                agent if agent is not None else current.agent,
+                dumps({**current.agents, **(agents or {})}),
+                webhook_secret if webhook_secret is not None else current.webhook_secret,
+            )
+            return channel_row(row)
+
+    async def add_agent_token(self, channel_id: str, token_hash: str, prefix: str, role: str, label: str = "") -> AgentTokenInfo:
+        row = await self.pool.fetchrow(
+            "INSERT INTO agent_tokens (id, channel_id, token_hash, prefix, role, label, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            f"tok_{secrets.token_hex(6)}", channel_id, token_hash, prefix, role, label, utc_now(),
+        )
+        return token_row(row)
+
+    async def channel_for_agent_token(self, token_hash: str, role: str) -> tuple[Channel, AgentTokenInfo] | None:
+        token = await self.pool.fetchrow(
+            "SELECT * FROM agent_tokens WHERE token_hash = $1 AND role = $2 AND revoked_at IS NULL", token_hash, role
+        )
+        if token is None:
+            return None
+        channel = await self.pool.fetchrow("SELECT * FROM channels WHERE id = $1", token["channel_id"])
+        return (channel_row(channel), token_row(token)) if channel else None
+
+    async def list_agent_tokens(self) -> list[AgentTokenInfo]:
+        return [token_row(r) for r in await self.pool.fetch("SELECT * FROM agent_tokens ORDER BY created_at, id")]
+
+    async def revoke_agent_token(self, token_id_or_prefix: str) -> AgentTokenInfo | None:
+        return await self._revoke("agent_tokens", token_id_or_prefix, token_row)
+
+    # conversations
+
+    async def create_conversation(
+        self,
+        channel_id: str,
+        conversation_id: str,
+        user_id: str,
+        user_basic_info: dict[str, Any],
+        metadata: dict[str, Any],
+        private_metadata: dict[str, Any],
+    ) -> ConversationRecord:
+        now = utc_now()
+        row = await self.pool.fetchrow(
+            "INSERT INTO conversations (id, channel_id, user_id, user_basic_info, metadata, private_metadata,"
+            " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *",
+            conversation_id, channel_id, user_id, dumps(user_basic_info), dumps(metadata), dumps(private_metadata), now,
+        )
+        return conversation_row(row)
+
+    async def get_conversation(self, channel_id: str, conversation_id: str) -> ConversationRecord | None:
+        row = await self.pool.fetchrow(LIVE, conversation_id, channel_id)
+        return conversation_row(row) if row else None
+
+    async def update_metadata(
+        self, channel_id: str, conversation_id: str, public: dict[str, Any], private: dict[str, Any]
+    ) -> ConversationRecord | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(LIVE + " FOR UPDATE", conversation_id, channel_id)
+            if row is None:
+                return None
+            current = conversation_row(row)
+            row = await conn.fetchrow(
+                "UPDATE conversations SET metadata = $2, private_metadata = $3, updated_at = $4 WHERE id = $1 RETURNING *",
+                conversation_id,
+                dumps({**current.metadata, **public}),
+                dumps({**current.private_metadata, **private}),
+                utc_now(),
+            )
+            return conversation_row(row)
+
+    async def delete_conversation(self, channel_id: str, conversation_id: str, soft: bool) -> bool:
+        if soft:
+            status = await self.pool.execute(
+                "UPDATE conversations SET deleted_at = $3 WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL",
+                conversation_id, channel_id, utc_now(),
+            )
+        else:
+            status = await self.pool.execute(
+                "DELETE FROM conversations WHERE id = $1 AND channel_id = $2", conversation_id, channel_id
+            )
+        return _count(status) > 0
+
+    async def delete_user_conversations(self, channel_id: str, user_id: str, soft: bool) -> int:
+        if soft:
+            status = await self.pool.execute(
+                "UPDATE conversations SET deleted_at = $3 WHERE channel_id = $1 AND user_id = $2 AND deleted_at IS NULL",
+                channel_id, user_id, utc_now(),
+            )
+        else:
+            status = await self.pool.execute(
+                "DELETE FROM conversations WHERE channel_id = $1 AND user_id = $2", channel_id, user_id
+            )
+        return _count(status)
+
+    async def list_conversations(self, query: ListQuery) -> ConversationPage:
+        if not query.channel_ids:
+            return ConversationPage([], 0, query.page, query.limit or 0)
+        rows = await self.pool.fetch(
+            "SELECT * FROM conversations WHERE channel_id = ANY($1::text[]) AND user_id = $2 AND deleted_at IS NULL"
+            " ORDER BY updated_at DESC, id",
+            query.channel_ids, query.user_id,
+        )
+        found = [c for c in map(conversation_row, rows) if matches_query(c.metadata, query.filter, query.search)]
+        if query.limit is None:
+            return ConversationPage(found, len(found), 1, len(found))
+        start = (query.page - 1) * query.limit
+        return ConversationPage(found[start : start + query.limit], len(found), query.page, query.limit)
+
+    async def list_handoff(self, channel_id: str, states: list[str]) -> list[ConversationRecord]:
+        if not states:
+            return []
+        rows = await self.pool.fetch(
+            "SELECT * FROM conversations WHERE channel_id = $1 AND handoff = ANY($2::text[]) AND deleted_at IS NULL"
+            " ORDER BY updated_at, id",
+            channel_id, states,
+        )
+        return [conversation_row(r) for r in rows]
+
+    async def transition(
+        self,
+        channel_id: str,
+        conversation_id: str,
+        *,
+        allowed_from: frozenset[str],
+        handoff: str | None = None,
+        human_agent: str | None = None,
+        agent: str | None = None,
+        events: list[NewEvent],
+        require_human_agent: str | None = None,
+    ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(LIVE + " FOR UPDATE", conversation_id, channel_id)
+            if row is None:
+                raise LookupError(conversation_id)
+            current = conversation_row(row)
+            if current.handoff not in allowed_from:
+                return None
+            if require_human_agent is not None and current.human_agent != require_human_agent:
+                return None
+            target = handoff or current.handoff
+            await conn.execute(
+                "UPDATE conversations SET handoff = $2, human_agent = $3, agent = $4, has_livechat = has_livechat OR $5"
+                " WHERE id = $1",
+                conversation_id,
+                target,
+                current.human_agent if human_agent is None else (human_agent or None),
+                (agent or None) if agent is not None else current.agent,
+                target != "ai",
+            )
+            stored = await self._insert(conn, channel_id, conversation_id, events) if events else []
+            updated = conversation_row(await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id))
+            return updated, stored
+
+    # the event log
+
+    @staticmethod
+    async def _insert(conn: Conn, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+        now = utc_now()
+        last = await conn.fetchval(
+            "UPDATE conversations SET last_seq = last_seq + $3, updated_at = $4"
+            " WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL RETURNING last_seq",
+            conversation_id, channel_id, len(events), now,
+        )
+        if last is None:
+            raise LookupError(conversation_id)
+        first = last - len(events) + 1
+        await conn.executemany(
+            "INSERT INTO events (conversation_id, seq, event_type, sender, message_id, client_msg_id, payload, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            [
+                (conversation_id, first + i, e.event_type, e.sender, e.message_id, e.client_msg_id, dumps(e.payload), now)
+                for i, e in enumerate(events)
+            ],
+        )
+        return [
+            StoredEvent(
+                conversation_id=conversation_id,
+                seq=first + i,
+                event_type=e.event_type,
+                payload=e.payload,
+                created_at=now,
+                sender=e.sender,
+                message_id=e.message_id,
+                client_msg_id=e.client_msg_id,
+            )
+            for i, e in enumerate(events)
+        ]
+
+    async def append_events(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+        if not events:
+            return []
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self._insert(conn, channel_id, conversation_id, events)
+
+    async def append_user_message(self, channel_id: str, conversation_id: str, event: NewEvent) -> tuple[StoredEvent, bool]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchrow(LIVE + " FOR UPDATE", conversation_id, channel_id) is None:
+                raise LookupError(conversation_id)
+            if event.client_msg_id:
+                rows = await conn.fetch(
+                    "SELECT * FROM events WHERE conversation_id = $1 AND client_msg_id = $2 AND sender = 'user' ORDER BY seq",
+                    conversation_id, event.client_msg_id,
+                )
+                for row in rows:
+                    previous = event_row(row)
+                    if previous.payload == event.payload:
+                        return previous, False
+            (stored,) = await self._insert(conn, channel_id, conversation_id, [event])
+            return stored, True
+
+    async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM events WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            conversation_id, after_seq, limit,
+        )
+        return [event_row(r) for r in rows]
+
+    async def messages(self, conversation_id: str) -> list[StoredEvent]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM events WHERE conversation_id = $1 AND sender IS NOT NULL ORDER BY seq", conversation_id
+        )
+        return [event_row(r) for r in rows]
+
+    async def edit_message(self, conversation_id: str, message_id: str, content: Any) -> StoredEvent | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM events WHERE conversation_id = $1 AND message_id = $2 AND sender IS NOT NULL FOR UPDATE",
+                conversation_id, message_id,
+            )
+            if row is None:
+                return None
+            payload = {**event_row(row).payload, "content": content}
+            row = await conn.fetchrow(
+                "UPDATE events SET payload = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2 RETURNING *",
+                conversation_id, row["seq"], dumps(payload), utc_now(),
+            )
+            return event_row(row)
+
+
+def _count(status: str) -> int:
+    """Rows affected, from a command tag such as ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])

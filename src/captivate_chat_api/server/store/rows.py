@@ -1,0 +1,82 @@
+"""Row -> record mappers shared by the SQLite and PostgreSQL stores (both rows index by column name)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .base import AgentTokenInfo, ApiKeyInfo, Channel, ConversationRecord, StoredEvent
+
+Row = Any  # sqlite3.Row or asyncpg.Record
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def conversation_row(row: Row) -> ConversationRecord:
+    return ConversationRecord(
+        id=row["id"],
+        channel_id=row["channel_id"],
+        user_id=row["user_id"],
+        user_basic_info=json.loads(row["user_basic_info"]),
+        metadata=json.loads(row["metadata"]),
+        private_metadata=json.loads(row["private_metadata"]),
+        last_seq=row["last_seq"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        deleted_at=row["deleted_at"],
+        handoff=row["handoff"],
+        human_agent=row["human_agent"],
+        agent=row["agent"],
+        has_livechat=bool(row["has_livechat"]),
+    )
+
+
+def channel_row(row: Row) -> Channel:
+    return Channel(
+        id=row["id"],
+        name=row["name"],
+        agent=row["agent"],
+        agents=json.loads(row["agents"]),
+        webhook_secret=row["webhook_secret"],
+    )
+
+
+def token_row(row: Row) -> AgentTokenInfo:
+    return AgentTokenInfo(
+        id=row["id"],
+        channel_id=row["channel_id"],
+        prefix=row["prefix"],
+        role=row["role"],
+        label=row["label"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def event_row(row: Row) -> StoredEvent:
+    return StoredEvent(
+        conversation_id=row["conversation_id"],
+        seq=row["seq"],
+        event_type=row["event_type"],
+        payload=json.loads(row["payload"]),
+        created_at=row["created_at"],
+        sender=row["sender"],
+        message_id=row["message_id"],
+        client_msg_id=row["client_msg_id"],
+        edited_at=row["edited_at"],
+    )
+
+
+def key_row(row: Row) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=row["id"],
+        channel_id=row["channel_id"],
+        prefix=row["prefix"],
+        label=row["label"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
