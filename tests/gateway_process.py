@@ -25,7 +25,7 @@ def new_key() -> str:
 
 
 class GatewayProcess:
-    def __init__(self, database: Path, api_keys: list[str], env: dict[str, str] | None = None, port: int = 0) -> None:
+    def __init__(self, database: Path | str, api_keys: list[str], env: dict[str, str] | None = None, port: int = 0) -> None:
         self.database = database
         self.api_keys = api_keys
         self.env = env or {}
@@ -33,6 +33,13 @@ class GatewayProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.stdout: list[str] = []
         self.stderr: list[str] = []
+
+    @property
+    def database_url(self) -> str:
+        """A URL as given (``postgresql://…``), or the SQLite file's."""
+        if isinstance(self.database, str) and "://" in self.database:
+            return self.database
+        return f"sqlite:///{self.database}"
 
     @property
     def http_url(self) -> str:
@@ -44,7 +51,7 @@ class GatewayProcess:
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         cmd = [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", str(self.port),
-               "--database", f"sqlite:///{self.database}"]
+               "--database", self.database_url]
         for key in self.api_keys:
             cmd += ["--api-key", key]
         env = {**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info", **self.env}

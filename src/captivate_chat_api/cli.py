@@ -42,7 +42,7 @@ else:
 
     DatabaseOption = Annotated[
         str | None,
-        typer.Option("--database", envvar="CAPTIVATE_DATABASE", help="sqlite:///PATH (default: user data dir)."),
+        typer.Option("--database", envvar="CAPTIVATE_DATABASE", help="sqlite:///PATH (default: user data dir) or postgresql://USER@HOST/DB[?schema=NAME]."),
     ]
 
     def _table(*columns: str) -> Table:
@@ -167,6 +167,10 @@ else:
             str | None, typer.Option(envvar="CAPTIVATE_SQLITE_SYNCHRONOUS", help="NORMAL (default: survives process crashes) or FULL (also power loss).")
         ] = None,
         log_level: Annotated[str | None, typer.Option(envvar="CAPTIVATE_LOG_LEVEL")] = None,
+        broker: Annotated[
+            str | None,
+            typer.Option(envvar="CAPTIVATE_BROKER", help="redis://HOST:PORT/DB to run several gateway processes as one."),
+        ] = None,
         agent: Annotated[
             str | None,
             typer.Option(
@@ -184,7 +188,7 @@ else:
             api_key = [k.strip() for k in api_key[0].split(",") if k.strip()]
         settings = _settings(
             host=host, port=port, database=database, api_keys=api_key, sqlite_synchronous=sqlite_synchronous,
-            log_level=log_level,
+            log_level=log_level, broker=broker,
         )
         configure_logging(settings.log_level)
         spec = _checked_spec(agent)
@@ -324,6 +328,37 @@ else:
 
         options = ChatOptions(url=url, key=key or "", user_id=user, bot_first=bot_first, conversation_id=conversation)
         raise typer.Exit(chat_main(options))
+
+    AgentUrlOption = Annotated[str, typer.Option(envvar="CAPTIVATE_URL", help="The gateway's HTTP base URL.")]
+    AgentTokenOption = Annotated[
+        str | None,
+        typer.Option(
+            envvar="CAPTIVATE_AGENT_TOKEN", help="A human agent token (better: env CAPTIVATE_AGENT_TOKEN).", show_default=False
+        ),
+    ]
+
+    @app.command()
+    def console(
+        url: AgentUrlOption = "http://127.0.0.1:8000",
+        token: AgentTokenOption = None,
+        name: Annotated[str | None, typer.Option(help="The name users see (default: the token's label).")] = None,
+    ) -> None:
+        """Live chat for human agents: see who waits, /take a conversation, answer its user, /end it."""
+        from .console import ConsoleOptions, console_main
+
+        raise typer.Exit(console_main(ConsoleOptions(url=url, token=token or "", name=name)))
+
+    @app.command()
+    def handoff(
+        conversation_id: Annotated[str, typer.Argument(help="The conversation to hand to a human.")],
+        url: AgentUrlOption = "http://127.0.0.1:8000",
+        token: AgentTokenOption = None,
+        reason: Annotated[str | None, typer.Option(help="Why (kept with the hand-off).")] = None,
+    ) -> None:
+        """Put an AI conversation in the humans' queue (live chat) and print its new state."""
+        from .console import handoff_main
+
+        raise typer.Exit(handoff_main(url, token or "", conversation_id, reason))
 
     def main() -> None:
         app()

@@ -10,9 +10,11 @@ from .agents import Agent
 from .agents.runner import AgentRunner
 from .auth import Authenticator
 from .handlers import Handlers
+from .broker import Broker, broker_from_url
 from .hub import CLOSE_POLICY_VIOLATION, Hub
 from .limits import Limits
 from .livechat import LiveChat
+from .metrics import Metrics
 from .keys import display_prefix, hash_key
 from .settings import Settings
 from .store import Channel, Store, store_from_url
@@ -32,17 +34,24 @@ class Gateway:
     auth: Authenticator
     handlers: Handlers
     limits: Limits
+    metrics: Metrics
+    broker: Broker | None = None
     _revalidation: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(cls, settings: Settings, agent: Agent | None = None) -> Gateway:
+    def build(cls, settings: Settings, agent: Agent | None = None, *, metrics: Metrics | None = None) -> Gateway:
         """Wire the parts; ``agent``, when given, answers for every channel (embedding, tests)."""
+        metrics = metrics or Metrics()
         store = store_from_url(settings.database, synchronous=settings.sqlite_synchronous)
         hub = Hub(max_outbound_frame_bytes=settings.max_outbound_frame_bytes, message_link_base=lambda: settings.base_url)
-        timeline = Timeline(store, hub)
+        metrics.watch_sockets(hub.connections)
+        timeline = Timeline(store, hub, metrics=metrics)
         livechat = LiveChat(timeline)
-        runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent)
+        runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics)
         auth = Authenticator(store)
+        broker = broker_from_url(settings.broker) if settings.broker else None
+        if broker is not None:
+            hub.attach(broker, store, timeline.subscribe)
         limits = Limits(settings.rate_per_socket, settings.burst_per_socket, settings.rate_per_key, settings.burst_per_key)
         handlers = Handlers(
             store,
@@ -52,13 +61,16 @@ class Gateway:
             auth,
             max_metadata_bytes=settings.max_metadata_bytes,
             starts_per_minute=settings.starts_per_minute_per_key,
+            metrics=metrics,
         )
-        return cls(settings, store, hub, timeline, runner, livechat, auth, handlers, limits)
+        return cls(settings, store, hub, timeline, runner, livechat, auth, handlers, limits, metrics, broker=broker)
 
     async def start(self) -> None:
         await self.store.open()
         for key in self.settings.api_keys:
             await register_key(self.store, key)
+        if self.broker is not None:
+            await self.broker.start(self.hub.on_broker_message, self.hub.resync)
         if self.settings.revalidate_seconds > 0:
             self._revalidation = asyncio.get_running_loop().create_task(self._revalidate_forever())
 
@@ -97,6 +109,8 @@ class Gateway:
             self._revalidation.cancel()
         await self.hub.close_all()
         await self.runner.drain(self.settings.shutdown_grace_seconds)
+        if self.broker is not None:
+            await self.broker.close()
         await self.store.close()
 
 

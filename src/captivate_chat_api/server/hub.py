@@ -12,11 +12,14 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import encode_frame
-from .store import Channel, StoredEvent
+from .store import Channel, Store, StoredEvent
+
+if TYPE_CHECKING:
+    from .broker import Broker
 
 log = logging.getLogger("captivate_chat_api.server.hub")
 
@@ -87,6 +90,10 @@ class Connection:
         self._delivered[conversation_id] = seq
         self.send(text)
 
+    def position(self, conversation_id: str) -> int | None:
+        """The last ``seq`` of the conversation this socket had, or None if it never had one."""
+        return self._delivered.get(conversation_id)
+
     def rewind(self, conversation_id: str, after_seq: int) -> None:
         """Start delivery of a conversation after ``after_seq`` (a subscribe)."""
         self._delivered[conversation_id] = after_seq
@@ -118,8 +125,30 @@ class Connection:
                 await self._writer
 
 
+class RemoteSocket:
+    """A socket of another gateway process, named by a client event's ``socket_id``.
+
+    What is sent to it or bound to it travels through the broker; the process that has the socket checks
+    that it belongs to ``channel_id`` before doing anything (a foreign socket id binds nothing)."""
+
+    role = "client"
+
+    def __init__(self, hub: "Hub", socket_id: str, channel_id: str) -> None:
+        self.hub = hub
+        self.socket_id = socket_id
+        self.channel_id = channel_id
+        self.conversations: frozenset[str] = frozenset()
+
+    def send(self, text: str) -> None:
+        self.hub._share({"t": "direct", "sid": self.socket_id, "ch": self.channel_id, "frame": text})
+
+
 class Hub:
     def __init__(self, *, max_outbound_frame_bytes: int, message_link_base: Callable[[], str]) -> None:
+        self.broker: Broker | None = None
+        self.store: Store | None = None
+        self.subscriber: Callable[[Connection, str, int | None], Awaitable[int]] | None = None
+        self._fills: set[asyncio.Task[None]] = set()
         self._connections: dict[str, Connection] = {}
         self._bindings: dict[str, set[Connection]] = defaultdict(set)
         self._watchers: dict[str, set[Connection]] = defaultdict(set)
@@ -142,9 +171,11 @@ class Hub:
         """A human agent's socket: it gets the channel's hand-off notifications."""
         self._watchers[connection.channel.id].add(connection)
 
-    def notify_channel(self, channel_id: str, text: str) -> None:
+    def notify_channel(self, channel_id: str, text: str, *, share: bool = True) -> None:
         for connection in tuple(self._watchers.get(channel_id, ())):
             connection.send(text)
+        if share:
+            self._share({"t": "notify", "ch": channel_id, "frame": text})
 
     def remove(self, connection: Connection) -> None:
         self._connections.pop(connection.socket_id, None)
@@ -170,25 +201,37 @@ class Hub:
             return None
         return connection
 
-    def find_client(self, socket_id: str | None, channel_id: str) -> Connection | None:
-        """Like :meth:`find`, for client events: a human agent's socket is never bound by a client."""
+    def find_client(self, socket_id: str | None, channel_id: str) -> Connection | RemoteSocket | None:
+        """Like :meth:`find`, for client events: a human agent's socket is never bound by a client. With a
+        broker, an id that is not here may be another process's socket."""
         connection = self.find(socket_id, channel_id)
-        return connection if connection is not None and connection.role == "client" else None
+        if connection is not None:
+            return connection if connection.role == "client" else None
+        if socket_id and self.broker is not None and socket_id not in self._connections:
+            return RemoteSocket(self, socket_id, channel_id)
+        return None
 
-    def bind(self, conversation_id: str, connection: Connection) -> None:
+    def bind(self, conversation_id: str, connection: Connection | RemoteSocket) -> None:
+        if isinstance(connection, RemoteSocket):
+            self._share({"t": "bind", "sid": connection.socket_id, "ch": connection.channel_id, "cid": conversation_id})
+            return
         if conversation_id in connection.conversations:
             return
         connection.conversations.add(conversation_id)
         self._bindings[conversation_id].add(connection)
 
-    def broadcast(self, conversation_id: str, text: str) -> None:
+    def broadcast(self, conversation_id: str, text: str, *, share: bool = True) -> None:
         """Send a frame that is not part of the stored log (it has no ``seq``)."""
         for connection in tuple(self._bindings.get(conversation_id, ())):
             connection.send(text)
+        if share:
+            self._share({"t": "broadcast", "cid": conversation_id, "frame": text})
 
-    def unbind_all(self, conversation_id: str) -> None:
+    def unbind_all(self, conversation_id: str, *, share: bool = True) -> None:
         for connection in self._bindings.pop(conversation_id, set()):
             connection.conversations.discard(conversation_id)
+        if share:
+            self._share({"t": "unbind", "cid": conversation_id})
 
     def encode(self, event: StoredEvent) -> str:
         """The frame for a stored event; an oversize message becomes the 413 ``message_link`` fallback."""
@@ -211,11 +254,81 @@ class Hub:
 
     def publish(self, event: StoredEvent) -> None:
         bound = self._bindings.get(event.conversation_id)
-        if not bound:
+        if not bound and self.broker is None:
             return
         text = self.encode(event)
-        for connection in tuple(bound):
+        for connection in tuple(bound or ()):
             connection.deliver(event.conversation_id, event.seq, text)
+        self._share({"t": "event", "cid": event.conversation_id, "seq": event.seq, "frame": text})
+
+    # several processes -----------------------------------------------------------------------------
+
+    def attach(
+        self,
+        broker: Broker,
+        store: Store,
+        subscriber: Callable[[Connection, str, int | None], Awaitable[int]],
+    ) -> None:
+        """Share with the other gateway processes through ``broker``; catch up from ``store``."""
+        self.broker, self.store, self.subscriber = broker, store, subscriber
+
+    def _share(self, message: dict[str, Any]) -> None:
+        if self.broker is not None:
+            self.broker.publish(message)
+
+    def on_broker_message(self, message: dict[str, Any]) -> None:
+        """Another process's news, for this process's sockets."""
+        kind = message.get("t")
+        if kind == "event":
+            for connection in tuple(self._bindings.get(message["cid"], ())):
+                self._deliver_in_order(connection, message["cid"], int(message["seq"]), message["frame"])
+        elif kind == "broadcast":
+            self.broadcast(message["cid"], message["frame"], share=False)
+        elif kind == "unbind":
+            self.unbind_all(message["cid"], share=False)
+        elif kind == "notify":
+            self.notify_channel(message["ch"], message["frame"], share=False)
+        elif kind in ("bind", "direct", "subscribe"):
+            connection = self.find(message.get("sid"), message.get("ch", ""))
+            if connection is None or connection.role != "client":
+                return  # not here, gone, or not that channel's: nothing happens
+            if kind == "bind":
+                self.bind(message["cid"], connection)
+            elif kind == "direct":
+                connection.send(message["frame"])
+            elif self.subscriber is not None:
+                self._spawn(self.subscriber(connection, message["cid"], message.get("after")))
+
+    def _deliver_in_order(self, connection: Connection, conversation_id: str, seq: int, text: str) -> None:
+        """Events of one conversation may reach this process out of order (two processes published them):
+        a gap is filled from the store, which has every committed event, before going on."""
+        last = connection.position(conversation_id)
+        if last is not None and seq > last + 1:
+            self._spawn(self._fill(connection, conversation_id))
+            return
+        connection.deliver(conversation_id, seq, text)
+
+    async def _fill(self, connection: Connection, conversation_id: str) -> None:
+        if self.store is None:
+            return
+        while True:
+            last = connection.position(conversation_id) or 0
+            batch = await self.store.events_after(conversation_id, last, limit=500)
+            for event in batch:
+                connection.deliver(conversation_id, event.seq, self.encode(event))
+            if len(batch) < 500:
+                return
+
+    async def resync(self) -> None:
+        """After the broker link was lost: every bound socket catches up from the store."""
+        for conversation_id, connections in list(self._bindings.items()):
+            for connection in tuple(connections):
+                await self._fill(connection, conversation_id)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
 
     async def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         connections = list(self._connections.values())

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Keys registered at start, each as its own channel (tenant). Env: comma-separated."""
 
+    broker: str | None = None
+    """``redis://HOST:PORT/DB``: share events with other gateway processes (several processes or hosts)."""
     sqlite_synchronous: str = "NORMAL"
     """NORMAL (default): an acknowledged message survives a process crash (kill -9, OOM) but not an OS
     crash or power loss. FULL: it survives those too, at one fsync per commit (~3 ms here)."""

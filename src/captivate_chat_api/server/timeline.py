@@ -6,12 +6,16 @@ a subscribing socket cannot miss an event that commits while its replay is being
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
-from .hub import Connection, Hub
+from .hub import Connection, Hub, RemoteSocket
 from .locks import KeyedLocks
+from .metrics import Metrics
 from .store import ConversationRecord, NewEvent, Store, StoredEvent
+
+log = logging.getLogger("captivate_chat_api.server.timeline")
 
 
 def new_message_id() -> str:
@@ -19,10 +23,21 @@ def new_message_id() -> str:
 
 
 class Timeline:
-    def __init__(self, store: Store, hub: Hub) -> None:
+    def __init__(self, store: Store, hub: Hub, *, metrics: Metrics | None = None) -> None:
         self.store = store
         self.hub = hub
         self.lock = KeyedLocks()
+        self.metrics = metrics or Metrics()
+
+    def _publish(self, event: StoredEvent) -> None:
+        """Fan out a just-committed event (counted here: once, on the node that stored it)."""
+        self.metrics.stored(event)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "stored %s seq %d", event.event_type, event.seq,
+                extra={"conversation_id": event.conversation_id, "event_type": event.event_type, "seq": event.seq},
+            )
+        self.hub.publish(event)
 
     async def append(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
         """Commit ``events`` and deliver them to the bound sockets. Raises LookupError if the conversation is gone."""
@@ -31,7 +46,7 @@ class Timeline:
         async with self.lock(conversation_id):
             stored = await self.store.append_events(channel_id, conversation_id, events)
             for event in stored:
-                self.hub.publish(event)
+                self._publish(event)
             return stored
 
     async def append_user_message(
@@ -53,7 +68,7 @@ class Timeline:
         async with self.lock(conversation_id):
             stored, created = await self.store.append_user_message(channel_id, conversation_id, event)
             if created:
-                self.hub.publish(stored)
+                self._publish(stored)
             return stored, created
 
     async def transition(
@@ -64,14 +79,23 @@ class Timeline:
             result = await self.store.transition(channel_id, conversation_id, **change)
             if result is not None:
                 for event in result[1]:
-                    self.hub.publish(event)
+                    self._publish(event)
             return result
 
-    async def subscribe(self, connection: Connection, conversation_id: str, after_seq: int | None) -> int:
+    async def subscribe(self, connection: Connection | RemoteSocket, conversation_id: str, after_seq: int | None) -> int:
         """Replay every event after ``after_seq`` to ``connection`` (none when None), then bind it for
-        live events. Returns the last ``seq`` of the conversation."""
+        live events. Returns the last ``seq`` of the conversation. A socket of another process is asked,
+        through the broker, to do the same there."""
+        channel_id = connection.channel_id if isinstance(connection, RemoteSocket) else connection.channel.id
+        if isinstance(connection, RemoteSocket):
+            record = await self.store.get_conversation(channel_id, conversation_id)
+            if record is None:
+                raise LookupError(conversation_id)
+            self.hub._share({"t": "subscribe", "sid": connection.socket_id, "ch": channel_id,
+                             "cid": conversation_id, "after": after_seq})
+            return record.last_seq
         async with self.lock(conversation_id):
-            record = await self.store.get_conversation(connection.channel.id, conversation_id)
+            record = await self.store.get_conversation(channel_id, conversation_id)
             if record is None:
                 raise LookupError(conversation_id)
             cursor = record.last_seq if after_seq is None else after_seq
