@@ -4,6 +4,7 @@
 - ``black_hole = True``: keep connections open but forward nothing either way (a half-open link).
 - ``lose_responses(n)``: for the next ``n`` HTTP requests, let the request reach the gateway, then close
   the client side before any byte of the response is forwarded (the acknowledgement is lost).
+- ``loss_rate``: the same for each HTTP POST with this probability, drawn once per request from ``rng``.
 - ``delay``: seconds added before forwarding each chunk.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 
 
 class FaultProxy:
@@ -19,6 +21,8 @@ class FaultProxy:
         self.black_hole = False
         self.delay = 0.0
         self._lose = 0
+        self.loss_rate = 0.0
+        self.rng = random.Random()
         self.lost = 0
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -53,6 +57,14 @@ class FaultProxy:
                     writer.transport.abort()
         self._links.clear()
 
+    def _take_loss(self, state: dict[str, object]) -> bool:
+        if state.pop("lose", False):
+            return True
+        if self._lose:
+            self._lose -= 1
+            return True
+        return False
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
@@ -86,8 +98,8 @@ class FaultProxy:
             if upstream_bound:
                 if chunk[:5] in (b"POST ", b"GET /", b"PUT /", b"DELET"):
                     state["last_request"] = chunk[:5]
-            elif self._lose and state["last_request"] == b"POST ":
-                self._lose -= 1
+                    state["lose"] = chunk[:5] == b"POST " and self.rng.random() < self.loss_rate
+            elif state["last_request"] == b"POST " and self._take_loss(state):
                 self.lost += 1
                 link[0].transport.abort()  # the client loses the response; the gateway did the work
                 return

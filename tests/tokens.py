@@ -9,8 +9,10 @@ from captivate_chat_api.server.keys import hash_key
 from captivate_chat_api.server.store import store_from_url
 
 
-async def add_token(database: Path, api_key: str, role: str, label: str = "") -> str:
-    store = store_from_url(f"sqlite:///{database}")
+async def add_token(database: Path | str, api_key: str, role: str, label: str = "") -> str:
+    """``database``: a SQLite file, or a store URL (``postgresql://…``, ``sqlite:///…``)."""
+    url = database if isinstance(database, str) and "://" in database else f"sqlite:///{database}"
+    store = store_from_url(url)
     await store.open()
     try:
         channel = await store.channel_for_key_hash(hash_key(api_key))

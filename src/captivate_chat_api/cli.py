@@ -52,8 +52,26 @@ else:
             table.add_column(column, overflow="fold")
         return table
 
+    ConfigOption = Annotated[
+        str | None,
+        typer.Option("--config", envvar="CAPTIVATE_CONFIG", help="A TOML settings file (flags > env > file > defaults)."),
+    ]
+
     def _settings(**overrides: Any) -> Settings:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        from pydantic import ValidationError
+
+        from .server.config_file import ConfigFileError
+
+        try:
+            return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        except ConfigFileError as exc:
+            out.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except ValidationError as exc:  # the message only: an input value may be a secret
+            for error in exc.errors():
+                where = ".".join(str(part) for part in error["loc"])
+                out.print(f"error: setting {where}: {error['msg']}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
     async def _with_store(settings: Settings, fn: Any) -> Any:
         store = store_from_url(settings.database, synchronous=settings.sqlite_synchronous)
@@ -167,6 +185,10 @@ else:
             str | None, typer.Option(envvar="CAPTIVATE_SQLITE_SYNCHRONOUS", help="NORMAL (default: survives process crashes) or FULL (also power loss).")
         ] = None,
         log_level: Annotated[str | None, typer.Option(envvar="CAPTIVATE_LOG_LEVEL")] = None,
+        log_format: Annotated[
+            str | None, typer.Option(envvar="CAPTIVATE_LOG_FORMAT", help="text (default) or json (one object per line).")
+        ] = None,
+        config: ConfigOption = None,
         broker: Annotated[
             str | None,
             typer.Option(envvar="CAPTIVATE_BROKER", help="redis://HOST:PORT/DB to run several gateway processes as one."),
@@ -179,6 +201,14 @@ else:
                 " | python:MODULE:ATTRIBUTE.",
             ),
         ] = None,
+        workers: Annotated[
+            int,
+            typer.Option(
+                envvar="CAPTIVATE_WORKERS",
+                help="Gateway processes sharing this port (SO_REUSEPORT); more than 1 needs --broker and a shared"
+                " database (PostgreSQL; a SQLite file only for small setups).",
+            ),
+        ] = 1,
     ) -> None:
         """Run the gateway (demo agent) and print its URL, a dev key on first start, and client snippets."""
         from .server.logs import configure_logging
@@ -188,17 +218,33 @@ else:
             api_key = [k.strip() for k in api_key[0].split(",") if k.strip()]
         settings = _settings(
             host=host, port=port, database=database, api_keys=api_key, sqlite_synchronous=sqlite_synchronous,
-            log_level=log_level, broker=broker,
+            log_level=log_level, broker=broker, log_format=log_format, config=config,
         )
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         spec = _checked_spec(agent)
+        if workers != 1:
+            from .server.workers import WorkersError, check, supervise
+
+            try:
+                check(settings, workers)
+            except WorkersError as exc:
+                out.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+                raise typer.Exit(2) from None
         dev_key = asyncio.run(_prepare(settings, spec))
 
         def ready(bound_host: str, bound_port: int) -> None:
             if settings.public_url is None:
                 settings.port = bound_port
+            if workers != 1:
+                out.print(f"{workers} worker processes share the port", highlight=False)
             _banner(bound_host, bound_port, dev_key, settings)
 
+        if workers != 1:
+            try:
+                raise typer.Exit(supervise(settings, workers, on_ready=ready))
+            except WorkersError as exc:
+                out.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+                raise typer.Exit(2) from None
         run(settings, on_ready=ready)
 
     @keys_app.command("create")
@@ -359,6 +405,16 @@ else:
         from .console import handoff_main
 
         raise typer.Exit(handoff_main(url, token or "", conversation_id, reason))
+
+    config_app = typer.Typer(help="The gateway's configuration.", no_args_is_help=True)
+    app.add_typer(config_app, name="config")
+
+    @config_app.command("show")
+    def config_show(config: ConfigOption = None) -> None:
+        """Print the effective settings as TOML, each with its source, secrets redacted."""
+        from .server.config_file import render
+
+        typer.echo(render(_settings(config=config), {"config": config}), nl=False)
 
     def main() -> None:
         app()

@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..protocol import ProtocolError
 from .agents import Agent
 from .gateway import Gateway
-from .routes import agent_api, http, push, ws
+from .metrics import Metrics, MetricsMiddleware
+from .routes import agent_api, http, ops, pages, push, ws
 from .settings import Settings
 
 log = logging.getLogger("captivate_chat_api.server")
@@ -61,10 +62,11 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
     """The gateway as an ASGI app; ``agent`` (an async ChatRequest -> AgentResponse callable) replaces the
     channels' configured agents, for embedding and tests."""
     settings = settings or Settings()
+    metrics = Metrics()  # per app: several gateways in one process keep separate counts
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = Gateway.build(settings, agent)
+        gateway = Gateway.build(settings, agent, metrics=metrics)
         await gateway.start()
         app.state.gateway = gateway
         try:
@@ -73,15 +75,18 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
             await gateway.stop()
 
     app = FastAPI(title="Captivate Chat gateway", version="0.1.0", lifespan=lifespan)
+    app.state.metrics = metrics
     app.router.routes.extend(http.hot_routes())
     app.include_router(http.router)
     app.include_router(ws.router)
     app.include_router(push.router)
     app.include_router(agent_api.router)
+    app.include_router(ops.router)
+    app.include_router(pages.router)
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
-        response = error_response(exc.error_code, exc.error_desc)
+        response = JSONResponse(exc.to_body(), status_code=exc.error_code)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:
             response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
@@ -95,7 +100,9 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail))
+        response = error_response(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. the Allow of a 405 (RFC 9110)
+        return response
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -111,4 +118,5 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
 
     if settings.access_log:
         app.add_middleware(AccessLog)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

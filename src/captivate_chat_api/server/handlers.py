@@ -37,8 +37,21 @@ from .auth import Authenticator
 from ..errors import RateLimitError
 from .hub import Connection, Hub
 from .limits import RateLimiter
+from .metrics import Metrics
 from .store import Channel, ConversationRecord, ListQuery, NewEvent, Store, StoredEvent
 from .timeline import Timeline
+
+
+class NotReplayable(ProtocolError):
+    """``subscribe`` to a deleted, unknown or foreign conversation (alike, so a tenant learns nothing of
+    another's): a 404 that also says explicitly that nothing was recovered."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(404, "conversation not found", conversation_id)
+
+    def to_body(self) -> dict[str, object]:
+        reason = "conversation not found or deleted: its events cannot be replayed"
+        return {**super().to_body(), "recovered": False, "reason": reason}
 
 
 @dataclass(slots=True)
@@ -113,7 +126,9 @@ class Handlers:
         *,
         max_metadata_bytes: int = 16 * 1024,
         starts_per_minute: float = 600.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.max_metadata_bytes = max_metadata_bytes
         self.starts = RateLimiter(starts_per_minute / 60.0, max(5.0, starts_per_minute / 6.0))
         self.store = store
@@ -137,6 +152,7 @@ class Handlers:
         }
 
     async def handle(self, request: Request) -> Reply:
+        self.metrics.client_event(request.envelope.event_type, request.via_websocket)
         return await self._table[request.envelope.event_type](request, request.envelope.payload)
 
     async def check(self, request: Request, conversation_id: str) -> None:
@@ -175,6 +191,7 @@ class Handlers:
             payload.public_metadata,
             payload.private_metadata,
         )
+        self.metrics.conversation_started()
         started = {"conversation_id": conversation_id}
         if request.connection is not None:
             self.hub.bind(conversation_id, request.connection)
@@ -354,7 +371,7 @@ class Handlers:
         try:
             last_seq = await self.timeline.subscribe(connection, payload.conversation_id, payload.after_seq)
         except LookupError:
-            raise ProtocolError(404, "conversation not found", payload.conversation_id) from None
+            raise NotReplayable(payload.conversation_id) from None
         body: dict[str, Any] = {"conversation_id": payload.conversation_id, "last_seq": last_seq, "recovered": True}
         if payload.after_seq is not None and payload.after_seq > last_seq:
             body.update(recovered=False, reason="after_seq is ahead of the stored log; events may have been lost")

@@ -1,13 +1,15 @@
-"""Gateway settings: flags, and their environment-variable twins ``CAPTIVATE_*``."""
+"""Gateway settings: flags > environment variables ``CAPTIVATE_*`` > a TOML config file > defaults."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .config_file import ConfigFileSource, config_path
 
 
 def default_database_url() -> str:
@@ -61,6 +63,10 @@ class Settings(BaseSettings):
     public_url: str | None = None
     """Base URL clients use (for ``message_link``); default ``http://HOST:PORT``."""
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (time, level, logger, message, conversation_id when known)."""
+    config: Path | None = None
+    """The TOML config file read (``--config`` or env ``CAPTIVATE_CONFIG``)."""
     create_dev_key: bool = True
 
     @field_validator("api_keys", "allowed_origins", mode="before")
@@ -70,6 +76,11 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("sqlite_synchronous")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -77,6 +88,18 @@ class Settings(BaseSettings):
         if level not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError("sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
         return level
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = config_path(getattr(init_settings, "init_kwargs", {}).get("config"))
+        return init_settings, env_settings, dotenv_settings, ConfigFileSource(settings_cls, path), file_secret_settings
 
     @property
     def base_url(self) -> str:

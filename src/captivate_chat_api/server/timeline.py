@@ -98,14 +98,16 @@ class Timeline:
             record = await self.store.get_conversation(channel_id, conversation_id)
             if record is None:
                 raise LookupError(conversation_id)
-            cursor = record.last_seq if after_seq is None else after_seq
+            # Clamped: an after_seq ahead of the log (a restored database) must not leave the socket deaf
+            # to the events stored from now on; the reply tells the client it was not recovered.
+            cursor = record.last_seq if after_seq is None else min(after_seq, record.last_seq)
             connection.rewind(conversation_id, cursor)
             while cursor < record.last_seq:
                 batch = await self.store.events_after(conversation_id, cursor, limit=500)
                 if not batch:
                     break
-                for event in batch:
-                    connection.deliver(conversation_id, event.seq, self.hub.encode(event))
+                for event in batch:  # at the reader's pace: writers of this conversation wait meanwhile
+                    await connection.replay(conversation_id, event.seq, self.hub.encode(event))
                 cursor = batch[-1].seq
             self.hub.bind(conversation_id, connection)
             return record.last_seq

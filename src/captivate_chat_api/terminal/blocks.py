@@ -84,8 +84,8 @@ def transcript_block(entries: list[TranscriptEntry]) -> Block:
     return Block("info", lines)
 
 
-def metadata_block(metadata: dict[str, Any]) -> Block:
+def metadata_block(metadata: dict[str, Any], title: str = "metadata") -> Block:
     if not metadata:
-        return Block("info", ["--- metadata: (none) ---"])
+        return Block("info", [f"--- {title}: (none) ---"])
     body = json.dumps(metadata, indent=2, sort_keys=True, ensure_ascii=False, default=str).splitlines()
-    return Block("info", ["--- metadata ---", *body, "--- end of metadata ---"])
+    return Block("info", [f"--- {title} ---", *body, f"--- end of {title} ---"])

@@ -91,14 +91,17 @@ def stdin_reader() -> LineReader:
     return queue.get
 
 
-def prompt_reader() -> LineReader:
-    """Lines typed at a prompt-toolkit prompt (history with the arrow keys); Ctrl+D ends the input."""
+def prompt_reader(prompt: str | Callable[[], str] = "you> ") -> LineReader:
+    """Lines typed at a prompt-toolkit prompt (history with the arrow keys); Ctrl+D ends the input.
+    ``prompt`` may be a function: it is asked again each time the prompt is drawn."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.formatted_text import FormattedText
     from prompt_toolkit.styles import Style
 
     session: PromptSession[str] = PromptSession(style=Style.from_dict(STYLES))
-    message = FormattedText([("class:prompt", "you> ")])
+
+    def message() -> FormattedText:
+        return FormattedText([("class:prompt", prompt() if callable(prompt) else prompt)])
 
     async def read() -> str | None:
         try:

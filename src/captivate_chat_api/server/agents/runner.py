@@ -15,6 +15,7 @@ from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatReque
 from ..handoff import AI, HandoffConflict
 from ..livechat import LiveChat
 from ..locks import KeyedLocks
+from ..metrics import Metrics
 from ..store import Channel, ConversationRecord, NewEvent
 from ..timeline import Timeline, new_message_id
 from . import agent_from_spec
@@ -86,7 +87,11 @@ def response_events(
 
 
 class AgentRunner:
-    def __init__(self, timeline: Timeline, livechat: LiveChat, *, timeout: float = 30.0, agent: Agent | None = None) -> None:
+    def __init__(
+        self, timeline: Timeline, livechat: LiveChat, *, timeout: float = 30.0, agent: Agent | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics or Metrics()
         self.timeline = timeline
         self.livechat = livechat
         self.timeout = timeout
@@ -126,9 +131,9 @@ class AgentRunner:
             async with self._turn_locks(conversation_id):
                 await self._turn(channel, conversation_id, user_input, action)
         except LookupError:
-            log.info("conversation %s was deleted during an agent turn", conversation_id)
+            log.info("conversation %s was deleted during an agent turn", conversation_id, extra={"conversation_id": conversation_id})
         except Exception:
-            log.exception("agent turn failed in conversation %s", conversation_id)
+            log.exception("agent turn failed in conversation %s", conversation_id, extra={"conversation_id": conversation_id})
 
     async def _turn(
         self, channel: Channel, conversation_id: str, user_input: str | None, action: IncomingAction | None
@@ -144,7 +149,8 @@ class AgentRunner:
                 call = agent.stream(request, lambda delta: self._delta(conversation_id, message_id, delta))
             else:
                 call = agent(request)
-            response = await asyncio.wait_for(call, self.timeout)
+            kind = "embedded" if self._override is not None else channel.agent_spec(conversation.agent).partition(":")[0]
+            response = await asyncio.wait_for(self.metrics.time_agent(kind, call), self.timeout)
         except asyncio.TimeoutError:
             await self._fail(channel, conversation_id, 504, f"the agent did not answer within {self.timeout:g} s")
             return
@@ -152,7 +158,7 @@ class AgentRunner:
             await self._fail(channel, conversation_id, exc.error_code, exc.error_desc)
             return
         except Exception as exc:
-            log.exception("agent %s raised", channel.agent_spec(conversation.agent))
+            log.exception("agent %s raised", channel.agent_spec(conversation.agent), extra={"conversation_id": conversation_id})
             await self._fail(channel, conversation_id, 502, f"the agent failed: {type(exc).__name__}")
             return
         await self.apply(channel, conversation, response, message_id=message_id)
@@ -170,7 +176,10 @@ class AgentRunner:
                 channel.id, conversation.id, allowed_from=frozenset({AI}), events=events
             )
             if result is None:
-                log.info("dropped an agent reply in %s: a human has the conversation", conversation.id)
+                log.info(
+                    "dropped an agent reply in %s: a human has the conversation", conversation.id,
+                    extra={"conversation_id": conversation.id},
+                )
                 return False
         for action in response.outgoing_action or []:
             await self._platform_action(channel, conversation.id, action)

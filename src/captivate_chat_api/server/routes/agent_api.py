@@ -17,9 +17,9 @@ from ..handlers import transcript_entry, is_transcript_message
 from ..hub import Connection
 from ..keys import hash_key
 from ..store import AgentTokenInfo, Channel, ConversationRecord
-from .http import gateway_of, read_body
+from .http import ERROR_RESPONSES, gateway_of, read_body
 
-router = APIRouter(prefix="/api/agent", tags=["live chat"])
+router = APIRouter(prefix="/api/agent", tags=["live chat"], responses=ERROR_RESPONSES)
 STATES = ("waiting_human", "human")
 
 
@@ -90,12 +90,15 @@ async def list_conversations(request: Request, state: str | None = None) -> dict
 
 @router.get("/conversations/{conversation_id}")
 async def get_conversation(request: Request, conversation_id: str) -> dict[str, Any]:
-    """A conversation with its transcript and metadata (public and private: agents may see both)."""
+    """A conversation with its transcript and metadata (public and private: agents may see both).
+    ``?socket_id=`` (the console's WebSocket) follows it live from then on; bound before the read, so no
+    event falls between the transcript and the live feed (the seq tells repeats apart)."""
     channel, _ = await human(request)
     store = gateway_of(request).store
     record = await store.get_conversation(channel.id, conversation_id)
     if record is None:
         raise ProtocolError(404, "conversation not found", conversation_id)
+    bind_socket(request, channel, dict(request.query_params), conversation_id)
     transcript = [transcript_entry(e) for e in await store.messages(conversation_id) if is_transcript_message(e)]
     return {**summary(record), "private_metadata": record.private_metadata, "transcript": transcript}
 

@@ -23,7 +23,7 @@ async def refuse(websocket: WebSocket, status: int, desc: str) -> None:
 
 
 def error_frame(exc: ProtocolError, request_id: str | None = None) -> str:
-    payload = {"conversation_id": exc.conversation_id, "error_code": exc.error_code, "error_desc": exc.error_desc}
+    payload = {"conversation_id": exc.conversation_id, **exc.to_body()}
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
         payload["retry_after"] = round(retry_after, 3)
@@ -79,10 +79,12 @@ async def serve_frame(gateway: Gateway, connection: Connection, api_key: str, da
             ClientRequest(connection.channel, api_key, envelope, connection, via_websocket=True)
         )
     except ProtocolError as exc:
+        gateway.metrics.error("ws", exc.error_code)
         connection.send(error_frame(exc, request_id))
         return
     except Exception:
         log.exception("unexpected error serving a WebSocket frame")
+        gateway.metrics.error("ws", 500)
         connection.send(error_frame(ProtocolError(500, "internal error"), request_id))
         return
     if reply.ws_event is not None:

@@ -180,7 +180,8 @@ class SQLiteStore(Store):
         self._rconn = self._wconn = None
 
     async def ping(self) -> None:
-        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+        # reads the file (``SELECT 1`` would not), so a corrupt database fails here
+        await self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone())
 
     # channels and keys
 

@@ -1,0 +1,219 @@
+"""Prometheus metrics of one gateway, served at ``/metrics``.
+
+Each app has its own registry (never the process-wide default), so several gateways in one process
+(tests, the in-process test kit) never clash. Every label has a small, fixed set of values: event types,
+roles, agent kinds, error codes. A key, token, URL or id is never a label (cardinality and secrecy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..protocol import CLIENT_EVENT_MODELS
+
+__all__ = ["AGENT_KINDS", "CONTENT_TYPE", "Metrics", "MetricsMiddleware"]
+
+T = TypeVar("T")
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+ROLES = ("client", "human")
+AGENT_KINDS = ("demo", "webhook", "openai", "python", "embedded")
+"""``embedded``: an agent passed to ``create_app(agent=...)`` (the test kit, embedding)."""
+MESSAGES_IN = frozenset({"user_message"})
+MESSAGES_OUT = frozenset({"bot_message", "livechat_message"})
+AGENT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class _Socket(Protocol):
+    role: str
+
+
+class _Event(Protocol):
+    event_type: str
+    payload: dict[str, Any]
+
+
+def _code(value: object) -> str:
+    """An error code as a label: an HTTP-like status, anything else is ``other`` (bounded cardinality)."""
+    return str(value) if isinstance(value, int) and 100 <= value <= 599 else "other"
+
+
+class _SocketCollector:
+    """Open sockets by role, counted at scrape time from the hub (no bookkeeping on the hot path)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[_Socket]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        counts = dict.fromkeys(ROLES, 0)
+        for connection in self.source() if self.source is not None else ():
+            if connection.role in counts:
+                counts[connection.role] += 1
+        family = GaugeMetricFamily("captivate_open_sockets", "Open WebSockets, by role (client or human agent)", labels=["role"])
+        for role, count in counts.items():
+            family.add_metric([role], count)
+        yield family
+
+
+class _Children:
+    """A labelled metric's children by label values: ``labels()`` validates and locks on every call, a
+    dictionary lookup does not (these counters sit on the per-message path)."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+
+class Metrics:
+    """The gateway's counters, gauges and histograms, on a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sockets = _SocketCollector()
+        r.register(self.sockets)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.conversations_started = Counter(
+            "captivate_conversations_started", "Conversations started", registry=r
+        )
+        self.client_events = Counter(
+            "captivate_client_events", "Client events served, by event type and transport",
+            ["event_type", "transport"], registry=r,
+        )
+        self.messages = Counter(
+            "captivate_messages", "Messages stored: in (user_message) and out (bot_message, livechat_message)",
+            ["direction", "event_type"], registry=r,
+        )
+        self.errors = Counter(
+            "captivate_errors", "Errors by error_code: HTTP answers, WebSocket general_error frames and "
+            "refused upgrades, and agent failures stored as general_error", ["source", "error_code"], registry=r,
+        )
+        self.agent_latency = Histogram(
+            "captivate_agent_latency_seconds", "Agent call duration, by agent kind and outcome (ok, error, timeout)",
+            ["kind", "outcome"], buckets=AGENT_BUCKETS, registry=r,
+        )
+        self.broker_lag = Gauge(
+            "captivate_broker_lag_seconds", "Delay of events relayed by the broker from other nodes (0: no broker)",
+            registry=r,
+        )
+        self._client_event_types = frozenset(CLIENT_EVENT_MODELS)
+        self._client_events = _Children(self.client_events)
+        self._messages = _Children(self.messages)
+        self._errors = _Children(self.errors)
+        self._agent_latency = _Children(self.agent_latency)
+        for event_type in sorted(MESSAGES_IN):
+            self._messages("in", event_type)
+        for event_type in sorted(MESSAGES_OUT):
+            self._messages("out", event_type)
+
+    # hooks called by the gateway ------------------------------------------------------------------
+
+    def watch_sockets(self, source: Callable[[], Iterable[_Socket]]) -> None:
+        """Count open sockets from ``source`` (the hub's live connections) at each scrape."""
+        self.sockets.source = source
+
+    def client_event(self, event_type: str, via_websocket: bool) -> None:
+        label = event_type if event_type in self._client_event_types else "other"
+        self._client_events(label, "ws" if via_websocket else "http").inc()
+
+    def conversation_started(self) -> None:
+        self.conversations_started.inc()
+
+    def stored(self, event: _Event) -> None:
+        """An event committed to a conversation's log (counted once, on the node that stored it)."""
+        event_type = event.event_type
+        if event_type in MESSAGES_OUT:
+            self._messages("out", event_type).inc()
+        elif event_type in MESSAGES_IN:
+            self._messages("in", event_type).inc()
+        elif event_type == "general_error":
+            self._errors("agent", _code(event.payload.get("error_code"))).inc()
+
+    def error(self, source: str, error_code: object) -> None:
+        """``source``: ``http`` (an error answer), ``ws`` (a general_error frame or a refused upgrade)."""
+        self._errors(source, _code(error_code)).inc()
+
+    async def time_agent(self, kind: str, call: Awaitable[T]) -> T:
+        """Await an agent call, observing its duration; a cancelled call (the turn's timeout) is ``timeout``."""
+        kind = kind if kind in AGENT_KINDS else "other"
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await call
+            outcome = "ok"
+            return result
+        except asyncio.CancelledError:
+            outcome = "timeout"
+            raise
+        finally:
+            self._agent_latency(kind, outcome).observe(time.perf_counter() - started)
+
+    def set_broker_lag(self, seconds: float) -> None:
+        """For the broker: the age of the last event relayed from another node when it was delivered here."""
+        self.broker_lag.set(max(0.0, seconds))
+
+    # exposition -----------------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The text exposition format (content type :data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP error answer (status >= 400) and every refused WebSocket upgrade by status.
+
+    It sits inside Starlette's error middleware: an unhandled exception (answered 500 further out) is
+    counted here as it passes.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        start = "http.response.start" if kind == "http" else "websocket.http.response.start"
+        source = "http" if kind == "http" else "ws"
+        metrics = self.metrics
+
+        answered = False
+
+        async def watch(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == start:
+                answered = True
+                if message["status"] >= 400:
+                    metrics.error(source, message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            if not answered and kind == "http":
+                metrics.error(source, 500)
+            raise
