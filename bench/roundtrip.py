@@ -16,9 +16,9 @@ What it measures, all on loopback, all sequential (one message in flight at a ti
    measured before and after the gateway phase and pooled (both p50s are printed: a shared, noisy machine
    drifts).
 2. **gateway** — ``captivate-chat serve`` as a subprocess (fresh temp SQLite file, a generated
-   ``--api-key``, ``CAPTIVATE_ACCESS_LOG=false``, ``CAPTIVATE_LOG_LEVEL=warning``). One WebSocket and one
-   conversation per mode; the timer runs from sending the ``user_message`` envelope until the matching
-   ``bot_message`` (the demo agent's ``You said: ...``) arrives on the WebSocket:
+   ``--api-key``, ``CAPTIVATE_ACCESS_LOG=false``, ``CAPTIVATE_LOG_LEVEL=warning``, rate limits off). One
+   WebSocket and one conversation per mode; the timer runs from sending the ``user_message`` envelope until
+   the matching ``bot_message`` (the demo agent's ``You said: ...``) arrives on the WebSocket:
 
    - ``http+ws``: the envelope is POSTed to ``/api/custom-channel/sockets/message`` by a kept-alive
      ``httpx.AsyncClient`` (what the npm client 7.0.0 does), the reply comes on the WebSocket;
@@ -542,6 +542,10 @@ def filesystem_of(path: Path) -> str:
 def gateway_env(synchronous: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPTIVATE_")}
     env.update(COLUMNS="200", CAPTIVATE_ACCESS_LOG="false", CAPTIVATE_LOG_LEVEL="warning")
+    # A bench sends as fast as round trips allow, far over the per-socket/per-key rate limits (0 disables them).
+    env.update(
+        CAPTIVATE_RATE_PER_SOCKET="0", CAPTIVATE_RATE_PER_KEY="0", CAPTIVATE_STARTS_PER_MINUTE_PER_KEY="0"
+    )
     if synchronous is not None:
         env["CAPTIVATE_SQLITE_SYNCHRONOUS"] = synchronous
     return env
@@ -565,9 +569,26 @@ class GatewayRun:
     profile_seconds: float = math.nan
 
 
-def run_gateway(args: argparse.Namespace, synchronous: str | None, db_dir: Path) -> GatewayRun:
+@dataclass
+class Gateway:
+    """A running ``captivate-chat serve`` child with one generated API key."""
+
+    child: Child
+    key: str
+    port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+def start_gateway(database: Path, synchronous: str | None = None) -> Gateway:
+    """``captivate-chat serve`` on a free loopback port with a fresh SQLite file and the bench env."""
     key = "cck_bench_" + secrets.token_urlsafe(24)
-    database = db_dir / f"gateway-{synchronous or 'default'}.db"
     cmd = [
         sys.executable,
         "-m",
@@ -580,10 +601,15 @@ def run_gateway(args: argparse.Namespace, synchronous: str | None, db_dir: Path)
         "--api-key",
         key,
     ]
-    gateway = Child(cmd, gateway_env(synchronous), READY).start()
-    assert gateway.match is not None and gateway.proc is not None
-    http_url = f"http://127.0.0.1:{gateway.match.group(2)}"
-    ws_url = f"ws://127.0.0.1:{gateway.match.group(2)}"
+    child = Child(cmd, gateway_env(synchronous), READY).start()
+    assert child.match is not None and child.proc is not None
+    return Gateway(child, key, int(child.match.group(2)))
+
+
+def run_gateway(args: argparse.Namespace, synchronous: str | None, db_dir: Path) -> GatewayRun:
+    started = start_gateway(db_dir / f"gateway-{synchronous or 'default'}.db", synchronous)
+    gateway, key, http_url, ws_url = started.child, started.key, started.http_url, started.ws_url
+    assert gateway.proc is not None
     profiler = profile_path = None
     try:
         if args.profile:

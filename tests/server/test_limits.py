@@ -61,3 +61,16 @@ async def test_http_over_the_key_rate_gets_429_with_retry_after(limited: tuple[G
         transcript = (await client.http.get("/api/transcript", params={"conversation_id": cid})).json()["transcript"]
         stored = [e for e in transcript if e["from"] == "user"]
         assert len(stored) == statuses.count(200)  # refused messages were not stored
+
+
+async def test_the_sdk_waits_out_a_rate_limit_on_both_transports(limited: tuple[GatewayProcess, str]) -> None:
+    from captivate_chat_api import CaptivateChatAPI
+
+    gateway, key = limited
+    await asyncio.sleep(2)
+    for transport in ("websocket", "http"):
+        async with CaptivateChatAPI(key, base_url=gateway.http_url, transport=transport) as api:  # type: ignore[arg-type]
+            conv = await api.create_conversation(f"rl-sdk-{transport}", mode="user-first")
+            sent = [await conv.send_message(f"m{n}") for n in range(6)]  # over the burst: waits, not fails
+            assert [s.seq for s in sent] == sorted(s.seq for s in sent) and all(s.message_id for s in sent)
+        await asyncio.sleep(2)

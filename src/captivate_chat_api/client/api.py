@@ -26,6 +26,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from ..errors import (
+    RateLimitError,
     AuthenticationError,
     CaptivateChatError,
     ChatConnectionError,
@@ -323,8 +324,14 @@ class CaptivateChatAPI:
             return
         if waiter is not None and not waiter.done() and event.event_type != "user_message":
             if isinstance(event, GeneralError):
+                retry_after = getattr(event, "retry_after", None)
                 waiter.set_exception(
-                    error_for_status(_code(event.error_code), event.error_desc or "error", event.conversation_id)
+                    error_for_status(
+                        _code(event.error_code),
+                        event.error_desc or "error",
+                        event.conversation_id,
+                        float(retry_after) if isinstance(retry_after, (int, float)) else None,
+                    )
                 )
             else:
                 waiter.set_result(event.model_dump(exclude={"event_type"}))
@@ -443,20 +450,28 @@ class CaptivateChatAPI:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._ws_waiters[key] = future
         self._pending_sends[client_msg_id] = payload
+        loop = asyncio.get_running_loop()
         try:
-            deadline = asyncio.get_running_loop().time() + self.request_timeout
+            deadline = loop.time() + self.request_timeout
             while True:
                 try:
-                    await self._send_frame("user_message", payload)
+                    await self._send_frame("user_message", payload, request_id=key)
                 except ChatConnectionError:
                     pass  # resent by _resume_all once the socket is back
-                remaining = deadline - asyncio.get_running_loop().time()
+                remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise RequestTimeoutError("user_message: not acknowledged in time")
                 try:
                     return await asyncio.wait_for(asyncio.shield(future), remaining)
                 except TimeoutError:
                     raise RequestTimeoutError("user_message: not acknowledged in time") from None
+                except RateLimitError as limited:  # over the rate: wait as told, then send again (same id)
+                    wait = min(limited.retry_after or 0.5, deadline - loop.time())
+                    if wait <= 0:
+                        raise
+                    await asyncio.sleep(wait)
+                    future = loop.create_future()
+                    self._ws_waiters[key] = future
         finally:
             self._ws_waiters.pop(key, None)
             self._pending_sends.pop(client_msg_id, None)

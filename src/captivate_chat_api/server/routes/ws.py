@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 
+from ...errors import RateLimitError
 from ...protocol import ProtocolError, encode_frame, parse_envelope
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
@@ -72,9 +73,13 @@ async def client_socket(websocket: WebSocket) -> None:
 async def serve_frame(gateway: Gateway, connection: Connection, api_key: str, data: str | bytes) -> None:
     request_id = None
     try:
-        gateway.limits.check(connection.channel.id, connection.socket_id)
         envelope = parse_envelope(data)
         request_id = envelope.request_id
+        try:  # checked after parsing, so that a refusal names the request and the conversation
+            gateway.limits.check(connection.channel.id, connection.socket_id)
+        except RateLimitError as exc:
+            exc.conversation_id = envelope.conversation_id
+            raise
         reply = await gateway.handlers.handle(
             ClientRequest(connection.channel, api_key, envelope, connection, via_websocket=True)
         )
