@@ -17,7 +17,7 @@ class ReconnectPolicy:
 
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:
         """Full jitter (AWS architecture blog): uniform in [0, min(max, initial * factor**n)]."""
-        rand = rng or random.Random()
+        rand = rng or random.Random()  # jitter spreads reconnects; it guards no secret  # nosec B311
         attempt = 0
         while self.max_attempts is None or attempt < self.max_attempts:
             ceiling = min(self.max_delay, self.initial_delay * self.factor**attempt)

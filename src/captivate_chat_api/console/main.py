@@ -17,7 +17,8 @@ from ..terminal.screen import LineReader, Screen, prompt_reader, stdin_reader
 from .agent_api import AgentAPI
 from .session import COMMANDS, ConsoleSession
 
-TOKEN_HINT = "check --token or CAPTIVATE_AGENT_TOKEN (a human token: captivate-chat tokens create --role human)"
+# A help text that names the option, not a password.
+TOKEN_HINT = "check --token or CAPTIVATE_AGENT_TOKEN (a human token: captivate-chat tokens create --role human)"  # nosec B105
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ WebSocket) go through :func:`parse_envelope`.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,20 +52,49 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:24]} is out of range")
+    return value
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _is_unicode(value: Any) -> bool:
+    """False when a string holds a lone surrogate (from a ``\\ud800`` escape): it cannot be stored or sent."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode_json(raw: str | bytes) -> Any:
-    """Decode a JSON document, refusing invalid UTF-8, invalid JSON and excessive nesting."""
+    """Decode a JSON document, refusing invalid UTF-8, invalid JSON and excessive nesting.
+
+    NaN, Infinity, out-of-range numbers (1e999) and lone surrogates are refused too: Python's json reads
+    them, but they cannot be stored and answered as standard JSON (every later reply would fail).
+    """
     try:
         text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
     except UnicodeDecodeError:
         raise ProtocolError(400, "body is not valid UTF-8") from None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_float=_finite, parse_constant=_not_json)
     except RecursionError:
         raise ProtocolError(400, f"JSON nesting deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ProtocolError(400, f"invalid JSON: {exc}") from None
     if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise ProtocolError(400, f"JSON nesting deeper than {MAX_JSON_DEPTH} levels")
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) and not _is_unicode(value):
+        raise ProtocolError(400, "invalid JSON: a \\u escape is a lone surrogate, not Unicode text")
     return value
 
 

@@ -25,6 +25,7 @@ log = logging.getLogger("captivate_chat_api.server.hub")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
@@ -59,8 +60,11 @@ class Connection:
         try:
             while (text := await self._queue.get()) is not None:
                 await self._websocket.send_text(text)
-        except Exception as exc:  # the peer went away mid-send: the reader side notices and cleans up
+        except Exception as exc:
+            # Usually the peer went away mid-send (the reader side cleans up). Anything else must not leave an
+            # open socket that never speaks again: close it (1011) so the client reconnects and resubscribes.
             log.debug("socket %s write failed: %r", self.socket_id[:8], exc)
+            self._begin_close(CLOSE_INTERNAL_ERROR, "send failed; reconnect and subscribe")
         finally:
             self.closed.set()
             if self._close_code is not None:
@@ -90,6 +94,16 @@ class Connection:
         self._delivered[conversation_id] = seq
         self.send(text)
 
+    async def replay(self, conversation_id: str, seq: int, text: str, patience: float = 10.0) -> None:
+        """:meth:`deliver` for a subscribe's replay: waits for room in the queue, so that a backlog larger
+        than the queue does not close the socket that asked for it; overflows (1013) only if the queue
+        stays full for ``patience`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while self._queue.full() and self.accepting and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        self.deliver(conversation_id, seq, text)
+
     def position(self, conversation_id: str) -> int | None:
         """The last ``seq`` of the conversation this socket had, or None if it never had one."""
         return self._delivered.get(conversation_id)
@@ -114,8 +128,8 @@ class Connection:
                 await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
             except (TimeoutError, asyncio.CancelledError):
                 self._writer.cancel()
-                with contextlib.suppress(Exception):
-                    await self._websocket.close(code, reason)
+                with contextlib.suppress(Exception):  # bounded: a peer that stopped reading would hang shutdown
+                    await asyncio.wait_for(self._websocket.close(code, reason), flush_timeout)
 
     async def stop(self) -> None:
         """The peer is gone: stop the writer."""
@@ -258,7 +272,10 @@ class Hub:
             return
         text = self.encode(event)
         for connection in tuple(bound or ()):
-            connection.deliver(event.conversation_id, event.seq, text)
+            if self.broker is None:
+                connection.deliver(event.conversation_id, event.seq, text)
+            else:  # an earlier seq stored by another process may still be on its way through the broker
+                self._deliver_in_order(connection, event.conversation_id, event.seq, text)
         self._share({"t": "event", "cid": event.conversation_id, "seq": event.seq, "frame": text})
 
     # several processes -----------------------------------------------------------------------------

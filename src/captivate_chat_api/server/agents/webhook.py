@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import logging
 import random
 import time
@@ -22,6 +21,7 @@ import httpx
 from pydantic import ValidationError
 
 from ... import __version__
+from ...protocol import ProtocolError, decode_json
 from ...protocol import AgentResponse, ChatRequest
 from ...webhooks import DELIVERY_HEADER, TIMESTAMP_HEADER, sign_webhook
 from .base import AgentError
@@ -152,15 +152,16 @@ class WebhookAgent:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+        # Retry jitter, not a secret.
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))  # nosec B311
 
     def _parse(self, content: bytes, request: ChatRequest) -> AgentResponse:
         if not content.strip():
             return AgentResponse(session_id=request.session_id)  # the answer comes later, by push
-        try:
-            data = json.loads(content)
-        except ValueError:
-            raise AgentError("the agent webhook answered invalid JSON", 502) from None
+        try:  # the same decoder as client input: no NaN, no lone surrogates, bounded nesting
+            data = decode_json(content)
+        except ProtocolError as exc:
+            raise AgentError(f"the agent webhook answered invalid JSON ({exc.error_desc})", 502) from None
         if data is None:  # a web framework's "no return value"
             return AgentResponse(session_id=request.session_id)
         try:

@@ -17,7 +17,7 @@ from ..handlers import transcript_entry, is_transcript_message
 from ..hub import Connection
 from ..keys import hash_key
 from ..store import AgentTokenInfo, Channel, ConversationRecord
-from .http import ERROR_RESPONSES, gateway_of, read_body
+from .http import ERROR_RESPONSES, gateway_of, json_body, read_body
 
 router = APIRouter(prefix="/api/agent", tags=["live chat"], responses=ERROR_RESPONSES)
 STATES = ("waiting_human", "human")
@@ -124,7 +124,13 @@ async def take(request: Request, conversation_id: str) -> dict[str, Any]:
     return summary(record)
 
 
-@router.post("/conversations/{conversation_id}/messages")
+@router.post(
+    "/conversations/{conversation_id}/messages",
+    openapi_extra=json_body(
+        {"text": {"type": "string"}, "content": {"type": ["object", "array", "string"]},
+         "agent_name": {"type": "string"}, "socket_id": {"type": "string"}}
+    ),
+)
 async def send(request: Request, conversation_id: str) -> JSONResponse:
     """A message to the user (``{text}`` or ``{content}``), delivered as ``livechat_message``; only by the owner."""
     channel, token = await human(request)

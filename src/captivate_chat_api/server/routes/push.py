@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from ...protocol import AgentResponse, ProtocolError, decode_json
 from ..gateway import Gateway
 from ..store import Channel
-from .http import gateway_of, read_body
+from .http import ERROR_RESPONSES, gateway_of, json_body, read_body
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 async def push_channel(request: Request) -> Channel:
@@ -44,7 +44,14 @@ async def read_json(request: Request, gateway: Gateway) -> Any:
     return decode_json(await read_body(request, gateway.settings.max_body_bytes))
 
 
-@router.post("/api/channel/v2/sendMessage")
+@router.post(
+    "/api/channel/v2/sendMessage",
+    openapi_extra=json_body(
+        {"session_id": {"type": "string"}, "response": {"type": "array"}, "outgoing_action": {"type": ["array", "null"]},
+         "metadata": {"type": ["object", "null"]}, "hasLivechat": {"type": "boolean"}},
+        ("session_id",),
+    ),
+)
 async def push_v2(request: Request) -> dict[str, Any]:
     """An agent's response, delivered to the conversation ``session_id``."""
     gateway = gateway_of(request)
@@ -56,7 +63,15 @@ async def push_v2(request: Request) -> dict[str, Any]:
     return await deliver(gateway, channel, response)
 
 
-@router.post("/api/channel/sendMessage", deprecated=True)
+@router.post(
+    "/api/channel/sendMessage",
+    deprecated=True,
+    openapi_extra=json_body(
+        {"idChat": {"type": "string"}, "channel": {"type": "string"},
+         "message": {"type": "object", "properties": {"messages": {"type": "array"}, "actions": {"type": "array"}}}},
+        ("idChat",),
+    ),
+)
 async def push_v1(request: Request) -> dict[str, Any]:
     """Deprecated v1 push: ``{idChat, channel, message: {messages, actions}}``."""
     gateway = gateway_of(request)

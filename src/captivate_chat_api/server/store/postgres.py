@@ -139,12 +139,13 @@ class PostgresStore(Store):
         return await self._revoke("api_keys", key_id_or_prefix, key_row)
 
     async def _revoke(self, table: str, ident: str, mapper: Any) -> Any:
+        # ``table`` is one of two literals (api_keys, agent_tokens) from this class; values are bound ($1, $2).
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(f"SELECT * FROM {table} WHERE id = $1 OR prefix = $1 FOR UPDATE", ident)
+            rows = await conn.fetch(f"SELECT * FROM {table} WHERE id = $1 OR prefix = $1 FOR UPDATE", ident)  # nosec B608
             if len(rows) != 1:
                 return None
             row = await conn.fetchrow(
-                f"UPDATE {table} SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 RETURNING *",
+                f"UPDATE {table} SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 RETURNING *",  # nosec B608
                 rows[0]["id"], utc_now(),
             )
             return mapper(row)

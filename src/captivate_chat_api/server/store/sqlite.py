@@ -417,8 +417,9 @@ class SQLiteStore(Store):
     async def list_conversations(self, query: ListQuery) -> ConversationPage:
         def run(conn: sqlite3.Connection) -> ConversationPage:
             marks = ",".join("?" * len(query.channel_ids))
+            # Only "?" placeholders are formatted in; every value is a bound parameter.
             rows = conn.execute(
-                f"SELECT * FROM conversations WHERE channel_id IN ({marks}) AND user_id = ? AND deleted_at IS NULL"
+                f"SELECT * FROM conversations WHERE channel_id IN ({marks}) AND user_id = ? AND deleted_at IS NULL"  # nosec B608
                 " ORDER BY updated_at DESC, id",
                 (*query.channel_ids, query.user_id),
             ).fetchall()
@@ -435,8 +436,9 @@ class SQLiteStore(Store):
     async def list_handoff(self, channel_id: str, states: list[str]) -> list[ConversationRecord]:
         def run(conn: sqlite3.Connection) -> list[ConversationRecord]:
             marks = ",".join("?" * len(states))
+            # Only "?" placeholders are formatted in; every value is a bound parameter.
             rows = conn.execute(
-                f"SELECT * FROM conversations WHERE channel_id = ? AND handoff IN ({marks}) AND deleted_at IS NULL"
+                f"SELECT * FROM conversations WHERE channel_id = ? AND handoff IN ({marks}) AND deleted_at IS NULL"  # nosec B608
                 " ORDER BY updated_at, id",
                 (channel_id, *states),
             ).fetchall()
