@@ -134,6 +134,8 @@ else:
         key = dev_key or "YOUR_API_KEY"  # a key given with --api-key is never echoed: stdout often ends up in logs
         out.print(f"[bold green]Captivate Chat gateway[/] listening on [bold]{http}[/] (agent: demo)", highlight=False)
         out.print(f"WebSocket: ws://{host}:{port}/dev?apiKey=…   database: {settings.database}", highlight=False)
+        chat = f"{http}/?key={dev_key}" if dev_key else f"{http}/"  # the page stores the key and drops it from the URL
+        out.print(f"Web chat: {chat}   agent console: {http}/console", highlight=False, soft_wrap=True)
         if dev_key:
             out.print(f"[bold yellow]Dev API key (shown once, stored hashed):[/] {dev_key}", highlight=False, soft_wrap=True)
         elif not settings.api_keys:

@@ -1,0 +1,92 @@
+"""Real Chromium (Debian's ``chromium`` package) driven by Playwright, for the web pages' tests.
+
+Playwright never downloads a browser here: it launches the system Chromium by path. Every page may reach
+the gateway under test and nothing else (requests elsewhere are aborted). Screenshots go to
+``tests/web/artifacts/`` (ignored by git); look at them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
+
+from gateway_process import in_ci
+
+CHROMIUM = os.environ.get("CAPTIVATE_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+TIMEOUT_MS = 20_000  # a ceiling for waiting on what a person would see, not a speed requirement
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+def chromium_path() -> str:
+    """The system Chromium; missing is a skip on a developer machine and a failure under CI."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    message = f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass
+class Tab:
+    """A page in its own browser context (its own localStorage), and the script errors it raised."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    def save_console(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"{name}.console.txt").write_text("\n".join(self.console) + "\n")
+
+    async def shot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        await self.page.screenshot(path=str(path))
+        return path
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    path = chromium_path()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=path, args=ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def open_tab(browser: Browser, allowed: str, *, width: int = 480, height: int = 760) -> Tab:
+    """A new context whose requests may only go to URLs starting with ``allowed``."""
+    context = await browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+    context.set_default_timeout(TIMEOUT_MS)
+
+    async def only_allowed(route: Route) -> None:
+        if route.request.url.startswith(allowed):
+            await route.continue_()
+        else:
+            await route.abort()
+
+    await context.route("**/*", only_allowed)
+    tab = Tab(await context.new_page())
+    tab.page.on("pageerror", lambda error: tab.errors.append(str(error)))
+    tab.page.on("console", lambda message: tab.console.append(f"{message.type}: {message.text}"))
+    return tab
