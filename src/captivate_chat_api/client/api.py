@@ -517,6 +517,8 @@ class CaptivateChatAPI:
         conversation._mark_synced()
         if body.get("recovered") is False:
             log.warning("%s could not be fully recovered: %s", conversation.conversation_id, body.get("reason"))
+            if isinstance(last_seq, int) and last_seq < conversation.last_seq:
+                conversation.last_seq = last_seq  # the log is behind what we saw: count from where it is
         return body
 
     # public API ------------------------------------------------------------------------------------

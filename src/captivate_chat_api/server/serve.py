@@ -27,6 +27,10 @@ class GatewayServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn would close WebSockets with 1012; 1001 (going away) is what clients treat as "reconnect".
+        # Stop accepting first: closing a socket can take seconds (a peer that stopped reading), and a client
+        # reconnecting meanwhile must not land on a gateway that is going away.
+        for server in self.servers:
+            server.close()
         gateway = getattr(self._app.state, "gateway", None)
         if gateway is not None:
             await gateway.hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
