@@ -62,6 +62,8 @@ class PostgresStore(Store):
             conn = await asyncpg.connect(self.dsn)
             try:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            except (asyncpg.UniqueViolationError, asyncpg.DuplicateSchemaError):
+                pass  # another process created it at the same moment ("IF NOT EXISTS" is not atomic)
             finally:
                 await conn.close()
         self._pool = await asyncpg.create_pool(
