@@ -467,6 +467,14 @@ def run_phase(clients: Clients, watch: CpuWatch, phase: dict[str, Any], profiler
     }
 
 
+ASYNCPG_PARTS = (
+    ("PoolConnectionHolder.release", "pool release (asyncpg RESET query)"),
+    ("Transaction.__aenter__", "BEGIN"),
+    ("Transaction.__aexit__", "COMMIT"),
+    ("Pool._acquire", "pool acquire"),
+)
+WRAPPERS = ("<module>", "main ", "run_worker ", "run ", "serve ", "WorkerHeader.", "MetricsMiddleware.", "AccessLog.")
+"""Entry points and middlewares that every request passes through: not worth listing as inclusive costs."""
 LOOP_LEAVES = ("run_forever ", "run_until_complete ", "Runner.run ", "Server.serve ", "run (", "_run_once ")
 """A sample whose innermost Python frame is the loop's entry point is inside uvloop's C code."""
 CATEGORIES = [
@@ -497,6 +505,7 @@ def summarize_profile(path: Path, rate: int, seconds: float, trips: int, top: in
     by_category: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
+    asyncpg_parts: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -511,17 +520,25 @@ def summarize_profile(path: Path, rate: int, seconds: float, trips: int, top: in
         leaf = frames[-1]
         by_category[categorize(leaf)] += n
         leaves[re.sub(r" \((?:.*/)?([^/]+\.py)(?::\d+)?\)", r" (\1)", leaf)] += n
-        for name in {re.sub(r" \(.*/(captivate_chat_api/.+?)(?::\d+)?\)$", r" (\1)", f) for f in frames if "captivate_chat_api/" in f}:
-            inclusive[name] += n
+        for name in {re.sub(r":\d+\)$", ")", re.sub(r" \(.*/captivate_chat_api/", " (", f)) for f in frames if "captivate_chat_api/" in f}:
+            if not name.startswith(WRAPPERS):
+                inclusive[name] += n
+        if "asyncpg" in stack:
+            part = next((label for marker, label in ASYNCPG_PARTS if marker in stack), "statements")
+            asyncpg_parts[part] += n
     if not total:
         return "  (no samples: py-spy needs ptrace rights)"
 
     def ms(samples: int) -> float:
         return samples * 1000 / rate / trips
 
-    lines = [f"  {total} samples over {seconds:.0f} s = {ms(total):.2f} ms of worker CPU per round trip (sampled)",
+    lines = [(f"  {total} samples over {seconds:.0f} s = {ms(total):.2f} ms of worker CPU per round trip (sampled: a busy machine"
+             " inflates this, as a runnable process waiting for a core is sampled too; trust the shares, and the table's"
+             " /proc figure for the total)"),
              f"  {'by innermost frame':<60} {'share':>6} {'ms/trip':>8}"]
     lines += [f"    {name:<58} {n / total:6.1%} {ms(n):8.3f}" for name, n in by_category.most_common()]
+    lines.append(f"  {'asyncpg, by what it was doing':<60}")
+    lines += [f"    {name:<58} {n / total:6.1%} {ms(n):8.3f}" for name, n in asyncpg_parts.most_common()]
     lines.append(f"  {'hottest innermost frames':<60}")
     lines += [f"    {name[:80]:<80} {n / total:6.1%}" for name, n in leaves.most_common(top)]
     lines.append(f"  {'gateway functions, inclusive':<60}")
