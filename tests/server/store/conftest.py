@@ -72,9 +72,17 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
 
 
 @pytest.fixture
-def sqlite_only(backend: str) -> None:
-    if backend != "sqlite":
-        pytest.skip("checks SQLite's file format and pragmas")
+def sqlite_url(tmp_path: Path) -> str:
+    """For the checks of SQLite's own file format and pragmas (not parametrized: nothing to skip)."""
+    return f"sqlite:///{tmp_path / 'sqlite.db'}"
+
+
+@pytest.fixture
+async def sqlite_store(sqlite_url: str) -> AsyncIterator[Store]:
+    opened = store_from_url(sqlite_url)
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

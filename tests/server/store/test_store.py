@@ -139,7 +139,8 @@ async def test_edit_message_keeps_seq_and_marks_edited(store: Store) -> None:
     assert await store.edit_message(cid, "no-such-message", {}) is None
 
 
-async def test_keys_are_stored_hashed_and_revocable(store: Store, database_url: str, sqlite_only: None) -> None:
+async def test_keys_are_stored_hashed_and_revocable(sqlite_store: Store, sqlite_url: str) -> None:
+    store, database_url = sqlite_store, sqlite_url
     key = generate_key()
     created = await store.create_channel_with_key("c", hash_key(key), key[:8])
     assert (await store.channel_for_key_hash(hash_key(key))) == created
@@ -158,7 +159,7 @@ async def test_migrations_are_numbered_and_recorded(store: Store) -> None:
     assert await store.schema_version() == len(migrations)  # type: ignore[attr-defined]
 
 
-async def test_an_older_database_is_upgraded_in_place(tmp_path: Path, sqlite_only: None) -> None:
+async def test_an_older_database_is_upgraded_in_place(tmp_path: Path) -> None:
     """A file made with only the first migration opens in this release and keeps its data."""
     path = tmp_path / "old.db"
     first = load("sqlite")[0]
@@ -182,7 +183,7 @@ async def test_an_older_database_is_upgraded_in_place(tmp_path: Path, sqlite_onl
         await store.close()
 
 
-async def test_wal_mode_and_synchronous_level(tmp_path: Path, sqlite_only: None) -> None:
+async def test_wal_mode_and_synchronous_level(tmp_path: Path) -> None:
     store = store_from_url(f"sqlite:///{tmp_path / 'x.db'}", synchronous="NORMAL")
     await store.open()
     await store.close()
@@ -212,7 +213,8 @@ async def test_user_message_is_stored_once_per_client_msg_id_and_content(store: 
         await store.append_user_message(ch, cid, message("hi", "id-1"))
 
 
-async def test_lookups_by_client_msg_id_and_message_id_use_their_indexes(store: Store, database_url: str, sqlite_only: None) -> None:
+async def test_lookups_by_client_msg_id_and_message_id_use_their_indexes(sqlite_store: Store, sqlite_url: str) -> None:
+    database_url = sqlite_url
     conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
     plans = [
         " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, ("c", "x")))
