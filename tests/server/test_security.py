@@ -96,7 +96,8 @@ async def test_revoking_a_key_closes_its_live_sockets(tmp_path_factory: pytest.T
                 await asyncio.wait_for(victim.recv(), 10)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
             await bystander.ping()  # the other key's socket is untouched
-        with pytest.raises(websockets.InvalidStatus):
+        with pytest.raises(websockets.InvalidStatus) as refused:
             await websockets.connect(f"{gateway.ws_url}/dev?apiKey={doomed}")
+        assert refused.value.response.status_code == 401
     finally:
         gateway.stop()

@@ -47,6 +47,12 @@ class Authenticator:
         self._tokens[(digest, role)] = (now + CACHE_SECONDS, found)
         return found
 
+    def forget(self, digest: str) -> None:
+        """Drop a key's or token's cached answer (it was found revoked)."""
+        self._cache.pop(digest, None)
+        for key in [k for k in self._tokens if k[0] == digest]:
+            self._tokens.pop(key, None)
+
     @staticmethod
     def same_key(a: str, b: str) -> bool:
         return hmac.compare_digest(a.encode(), b.encode())

@@ -100,6 +100,7 @@ class Gateway:
                     verdict = found is not None and found[0].id == connection.channel.id
                 verdicts[(connection.role, credential)] = verdict
             if not verdict:
+                self.auth.forget(credential)  # refused from now on, not only after the cache expires
                 closed += 1
                 asyncio.get_running_loop().create_task(connection.close(CLOSE_POLICY_VIOLATION, "credential revoked"))
         return closed
