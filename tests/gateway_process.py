@@ -20,6 +20,29 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+POSTGRES_URL = os.environ.get("CAPTIVATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_available() -> bool:
+    """True when the test PostgreSQL answers (under CI its absence is a failure: callers decide)."""
+    import asyncio
+
+    try:
+        import asyncpg
+    except ImportError:
+        return False
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+        return True
+    except Exception:  # noqa: BLE001 -- any failure to connect means "not there"
+        return False
+
+
 def new_key() -> str:
     return "cck_test_" + secrets.token_urlsafe(24)
 

@@ -8,7 +8,6 @@ PostgreSQL or ``redis-server`` is a failure, never a skip.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -18,9 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gateway_process import GatewayProcess, in_ci
+from gateway_process import POSTGRES_URL, GatewayProcess, in_ci, postgres_available  # noqa: F401 (re-exported)
 
-POSTGRES_URL = os.environ.get("CAPTIVATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 QUIET = {"CAPTIVATE_ACCESS_LOG": "false", "CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
 
 
@@ -76,23 +74,6 @@ class RedisServer:
             self.proc.kill()  # an outage, not a goodbye: clients see their connections reset
             self.proc.wait(10)
         self.proc = None
-
-
-def postgres_available() -> bool:
-    try:
-        import asyncpg
-    except ImportError:
-        return False
-
-    async def probe() -> None:
-        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(probe())
-        return True
-    except Exception:  # noqa: BLE001 -- any failure to connect means "not there"
-        return False
 
 
 def new_schema_url() -> tuple[str, str]:

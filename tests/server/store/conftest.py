@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,29 +9,7 @@ from pathlib import Path
 import pytest
 
 from captivate_chat_api.server.store import Store, store_from_url
-from gateway_process import in_ci
-
-POSTGRES_URL = os.environ.get("CAPTIVATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def postgres_available() -> bool:
-    import asyncio
-
-    try:
-        import asyncpg
-    except ImportError:
-        return False
-
-    async def probe() -> None:
-        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(probe())
-        return True
-    except Exception:
-        return False
-
+from gateway_process import POSTGRES_URL, in_ci, postgres_available
 
 @pytest.fixture(scope="session")
 def postgres() -> str:
