@@ -11,6 +11,8 @@ from .agents.runner import AgentRunner
 from .auth import Authenticator
 from .handlers import Handlers
 from .broker import Broker, broker_from_url
+from .broker.memory import MemoryBroker
+from .broker.relay import Relay
 from .hub import CLOSE_POLICY_VIOLATION, Hub
 from .limits import Limits
 from .livechat import LiveChat
@@ -35,6 +37,7 @@ class Gateway:
     handlers: Handlers
     limits: Limits
     metrics: Metrics
+    relay: Relay
     broker: Broker | None = None
     _revalidation: asyncio.Task[None] | None = None
 
@@ -49,9 +52,8 @@ class Gateway:
         livechat = LiveChat(timeline)
         runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics)
         auth = Authenticator(store)
-        broker = broker_from_url(settings.broker) if settings.broker else None
-        if broker is not None:
-            hub.attach(broker, store, timeline.subscribe)
+        broker = broker_from_url(settings.broker) if settings.broker else MemoryBroker()
+        relay = Relay(hub, store, broker, metrics=metrics)
         limits = Limits(settings.rate_per_socket, settings.burst_per_socket, settings.rate_per_key, settings.burst_per_key)
         handlers = Handlers(
             store,
@@ -63,14 +65,13 @@ class Gateway:
             starts_per_minute=settings.starts_per_minute_per_key,
             metrics=metrics,
         )
-        return cls(settings, store, hub, timeline, runner, livechat, auth, handlers, limits, metrics, broker=broker)
+        return cls(settings, store, hub, timeline, runner, livechat, auth, handlers, limits, metrics, relay, broker=broker if settings.broker else None)
 
     async def start(self) -> None:
         await self.store.open()
         for key in self.settings.api_keys:
             await register_key(self.store, key)
-        if self.broker is not None:
-            await self.broker.start(self.hub.on_broker_message, self.hub.resync)
+        await self.relay.start(self.timeline.subscribe)
         if self.settings.revalidate_seconds > 0:
             self._revalidation = asyncio.get_running_loop().create_task(self._revalidate_forever())
 
@@ -110,8 +111,7 @@ class Gateway:
             self._revalidation.cancel()
         await self.hub.close_all()
         await self.runner.drain(self.settings.shutdown_grace_seconds)
-        if self.broker is not None:
-            await self.broker.close()
+        await self.relay.close()
         await self.store.close()
 
 

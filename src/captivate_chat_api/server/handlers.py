@@ -1,7 +1,8 @@
 """What the gateway does for each client event, whichever transport carried it (HTTP or WebSocket).
 
-A handler returns a :class:`Reply`: the HTTP body, the legacy WebSocket reply for 1.x clients, and work
-to start once the reply is on its way (the agent turn).
+A handler returns a :class:`Reply` and never writes to a socket itself: the HTTP body, the legacy
+WebSocket reply for 1.x clients, a frame for the socket the event named (whichever transport carried it),
+and work to start once the reply is on its way (the agent turn). The routes send what the reply says.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ from ..protocol import (
 from .agents.runner import AgentRunner
 from .auth import Authenticator
 from ..errors import RateLimitError
-from .hub import Connection, Hub
+from . import fastjson
+from .broker.relay import RemoteSocket
+from .connection import Connection
+from .hub import Hub
 from .limits import RateLimiter
 from .metrics import Metrics
 from .store import Channel, ConversationRecord, ListQuery, NewEvent, Store, StoredEvent
@@ -58,8 +62,21 @@ class NotReplayable(ProtocolError):
 class Reply:
     body: dict[str, Any]
     ws_event: str | None = None
+    """The direct reply on the WebSocket, when the event came over it (its payload: ``ws_payload`` or ``body``)."""
     ws_payload: dict[str, Any] | None = None
+    socket_event: tuple[str, dict[str, Any]] | None = None
+    """``(event_type, payload)`` for the socket the event named, over either transport."""
     after: Callable[[], None] | None = None
+
+    def socket_frame(self, request_id: str | None) -> str | None:
+        if self.socket_event is None:
+            return None
+        return fastjson.frame(self.socket_event[0], self.socket_event[1], request_id)
+
+    def ws_frame(self, request_id: str | None) -> str | None:
+        if self.ws_event is None:
+            return None
+        return fastjson.frame(self.ws_event, self.ws_payload or self.body, request_id)
 
 
 @dataclass(slots=True)
@@ -67,7 +84,7 @@ class Request:
     channel: Channel
     api_key: str
     envelope: ClientEnvelope
-    connection: Connection | None
+    connection: Connection | RemoteSocket | None
     via_websocket: bool
 
 
@@ -163,13 +180,19 @@ class Handlers:
             return
         await self.conversation(request, conversation_id)
 
+    def bind(self, conversation_id: str, connection: Connection | RemoteSocket) -> None:
+        if isinstance(connection, RemoteSocket):
+            connection.bind(conversation_id)  # over there, by the process that has the socket
+        else:
+            self.hub.bind(conversation_id, connection)
+
     async def conversation(self, request: Request, conversation_id: str, *, bind: bool = True) -> ConversationRecord:
         """The caller's live conversation, bound to the caller's socket; 404 for unknown, deleted or foreign ids."""
         record = await self.store.get_conversation(request.channel.id, conversation_id)
         if record is None:
             raise ProtocolError(404, "conversation not found", conversation_id)
         if bind and request.connection is not None:
-            self.hub.bind(conversation_id, request.connection)
+            self.bind(conversation_id, request.connection)
         return record
 
     def check_metadata_size(self, *parts: dict[str, Any]) -> None:
@@ -194,35 +217,28 @@ class Handlers:
         self.metrics.conversation_started()
         started = {"conversation_id": conversation_id}
         if request.connection is not None:
-            self.hub.bind(conversation_id, request.connection)
-            request.connection.send(
-                encode_frame("conversation_start_success", started, request_id=request.envelope.request_id)
-            )
+            self.bind(conversation_id, request.connection)
         return Reply(
             {
                 "status": "success",
                 "conversation_id": conversation_id,
                 "event": {"event_type": "conversation_start_success", "event_payload": started},
-            }
+            },
+            socket_event=("conversation_start_success", started) if request.connection is not None else None,
         )
 
     async def user_message(self, request: Request, payload: UserMessage) -> Reply:
         await self.check(request, payload.conversation_id)
         try:
-            event, created = await self.timeline.append_user_message(
+            event, created, record = await self.timeline.append_user_turn(
                 request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
             )
         except LookupError:
             raise ProtocolError(404, "conversation not found", payload.conversation_id) from None
-        if not created and request.via_websocket and request.connection is not None:
-            # A retried send: repeat the original acknowledgement to the sender only.
-            request.connection.send(
-                encode_frame("user_message", event.wire_payload(), request_id=request.envelope.request_id)
-            )
         after = None
         if created:
             channel, conversation_id, text = request.channel, payload.conversation_id, user_input_of(payload)
-            after = lambda: self.runner.schedule(channel, conversation_id, user_input=text)
+            after = lambda: self.runner.schedule(channel, conversation_id, user_input=text, conversation=record)
         return Reply(
             {
                 "status": "success",
@@ -232,6 +248,9 @@ class Handlers:
                 "client_msg_id": event.client_msg_id,
                 "duplicate": not created,
             },
+            # a retried send over the WebSocket: the original acknowledgement again, to the sender only
+            ws_event=None if created else "user_message",
+            ws_payload=None if created else event.wire_payload(),
             after=after,
         )
 

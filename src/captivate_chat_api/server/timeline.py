@@ -1,25 +1,41 @@
-"""A conversation's timeline: append to the durable log, then fan out, one conversation at a time.
+"""A conversation's timeline: append to the durable log, then fan out, in commit order.
 
-Appends and replays of one conversation hold the same lock, so sockets see events in ``seq`` order and
-a subscribing socket cannot miss an event that commits while its replay is being read.
+No lock is held across the store call: the store resolves writes in the order it committed them (SQLite:
+one writer thread, group commit), and the coroutine that awaited a write fans its events out as soon as it
+wakes up, with no await in between, so sockets get a conversation's events in ``seq`` order. Where wake-ups
+can come out of order (PostgreSQL's connection pool), the hub finds the gap and fills it from the store.
+
+A ``subscribe`` binds the socket first and holds its live events back while it replays from the store,
+then lets them follow: nothing committed meanwhile is missed, nothing is sent twice.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
-from .hub import Connection, Hub, RemoteSocket
+from .connection import Connection
+from .hub import Hub
 from .locks import KeyedLocks
 from .metrics import Metrics
 from .store import ConversationRecord, NewEvent, Store, StoredEvent
 
 log = logging.getLogger("captivate_chat_api.server.timeline")
+REPLAY_BATCH = 500
 
 
 def new_message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
+
+
+class Subscribable(Protocol):
+    """Another process's socket (:class:`..broker.relay.RemoteSocket`): asked to subscribe over there."""
+
+    channel_id: str
+    is_remote: bool
+
+    def subscribe(self, conversation_id: str, after_seq: int | None) -> None: ...
 
 
 class Timeline:
@@ -27,32 +43,40 @@ class Timeline:
         self.store = store
         self.hub = hub
         self.lock = KeyedLocks()
+        """For the rare changes that must not interleave with each other (a deletion); appends do not take it."""
         self.metrics = metrics or Metrics()
 
-    def _publish(self, event: StoredEvent) -> None:
-        """Fan out a just-committed event (counted here: once, on the node that stored it)."""
-        self.metrics.stored(event)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "stored %s seq %d", event.event_type, event.seq,
-                extra={"conversation_id": event.conversation_id, "event_type": event.event_type, "seq": event.seq},
-            )
-        self.hub.publish(event)
+    def publish(self, events: list[StoredEvent]) -> None:
+        """Fan out just-committed events (counted here: once, on the node that stored them)."""
+        debug = log.isEnabledFor(logging.DEBUG)
+        for event in events:
+            self.metrics.stored(event)
+            if debug:
+                log.debug(
+                    "stored %s seq %d", event.event_type, event.seq,
+                    extra={"conversation_id": event.conversation_id, "event_type": event.event_type, "seq": event.seq},
+                )
+            self.hub.publish(event)
 
     async def append(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
         """Commit ``events`` and deliver them to the bound sockets. Raises LookupError if the conversation is gone."""
         if not events:
             return []
-        async with self.lock(conversation_id):
-            stored = await self.store.append_events(channel_id, conversation_id, events)
-            for event in stored:
-                self._publish(event)
-            return stored
+        stored = await self.store.append_events(channel_id, conversation_id, events)
+        self.publish(stored)
+        return stored
 
     async def append_user_message(
         self, channel_id: str, conversation_id: str, content: Any, client_msg_id: str | None
     ) -> tuple[StoredEvent, bool]:
-        """Store a user message once per ``client_msg_id``: returns ``(event, created)``.
+        stored, created, _ = await self.append_user_turn(channel_id, conversation_id, content, client_msg_id)
+        return stored, created
+
+    async def append_user_turn(
+        self, channel_id: str, conversation_id: str, content: Any, client_msg_id: str | None
+    ) -> tuple[StoredEvent, bool, ConversationRecord | None]:
+        """Store a user message once per ``client_msg_id``: returns ``(event, created, conversation)``, the
+        conversation as it is after the append when the store read it in the same step (else None).
 
         A repeat with the same id *and* the same content is a retry and gets the first result. The npm
         client's ids (``unique-message-id-<ms>``) can collide between different messages, so a repeat
@@ -65,49 +89,44 @@ class Timeline:
             message_id=new_message_id(),
             client_msg_id=client_msg_id,
         )
-        async with self.lock(conversation_id):
-            stored, created = await self.store.append_user_message(channel_id, conversation_id, event)
-            if created:
-                self._publish(stored)
-            return stored, created
+        stored, created, record = await self.store.append_user_turn(channel_id, conversation_id, event)
+        if created:
+            self.publish([stored])
+        return stored, created, record
 
     async def transition(
         self, channel_id: str, conversation_id: str, **change: Any
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
         """A guarded state change with its events (see :meth:`Store.transition`), then fan-out."""
-        async with self.lock(conversation_id):
-            result = await self.store.transition(channel_id, conversation_id, **change)
-            if result is not None:
-                for event in result[1]:
-                    self._publish(event)
-            return result
+        result = await self.store.transition(channel_id, conversation_id, **change)
+        if result is not None:
+            self.publish(result[1])
+        return result
 
-    async def subscribe(self, connection: Connection | RemoteSocket, conversation_id: str, after_seq: int | None) -> int:
+    async def subscribe(self, connection: Connection | Subscribable, conversation_id: str, after_seq: int | None) -> int:
         """Replay every event after ``after_seq`` to ``connection`` (none when None), then bind it for
         live events. Returns the last ``seq`` of the conversation. A socket of another process is asked,
         through the broker, to do the same there."""
-        channel_id = connection.channel_id if isinstance(connection, RemoteSocket) else connection.channel.id
-        if isinstance(connection, RemoteSocket):
-            record = await self.store.get_conversation(channel_id, conversation_id)
-            if record is None:
-                raise LookupError(conversation_id)
-            self.hub._share({"t": "subscribe", "sid": connection.socket_id, "ch": channel_id,
-                             "cid": conversation_id, "after": after_seq})
+        record = await self.store.get_conversation(connection.channel_id, conversation_id)
+        if record is None:
+            raise LookupError(conversation_id)
+        if connection.is_remote:
+            connection.subscribe(conversation_id, after_seq)  # type: ignore[union-attr]
             return record.last_seq
-        async with self.lock(conversation_id):
-            record = await self.store.get_conversation(channel_id, conversation_id)
-            if record is None:
-                raise LookupError(conversation_id)
-            # Clamped: an after_seq ahead of the log (a restored database) must not leave the socket deaf
-            # to the events stored from now on; the reply tells the client it was not recovered.
-            cursor = record.last_seq if after_seq is None else min(after_seq, record.last_seq)
-            connection.rewind(conversation_id, cursor)
-            while cursor < record.last_seq:
-                batch = await self.store.events_after(conversation_id, cursor, limit=500)
-                if not batch:
-                    break
-                for event in batch:  # at the reader's pace: writers of this conversation wait meanwhile
+        assert isinstance(connection, Connection)
+        # Clamped: an after_seq ahead of the log (a restored database) must not leave the socket deaf
+        # to the events stored from now on; the reply tells the client it was not recovered.
+        cursor = record.last_seq if after_seq is None else min(after_seq, record.last_seq)
+        connection.begin_replay(conversation_id, cursor)
+        self.hub.bind(conversation_id, connection)
+        try:
+            while True:  # to the end of the log as it is now: what commits later is held, then follows
+                batch = await self.store.events_after(conversation_id, cursor, limit=REPLAY_BATCH)
+                for event in batch:  # at the reader's pace
                     await connection.replay(conversation_id, event.seq, self.hub.encode(event))
+                if len(batch) < REPLAY_BATCH:
+                    break
                 cursor = batch[-1].seq
-            self.hub.bind(conversation_id, connection)
-            return record.last_seq
+        finally:
+            connection.end_replay(conversation_id)
+        return record.last_seq

@@ -12,6 +12,12 @@ class Agent(Protocol):
     async def __call__(self, request: ChatRequest) -> AgentResponse: ...
 
 
+def is_immediate(agent: object) -> bool:
+    """An agent that answers without waiting for anything (no I/O, no timers, no task-bound context such
+    as ``asyncio.timeout``): its turn may start on the caller's stack (``immediate = True`` on the agent)."""
+    return bool(getattr(agent, "immediate", False))
+
+
 @runtime_checkable
 class StreamingAgent(Protocol):
     """An agent that can stream: ``emit(delta)`` for each piece of text, then the full response."""

@@ -23,11 +23,13 @@ HELP = "Try: buttons, cards, table, action, title <new title>, big, human, switc
 
 class DemoAgent:
     name = "demo"
+    immediate = True
+    """It never awaits: its turn needs no task of its own."""
 
     async def __call__(self, request: ChatRequest) -> AgentResponse:
         messages: list[Any] = []
         actions: list[OutgoingAction] = []
-        metadata = request.metadata.model_copy(deep=True)
+        metadata = request.metadata  # handed back unchanged: no metadata patch (copied only to change it)
         if request.incoming_action:
             for action in request.incoming_action:
                 messages.append(text_content(f"Action received: {action.id}"))
@@ -63,6 +65,7 @@ class DemoAgent:
                 actions.append(OutgoingAction(id="demo_action", payload={"source": "demo", "text": text}))
             elif keyword.startswith("title "):
                 title = text[len("title ") :].strip()
+                metadata = metadata.model_copy(deep=True)
                 metadata.channel.custom["conversation_title"] = title
                 metadata.channel.custom["title"] = {"type": "title", "title": title}
             elif keyword == "human":

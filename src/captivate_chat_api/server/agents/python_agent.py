@@ -18,6 +18,10 @@ class PythonAgent:
     def __init__(self, target: Any, name: str) -> None:
         self._target = target
         self.name = name
+        self.immediate = bool(getattr(target, "immediate", False)) or not (
+            inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None))
+        )
+        """A plain function (or one marked ``immediate = True``) answers at once: no task per turn."""
 
     async def __call__(self, request: ChatRequest) -> AgentResponse:
         result = self._target(request)

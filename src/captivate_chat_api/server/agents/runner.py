@@ -19,7 +19,8 @@ from ..metrics import Metrics
 from ..store import Channel, ConversationRecord, NewEvent
 from ..timeline import Timeline, new_message_id
 from . import agent_from_spec
-from .base import Agent, AgentError, StreamingAgent
+from .base import Agent, AgentError, StreamingAgent, is_immediate
+from .eager import await_within, start_eagerly
 
 log = logging.getLogger("captivate_chat_api.server.agents")
 
@@ -112,12 +113,26 @@ class AgentRunner:
         return agent
 
     def schedule(
-        self, channel: Channel, conversation_id: str, *, user_input: str | None = None, action: IncomingAction | None = None
+        self, channel: Channel, conversation_id: str, *, user_input: str | None = None, action: IncomingAction | None = None,
+        conversation: ConversationRecord | None = None,
     ) -> None:
-        """Run a turn in the background (after the client's acknowledgement is on its way)."""
-        task = asyncio.create_task(self.run_turn(channel, conversation_id, user_input=user_input, action=action))
+        """Run a turn (after the client's acknowledgement is on its way). ``conversation``: the record as the
+        user's message left it, if the caller has it (saves a read). With it, and an agent that answers at
+        once (``immediate``: the demo agent, a plain-function ``python:`` agent), the turn runs on the
+        caller's stack up to its store write and costs no task (see :mod:`.eager`); any other in a task."""
+        turn = self.run_turn(channel, conversation_id, user_input=user_input, action=action, conversation=conversation)
+        if conversation is not None and is_immediate(self._agent_or_none(channel, conversation)):
+            start_eagerly(turn, self._tasks)
+            return
+        task = asyncio.get_running_loop().create_task(turn)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _agent_or_none(self, channel: Channel, conversation: ConversationRecord) -> Agent | None:
+        try:
+            return self.agent_for(channel, conversation)
+        except Exception:  # a misconfigured agent: the turn says so, in a task of its own
+            return None
 
     async def drain(self, timeout: float) -> None:
         """Wait for turns in flight (graceful shutdown)."""
@@ -125,20 +140,26 @@ class AgentRunner:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
     async def run_turn(
-        self, channel: Channel, conversation_id: str, *, user_input: str | None, action: IncomingAction | None
+        self, channel: Channel, conversation_id: str, *, user_input: str | None, action: IncomingAction | None,
+        conversation: ConversationRecord | None = None,
     ) -> None:
         try:
-            async with self._turn_locks(conversation_id):
-                await self._turn(channel, conversation_id, user_input, action)
+            lock = self._turn_locks(conversation_id)
+            if lock.locked():  # an earlier turn of this conversation is still running: ours reads afresh after it
+                conversation = None
+            async with lock:
+                await self._turn(channel, conversation_id, user_input, action, conversation)
         except LookupError:
             log.info("conversation %s was deleted during an agent turn", conversation_id, extra={"conversation_id": conversation_id})
         except Exception:
             log.exception("agent turn failed in conversation %s", conversation_id, extra={"conversation_id": conversation_id})
 
     async def _turn(
-        self, channel: Channel, conversation_id: str, user_input: str | None, action: IncomingAction | None
+        self, channel: Channel, conversation_id: str, user_input: str | None, action: IncomingAction | None,
+        conversation: ConversationRecord | None = None,
     ) -> None:
-        conversation = await self.timeline.store.get_conversation(channel.id, conversation_id)
+        if conversation is None:
+            conversation = await self.timeline.store.get_conversation(channel.id, conversation_id)
         if conversation is None or conversation.handoff != AI:
             return  # a human has (or is about to have) the conversation: the AI stays quiet
         request = build_request(conversation, user_input=user_input, action=action, channel=channel)
@@ -150,7 +171,11 @@ class AgentRunner:
             else:
                 call = agent(request)
             kind = "embedded" if self._override is not None else channel.agent_spec(conversation.agent).partition(":")[0]
-            response = await asyncio.wait_for(self.metrics.time_agent(kind, call), self.timeout)
+            timed = self.metrics.time_agent(kind, call)
+            if is_immediate(agent):  # no task nor timer for an answer that is there at once
+                response = await await_within(timed, self.timeout)
+            else:
+                response = await asyncio.wait_for(timed, self.timeout)
         except asyncio.TimeoutError:
             await self._fail(channel, conversation_id, 504, f"the agent did not answer within {self.timeout:g} s")
             return

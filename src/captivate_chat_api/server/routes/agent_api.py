@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from ...protocol import ProtocolError, decode_json, encode_frame, normalize_content
 from ..handoff import HandoffConflict
 from ..handlers import transcript_entry, is_transcript_message
-from ..hub import Connection
+from ..connection import Connection
 from ..keys import hash_key
 from ..store import AgentTokenInfo, Channel, ConversationRecord
 from .http import ERROR_RESPONSES, gateway_of, json_body, read_body

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 from starlette.routing import Route
 
 from ...protocol import ProtocolError, parse_envelope
+from .. import fastjson
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..store import Channel
@@ -92,14 +93,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def post_client_event(request: Request) -> JSONResponse:
+async def post_client_event(request: Request) -> Response:
     """Every client event of the npm client 7.0.0 (PROTOCOL.md section 4); the body is the direct reply."""
     gateway = gateway_of(request)
     channel, key = await authenticate(request)
     envelope = parse_envelope(await read_body(request, gateway.settings.max_body_bytes))
-    connection = gateway.hub.find_client(envelope.socket_id, channel.id)
+    connection = gateway.relay.find_client(envelope.socket_id, channel.id)
     gateway.limits.check(channel.id, connection.socket_id if connection else None)
     reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
+    if connection is not None and (frame := reply.socket_frame(envelope.request_id)) is not None:
+        connection.send(frame)
     background = None
     if reply.after is not None:
         after = reply.after
@@ -108,7 +111,7 @@ async def post_client_event(request: Request) -> JSONResponse:
             after()
 
         background = BackgroundTask(run_after)
-    return JSONResponse(reply.body, background=background)
+    return Response(fastjson.dumps(reply.body).encode(), media_type="application/json", background=background)
 
 
 @router.get("/api/transcript")

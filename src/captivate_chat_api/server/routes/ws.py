@@ -8,10 +8,11 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 
 from ...errors import RateLimitError
-from ...protocol import ProtocolError, encode_frame, parse_envelope
+from ...protocol import ProtocolError, parse_envelope
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
-from ..hub import Connection
+from .. import fastjson
+from ..connection import Connection
 from ..keys import hash_key
 
 router = APIRouter()
@@ -28,7 +29,7 @@ def error_frame(exc: ProtocolError, request_id: str | None = None) -> str:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
         payload["retry_after"] = round(retry_after, 3)
-    return encode_frame("general_error", payload, request_id=request_id)
+    return fastjson.frame("general_error", payload, request_id)
 
 
 @router.websocket("/dev")
@@ -52,7 +53,7 @@ async def client_socket(websocket: WebSocket) -> None:
     connection.credential = hash_key(api_key)
     gateway.hub.add(connection)
     connection.start()
-    connection.send(encode_frame("socket_connected", {"socket_id": connection.socket_id}))
+    connection.send(fastjson.frame("socket_connected", {"socket_id": connection.socket_id}))
     log.debug("socket %s connected (channel %s)", connection.socket_id[:8], channel.id)
     try:
         while True:
@@ -92,7 +93,8 @@ async def serve_frame(gateway: Gateway, connection: Connection, api_key: str, da
         gateway.metrics.error("ws", 500)
         connection.send(error_frame(ProtocolError(500, "internal error"), request_id))
         return
-    if reply.ws_event is not None:
-        connection.send(encode_frame(reply.ws_event, reply.ws_payload or reply.body, request_id=request_id))
+    for frame in (reply.socket_frame(request_id), reply.ws_frame(request_id)):
+        if frame is not None:
+            connection.send(frame)
     if reply.after is not None:
         reply.after()

@@ -257,6 +257,15 @@ class Store(abc.ABC):
         returned with ``created=False`` and nothing is written. Raises LookupError like :meth:`append_events`.
         """
 
+    async def append_user_turn(
+        self, channel_id: str, conversation_id: str, event: NewEvent
+    ) -> tuple[StoredEvent, bool, ConversationRecord | None]:
+        """:meth:`append_user_message`, plus the conversation as it is right after the append (None for a
+        retry, or where the store cannot read it in the same step): the agent turn that follows uses it
+        instead of reading the conversation again."""
+        stored, created = await self.append_user_message(channel_id, conversation_id, event)
+        return stored, created, None
+
     @abc.abstractmethod
     async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]: ...
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from ..fastjson import dumps as dumps
+from ..fastjson import loads
 
 from .base import AgentTokenInfo, ApiKeyInfo, Channel, ConversationRecord, StoredEvent
 
 Row = Any  # sqlite3.Row or asyncpg.Record
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def conversation_row(row: Row) -> ConversationRecord:
@@ -19,9 +17,9 @@ def conversation_row(row: Row) -> ConversationRecord:
         id=row["id"],
         channel_id=row["channel_id"],
         user_id=row["user_id"],
-        user_basic_info=json.loads(row["user_basic_info"]),
-        metadata=json.loads(row["metadata"]),
-        private_metadata=json.loads(row["private_metadata"]),
+        user_basic_info=loads(row["user_basic_info"]),
+        metadata=loads(row["metadata"]),
+        private_metadata=loads(row["private_metadata"]),
         last_seq=row["last_seq"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -38,7 +36,7 @@ def channel_row(row: Row) -> Channel:
         id=row["id"],
         name=row["name"],
         agent=row["agent"],
-        agents=json.loads(row["agents"]),
+        agents=loads(row["agents"]),
         webhook_secret=row["webhook_secret"],
     )
 
@@ -60,7 +58,7 @@ def event_row(row: Row) -> StoredEvent:
         conversation_id=row["conversation_id"],
         seq=row["seq"],
         event_type=row["event_type"],
-        payload=json.loads(row["payload"]),
+        payload=loads(row["payload"]),
         created_at=row["created_at"],
         sender=row["sender"],
         message_id=row["message_id"],

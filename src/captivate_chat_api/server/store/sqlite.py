@@ -1,14 +1,16 @@
-"""SQLite store: WAL mode, one writer thread, one reader thread.
+"""SQLite store: WAL mode, one writer thread (group commit), one reader thread.
 
-Each operation runs as one function in a dedicated thread (the stdlib ``sqlite3`` driver), so a write
-transaction is never interleaved with another coroutine's statements and costs one thread hop. Writes
-are serialized by the single writer thread, which is also what makes ``seq`` assignment atomic.
+Each operation runs as one function in a dedicated thread (the stdlib ``sqlite3`` driver), so a write is
+never interleaved with another coroutine's statements. Writes are serialized by the single writer thread,
+which is also what makes ``seq`` assignment atomic; every write queued while a transaction ran is committed
+in the next one, and the batch comes back to the loop at once, in commit order (:mod:`.sqlite_writer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -32,6 +34,7 @@ from .base import (
 )
 from .clock import utc_now
 from .query import matches_query
+from .sqlite_writer import WriterThread
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
 
 T = TypeVar("T")
@@ -52,7 +55,7 @@ class SQLiteStore(Store):
         self.path = path
         self.synchronous = level
         self._memory = path == ":memory:"
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: WriterThread | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
@@ -72,40 +75,31 @@ class SQLiteStore(Store):
         return conn
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in the next group-committed transaction (see :mod:`.sqlite_writer`)."""
         if self._writer is None:
             raise RuntimeError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._transaction, fn, args)
-
-    def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        conn = self._wconn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn, *args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+        return await self._writer.write(fn, *args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._reader is None:
+        if self._writer is None:
             raise RuntimeError("store is not open")
+        if self._reader is None:  # :memory: has one connection: the writer's
+            return await self._writer.call(fn, *args)
         conn = self._rconn
         return await asyncio.get_running_loop().run_in_executor(self._reader, lambda: fn(conn, *args))
 
     async def open(self) -> None:
         if not self._memory:
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        loop = asyncio.get_running_loop()
-        self._wconn = await loop.run_in_executor(self._writer, self._connect)
-        await loop.run_in_executor(self._writer, self._migrate)
-        if self._memory:
-            self._reader, self._rconn = self._writer, self._wconn
-        else:
+        writer = WriterThread(self._connect)
+        await writer.start()
+        self._writer = writer
+        self._wconn = writer.conn
+        await writer.call(self._migrate)
+        if not self._memory:
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
-            self._rconn = await loop.run_in_executor(self._reader, self._connect)
+            self._rconn = await asyncio.get_running_loop().run_in_executor(self._reader, self._connect)
+            await writer.call(lambda conn: conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_BACKSTOP_PAGES}"))
             self._start_checkpoints()
 
     def _start_checkpoints(self) -> None:
@@ -114,8 +108,6 @@ class SQLiteStore(Store):
         SQLite's automatic checkpoint runs inside a commit (every 1000 pages): a 20-30 ms stall of the
         writer here. The writer keeps a far larger automatic threshold only as a backstop.
         """
-        assert self._wconn is not None
-        self._wconn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_BACKSTOP_PAGES}")
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
         self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_loop())
 
@@ -135,9 +127,8 @@ class SQLiteStore(Store):
         finally:
             await loop.run_in_executor(self._checkpointer, conn.close)
 
-    def _migrate(self) -> None:
-        conn = self._wconn
-        assert conn is not None
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
             " applied_at TEXT NOT NULL)"
@@ -170,12 +161,11 @@ class SQLiteStore(Store):
         if self._checkpointer is not None:
             self._checkpointer.shutdown(wait=True)
             self._checkpointer = None
-        for executor, conn in ((self._reader, self._rconn), (self._writer, self._wconn)):
-            if executor is None or conn is None:
-                continue
-            if executor is self._writer or not self._memory:
-                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-                executor.shutdown(wait=True)
+        if self._reader is not None and self._rconn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._reader, self._rconn.close)
+            self._reader.shutdown(wait=True)
+        if self._writer is not None:
+            await self._writer.stop()
         self._reader = self._writer = None
         self._rconn = self._wconn = None
 
@@ -471,20 +461,21 @@ class SQLiteStore(Store):
                 return None
             new_owner = current.human_agent if human_agent is None else (human_agent or None)
             target = handoff or current.handoff
-            conn.execute(
-                "UPDATE conversations SET handoff = ?, human_agent = ?, agent = ?,"
-                " has_livechat = has_livechat OR ? WHERE id = ?",
-                (
-                    target,
-                    new_owner,
-                    (agent or None) if agent is not None else current.agent,
-                    target != "ai",
-                    conversation_id,
-                ),
+            new_agent = (agent or None) if agent is not None else current.agent
+            changed = dataclasses.replace(
+                current, handoff=target, human_agent=new_owner, agent=new_agent,
+                has_livechat=current.has_livechat or target != "ai",
             )
-            stored = self._insert(conn, channel_id, conversation_id, events) if events else []
-            updated = conversation_row(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
-            return updated, stored
+            if changed != current:  # an agent's reply changes nothing but the log: no UPDATE for it
+                conn.execute(
+                    "UPDATE conversations SET handoff = ?, human_agent = ?, agent = ?,"
+                    " has_livechat = has_livechat OR ? WHERE id = ?",
+                    (target, new_owner, new_agent, target != "ai", conversation_id),
+                )
+            if not events:
+                return changed, []
+            stored, appended = self._append(conn, channel_id, conversation_id, events)
+            return dataclasses.replace(changed, last_seq=appended.last_seq, updated_at=appended.updated_at), stored
 
         return await self._write(run)
 
@@ -492,13 +483,19 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
-        row = conn.execute(
-            "SELECT last_seq FROM conversations WHERE id = ? AND channel_id = ? AND deleted_at IS NULL",
-            (conversation_id, channel_id),
-        ).fetchone()
+        return SQLiteStore._append(conn, channel_id, conversation_id, events)[0]
+
+    @staticmethod
+    def _append(
+        conn: sqlite3.Connection, channel_id: str, conversation_id: str, events: list[NewEvent]
+    ) -> tuple[list[StoredEvent], ConversationRecord]:
+        """Insert ``events`` with the next seqs; also returns the conversation as it is afterwards (read in the
+        same step, so the agent turn that follows needs no read of its own)."""
+        row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
         if row is None:
             raise LookupError(conversation_id)
-        seq = row[0]
+        record = conversation_row(row)
+        seq = record.last_seq
         now = utc_now()
         stored = []
         for event in events:
@@ -530,7 +527,7 @@ class SQLiteStore(Store):
                 )
             )
         conn.execute("UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, conversation_id))
-        return stored
+        return stored, dataclasses.replace(record, last_seq=seq, updated_at=now)
 
     async def append_events(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
         return await self._write(self._insert, channel_id, conversation_id, events)
@@ -538,7 +535,13 @@ class SQLiteStore(Store):
     async def append_user_message(
         self, channel_id: str, conversation_id: str, event: NewEvent
     ) -> tuple[StoredEvent, bool]:
-        def run(conn: sqlite3.Connection) -> tuple[StoredEvent, bool]:
+        stored, created, _ = await self.append_user_turn(channel_id, conversation_id, event)
+        return stored, created
+
+    async def append_user_turn(
+        self, channel_id: str, conversation_id: str, event: NewEvent
+    ) -> tuple[StoredEvent, bool, ConversationRecord | None]:
+        def run(conn: sqlite3.Connection) -> tuple[StoredEvent, bool, ConversationRecord | None]:
             if event.client_msg_id:
                 # INDEXED BY: without statistics SQLite would walk the conversation's whole log instead.
                 for row in conn.execute(
@@ -550,9 +553,9 @@ class SQLiteStore(Store):
                     if previous.sender == "user" and previous.payload == event.payload:
                         if conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone() is None:
                             raise LookupError(conversation_id)
-                        return previous, False
-            (stored,) = self._insert(conn, channel_id, conversation_id, [event])
-            return stored, True
+                        return previous, False, None
+            (stored,), record = self._append(conn, channel_id, conversation_id, [event])
+            return stored, True, record
 
         return await self._write(run)
 

@@ -1,0 +1,165 @@
+"""One accepted WebSocket (the seam between the gateway and a socket library), and the close codes.
+
+Every socket has a bounded send queue drained by its own writer task, so one slow reader never slows
+the others; a socket whose queue overflows is closed (1013) and catches up later by ``subscribe``.
+Events of a conversation are delivered at most once per socket and in ``seq`` order; while a
+``subscribe`` replays a conversation, its live events are held back and follow the replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Protocol
+
+from .store import Channel
+
+log = logging.getLogger("captivate_chat_api.server.hub")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class WebSocketLike(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class Connection:
+    """One accepted WebSocket of one channel."""
+
+    is_remote = False
+
+    def __init__(self, websocket: WebSocketLike, channel: Channel, queue_frames: int, role: str = "client") -> None:
+        self.socket_id = uuid.uuid4().hex
+        self.channel = channel
+        self.role = role
+        """``client`` (a custom channel's socket) or ``human`` (a live-chat agent's)."""
+        self.credential: str | None = None
+        """The digest of the key or token the socket was opened with (rechecked for revocation)."""
+        self.conversations: set[str] = set()
+        self._websocket = websocket
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_frames)
+        self._delivered: dict[str, int] = {}
+        self._held: dict[str, list[tuple[int, str]]] = {}
+        """Live events of conversations being replayed (a ``subscribe`` in progress), in arrival order."""
+        self._replays: dict[str, int] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._close_code: int | None = None
+        self.closed = asyncio.Event()
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.socket_id[:8]}")
+
+    async def _drain(self) -> None:
+        try:
+            while (text := await self._queue.get()) is not None:
+                await self._websocket.send_text(text)
+        except Exception as exc:
+            # Usually the peer went away mid-send (the reader side cleans up). Anything else must not leave an
+            # open socket that never speaks again: close it (1011) so the client reconnects and resubscribes.
+            log.debug("socket %s write failed: %r", self.socket_id[:8], exc)
+            self._begin_close(CLOSE_INTERNAL_ERROR, "send failed; reconnect and subscribe")
+        finally:
+            self.closed.set()
+            if self._close_code is not None:
+                with contextlib.suppress(Exception):
+                    await self._websocket.close(self._close_code, self._close_reason)
+
+    @property
+    def channel_id(self) -> str:
+        return self.channel.id
+
+    @property
+    def accepting(self) -> bool:
+        return self._close_code is None and not self.closed.is_set()
+
+    def send(self, text: str) -> None:
+        """Queue a frame (a direct reply, or an event already checked by :meth:`deliver`)."""
+        if not self.accepting:
+            return
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning("socket %s closed: send queue full (slow consumer)", self.socket_id[:8])
+            self._begin_close(CLOSE_TRY_AGAIN_LATER, "send queue overflow; reconnect and subscribe")
+            if self._writer is not None:
+                self._writer.cancel()
+
+    def deliver(self, conversation_id: str, seq: int, text: str) -> None:
+        """Send one event of a conversation unless this socket already had that ``seq`` (held back while the
+        conversation is being replayed to this socket)."""
+        held = self._held.get(conversation_id)
+        if held is not None:
+            held.append((seq, text))
+            return
+        if seq <= self._delivered.get(conversation_id, 0):
+            return
+        self._delivered[conversation_id] = seq
+        self.send(text)
+
+    def begin_replay(self, conversation_id: str, after_seq: int) -> None:
+        """A ``subscribe``: deliver the conversation from ``after_seq`` on; live events wait for :meth:`end_replay`."""
+        self._delivered[conversation_id] = after_seq
+        self._replays[conversation_id] = self._replays.get(conversation_id, 0) + 1
+        self._held.setdefault(conversation_id, [])
+
+    def replaying(self, conversation_id: str) -> bool:
+        return conversation_id in self._held
+
+    async def replay(self, conversation_id: str, seq: int, text: str, patience: float = 10.0) -> None:
+        """Deliver a replayed event: waits for room in the queue, so that a backlog larger than the queue
+        does not close the socket that asked for it; overflows (1013) only if the queue stays full for
+        ``patience`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while self._queue.full() and self.accepting and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        if seq > self._delivered.get(conversation_id, 0):
+            self._delivered[conversation_id] = seq
+            self.send(text)
+
+    def end_replay(self, conversation_id: str) -> None:
+        """The replay is over: the live events that came meanwhile follow, in order, each once."""
+        left = self._replays.get(conversation_id, 1) - 1
+        if left > 0:
+            self._replays[conversation_id] = left
+            return
+        self._replays.pop(conversation_id, None)
+        for seq, text in sorted(self._held.pop(conversation_id, ()), key=lambda item: item[0]):
+            self.deliver(conversation_id, seq, text)
+
+    def position(self, conversation_id: str) -> int | None:
+        """The last ``seq`` of the conversation this socket had, or None if it never had one."""
+        return self._delivered.get(conversation_id)
+
+    def _begin_close(self, code: int, reason: str) -> None:
+        if self._close_code is None:
+            self._close_code, self._close_reason = code, reason
+
+    async def close(self, code: int, reason: str, flush_timeout: float = 2.0) -> None:
+        """Close after the frames already queued are written (bounded by ``flush_timeout``)."""
+        if self._close_code is not None:
+            return
+        self._begin_close(code, reason)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                self._writer.cancel()
+                with contextlib.suppress(Exception):  # bounded: a peer that stopped reading would hang shutdown
+                    await asyncio.wait_for(self._websocket.close(code, reason), flush_timeout)
+
+    async def stop(self) -> None:
+        """The peer is gone: stop the writer."""
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer

@@ -1,0 +1,159 @@
+"""SQLite's writer: one thread, group commit, one loop wake-up per batch.
+
+Every write queued while the previous transaction ran is committed in the next one (each in a savepoint
+of its own, so one failing write rolls back alone), and the whole batch comes back to the event loop with
+**one** ``call_soon_threadsafe``, in commit order: the futures are resolved in the order the writes were
+committed, so their awaiting coroutines resume (and fan out) in that order. A future is resolved only
+after COMMIT returned: acknowledged means committed, whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+MAX_BATCH = 512
+"""Writes per transaction at most (bounds a transaction's duration under a burst)."""
+
+_STOP = object()
+
+
+class WriterThread:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str = "sqlite-writer") -> None:
+        self._connect = connect
+        self._name = name
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.conn: sqlite3.Connection | None = None
+        self.batches = 0
+        """Transactions committed (for tests and benchmarks: writes / batches is the batch size)."""
+
+    async def start(self) -> None:
+        """Open the connection in the writer thread."""
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+        self.conn = await self.call(lambda conn: conn)
+
+    def write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``fn(conn, *args)`` inside the next transaction; the future resolves after its COMMIT."""
+        return self._submit(True, fn, args)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``fn(conn, *args)`` in the writer thread outside any transaction (migrations, reads of an
+        in-memory database, closing)."""
+        return self._submit(False, fn, args)
+
+    def _submit(self, transactional: bool, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("store is not open")
+        future = self._loop.create_future()
+        self._jobs.put((transactional, fn, args, future))
+        return future
+
+    async def stop(self) -> None:
+        """Finish what is queued, close the connection, end the thread."""
+        if self._thread is None:
+            return
+        if self._thread.is_alive():
+            await self.call(lambda conn: conn.close())
+            self._jobs.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._thread = None
+        self.conn = None
+
+    # the thread ----------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is _STOP:
+                return
+            batch = [job]
+            while len(batch) < MAX_BATCH:
+                try:
+                    job = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    jobs.put(_STOP)
+                    break
+                batch.append(job)
+            if conn is None:
+                try:
+                    conn = self.conn = self._connect()
+                except BaseException as exc:  # every waiter hears why, the thread ends
+                    self._settle([(job[3], None, exc) for job in batch])
+                    return
+            self._settle(self._execute(conn, batch))
+
+    def _execute(self, conn: sqlite3.Connection, batch: list[Any]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        for transactional, fn, args, future in batch:
+            if not transactional:
+                if pending:  # keep the order: commit what came before
+                    done += self._commit(conn, pending)
+                    pending = []
+                try:
+                    done.append((future, fn(conn, *args), None))
+                except BaseException as exc:
+                    done.append((future, None, exc))
+                continue
+            if not pending:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except BaseException as exc:
+                    done.append((future, None, exc))
+                    continue
+            conn.execute("SAVEPOINT write")
+            try:
+                result = fn(conn, *args)
+            except BaseException as exc:
+                conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+                pending.append((future, None, exc))
+            else:
+                conn.execute("RELEASE write")
+                pending.append((future, result, None))
+        if pending:
+            done += self._commit(conn, pending)
+        return done
+
+    def _commit(self, conn: sqlite3.Connection, pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+                ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        try:
+            conn.execute("COMMIT")
+        except BaseException as exc:  # nothing of the batch is durable: every write of it fails
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            return [(future, None, exc) for future, _, _ in pending]
+        self.batches += 1
+        return pending
+
+    def _settle(self, results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(_resolve, results)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in results:
+        if future.cancelled():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
