@@ -304,6 +304,13 @@ class Http:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, body: bytes) -> bytes:
+        try:
+            return await self._post(body)
+        except (asyncio.IncompleteReadError, ConnectionError):  # the server closed an idle keep-alive connection
+            self.writer = None
+            return await self._post(body)
+
+    async def _post(self, body: bytes) -> bytes:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -552,7 +559,16 @@ def measure(server: Server, conversations: int, modes: list[str], args: argparse
             proc.stdin.flush()
         time.sleep(max(0.0, start - time.time()))
         cpu0, sw0 = proc_cpu(server.proc.pid), proc_switches(server.proc.pid)
+        spy = None
+        if args.profile and server.name.startswith("gateway"):
+            out = Path(args.profile) / f"{server.name.split()[0]}-{mode}-{conversations}.txt"
+            spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")), "record",
+                                    "--pid", str(server.proc.pid), "--rate", "200", "--format", "raw", "--nonblocking",
+                                    "--gil", "--output", str(out), "--duration", str(int(args.seconds))],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(max(0.0, end - time.time()))
+        if spy is not None:
+            spy.wait(60)
         cpu1, sw1 = proc_cpu(server.proc.pid), proc_switches(server.proc.pid)
         results = read_all()
         samples = sorted(s for r in results for s in r["samples"])
@@ -609,6 +625,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--profile", metavar="DIR", help="py-spy record the gateway's cells into DIR (raw stacks;"
+                        " figures measured while profiling are inflated)")
     parser.add_argument("--client-compression", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-floor", nargs=3, metavar=("DB", "SYNC", "KEY"), help=argparse.SUPPRESS)

@@ -12,7 +12,7 @@ then lets them follow: nothing committed meanwhile is missed, nothing is sent tw
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from typing import Any, Protocol
 
 from .connection import Connection
@@ -26,7 +26,8 @@ REPLAY_BATCH = 500
 
 
 def new_message_id() -> str:
-    return f"msg_{uuid.uuid4().hex}"
+    """``msg_`` + 32 random hex digits (as ``uuid4().hex``, without building a UUID)."""
+    return "msg_" + os.urandom(16).hex()
 
 
 class Subscribable(Protocol):
@@ -105,7 +106,7 @@ class Timeline:
 
     async def subscribe(self, connection: Connection | Subscribable, conversation_id: str, after_seq: int | None) -> int:
         """Replay every event after ``after_seq`` to ``connection`` (none when None), then bind it for
-        live events. Returns the last ``seq`` of the conversation. A socket of another process is asked,
+        live events. Returns the last ``seq`` of the conversation (at least the last one this socket got). A socket of another process is asked,
         through the broker, to do the same there."""
         record = await self.store.get_conversation(connection.channel_id, conversation_id)
         if record is None:
@@ -129,4 +130,5 @@ class Timeline:
                 cursor = batch[-1].seq
         finally:
             connection.end_replay(conversation_id)
-        return record.last_seq
+        # what the socket has now, replay and held events included (the reply follows them)
+        return max(record.last_seq, connection.position(conversation_id) or 0)
