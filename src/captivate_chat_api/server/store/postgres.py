@@ -1,7 +1,8 @@
 """PostgreSQL store (asyncpg): the same interface and the same migrations (in its own dialect) as SQLite.
 
 ``seq`` is assigned under the conversation row's lock (``UPDATE … RETURNING last_seq``), so appends from
-any number of gateway processes get consecutive numbers. A URL may carry ``?schema=NAME`` to keep a
+any number of gateway processes get consecutive numbers. An append is one autocommitted statement (the
+UPDATE and the INSERT in one CTE); the pool runs no reset query on release. A URL may carry ``?schema=NAME`` to keep a
 deployment (or a test run) in its own schema, created if missing.
 """
 
@@ -27,7 +28,7 @@ from .base import (
 )
 from .clock import utc_now
 from .query import matches_query
-from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
+from .rows import channel_row, conversation_row, dumps, event_row, key_row, loads, token_row
 
 Conn = Any  # asyncpg.Connection (untyped library)
 LIVE = "SELECT * FROM conversations WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL"
@@ -42,6 +43,51 @@ def split_url(url: str) -> tuple[str, str | None]:
     if schema is not None and not schema.replace("_", "").isalnum():
         raise ValueError("schema must be letters, digits and underscores")
     return urlunsplit(parts._replace(query=urlencode(query))), schema
+
+
+async def keep_session(conn: Conn) -> None:
+    """The pool's reset on release, which is a round trip of its own (``RESET ALL``, ``UNLISTEN *``, ...)
+    by default: nothing here changes session state (no SET, LISTEN, cursors or session advisory locks), and
+    an open transaction is still rolled back by the pool itself."""
+
+
+APPEND = (
+    # One statement, so atomic without BEGIN/COMMIT: the UPDATE takes the conversation row's lock and the next
+    # seqs; the INSERT writes the events with them. No row comes back for an unknown, deleted or foreign id.
+    "WITH bump AS (UPDATE conversations SET last_seq = last_seq + $3, updated_at = $4"
+    " WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL{guard} RETURNING *)"
+    " INSERT INTO events (conversation_id, seq, event_type, sender, message_id, client_msg_id, payload, created_at)"
+    " SELECT $1, bump.last_seq - $3 + e.ord, e.event_type, e.sender, e.message_id, e.client_msg_id, e.payload, $4"
+    " FROM bump, unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
+    " WITH ORDINALITY AS e(event_type, sender, message_id, client_msg_id, payload, ord)"
+    " RETURNING (SELECT row_to_json(bump) FROM bump)::text AS conversation"
+)
+APPEND_EVENTS = APPEND.format(guard="")
+APPEND_GUARDED = APPEND.format(guard=" AND handoff = ANY($10::text[])")
+"""An agent's reply: appended only while the conversation is in one of the allowed hand-off states."""
+
+
+def append_args(conversation_id: str, channel_id: str, events: list[NewEvent], now: str) -> list[Any]:
+    return [
+        conversation_id, channel_id, len(events), now,
+        [e.event_type for e in events], [e.sender for e in events], [e.message_id for e in events],
+        [e.client_msg_id for e in events], [dumps(e.payload) for e in events],
+    ]
+
+
+def stored_events(conversation_id: str, first: int, events: list[NewEvent], now: str) -> list[StoredEvent]:
+    return [
+        StoredEvent(
+            conversation_id=conversation_id, seq=first + i, event_type=e.event_type, payload=e.payload,
+            created_at=now, sender=e.sender, message_id=e.message_id, client_msg_id=e.client_msg_id,
+        )
+        for i, e in enumerate(events)
+    ]
+
+
+def json_conversation(text: str) -> ConversationRecord:
+    """A conversations row as ``row_to_json`` gives it (the JSON columns are TEXT: still strings in it)."""
+    return conversation_row(loads(text))
 
 
 class PostgresStore(Store):
@@ -67,7 +113,7 @@ class PostgresStore(Store):
             finally:
                 await conn.close()
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=self._sizes[0], max_size=self._sizes[1], server_settings=settings
+            self.dsn, min_size=self._sizes[0], max_size=self._sizes[1], server_settings=settings, reset=keep_session
         )
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -301,6 +347,11 @@ class PostgresStore(Store):
         events: list[NewEvent],
         require_human_agent: str | None = None,
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
+        if events and handoff is None and human_agent is None and agent is None and require_human_agent is None:
+            # an agent's reply: a guarded append, one autocommitted statement
+            async with self.pool.acquire() as conn:
+                stored, record = await self._append(conn, channel_id, conversation_id, events, allowed_from)
+            return None if record is None else (record, stored)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(LIVE + " FOR UPDATE", conversation_id, channel_id)
             if row is None:
@@ -320,56 +371,59 @@ class PostgresStore(Store):
                 (agent or None) if agent is not None else current.agent,
                 target != "ai",
             )
-            stored = await self._insert(conn, channel_id, conversation_id, events) if events else []
-            updated = conversation_row(await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id))
+            if not events:
+                return conversation_row(await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id)), []
+            stored, updated = await self._append(conn, channel_id, conversation_id, events)
+            assert updated is not None
             return updated, stored
 
     # the event log
 
     @staticmethod
     async def _insert(conn: Conn, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+        return (await PostgresStore._append(conn, channel_id, conversation_id, events))[0]
+
+    @staticmethod
+    async def _append(
+        conn: Conn, channel_id: str, conversation_id: str, events: list[NewEvent], allowed_from: frozenset[str] | None = None
+    ) -> tuple[list[StoredEvent], ConversationRecord | None]:
+        """:data:`APPEND` (one round trip): the stored events and the conversation as they left it; with
+        ``allowed_from``, ``([], None)`` when the conversation is not in one of those states."""
         now = utc_now()
-        last = await conn.fetchval(
-            "UPDATE conversations SET last_seq = last_seq + $3, updated_at = $4"
-            " WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL RETURNING last_seq",
-            conversation_id, channel_id, len(events), now,
-        )
-        if last is None:
+        args = append_args(conversation_id, channel_id, events, now)
+        if allowed_from is None:
+            rows = await conn.fetch(APPEND_EVENTS, *args)
+        else:
+            rows = await conn.fetch(APPEND_GUARDED, *args, list(allowed_from))
+        if not rows:
+            if allowed_from is not None and await conn.fetchval(LIVE.replace("*", "1", 1), conversation_id, channel_id):
+                return [], None  # there, but in another state
             raise LookupError(conversation_id)
-        first = last - len(events) + 1
-        await conn.executemany(
-            "INSERT INTO events (conversation_id, seq, event_type, sender, message_id, client_msg_id, payload, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            [
-                (conversation_id, first + i, e.event_type, e.sender, e.message_id, e.client_msg_id, dumps(e.payload), now)
-                for i, e in enumerate(events)
-            ],
-        )
-        return [
-            StoredEvent(
-                conversation_id=conversation_id,
-                seq=first + i,
-                event_type=e.event_type,
-                payload=e.payload,
-                created_at=now,
-                sender=e.sender,
-                message_id=e.message_id,
-                client_msg_id=e.client_msg_id,
-            )
-            for i, e in enumerate(events)
-        ]
+        record = json_conversation(rows[0]["conversation"])
+        return stored_events(conversation_id, record.last_seq - len(events) + 1, events, now), record
 
     async def append_events(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
         if not events:
             return []
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:  # autocommitted: one statement
             return await self._insert(conn, channel_id, conversation_id, events)
 
     async def append_user_message(self, channel_id: str, conversation_id: str, event: NewEvent) -> tuple[StoredEvent, bool]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchrow(LIVE + " FOR UPDATE", conversation_id, channel_id) is None:
-                raise LookupError(conversation_id)
-            if event.client_msg_id:
+        stored, created, _ = await self.append_user_turn(channel_id, conversation_id, event)
+        return stored, created
+
+    async def append_user_turn(
+        self, channel_id: str, conversation_id: str, event: NewEvent
+    ) -> tuple[StoredEvent, bool, ConversationRecord | None]:
+        async with self.pool.acquire() as conn:
+            if not event.client_msg_id:  # nothing to deduplicate: one autocommitted statement
+                (stored,), record = await self._append(conn, channel_id, conversation_id, [event])
+                return stored, True, record
+            async with conn.transaction():
+                # The row lock first, then the look for an earlier copy (a statement of its own, so it sees a
+                # copy committed by whoever held the lock before us), then the append.
+                if await conn.fetchval(LIVE.replace("*", "1", 1) + " FOR UPDATE", conversation_id, channel_id) is None:
+                    raise LookupError(conversation_id)
                 rows = await conn.fetch(
                     "SELECT * FROM events WHERE conversation_id = $1 AND client_msg_id = $2 AND sender = 'user' ORDER BY seq",
                     conversation_id, event.client_msg_id,
@@ -377,9 +431,9 @@ class PostgresStore(Store):
                 for row in rows:
                     previous = event_row(row)
                     if previous.payload == event.payload:
-                        return previous, False
-            (stored,) = await self._insert(conn, channel_id, conversation_id, [event])
-            return stored, True
+                        return previous, False, None
+                (stored,), record = await self._append(conn, channel_id, conversation_id, [event])
+                return stored, True, record
 
     async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]:
         rows = await self.pool.fetch(
