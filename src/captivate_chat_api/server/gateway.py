@@ -10,7 +10,7 @@ from .agents import Agent
 from .agents.runner import AgentRunner
 from .auth import Authenticator
 from .handlers import Handlers
-from .broker import Broker, broker_from_url
+from .broker import Broker, broker_from_url, default_namespace
 from .broker.memory import MemoryBroker
 from .broker.relay import Relay
 from .hub import CLOSE_POLICY_VIOLATION, Hub
@@ -52,7 +52,8 @@ class Gateway:
         livechat = LiveChat(timeline)
         runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics)
         auth = Authenticator(store)
-        broker = broker_from_url(settings.broker) if settings.broker else MemoryBroker()
+        namespace = settings.broker_namespace or default_namespace(settings.database)
+        broker = broker_from_url(settings.broker, namespace) if settings.broker else MemoryBroker()
         relay = Relay(hub, store, broker, metrics=metrics)
         limits = Limits(settings.rate_per_socket, settings.burst_per_socket, settings.rate_per_key, settings.burst_per_key)
         handlers = Handlers(

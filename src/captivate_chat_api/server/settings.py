@@ -27,6 +27,9 @@ class Settings(BaseSettings):
 
     broker: str | None = None
     """``redis://HOST:PORT/DB``: share events with other gateway processes (several processes or hosts)."""
+    broker_namespace: str | None = None
+    """Prefix of every Redis name this deployment uses; default: derived from ``database`` (URL and schema,
+    not the password), so two deployments sharing one Redis never hear each other."""
     sqlite_synchronous: str = "NORMAL"
     """NORMAL (default): an acknowledged message survives a process crash (kill -9, OOM) but not an OS
     crash or power loss. FULL: it survives those too, at one fsync per commit (~3 ms here)."""

@@ -1,31 +1,36 @@
-"""Redis pub/sub broker: one channel, JSON messages, one sender task (so order is kept), reconnects."""
+"""Redis pub/sub broker: one channel per deployment, one sender task, reconnects.
+
+Every name is prefixed by the deployment's namespace (two deployments on one Redis never hear each
+other). The outbox is drained by one task that pipelines everything queued into one round trip (order is
+kept: one connection, one sender), so the broker keeps up with what the processes produce.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .. import fastjson
 from .base import Broker, BrokerMessage, MessageHandler, ResyncHandler
 
 log = logging.getLogger("captivate_chat_api.server.broker")
 
-CHANNEL = "captivate-chat:hub"
 OUTBOX_LIMIT = 100_000
+PIPELINE_MAX = 1000
 
 
 class RedisBroker(Broker):
-    def __init__(self, url: str, channel: str = CHANNEL) -> None:
+    def __init__(self, url: str, namespace: str = "captivate-chat") -> None:
         super().__init__()
         self.url = url
-        self.channel = channel
+        self.namespace = namespace
+        self.hub_channel = f"{namespace}:hub"
         self.lag = 0.0
-        """Seconds between a message's publication and its delivery here (the last one seen)."""
         self._redis = aioredis.from_url(url, socket_connect_timeout=2, health_check_interval=5)
         self._outbox: asyncio.Queue[BrokerMessage] = asyncio.Queue(OUTBOX_LIMIT)
         self._tasks: list[asyncio.Task[None]] = []
@@ -55,17 +60,21 @@ class RedisBroker(Broker):
 
     async def _send(self) -> None:
         while True:
-            message = await self._outbox.get()
-            data = json.dumps(message, separators=(",", ":"))
+            batch = [await self._outbox.get()]
+            while len(batch) < PIPELINE_MAX and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
             while True:
                 try:
-                    await self._redis.publish(self.channel, data)
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for message in batch:
+                            pipe.publish(self.hub_channel, fastjson.dumps(message))
+                        await pipe.execute()
                     break
                 except RedisError as exc:
                     log.warning("broker publish failed (%s); retrying", type(exc).__name__)
                     await asyncio.sleep(0.5)
                     if self._outbox.qsize() > OUTBOX_LIMIT // 2:
-                        self.dropped += 1  # under a long outage keep the newest; the store has them all
+                        self.dropped += len(batch)  # under a long outage keep the newest; the store has them all
                         break
 
     async def _listen(self, on_message: MessageHandler, on_resync: ResyncHandler, subscribed: asyncio.Event) -> None:
@@ -74,7 +83,7 @@ class RedisBroker(Broker):
         while True:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(self.channel)
+                await pubsub.subscribe(self.hub_channel)
                 subscribed.set()
                 delay = 0.2
                 if lost:
@@ -84,7 +93,7 @@ class RedisBroker(Broker):
                 async for item in pubsub.listen():
                     if item.get("type") != "message":
                         continue
-                    message = json.loads(item["data"])
+                    message = fastjson.loads(item["data"])
                     if message.get("node") == self.node:
                         continue
                     self.lag = max(0.0, time.time() - float(message.get("ts", time.time())))
@@ -107,3 +116,4 @@ class RedisBroker(Broker):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._redis.aclose()
+
