@@ -112,7 +112,11 @@ class Gateway:
             self._revalidation.cancel()
         await self.hub.close_all()
         await self.runner.drain(self.settings.shutdown_grace_seconds)
-        await self.relay.close()
+        await self.runner.cancel()  # what did not finish within the grace period (its store write included)
+        try:
+            await asyncio.wait_for(self.relay.close(), 3.0)
+        except TimeoutError:
+            log.warning("the broker did not close within 3 s; leaving it")
         await self.store.close()
 
 

@@ -136,6 +136,15 @@ class AgentRunner:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
+    async def cancel(self) -> None:
+        """Cancel the turns still running (after :meth:`drain`): none may hold a store connection while the
+        store closes. A cancelled turn's reply is not stored; the client asks again after reconnecting."""
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+
     async def run_turn(
         self, channel: Channel, conversation_id: str, *, user_input: str | None, action: IncomingAction | None,
         conversation: ConversationRecord | None = None,

@@ -8,6 +8,8 @@ deployment (or a test run) in its own schema, created if missing.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -32,6 +34,8 @@ from .rows import channel_row, conversation_row, dumps, event_row, key_row, load
 
 Conn = Any  # asyncpg.Connection (untyped library)
 LIVE = "SELECT * FROM conversations WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL"
+CLOSE_TIMEOUT = 3.0
+log = logging.getLogger("captivate_chat_api.server.store")
 MIGRATION_LOCK = 7_340_112  # pg_advisory_xact_lock key: one process migrates at a time
 
 
@@ -132,9 +136,16 @@ class PostgresStore(Store):
                 )
 
     async def close(self) -> None:
+        """Close the pool; bounded: asyncpg's ``Pool.close`` waits for every connection to be released,
+        for ever if one never is (a query cancelled mid-flight at shutdown), which kept loaded gateways
+        from exiting on SIGTERM. After :data:`CLOSE_TIMEOUT` the rest is terminated."""
         if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.warning("PostgreSQL connections still busy after %g s at shutdown: terminated", CLOSE_TIMEOUT)
+                pool.terminate()
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
