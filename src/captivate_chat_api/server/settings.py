@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     """Largest metadata (public + private, as JSON) a conversation may hold."""
     revalidate_seconds: float = 5.0
     """How often live sockets' keys and tokens are rechecked: a revoked one is closed (1008)."""
+    ws_per_message_deflate: bool = True
+    """Accept WebSocket permessage-deflate when a client offers it (browsers and the npm ``ws`` package do).
+    Off saves CPU per frame and memory per connection for chat-sized frames (docs: benchmarks)."""
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     shutdown_grace_seconds: float = 10.0

@@ -236,7 +236,7 @@ def run_worker(index: int, ready_fd: int, settings: Settings) -> None:
         os.write(ready_fd, f"{index}\n".encode())
         os.close(ready_fd)
 
-    GatewayServer(config_for(settings, app), app, ready).run(sockets=[sock])
+    GatewayServer(config_for(settings, app), app, ready, own_process=True).run(sockets=[sock])
 
 
 def main(argv: list[str]) -> None:
