@@ -56,9 +56,10 @@ class Settings(BaseSettings):
     """Largest metadata (public + private, as JSON) a conversation may hold."""
     revalidate_seconds: float = 5.0
     """How often live sockets' keys and tokens are rechecked: a revoked one is closed (1008)."""
-    ws_per_message_deflate: bool = True
+    ws_per_message_deflate: bool = False
     """Accept WebSocket permessage-deflate when a client offers it (browsers and the npm ``ws`` package do).
-    Off saves CPU per frame and memory per connection for chat-sized frames (docs: benchmarks)."""
+    Off by default: for chat-sized frames it cost 19-27 % more CPU per round trip and ~46 KiB more per
+    connection (bench/floor.py, docs: benchmarks); clients that offer it just go uncompressed."""
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     shutdown_grace_seconds: float = 10.0
