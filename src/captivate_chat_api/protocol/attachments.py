@@ -47,8 +47,9 @@ class FileStorage:
 class FileObject:
     """One file as a message carries it (an item of ``content.files``).
 
-    ``text_content`` is the extracted text; ``metadata`` the wire's ``textContent.metadata``
-    (``source``, ``originalFileName``, ``storageType``). ``url`` is the developer's own URL of a file
+    ``text_content`` is the extracted text; ``metadata`` what the wire's ``textContent.metadata`` holds
+    beyond the npm client's own (``source: "file_attachment"``, ``originalFileName``, ``storageType:
+    "direct"``, always sent). ``url`` is the developer's own URL of a file
     uploaded with ``storage=False``.
     """
 
@@ -66,8 +67,7 @@ class FileObject:
 
     def to_wire(self) -> dict[str, Any]:
         """The object the npm client sends, key for key (its ``file: {}`` carries nothing and is left out)."""
-        metadata = {"source": "file_attachment", "originalFileName": self.filename, "storageType": "direct"}
-        metadata.update(self.metadata)
+        metadata = {**_default_metadata(self.filename), **self.metadata}
         wire: dict[str, Any] = {
             "filename": self.filename,
             "type": self.type,
@@ -84,19 +84,26 @@ class FileObject:
         text = data.get("textContent")
         text = text if isinstance(text, dict) else {}
         metadata = text.get("metadata")
+        filename = str(data.get("filename") or "")
+        defaults = _default_metadata(filename)
+        extra = {k: v for k, v in metadata.items() if defaults.get(k) != v} if isinstance(metadata, dict) else {}
         return cls(
-            filename=str(data.get("filename") or ""),
+            filename=filename,
             type=str(data.get("type") or "application/octet-stream"),
             text_content=str(text.get("text") or ""),
             storage=FileStorage.from_wire(data.get("storage")),
             url=str_or_none(data.get("url")),
-            metadata=dict(metadata) if isinstance(metadata, dict) else {},
+            metadata=extra,
         )
 
     @classmethod
     def list_from(cls, value: Any) -> list[FileObject]:
         """The files of a ``content.files`` value (or a transcript entry's ``files``) in any of its forms."""
         return [cls.from_wire(item) for item in normalize_files(value)]
+
+
+def _default_metadata(filename: str) -> dict[str, Any]:
+    return {"source": "file_attachment", "originalFileName": filename, "storageType": "direct"}
 
 
 def str_or_none(value: Any) -> str | None:
