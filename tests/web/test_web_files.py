@@ -1,0 +1,107 @@
+"""Files in the web chat and the agent console, in real Chromium against a real gateway: attach with the
+button and by drag-and-drop, upload progress, a refused file, the files sent with a message and shown in the
+thread with working download links, and the console's list of a conversation's files."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from browser_kit import chromium, open_tab
+from playwright.async_api import Route, expect
+
+from gateway_process import GatewayProcess
+from tokens import add_token
+
+NOTES = b"plain text with Zanzibarite inside\n"
+CSV = b"name,value\nZanzibarite,1\n"
+DROP_CSV = """() => {
+  const data = new DataTransfer();
+  data.items.add(new File(["name,value\\nZanzibarite,1\\n"], "dropped.csv", { type: "text/csv" }));
+  return data;
+}"""
+
+
+async def test_attach_drop_progress_send_download_and_the_console(gateway: GatewayProcess, api_key: str) -> None:
+    database = gateway.database
+    token = await add_token(database, api_key, "human", "Alice")
+    async with chromium() as browser:
+        tab = await open_tab(browser, gateway.http_url)
+        page = tab.page
+        await page.goto(f"{gateway.http_url}/?key={api_key}&user=web-files")
+        await expect(page.locator("#history .row--bot .bubble").first).to_contain_text("Hello!")
+        await expect(page.locator("#status-text")).to_have_text("Online")
+
+        # the button: an upload held at the gateway's door shows its progress bar and blocks sending
+        release = asyncio.Event()
+
+        async def hold(route: Route) -> None:
+            await release.wait()
+            await route.continue_()
+
+        await page.route("**/api/file-to-text", hold)
+        await page.set_input_files("#file-input", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": NOTES}])
+        chip = page.locator(".chip-file", has_text="notes.txt")
+        await expect(chip).to_have_attribute("data-state", "uploading")
+        await expect(chip.locator("progress")).to_be_visible()
+        await expect(page.locator("#send")).to_be_disabled()
+        await tab.shot("files-uploading")
+        release.set()
+        await expect(chip).to_have_attribute("data-state", "ready")
+        await expect(chip).to_contain_text("35 B")
+        await expect(page.locator("#send")).to_be_enabled()
+        await page.unroute("**/api/file-to-text")
+
+        # drag-and-drop, and a file the gateway refuses (an empty one): its chip says why
+        transfer = await page.evaluate_handle(DROP_CSV)
+        await page.dispatch_event("#chat", "dragenter", {"dataTransfer": transfer})
+        await expect(page.locator("#drop")).to_be_visible()
+        await page.dispatch_event("#chat", "drop", {"dataTransfer": transfer})
+        await expect(page.locator("#drop")).to_be_hidden()
+        await expect(page.locator(".chip-file", has_text="dropped.csv")).to_have_attribute("data-state", "ready")
+        await page.set_input_files("#file-input", files=[{"name": "empty.txt", "mimeType": "text/plain", "buffer": b""}])
+        refused = page.locator(".chip-file", has_text="empty.txt")
+        await expect(refused).to_have_attribute("data-state", "failed")
+        await expect(refused).to_contain_text("Not uploaded:")
+        await refused.get_by_role("button", name="Remove empty.txt").click()
+        await expect(refused).to_have_count(0)
+        await tab.shot("files-ready")
+
+        await page.fill("#input", "here you go")
+        await page.press("#input", "Enter")
+        await expect(page.locator("#tray")).to_be_hidden()
+        sent = page.locator("#history .row--user").last
+        await expect(sent.locator(".m-file")).to_have_count(2)
+        await expect(page.locator("#history .row--bot .bubble").last).to_have_text("You said: here you go")
+        link = sent.locator(".m-file a", has_text="notes.txt")
+        href = await link.get_attribute("href")
+        assert href and href.startswith(f"{gateway.http_url}/files/")
+        async with httpx.AsyncClient(timeout=10) as http:
+            assert (await http.get(href)).content == NOTES  # the link alone downloads it
+        async with page.expect_download() as download:
+            await link.click()
+        assert (await download.value).suggested_filename == "notes.txt"
+        await tab.shot("files-sent")
+
+        conversation_id = await page.evaluate("JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id")
+        async with httpx.AsyncClient(timeout=10) as http:
+            stored = (
+                await http.get(f"{gateway.http_url}/api/transcript", params={"conversation_id": conversation_id}, headers={"x-api-key": api_key})
+            ).json()["transcript"]
+        (entry,) = [e for e in stored if e["from"] == "user" and e.get("files")]
+        assert entry["content"]["text"] == "here you go"
+        assert [f["filename"] for f in entry["files"]] == ["notes.txt", "dropped.csv"]
+        assert "Zanzibarite" in entry["files"][1]["textContent"]["text"]
+
+        # the console lists the conversation's files, each a download link
+        agent = await open_tab(browser, gateway.http_url, width=1280, height=800)
+        await agent.page.goto(f"{gateway.http_url}/console#{conversation_id}")
+        await agent.page.fill("#token", token)
+        await agent.page.fill("#agent-name", "Alice")
+        await agent.page.get_by_role("button", name="Sign in").click()
+        files = agent.page.locator("#info .info__files")
+        await expect(files.locator("h3")).to_have_text("Files (2)")
+        await expect(files.locator(".m-file a")).to_have_count(2)
+        await expect(agent.page.locator("#transcript .m-file", has_text="dropped.csv")).to_be_visible()
+        await agent.shot("console-files")
+        assert tab.errors == [] and agent.errors == []
