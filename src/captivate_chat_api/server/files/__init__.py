@@ -11,4 +11,11 @@ INSTALL_HINT = "file uploads need the files extra: pip install 'captivate-chat-a
 
 def missing_modules() -> list[str]:
     """The modules of the ``files`` extra that are not installed (empty when it is complete)."""
-    return [name for name in EXTRA_MODULES if find_spec(name) is None]
+    return [name for name in EXTRA_MODULES if not _found(name)]
+
+
+def _found(name: str) -> bool:
+    try:
+        return find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -37,7 +39,7 @@ class _Worker:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "captivate_chat_api.server.files.worker", str(memory_bytes),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            limit=_LINE_LIMIT,
+            limit=_LINE_LIMIT, start_new_session=True,  # its own process group: a kill takes tesseract too
         )
         return cls(process)
 
@@ -56,8 +58,8 @@ class _Worker:
         return answer
 
     async def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             await self.process.wait()
 
