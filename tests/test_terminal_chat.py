@@ -272,7 +272,7 @@ def test_attach_uploads_a_file_with_progress_and_sends_it(gateway: GatewayProces
     assert "bot> You said: see the notes" in lines  # the agent got the message's text (not its JSON)
     assert f"[error: /attach: no such file: {tmp_path}/missing.pdf]" in lines
     assert "[error: /attach needs a file: /attach PATH [message]]" in lines
-    shown = lines[lines.index("--- transcript: 2 messages ---") :]
+    shown = lines[next(i for i, line in enumerate(lines) if line.startswith("--- transcript: ")) :]
     assert any(re.fullmatch(r"  \S+ user: see the notes", line) for line in shown)
     assert any(re.fullmatch(r" +file: my notes\.txt \(text/plain\) http://127\.0\.0\.1:\d+/files/\S+", line) for line in shown)
     assert api_key not in result.stdout + result.stderr

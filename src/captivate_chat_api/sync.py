@@ -24,7 +24,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import Any, ParamSpec, Self, TypeVar, Unpack
 
 from .client.api import CaptivateChatAPI as AsyncCaptivateChatAPI
 from .client.api import StartMode
@@ -33,7 +33,7 @@ from .client.conversation import EventStream
 from .client.endpoints import Mode
 from .client.files import FileInput as AsyncFileInput
 from .client.files import FileManager as AsyncFileManager
-from .client.files import FileSource, ProgressCallback
+from .client.files import FileSequence, FileSource, ProgressCallback, UploadOptions
 from .client.manager import CaptivateChatManager as AsyncCaptivateChatManager
 from .client.models import PageInfo, SentMessage
 from .client.models import UserConversations as AsyncUserConversations
@@ -189,44 +189,14 @@ async def _next_or_end(stream: EventStream, timeout: float | None) -> PlatformEv
         return None
 
 
-class FileInput(Sequence[FileObject]):
+class FileInput(FileSequence):
     """A blocking :class:`captivate_chat_api.FileInput`: the same files, ``refresh_secure_url()`` waits."""
 
     def __init__(self, files: AsyncFileInput, loop: LoopThread) -> None:
+        super().__init__(())
+        self.files = files.files  # one list: a refresh updates what both views hold
         self._input = files
         self._loop = loop
-
-    @overload
-    def __getitem__(self, index: int) -> FileObject: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[FileObject]: ...
-    def __getitem__(self, index: int | slice) -> FileObject | list[FileObject]:
-        return self._input[index]
-
-    def __len__(self) -> int:
-        return len(self._input)
-
-    def __repr__(self) -> str:
-        return f"FileInput({self._input.files!r})"
-
-    @property
-    def files(self) -> list[FileObject]:
-        return self._input.files
-
-    @property
-    def filename(self) -> str | None:
-        return self._input.filename
-
-    @property
-    def file_type(self) -> str | None:
-        return self._input.file_type
-
-    @property
-    def text_content(self) -> str:
-        return self._input.text_content
-
-    def to_wire(self) -> dict[str, Any]:
-        return self._input.to_wire()
 
     def refresh_secure_url(self, expires_in: int = 7200) -> str | None:
         return self._loop.run(self._input.refresh_secure_url(expires_in))
@@ -240,38 +210,12 @@ class FileManager:
         self._manager = manager
         self._loop = loop
 
-    def create(
-        self,
-        file: FileSource,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        storage: bool = True,
-        url: str | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> FileInput:
-        result = self._loop.run(
-            self._manager.create(
-                file, filename=filename, content_type=content_type, storage=storage, url=url, on_progress=on_progress
-            )
-        )
-        return FileInput(result, self._loop)
+    def create(self, file: FileSource, **options: Unpack[UploadOptions]) -> FileInput:
+        """Upload one file (see :meth:`captivate_chat_api.FileManager.create`)."""
+        return FileInput(self._loop.run(self._manager.create(file, **options)), self._loop)
 
-    def create_file(
-        self,
-        file: FileSource,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        storage: bool = True,
-        url: str | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> FileObject:
-        return self._loop.run(
-            self._manager.create_file(
-                file, filename=filename, content_type=content_type, storage=storage, url=url, on_progress=on_progress
-            )
-        )
+    def create_file(self, file: FileSource, **options: Unpack[UploadOptions]) -> FileObject:
+        return self._loop.run(self._manager.create_file(file, **options))
 
     def create_multiple(
         self,

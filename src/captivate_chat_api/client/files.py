@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, overload
+from typing import IO, Any, TypedDict, Unpack, overload
 
 import httpx
 from pydantic import BaseModel
@@ -58,19 +58,24 @@ class UploadProgress:
 ProgressCallback = Callable[[UploadProgress], Any]
 
 
-class FileInput(Sequence[FileObject]):
-    """What ``file_manager.create`` returns: a sequence of :class:`FileObject` (``len``, index, iterate),
-    sent as ``{"type": "files", "files": [...]}`` when used as a message's ``files``::
+class UploadOptions(TypedDict, total=False):
+    """The keyword arguments of ``file_manager.create`` / ``create_file`` (see :meth:`FileManager.create`)."""
 
-        fi = await conv.file_manager.create("report.pdf")
-        await conv.send_message({"text": "Here it is", "files": fi})
-    """
+    filename: str | None
+    content_type: str | None
+    storage: bool
+    url: str | None
+    on_progress: ProgressCallback | None
+
+
+class FileSequence(Sequence[FileObject]):
+    """Files as npm's ``CaptivateChatFileManager`` holds them: a sequence of :class:`FileObject` with the
+    first file's name, type and text, sent as ``{"type": "files", "files": [...]}``."""
 
     type = "files"
 
-    def __init__(self, files: Sequence[FileObject], service: FileService | None = None) -> None:
+    def __init__(self, files: Sequence[FileObject]) -> None:
         self.files: list[FileObject] = list(files)
-        self._service = service
 
     @overload
     def __getitem__(self, index: int) -> FileObject: ...
@@ -86,7 +91,7 @@ class FileInput(Sequence[FileObject]):
         return iter(self.files)
 
     def __repr__(self) -> str:
-        return f"FileInput({self.files!r})"
+        return f"{type(self).__name__}({self.files!r})"
 
     @property
     def first_file(self) -> FileObject | None:
@@ -110,6 +115,19 @@ class FileInput(Sequence[FileObject]):
     def to_wire(self) -> dict[str, Any]:
         return {"type": "files", "files": [f.to_wire() for f in self.files]}
 
+
+class FileInput(FileSequence):
+    """What ``file_manager.create`` returns: a sequence of :class:`FileObject` (``len``, index, iterate,
+    ``.files``), sent as ``{"type": "files", "files": [...]}`` when used as a message's ``files``::
+
+        fi = await conv.file_manager.create("report.pdf")
+        await conv.send_message({"text": "Here it is", "files": fi})
+    """
+
+    def __init__(self, files: Sequence[FileObject], service: FileService | None = None) -> None:
+        super().__init__(files)
+        self._service = service
+
     async def refresh_secure_url(self, expires_in: int = DEFAULT_PRESIGN_SECONDS) -> str | None:
         """A new secure URL for the first file (None if it is not stored). The file object is updated too,
         so sending this input again carries the new URL."""
@@ -125,7 +143,7 @@ class FileInput(Sequence[FileObject]):
 def wire_content(value: Any) -> Any:
     """Message content with every :class:`FileInput`, :class:`FileObject` or pydantic model in it turned
     into the JSON the npm client would send."""
-    if isinstance(value, FileInput | FileObject) or callable(getattr(value, "to_wire", None)):
+    if isinstance(value, FileSequence | FileObject) or callable(getattr(value, "to_wire", None)):
         return value.to_wire()
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -350,24 +368,16 @@ class FileManager:
         self._path = path
         self._ttl_days = ttl_days or (lambda: None)
 
-    async def create(
-        self,
-        file: FileSource,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        storage: bool = True,
-        url: str | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> FileInput:
+    async def create(self, file: FileSource, **options: Unpack[UploadOptions]) -> FileInput:
         """Upload one file; a :class:`FileInput` holding it (send it as a message's ``files``).
 
         Args:
             file: a path, bytes, or a binary file object (streamed from where it is).
             filename: the name to give it (default: the path's or file object's name, else ``attachment_<ms>``).
             content_type: its type (default: guessed from the name, else ``application/octet-stream``).
-            storage: keep the file so it can be downloaded later (default). With False only its text is
-                extracted and ``url`` (required) says where it is.
+            storage: keep the file so it can be downloaded later (default True). With False only its text
+                is extracted and ``url`` (required) says where it is.
+            url: with ``storage=False``, your own URL of the file.
             on_progress: ``callback(UploadProgress)`` as the bytes go out (sync or async).
 
         Raises:
@@ -375,32 +385,11 @@ class FileManager:
             ProtocolError: the file service refused the file (``PayloadTooLargeError`` for 413,
                 ``AuthenticationError`` for 401/403 …); ``error_desc`` is its ``error``.
         """
-        fo = await self.create_file(
-            file, filename=filename, content_type=content_type, storage=storage, url=url, on_progress=on_progress
-        )
-        return FileInput([fo], self.service)
+        return FileInput([await self.create_file(file, **options)], self.service)
 
-    async def create_file(
-        self,
-        file: FileSource,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        storage: bool = True,
-        url: str | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> FileObject:
+    async def create_file(self, file: FileSource, **options: Unpack[UploadOptions]) -> FileObject:
         """Upload one file; the :class:`FileObject` itself (npm ``createFile``)."""
-        return await self.service.upload(
-            file,
-            filename=filename,
-            content_type=content_type,
-            storage=storage,
-            url=url,
-            path=self._path,
-            ttl_days=self._ttl_days(),
-            on_progress=on_progress,
-        )
+        return await self.service.upload(file, path=self._path, ttl_days=self._ttl_days(), **options)
 
     async def create_multiple(
         self,
