@@ -12,6 +12,7 @@ from playwright.async_api import Route, expect
 
 from gateway_process import GatewayProcess
 from tokens import add_token
+from wire import MESSAGE_PATH, envelope
 
 NOTES = b"plain text with Zanzibarite inside\n"
 CSV = b"name,value\nZanzibarite,1\n"
@@ -72,7 +73,8 @@ async def test_attach_drop_progress_send_download_and_the_console(gateway: Gatew
         await expect(page.locator("#tray")).to_be_hidden()
         sent = page.locator("#history .row--user").last
         await expect(sent.locator(".m-file")).to_have_count(2)
-        await expect(page.locator("#history .row--bot .bubble").last).to_have_text("You said: here you go")
+        await expect(page.locator("#history .row--bot .bubble", has_text="You said: here you go")).to_have_count(1)
+        await expect(page.locator("#history .row--bot .bubble", has_text="Files received: notes.txt")).to_have_count(1)
         link = sent.locator(".m-file a", has_text="notes.txt")
         href = await link.get_attribute("href")
         assert href and href.startswith(f"{gateway.http_url}/files/")
@@ -105,3 +107,37 @@ async def test_attach_drop_progress_send_download_and_the_console(gateway: Gatew
         await expect(agent.page.locator("#transcript .m-file", has_text="dropped.csv")).to_be_visible()
         await agent.shot("console-files")
         assert tab.errors == [] and agent.errors == []
+
+
+DROP_TWO = """() => {
+  const data = new DataTransfer();
+  data.items.add(new File(["first Zanzibarite\\n"], "one.txt", { type: "text/plain" }));
+  data.items.add(new File(["second Zanzibarite\\n"], "two.txt", { type: "text/plain" }));
+  return data;
+}"""
+
+
+async def test_user_first_files_only_message_starts_one_conversation(gateway: GatewayProcess, api_key: str) -> None:
+    user = "web-files-user-first"
+    async with chromium() as browser:
+        tab = await open_tab(browser, gateway.http_url)
+        page = tab.page
+        await page.goto(f"{gateway.http_url}/?key={api_key}&start=user&user={user}")
+        await expect(page.locator("#status-text")).to_have_text("Online")
+        assert await page.evaluate("localStorage.getItem('captivate.chat.conversation')") in (None, "null") or not await page.evaluate(
+            "JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id"
+        )
+        transfer = await page.evaluate_handle(DROP_TWO)
+        await page.dispatch_event("#chat", "drop", {"dataTransfer": transfer})  # two uploads, no conversation yet
+        await expect(page.locator(".chip-file[data-state=ready]")).to_have_count(2)
+        await page.press("#input", "Enter")  # no text: a files-only message
+        sent = page.locator("#history .row--user").last
+        await expect(sent.locator(".m-file")).to_have_count(2)
+        assert await sent.locator(".m-text").count() == 0  # no empty text line above the files
+        async with httpx.AsyncClient(base_url=gateway.http_url, headers={"x-api-key": api_key}, timeout=10) as http:
+            listed = (await http.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": user}))).json()
+            (conversation,) = listed["conversations"]  # the two uploads started one conversation, not two
+            stored = (await http.get("/api/transcript", params={"conversation_id": conversation["conversation_id"]})).json()["transcript"]
+        (entry,) = [e for e in stored if e["from"] == "user"]
+        assert entry["content"]["text"] == "" and [f["filename"] for f in entry["files"]] == ["one.txt", "two.txt"]
+        assert tab.errors == []

@@ -285,7 +285,7 @@ class Conversation:
         """The transcript, oldest first; stored file URLs expiring within 5 minutes are refreshed (and the
         refreshed URLs pushed back with ``edit_message``, as the npm client does)."""
         entries = await self._api._transcript(self.conversation_id)
-        return [await self._refresh_files(entry) for entry in entries]
+        return list(await asyncio.gather(*(self._refresh_files(entry) for entry in entries)))
 
     async def _refresh_files(self, entry: TranscriptEntry) -> TranscriptEntry:
         if not entry.files:

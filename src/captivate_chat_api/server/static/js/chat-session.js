@@ -97,6 +97,7 @@ export class ChatSession {
     this.generation = 0;
     this.flushing = false;
     this.resyncing = false;
+    this.starting = null; // a conversation_start under way
     this.socket = new LiveSocket({
       url: () => `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/dev?apiKey=${encodeURIComponent(this.apiKey)}`,
       hello: "socket_connected",
@@ -212,6 +213,13 @@ export class ChatSession {
     }
   }
 
+  /** Start the conversation if there is none yet; uploads and sends at the same moment start one only. */
+  async ensureConversation() {
+    if (this.conversationId) return;
+    if (!this.starting) this.starting = this.startConversation(this.generation).finally(() => (this.starting = null));
+    await this.starting;
+  }
+
   onEvent(type, payload) {
     if (type === "conversation_start_success" || type === "subscribe_success") return;
     if (payload.conversation_id && payload.conversation_id !== this.conversationId) return;
@@ -248,7 +256,7 @@ export class ChatSession {
    * file object to send. `onProgress(sent, total)` follows the bytes. */
   async upload(file, onProgress) {
     if (!this.synced || !this.socket.ready) throw new Error("not connected: try again in a moment");
-    if (!this.conversationId) await this.startConversation(this.generation);
+    await this.ensureConversation();
     return uploadFile({ file, apiKey: this.apiKey, conversationId: this.conversationId, onProgress });
   }
 
@@ -277,7 +285,7 @@ export class ChatSession {
       while (this.outbox.length && this.synced && this.socket.ready) {
         const item = this.outbox[0];
         try {
-          if (!this.conversationId) await this.startConversation(this.generation);
+          await this.ensureConversation();
           const body = await this.deliver(item);
           attempts = 0;
           this.outbox.shift();
