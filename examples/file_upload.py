@@ -38,7 +38,9 @@ async def main() -> None:
             await conv.send_message({"type": "text", "text": "Here are the notes", "files": files})
             for entry in await conv.get_transcript():  # expiring links are refreshed on the way
                 for attachment in entry.attachments:
-                    print(f"{entry.sender}: {attachment.filename} ({attachment.type}) -> {attachment.download_url}")
+                    print(
+                        f"{entry.sender}: {attachment.filename} ({attachment.type}) -> {attachment.download_url}"
+                    )
 
 
 if __name__ == "__main__":

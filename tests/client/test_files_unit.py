@@ -25,7 +25,13 @@ NPM_FILE = {  # what CaptivateChatFileManager.create() builds, minus `file` (a F
         "text": "hello",
         "metadata": {"source": "file_attachment", "originalFileName": "report.pdf", "storageType": "direct"},
     },
-    "storage": {"fileKey": "k1", "presignedUrl": "http://gw/files/k1?sig=x", "expiresIn": 1900000000, "fileSize": 5, "processingTime": 12},
+    "storage": {
+        "fileKey": "k1",
+        "presignedUrl": "http://gw/files/k1?sig=x",
+        "expiresIn": 1900000000,
+        "fileSize": 5,
+        "processingTime": 12,
+    },
 }
 
 
@@ -51,14 +57,17 @@ async def test_the_body_has_npm_fields_in_order_and_the_declared_length(tmp_path
     seen: list[UploadProgress] = []
     source = _Source(path, None)
     upload = MultipartUpload(
-        source, "text/plain", [("includeMetadata", "true"), ("storage", "true"), ("path", "KEY/conv"), ("ttlDays", "7")], seen.append
+        source,
+        "text/plain",
+        [("includeMetadata", "true"), ("storage", "true"), ("path", "KEY/conv"), ("ttlDays", "7")],
+        seen.append,
     )
     body = await body_of(upload)
     source.close()
     assert len(body) == upload.length
     parts = parse_form(upload, body)
     assert [p[0] for p in parts] == ["file", "includeMetadata", "storage", "path", "ttlDays"]
-    assert parts[0][1] == 'a %22quoted%22.txt' and parts[0][2] == "text/plain"  # escaped as browsers do
+    assert parts[0][1] == "a %22quoted%22.txt" and parts[0][2] == "text/plain"  # escaped as browsers do
     assert parts[0][3] == path.read_bytes()
     assert [p[3] for p in parts[1:]] == [b"true", b"true", b"KEY/conv", b"7"]
     assert [p.sent for p in seen] == [0, CHUNK_SIZE, 2 * CHUNK_SIZE, 2 * CHUNK_SIZE + 17]

@@ -26,7 +26,9 @@ UNKNOWN_FILE = {
 }
 
 
-async def test_a_null_expiry_does_not_make_the_transcript_unreadable(api: CaptivateChatAPI, user_id: str) -> None:
+async def test_a_null_expiry_does_not_make_the_transcript_unreadable(
+    api: CaptivateChatAPI, user_id: str
+) -> None:
     conv = await api.create_conversation(user_id, mode="user-first")
     await conv.send_message({"type": "text", "text": "an old upload", "files": [UNKNOWN_FILE]})
     transcript = await conv.get_transcript()  # was: TypeError (int(None)) in the refresh check
@@ -60,7 +62,7 @@ async def test_a_listing_across_keys_routes_each_conversation_through_its_own_ke
         listing = await manager.get_user_conversations(user_id)
         conv_b = next(c for c in listing.conversations if c.conversation_id == made_b.conversation_id)
         assert conv_b in manager.get_api(key_b)._conversations.values()
-        assert len((await conv_b.get_transcript())) >= 1  # was: 404 through key A's client
+        assert len(await conv_b.get_transcript()) >= 1  # was: 404 through key A's client
 
 
 async def test_the_413_fallback_also_calls_on_error(api: CaptivateChatAPI, user_id: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from samples import WORD, csv, docx, pdf, png, txt
 
 from captivate_chat_api import (
     AuthenticationError,
@@ -25,7 +26,6 @@ from captivate_chat_api import (
 )
 from captivate_chat_api import sync as blocking
 from gateway_process import GatewayProcess, new_key
-from samples import WORD, csv, docx, pdf, png, txt
 
 
 @pytest.fixture
@@ -61,7 +61,9 @@ def ttl_of(gateway: GatewayProcess, file_key: str) -> int | None:
     return row[0]  # type: ignore[no-any-return]
 
 
-async def test_upload_send_transcript_and_download(api: CaptivateChatAPI, gateway: GatewayProcess, user_id: str, sample_dir: Path) -> None:
+async def test_upload_send_transcript_and_download(
+    api: CaptivateChatAPI, gateway: GatewayProcess, user_id: str, sample_dir: Path
+) -> None:
     conv = await api.create_conversation(user_id, mode="user-first")
     seen: list[UploadProgress] = []
     fi = await conv.file_manager.create(sample_dir / "report.pdf", on_progress=seen.append)
@@ -85,16 +87,22 @@ async def test_upload_send_transcript_and_download(api: CaptivateChatAPI, gatewa
     assert entry.content["text"] == "here is the report"
 
 
-async def test_bytes_file_objects_several_files_and_the_ttl(api: CaptivateChatAPI, gateway: GatewayProcess, user_id: str, sample_dir: Path) -> None:
+async def test_bytes_file_objects_several_files_and_the_ttl(
+    api: CaptivateChatAPI, gateway: GatewayProcess, user_id: str, sample_dir: Path
+) -> None:
     conv = await api.create_conversation(user_id, mode="user-first")
     await conv.set_time_to_live(7)
     one = await conv.file_manager.create_file(txt(), filename="notes.txt")
     assert isinstance(one, FileObject) and WORD in one.text_content and one.type == "text/plain"
-    assert one.storage is not None and ttl_of(gateway, one.storage.file_key) == 7  # ttlDays went with the upload
+    assert (
+        one.storage is not None and ttl_of(gateway, one.storage.file_key) == 7
+    )  # ttlDays went with the upload
     with (sample_dir / "letter.docx").open("rb") as handle:
         from_handle = await conv.file_manager.create_file(handle, content_type="application/octet-stream")
     assert from_handle.filename == "letter.docx" and WORD in from_handle.text_content
-    several = await conv.file_manager.create_multiple([sample_dir / "scan.png", csv(), sample_dir / "report.pdf"])
+    several = await conv.file_manager.create_multiple(
+        [sample_dir / "scan.png", csv(), sample_dir / "report.pdf"]
+    )
     assert [f.filename.split("_")[0] for f in several] == ["scan.png", "attachment", "report.pdf"]
     assert all(WORD.lower() in f.text_content.lower() for f in several)  # the PNG's word read by OCR
     # every npm form of content.files: the wrapper, a list, one object
@@ -107,7 +115,9 @@ async def test_bytes_file_objects_several_files_and_the_ttl(api: CaptivateChatAP
 
 async def test_without_storage_the_url_is_the_developers(api: CaptivateChatAPI, user_id: str) -> None:
     conv = await api.create_conversation(user_id, mode="user-first")
-    fi = await conv.file_manager.create(csv(), filename="data.csv", storage=False, url="https://example.com/data.csv")
+    fi = await conv.file_manager.create(
+        csv(), filename="data.csv", storage=False, url="https://example.com/data.csv"
+    )
     assert fi[0].storage is None and fi[0].url == "https://example.com/data.csv" and WORD in fi.text_content
     assert await fi.refresh_secure_url() is None
     with pytest.raises(ValueError):
@@ -129,9 +139,14 @@ async def test_secure_urls_refresh_and_download(api: CaptivateChatAPI, user_id: 
     assert await download(refreshed) == txt()
 
 
-async def test_get_transcript_refreshes_urls_about_to_expire_and_pushes_them_back(api: CaptivateChatAPI, user_id: str) -> None:
+async def test_get_transcript_refreshes_urls_about_to_expire_and_pushes_them_back(
+    api: CaptivateChatAPI, user_id: str
+) -> None:
     conv = await api.create_conversation(user_id, mode="user-first")
-    near, later = await conv.file_manager.create_file(txt(), filename="near.txt"), await conv.file_manager.create_file(csv(), filename="later.csv")
+    near, later = (
+        await conv.file_manager.create_file(txt(), filename="near.txt"),
+        await conv.file_manager.create_file(csv(), filename="later.csv"),
+    )
     assert near.storage is not None and later.storage is not None
     old_url, later_url = near.storage.presigned_url, later.storage.presigned_url
     near.storage.expires_in = time.time() + 60  # within the 300 s window: refreshed
@@ -154,13 +169,18 @@ async def test_get_transcript_refreshes_urls_about_to_expire_and_pushes_them_bac
     assert stored.attachments[0].storage.expires_in == first.storage.expires_in
 
 
-async def test_refusals_are_typed_errors(api: CaptivateChatAPI, gateway: GatewayProcess, tenant_keys: list[str], user_id: str) -> None:
+async def test_refusals_are_typed_errors(
+    api: CaptivateChatAPI, gateway: GatewayProcess, tenant_keys: list[str], user_id: str
+) -> None:
     with pytest.raises(AuthenticationError):  # the static manager sends no path: the gateway wants one
         await api.file_manager.create(txt(), filename="a.txt")
     async with CaptivateChatAPI(tenant_keys[1], base_url=gateway.http_url) as other:
         foreign = await other.create_conversation(user_id, mode="user-first")
     conv = await api.create_conversation(user_id, mode="user-first")
-    conv.conversation_id, real = foreign.conversation_id, conv.conversation_id  # a conversation of another key
+    conv.conversation_id, real = (
+        foreign.conversation_id,
+        conv.conversation_id,
+    )  # a conversation of another key
     conv._file_manager = None
     with pytest.raises(AuthenticationError):
         await conv.file_manager.create(txt(), filename="a.txt")
@@ -177,12 +197,16 @@ def test_the_cloud_is_the_default_file_service() -> None:
 @pytest.fixture(scope="module")
 def small_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     key = new_key()
-    process = GatewayProcess(tmp_path_factory.mktemp("gw") / "g.db", [key], env={"CAPTIVATE_FILES_MAX_BYTES": str(64 * 1024)}).start()
+    process = GatewayProcess(
+        tmp_path_factory.mktemp("gw") / "g.db", [key], env={"CAPTIVATE_FILES_MAX_BYTES": str(64 * 1024)}
+    ).start()
     yield process
     process.stop()
 
 
-async def test_an_oversize_upload_is_payload_too_large_and_the_gateway_serves_on(small_gateway: GatewayProcess) -> None:
+async def test_an_oversize_upload_is_payload_too_large_and_the_gateway_serves_on(
+    small_gateway: GatewayProcess,
+) -> None:
     async with CaptivateChatAPI(small_gateway.api_keys[0], base_url=small_gateway.http_url) as api:
         conv = await api.create_conversation("big-user", mode="user-first")
         with pytest.raises(PayloadTooLargeError):
@@ -190,12 +214,16 @@ async def test_an_oversize_upload_is_payload_too_large_and_the_gateway_serves_on
         assert WORD in (await conv.file_manager.create(txt(), filename="ok.txt")).text_content
 
 
-def test_the_sync_facade_uploads_sends_and_refreshes(gateway: GatewayProcess, api_key: str, sample_dir: Path) -> None:
+def test_the_sync_facade_uploads_sends_and_refreshes(
+    gateway: GatewayProcess, api_key: str, sample_dir: Path
+) -> None:
     with blocking.CaptivateChatAPI(api_key, base_url=gateway.http_url, timeout=60) as api:
         conv = api.create_conversation("sync-files", mode="user-first")
         conv.set_time_to_live(1)
         progress: list[int] = []
-        fi = conv.file_manager.create(sample_dir / "report.pdf", on_progress=lambda p: progress.append(p.sent))
+        fi = conv.file_manager.create(
+            sample_dir / "report.pdf", on_progress=lambda p: progress.append(p.sent)
+        )
         assert isinstance(fi, blocking.FileInput) and WORD in fi.text_content and progress[-1] > 0
         fo = conv.file_manager.create_file(io.BytesIO(txt()), filename="n.txt")
         both = conv.file_manager.create_multiple([csv(), txt()])

@@ -23,7 +23,9 @@ DROP_CSV = """() => {
 }"""
 
 
-async def test_attach_drop_progress_send_download_and_the_console(gateway: GatewayProcess, api_key: str) -> None:
+async def test_attach_drop_progress_send_download_and_the_console(
+    gateway: GatewayProcess, api_key: str
+) -> None:
     database = gateway.database
     token = await add_token(database, api_key, "human", "Alice")
     async with chromium() as browser:
@@ -41,7 +43,9 @@ async def test_attach_drop_progress_send_download_and_the_console(gateway: Gatew
             await route.continue_()
 
         await page.route("**/api/file-to-text", hold)
-        await page.set_input_files("#file-input", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": NOTES}])
+        await page.set_input_files(
+            "#file-input", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": NOTES}]
+        )
         chip = page.locator(".chip-file", has_text="notes.txt")
         await expect(chip).to_have_attribute("data-state", "uploading")
         await expect(chip.locator("progress")).to_be_visible()
@@ -59,8 +63,12 @@ async def test_attach_drop_progress_send_download_and_the_console(gateway: Gatew
         await expect(page.locator("#drop")).to_be_visible()
         await page.dispatch_event("#chat", "drop", {"dataTransfer": transfer})
         await expect(page.locator("#drop")).to_be_hidden()
-        await expect(page.locator(".chip-file", has_text="dropped.csv")).to_have_attribute("data-state", "ready")
-        await page.set_input_files("#file-input", files=[{"name": "empty.txt", "mimeType": "text/plain", "buffer": b""}])
+        await expect(page.locator(".chip-file", has_text="dropped.csv")).to_have_attribute(
+            "data-state", "ready"
+        )
+        await page.set_input_files(
+            "#file-input", files=[{"name": "empty.txt", "mimeType": "text/plain", "buffer": b""}]
+        )
         refused = page.locator(".chip-file", has_text="empty.txt")
         await expect(refused).to_have_attribute("data-state", "failed")
         await expect(refused).to_contain_text("Not uploaded:")
@@ -73,8 +81,12 @@ async def test_attach_drop_progress_send_download_and_the_console(gateway: Gatew
         await expect(page.locator("#tray")).to_be_hidden()
         sent = page.locator("#history .row--user").last
         await expect(sent.locator(".m-file")).to_have_count(2)
-        await expect(page.locator("#history .row--bot .bubble", has_text="You said: here you go")).to_have_count(1)
-        await expect(page.locator("#history .row--bot .bubble", has_text="Files received: notes.txt")).to_have_count(1)
+        await expect(
+            page.locator("#history .row--bot .bubble", has_text="You said: here you go")
+        ).to_have_count(1)
+        await expect(
+            page.locator("#history .row--bot .bubble", has_text="Files received: notes.txt")
+        ).to_have_count(1)
         link = sent.locator(".m-file a", has_text="notes.txt")
         href = await link.get_attribute("href")
         assert href and href.startswith(f"{gateway.http_url}/files/")
@@ -85,10 +97,16 @@ async def test_attach_drop_progress_send_download_and_the_console(gateway: Gatew
         assert (await download.value).suggested_filename == "notes.txt"
         await tab.shot("files-sent")
 
-        conversation_id = await page.evaluate("JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id")
+        conversation_id = await page.evaluate(
+            "JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id"
+        )
         async with httpx.AsyncClient(timeout=10) as http:
             stored = (
-                await http.get(f"{gateway.http_url}/api/transcript", params={"conversation_id": conversation_id}, headers={"x-api-key": api_key})
+                await http.get(
+                    f"{gateway.http_url}/api/transcript",
+                    params={"conversation_id": conversation_id},
+                    headers={"x-api-key": api_key},
+                )
             ).json()["transcript"]
         (entry,) = [e for e in stored if e["from"] == "user" and e.get("files")]
         assert entry["content"]["text"] == "here you go"
@@ -117,27 +135,43 @@ DROP_TWO = """() => {
 }"""
 
 
-async def test_user_first_files_only_message_starts_one_conversation(gateway: GatewayProcess, api_key: str) -> None:
+async def test_user_first_files_only_message_starts_one_conversation(
+    gateway: GatewayProcess, api_key: str
+) -> None:
     user = "web-files-user-first"
     async with chromium() as browser:
         tab = await open_tab(browser, gateway.http_url)
         page = tab.page
         await page.goto(f"{gateway.http_url}/?key={api_key}&start=user&user={user}")
         await expect(page.locator("#status-text")).to_have_text("Online")
-        assert await page.evaluate("localStorage.getItem('captivate.chat.conversation')") in (None, "null") or not await page.evaluate(
+        assert await page.evaluate("localStorage.getItem('captivate.chat.conversation')") in (
+            None,
+            "null",
+        ) or not await page.evaluate(
             "JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id"
         )
         transfer = await page.evaluate_handle(DROP_TWO)
-        await page.dispatch_event("#chat", "drop", {"dataTransfer": transfer})  # two uploads, no conversation yet
+        await page.dispatch_event(
+            "#chat", "drop", {"dataTransfer": transfer}
+        )  # two uploads, no conversation yet
         await expect(page.locator(".chip-file[data-state=ready]")).to_have_count(2)
         await page.press("#input", "Enter")  # no text: a files-only message
         sent = page.locator("#history .row--user").last
         await expect(sent.locator(".m-file")).to_have_count(2)
         assert await sent.locator(".m-text").count() == 0  # no empty text line above the files
-        async with httpx.AsyncClient(base_url=gateway.http_url, headers={"x-api-key": api_key}, timeout=10) as http:
-            listed = (await http.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": user}))).json()
+        async with httpx.AsyncClient(
+            base_url=gateway.http_url, headers={"x-api-key": api_key}, timeout=10
+        ) as http:
+            listed = (
+                await http.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": user}))
+            ).json()
             (conversation,) = listed["conversations"]  # the two uploads started one conversation, not two
-            stored = (await http.get("/api/transcript", params={"conversation_id": conversation["conversation_id"]})).json()["transcript"]
+            stored = (
+                await http.get("/api/transcript", params={"conversation_id": conversation["conversation_id"]})
+            ).json()["transcript"]
         (entry,) = [e for e in stored if e["from"] == "user"]
-        assert entry["content"]["text"] == "" and [f["filename"] for f in entry["files"]] == ["one.txt", "two.txt"]
+        assert entry["content"]["text"] == "" and [f["filename"] for f in entry["files"]] == [
+            "one.txt",
+            "two.txt",
+        ]
         assert tab.errors == []

@@ -625,7 +625,7 @@ class CaptivateChatAPI:
                 connect_timeout=self.connect_timeout, ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
                 reconnect=self.reconnect_policy, resume=self.resume,
             )
-            peer._peers = self._peers  # noqa: SLF001 -- one family of clients shares its directory
+            peer._peers = self._peers  # one family of clients shares its directory
             self._peers[api_key] = peer
             self._owned_peers.append(peer)
         if peer.state is ConnectionState.IDLE:

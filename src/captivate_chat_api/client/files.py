@@ -17,7 +17,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypedDict, Unpack, overload
 
@@ -177,9 +177,13 @@ class _Source:
         elif hasattr(source, "read"):
             self._stream = source
             raw_name = getattr(source, "name", None)
-            self.name = filename or (Path(raw_name).name if isinstance(raw_name, str) else f"attachment_{int(time.time() * 1000)}")
+            self.name = filename or (
+                Path(raw_name).name if isinstance(raw_name, str) else f"attachment_{int(time.time() * 1000)}"
+            )
         else:
-            raise TypeError(f"file must be a path, bytes or a binary file object, not {type(source).__name__}")
+            raise TypeError(
+                f"file must be a path, bytes or a binary file object, not {type(source).__name__}"
+            )
         self.size = _remaining(self._stream)
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -223,7 +227,13 @@ class MultipartUpload:
     """The ``multipart/form-data`` body of ``/api/file-to-text``, streamed: the file part first (field
     ``file``), then the text fields in the npm client's order."""
 
-    def __init__(self, source: _Source, content_type: str, fields: list[tuple[str, str]], on_progress: ProgressCallback | None) -> None:
+    def __init__(
+        self,
+        source: _Source,
+        content_type: str,
+        fields: list[tuple[str, str]],
+        on_progress: ProgressCallback | None,
+    ) -> None:
         self.boundary = "----captivate" + secrets.token_hex(12)
         self._source = source
         self._on_progress = on_progress
@@ -351,7 +361,9 @@ class FileService:
         try:
             body = response.json()
         except ValueError:
-            raise ProtocolError(502, f"{what}: the file service answered {response.status_code} without JSON") from None
+            raise ProtocolError(
+                502, f"{what}: the file service answered {response.status_code} without JSON"
+            ) from None
         if not isinstance(body, dict) or not body.get("success"):
             error = body.get("error") if isinstance(body, dict) else None
             raise ProtocolError(502, f"{what} failed: {error or 'Unknown error'}")
@@ -363,7 +375,9 @@ class FileManager:
     (its uploads carry ``path`` = ``API_KEY/CONVERSATION_ID`` and the conversation's time to live);
     ``api.file_manager`` is the npm client's static ``CaptivateChatFileManager`` (no ``path``)."""
 
-    def __init__(self, service: FileService, path: str | None = None, ttl_days: Callable[[], int | None] | None = None) -> None:
+    def __init__(
+        self, service: FileService, path: str | None = None, ttl_days: Callable[[], int | None] | None = None
+    ) -> None:
         self.service = service
         self._path = path
         self._ttl_days = ttl_days or (lambda: None)
@@ -373,12 +387,17 @@ class FileManager:
 
         Args:
             file: a path, bytes, or a binary file object (streamed from where it is).
-            filename: the name to give it (default: the path's or file object's name, else ``attachment_<ms>``).
-            content_type: its type (default: guessed from the name, else ``application/octet-stream``).
-            storage: keep the file so it can be downloaded later (default True). With False only its text
+
+        Keyword Args:
+            filename (str | None): the name to give it (default: the path's or file object's name, else
+                ``attachment_<ms>``).
+            content_type (str | None): its type (default: guessed from the name, else
+                ``application/octet-stream``).
+            storage (bool): keep the file so it can be downloaded later (default True). With False only its text
                 is extracted and ``url`` (required) says where it is.
-            url: with ``storage=False``, your own URL of the file.
-            on_progress: ``callback(UploadProgress)`` as the bytes go out (sync or async).
+            url (str | None): with ``storage=False``, your own URL of the file.
+            on_progress (ProgressCallback | None): ``callback(UploadProgress)`` as the bytes go out (sync or
+                async).
 
         Raises:
             ValueError: ``storage=False`` without ``url``.
@@ -431,7 +450,10 @@ async def refresh_files(
         except Exception as exc:  # noqa: BLE001 -- a refresh failure must not hide the transcript
             log.warning("could not refresh the URL of %s: %s", file.get("filename") or "a file", exc)
             return file
-        return {**file, "storage": {**storage, "presignedUrl": url, "expiresIn": int(moment) + DEFAULT_PRESIGN_SECONDS}}
+        return {
+            **file,
+            "storage": {**storage, "presignedUrl": url, "expiresIn": int(moment) + DEFAULT_PRESIGN_SECONDS},
+        }
 
     refreshed = list(await asyncio.gather(*(one(f) for f in files)))
     return refreshed, any(new is not old for new, old in zip(refreshed, files, strict=True))

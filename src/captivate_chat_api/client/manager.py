@@ -22,7 +22,7 @@ class CaptivateChatManager:
         for key in dict.fromkeys(api_keys):  # de-duplicated, order kept
             self.apis[key] = CaptivateChatAPI(key, mode, **options)
         for api in self.apis.values():
-            api._peers.update(self.apis)  # noqa: SLF001 -- a listing routes each conversation to its key's client
+            api._peers.update(self.apis)  # a listing routes each conversation to its key's client
 
     @classmethod
     async def create(cls, api_keys: list[str], mode: Mode = "prod", **options: Any) -> CaptivateChatManager:

@@ -86,7 +86,9 @@ class FileObject:
         metadata = text.get("metadata")
         filename = str(data.get("filename") or "")
         defaults = _default_metadata(filename)
-        extra = {k: v for k, v in metadata.items() if defaults.get(k) != v} if isinstance(metadata, dict) else {}
+        extra = (
+            {k: v for k, v in metadata.items() if defaults.get(k) != v} if isinstance(metadata, dict) else {}
+        )
         return cls(
             filename=filename,
             type=str(data.get("type") or "application/octet-stream"),
