@@ -135,14 +135,14 @@ DROP_TWO = """() => {
 }"""
 
 
-async def test_user_first_files_only_message_starts_one_conversation(
+async def test_in_the_widget_a_user_first_files_only_message_starts_one_conversation(
     gateway: GatewayProcess, api_key: str
 ) -> None:
     user = "web-files-user-first"
     async with chromium() as browser:
         tab = await open_tab(browser, gateway.http_url)
         page = tab.page
-        await page.goto(f"{gateway.http_url}/?key={api_key}&start=user&user={user}")
+        await page.goto(f"{gateway.http_url}/?key={api_key}&start=user&user={user}&embed=1")  # the widget's frame
         await expect(page.locator("#status-text")).to_have_text("Online")
         assert await page.evaluate("localStorage.getItem('captivate.chat.conversation')") in (
             None,

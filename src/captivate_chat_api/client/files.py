@@ -348,7 +348,7 @@ class FileService:
 
     async def _post(self, path: str, *, upload: bool = False, **request: Any) -> dict[str, Any]:
         url = self.base + path
-        timeout = httpx.Timeout(self.upload_timeout) if upload else httpx.USE_CLIENT_DEFAULT
+        timeout = httpx.Timeout(self.upload_timeout, connect=10.0) if upload else httpx.USE_CLIENT_DEFAULT
         what = "file upload" if upload else "secure URL"
         try:
             response = await self._client.post(url, timeout=timeout, **request)
