@@ -656,7 +656,6 @@ class CaptivateChatAPI:
         return [TranscriptEntry.from_wire(entry) for entry in body.get("transcript", []) if isinstance(entry, dict)]
 
 
-
 def _has_loop() -> bool:
     try:
         asyncio.get_running_loop()
