@@ -28,7 +28,7 @@ from .signing import UrlSigner
 from .storage import LocalStorage, S3Storage, Storage
 
 log = logging.getLogger("captivate_chat_api.server.files")
-SIGNING_SECRET = "file_url_signing"
+SIGNING_SECRET = "file_url_signing"  # nosec B105: the secret's name in the store, not a secret
 DAY = 86400
 
 
