@@ -231,7 +231,16 @@ class FileService:
             removed += done
             if len(batch) < 500 or not done:
                 break
+        await asyncio.to_thread(self._drop_stale_scratch)
         return removed + await self.purge_orphans()
+
+    def _drop_stale_scratch(self, older_than: float = 3600.0) -> None:
+        """Uploads cut off by a crash leave a ``.part`` file in the scratch folder (never an object)."""
+        cutoff = time.time() - older_than
+        for leftover in self.storage.scratch_dir().glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
     async def purge_orphans(self) -> int:
         removed = 0
