@@ -209,6 +209,26 @@ class FileService:
             expires = min(expires, int(record.expires_at))
         return await self.storage.url(record.file_key, expires, record.filename, record.content_type, now), expires
 
+    async def fresh_urls(self, channel_id: str, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The files as an agent gets them: each stored file of this channel with a fresh presigned URL as
+        its ``url`` (the message's may be hours old). Other channels' keys and the developer's own URLs are
+        left as they are."""
+        out = []
+        for file in files:
+            storage = file.get("storage")
+            key = storage.get("fileKey") if isinstance(storage, dict) else None
+            ours = isinstance(key, str) and key.startswith(f"{channel_id}/")
+            if not ours or file.get("url") not in (None, storage.get("presignedUrl")):  # type: ignore[union-attr]
+                out.append(file)
+                continue
+            try:
+                url, expires = await self.presign(str(key), DEFAULT_PRESIGN_SECONDS)
+            except FileError:  # deleted or expired: the agent gets what the message had
+                out.append(file)
+                continue
+            out.append({**file, "url": url, "storage": {**storage, "presignedUrl": url, "expiresIn": expires}})
+        return out
+
     # removal
 
     async def remove(self, records: list[FileRecord]) -> int:
