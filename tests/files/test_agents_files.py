@@ -76,7 +76,9 @@ async def test_a_captivate_ai_api_agent_reads_and_downloads_the_files(
         files = [
             {"filename": "report.pdf", "type": "application/pdf", "file": {},
              "textContent": {"type": "file_content", "text": stored["text"], "metadata": {"source": "file_attachment"}},
-             "storage": {k: stored[k] for k in ("fileKey", "presignedUrl", "expiresIn", "fileSize", "processingTime")}},
+             # a stale URL in the message: the agent still gets one that works (re-presigned for the turn)
+             "storage": {**{k: stored[k] for k in ("fileKey", "expiresIn", "fileSize", "processingTime")},
+                         "presignedUrl": "http://127.0.0.1:9/stale"}},
             {"filename": "scan.png", "type": "image/png", "url": own_url,
              "textContent": {"type": "file_content", "text": "", "metadata": {"source": "file_attachment"}}},
         ]

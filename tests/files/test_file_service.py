@@ -5,6 +5,7 @@ and one signing secret per deployment."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -174,3 +175,34 @@ async def test_a_killed_worker_is_replaced(service: tuple[FileService, Clock], s
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+async def test_limits_types_rate_and_leftovers(service: tuple[FileService, Clock], store: Store, tmp_path: Path) -> None:
+    import os
+
+    from captivate_chat_api.server.files.extract import PDF
+    from captivate_chat_api.server.files.pool import ExtractionFailed, ExtractionPool
+
+    files, _ = service
+    only_pdf = ExtractionPool(1, allowed=(PDF,))
+    try:
+        with pytest.raises(ExtractionFailed) as refused:
+            await only_pdf.extract(_write(tmp_path / "n.txt", samples.txt()), "n.txt")
+        assert refused.value.status == 415 and "not allowed" in refused.value.message
+    finally:
+        await only_pdf.close()
+
+    channel, _ = await channel_with_conversation(store, "rate")
+    allowed = 0
+    with pytest.raises(FileError) as limited:
+        for _ in range(1000):
+            files.check_rate(channel)
+            allowed += 1
+    assert limited.value.status == 429 and allowed == 60  # files_uploads_per_minute_per_key's burst
+
+    stale, fresh = files.scratch_file(), files.scratch_file()
+    stale.write_bytes(b"half an upload")
+    fresh.write_bytes(b"an upload in progress")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    await files.sweep()
+    assert not stale.exists() and fresh.exists()

@@ -247,10 +247,14 @@ async def test_hard_delete_removes_the_files(gateway: GatewayProcess, keys: list
 
 async def test_the_upload_path_never_reaches_the_log(gateway: GatewayProcess, keys: list[str]) -> None:
     conversation_id = await conversation(gateway, keys[0])
-    await stored(gateway, keys[0], conversation_id)
+    file = await stored(gateway, keys[0], conversation_id)
     await upload(gateway, f"{keys[0]}/{conversation_id}", "bomb.png", samples.bomb_png())
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(file["presignedUrl"])).status_code == 200
+    await asyncio.sleep(0.2)  # the access log line is written after the response
     logs = gateway.logs()
     assert "/api/file-to-text" in logs and all(key not in logs for key in keys)
+    assert "GET /files/" in logs and file["fileKey"].split("/")[1] not in logs  # the key is a capability
 
 
 def test_without_the_files_extra_the_endpoints_say_501(tmp_path: Path) -> None:
@@ -270,3 +274,14 @@ def test_without_the_files_extra_the_endpoints_say_501(tmp_path: Path) -> None:
     for response in (upload_reply, presign_reply):
         assert response.status_code == 501
         assert "captivate-chat-api[files]" in response.json()["error"]
+
+
+async def test_a_message_with_too_many_files_is_refused(gateway: GatewayProcess, keys: list[str]) -> None:
+    one = {"filename": "a.txt", "type": "text/plain", "textContent": {"type": "file_content", "text": "a"}}
+    async with WireClient(gateway.http_url, gateway.ws_url, keys[0]) as client:
+        conversation_id = await client.start("many-files")
+        payload = {"conversation_id": conversation_id, "type": "message_create"}
+        response = await client.post("user_message", {**payload, "content": {"type": "text", "text": "x", "files": [one] * 11}})
+        assert response.status_code == 400 and "at most 10 files" in response.json()["error_desc"]
+        ok = await client.ok("user_message", {**payload, "content": {"type": "text", "text": "x", "files": [one] * 10}})
+        assert ok["status"] == "success"

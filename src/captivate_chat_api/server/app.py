@@ -70,6 +70,7 @@ async def open_files(settings: Settings, gateway: Gateway) -> Any:
     service = await FileService.open(settings, gateway.store)
     service.start_sweeper()
     gateway.handlers.on_hard_delete = service.purge_orphans
+    gateway.handlers.fresh_file_urls = service.fresh_urls
     return service
 
 

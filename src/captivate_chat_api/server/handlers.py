@@ -139,6 +139,8 @@ class Handlers:
         self.runner = runner
         self.auth = auth
         self.max_files_per_message = 10
+        self.fresh_file_urls: Callable[[str, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]] | None = None
+        """Gives the agent's copy of a message's stored files fresh download URLs (the file service)."""
         self.on_hard_delete: Callable[[], Awaitable[int]] | None = None
         """Called after a hard delete (the file service removes the deleted conversations' files)."""
         self._table: dict[str, Callable[[Request, Any], Awaitable[Reply]]] = {
@@ -230,6 +232,8 @@ class Handlers:
         if created:
             channel, conversation_id, text = request.channel, payload.conversation_id, user_input_of(payload)
             files = [agent_file(f) for f in content_files(payload.content)]
+            if files and self.fresh_file_urls is not None:
+                files = await self.fresh_file_urls(channel.id, files)
             after = lambda: self.runner.schedule(channel, conversation_id, user_input=text, files=files)
         return Reply(
             {

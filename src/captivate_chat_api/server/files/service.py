@@ -28,7 +28,7 @@ from .signing import UrlSigner
 from .storage import LocalStorage, S3Storage, Storage
 
 log = logging.getLogger("captivate_chat_api.server.files")
-SIGNING_SECRET = "file_url_signing"
+SIGNING_SECRET = "file_url_signing"  # nosec B105: the secret's name in the store, not a secret
 DAY = 86400
 
 
@@ -209,6 +209,26 @@ class FileService:
             expires = min(expires, int(record.expires_at))
         return await self.storage.url(record.file_key, expires, record.filename, record.content_type, now), expires
 
+    async def fresh_urls(self, channel_id: str, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The files as an agent gets them: each stored file of this channel with a fresh presigned URL as
+        its ``url`` (the message's may be hours old). Other channels' keys and the developer's own URLs are
+        left as they are."""
+        out = []
+        for file in files:
+            storage = file.get("storage")
+            key = storage.get("fileKey") if isinstance(storage, dict) else None
+            ours = isinstance(key, str) and key.startswith(f"{channel_id}/")
+            if not ours or file.get("url") not in (None, storage.get("presignedUrl")):  # type: ignore[union-attr]
+                out.append(file)
+                continue
+            try:
+                url, expires = await self.presign(str(key), DEFAULT_PRESIGN_SECONDS)
+            except FileError:  # deleted or expired: the agent gets what the message had
+                out.append(file)
+                continue
+            out.append({**file, "url": url, "storage": {**storage, "presignedUrl": url, "expiresIn": expires}})
+        return out
+
     # removal
 
     async def remove(self, records: list[FileRecord]) -> int:
@@ -231,7 +251,16 @@ class FileService:
             removed += done
             if len(batch) < 500 or not done:
                 break
+        await asyncio.to_thread(self._drop_stale_scratch)
         return removed + await self.purge_orphans()
+
+    def _drop_stale_scratch(self, older_than: float = 3600.0) -> None:
+        """Uploads cut off by a crash leave a ``.part`` file in the scratch folder (never an object)."""
+        cutoff = time.time() - older_than
+        for leftover in self.storage.scratch_dir().glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
     async def purge_orphans(self) -> int:
         removed = 0

@@ -23,7 +23,56 @@ from ..files.service import FileError, FileService, parse_ttl
 from ..files.storage import LocalStorage, disposition
 from ..gateway import Gateway
 
-router = APIRouter()
+_FAILURE = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["success", "error"],
+                "properties": {"success": {"type": "boolean", "const": False}, "error": {"type": "string"}},
+            }
+        }
+    }
+}
+FILE_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"description": "Refused: `{success: false, error}` (the npm client shows `error`)", **_FAILURE},
+    "5XX": {"description": "501 without the files extra; 503/507 when the storage fails", **_FAILURE},
+}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "path"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "path": {"type": "string", "description": "APIKEY/CONVERSATION_ID"},
+                        "storage": {"type": "string", "enum": ["true", "false"]},
+                        "ttlDays": {"type": "string", "enum": ["1", "7", "30", "90"]},
+                        "includeMetadata": {"type": "string", "enum": ["true", "false"]},
+                    },
+                }
+            }
+        },
+    }
+}
+_PRESIGN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["fileKey"],
+                    "properties": {"fileKey": {"type": "string"}, "expiresIn": {"type": "integer"}},
+                }
+            }
+        },
+    }
+}
+router = APIRouter(responses=FILE_ERRORS)
 MULTIPART_OVERHEAD = 64 * 1024
 """Room for the form's other fields and boundaries above the file size limit."""
 
@@ -77,7 +126,7 @@ async def _owner(request: Request, path: str | None) -> tuple[Any, str]:
     return channel, conversation_id
 
 
-@router.post("/api/file-to-text", include_in_schema=True)
+@router.post("/api/file-to-text", openapi_extra=_UPLOAD_BODY)
 async def file_to_text(request: Request) -> Response:
     """Multipart ``file``, ``storage``, ``path``, ``ttlDays``, ``includeMetadata``: the file's text, and with
     storage its ``fileKey`` and a presigned URL."""
@@ -133,7 +182,7 @@ async def file_to_text(request: Request) -> Response:
     return JSONResponse(data)
 
 
-@router.post("/api/presigned-url")
+@router.post("/api/presigned-url", openapi_extra=_PRESIGN_BODY)
 async def presigned_url(request: Request) -> Response:
     """``{fileKey, expiresIn}`` (a duration, default 7200 s) -> ``{success, presignedUrl, expiresIn}``."""
     service = service_of(request)
