@@ -6,12 +6,8 @@
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const apiKey = process.env.CAPTIVATE_API_KEY;
+const apiKey = process.env.CAPTIVATE_API_KEY || 'YOUR_API_KEY';
 const base = (process.env.CAPTIVATE_BASE_URL || 'http://127.0.0.1:8000').replace(/\/$/, '');
-if (!apiKey) {
-  console.error('set CAPTIVATE_API_KEY');
-  process.exit(2);
-}
 const wsBase = base.replace(/^http/, 'ws');
 
 const WS = require('ws');

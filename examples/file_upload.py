@@ -2,7 +2,8 @@
 
     CAPTIVATE_API_KEY=cck_... CAPTIVATE_BASE_URL=http://127.0.0.1:8000 python examples/file_upload.py
 
-Without CAPTIVATE_BASE_URL it talks to the Captivate cloud (and its file service).
+CAPTIVATE_BASE_URL defaults to a local gateway; pass mode="prod" instead of base_url for the Captivate cloud
+(and its file service).
 """
 
 import asyncio
@@ -18,8 +19,8 @@ def show_progress(progress: UploadProgress) -> None:
 
 
 async def main() -> None:
-    api_key = os.environ["CAPTIVATE_API_KEY"]
-    base_url = os.environ.get("CAPTIVATE_BASE_URL")  # None: the Captivate cloud
+    api_key = os.environ.get("CAPTIVATE_API_KEY", "YOUR_API_KEY")
+    base_url = os.environ.get("CAPTIVATE_BASE_URL", "http://127.0.0.1:8000")
     with tempfile.TemporaryDirectory() as folder:
         notes = Path(folder) / "notes.txt"
         notes.write_text("Meeting notes: the launch moves to Thursday.\n")
