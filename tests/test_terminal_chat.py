@@ -258,6 +258,21 @@ def test_without_a_terminal_lines_are_read_from_stdin(gateway: GatewayProcess, a
     assert "--- transcript: 6 messages ---" in lines
 
 
+def test_attach_in_a_terminal(gateway: GatewayProcess, api_key: str, chats: list[Chat], tmp_path: Path) -> None:
+    report = tmp_path / "report.txt"
+    report.write_text("quarterly numbers\n")
+    chat = start(chats, gateway.http_url, key=api_key)
+    chat.say(f"/attach {report} the report")
+    chat.expect(r"\[uploading report\.txt: 18 of 18 bytes\]")
+    chat.expect(r"\[attached report\.txt \(text/plain\): 18 characters of text\]")
+    chat.expect("bot> " + ANSI + "You said: the report")
+    chat.say("/transcript")
+    chat.expect(r"file: report\.txt \(text/plain\) http://127\.0\.0\.1:\d+/files/")
+    chat.say("/quit")
+    assert chat.exit_status() == 0
+    assert api_key not in chat.screen.getvalue() and "Traceback" not in chat.screen.getvalue()
+
+
 def test_attach_uploads_a_file_with_progress_and_sends_it(gateway: GatewayProcess, api_key: str, tmp_path: Path) -> None:
     notes = tmp_path / "my notes.txt"
     notes.write_text("the word is Quokka\n")
