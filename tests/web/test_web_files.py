@@ -142,7 +142,9 @@ async def test_in_the_widget_a_user_first_files_only_message_starts_one_conversa
     async with chromium() as browser:
         tab = await open_tab(browser, gateway.http_url)
         page = tab.page
-        await page.goto(f"{gateway.http_url}/?key={api_key}&start=user&user={user}&embed=1")  # the widget's frame
+        await page.goto(
+            f"{gateway.http_url}/?key={api_key}&start=user&user={user}&embed=1"
+        )  # the widget's frame
         await expect(page.locator("#status-text")).to_have_text("Online")
         assert await page.evaluate("localStorage.getItem('captivate.chat.conversation')") in (
             None,
@@ -174,4 +176,39 @@ async def test_in_the_widget_a_user_first_files_only_message_starts_one_conversa
             "one.txt",
             "two.txt",
         ]
+        assert tab.errors == []
+
+
+async def test_an_expired_link_in_the_thread_is_signed_again_when_clicked(
+    gateway: GatewayProcess, api_key: str
+) -> None:
+    from captivate_chat_api import CaptivateChatAPI
+
+    async with chromium() as browser:
+        tab = await open_tab(browser, gateway.http_url)
+        page = tab.page
+        await page.goto(f"{gateway.http_url}/?key={api_key}&user=web-files-expired")
+        await expect(page.locator("#status-text")).to_have_text("Online")
+        conversation_id = await page.evaluate(
+            "JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id"
+        )
+        async with CaptivateChatAPI(
+            api_key, base_url=gateway.http_url
+        ) as api:  # another tab of the same visitor
+            conv = await api.get_conversation(conversation_id)
+            old = await conv.file_manager.create_file(NOTES, filename="old.txt")
+            assert old.storage is not None
+            old.storage.presigned_url = await api.get_secure_file_url(old.storage.file_key, 1)
+            old.storage.expires_in = 0  # long expired
+            await asyncio.sleep(2)
+            async with httpx.AsyncClient(timeout=10) as http:
+                assert (await http.get(old.storage.presigned_url)).status_code == 403
+            await conv.send_message({"type": "text", "text": "an old file", "files": [old]})
+        link = page.locator("#history .m-file a", has_text="old.txt")
+        await expect(link).to_have_attribute("href", old.storage.presigned_url)
+        async with page.expect_download() as download:
+            await link.click()  # re-signed through /api/presigned-url first
+        saved = await (await download.value).path()
+        assert saved.read_bytes() == NOTES
+        assert await link.get_attribute("href") != old.storage.presigned_url
         assert tab.errors == []
