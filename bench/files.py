@@ -34,11 +34,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "files")]
 
-import samples  # noqa: E402
+import samples
 
-from captivate_chat_api.server.files.pool import ExtractionPool  # noqa: E402
-from gateway_process import GatewayProcess, new_key  # noqa: E402
-from wire import WireClient  # noqa: E402
+from captivate_chat_api.server.files.pool import ExtractionPool
+from gateway_process import GatewayProcess, new_key
+from wire import WireClient
 
 
 def pdf_of_pages(pages: int, lines: int = 40, compress: bool = True) -> bytes:
@@ -159,7 +159,7 @@ async def gateway_phase(folder: Path, repeat: int) -> None:
             load_pdf = folder / "load.pdf"
             load_pdf.write_bytes(pdf_of_pages(50))
             loaders = [
-                subprocess.Popen([sys.executable, __file__, "--load", gateway.http_url, path, str(load_pdf)])
+                subprocess.Popen([sys.executable, __file__, "--load", gateway.http_url, path, str(load_pdf)])  # noqa: ASYNC220
                 for _ in range(2)
             ]
             await asyncio.sleep(1.0)
