@@ -14,7 +14,8 @@ Run from the repository root (needs the ``files`` and ``test`` extras, and tesse
 3. **RSS** — the gateway's resident memory (``/proc/PID/status`` VmRSS) sampled every 10 ms while a 25 MiB
    file streams in; printed as the growth over its RSS before the upload (flat = streamed).
 4. **chat while extracting** — a chat round trip (``user_message`` -> ``bot_message``) on another key's
-   conversation: p50 idle, then p50 while uploads of the PDF run back to back; the ratio must stay <= 1.5.
+   conversation: p50 idle, then p50 while two other processes upload a 50-page PDF back to back (both
+   extraction workers busy all the time); the ratio must stay <= 1.5.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,11 +34,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "files")]
 
-import samples  # noqa: E402
+import samples
 
-from captivate_chat_api.server.files.pool import ExtractionPool  # noqa: E402
-from gateway_process import GatewayProcess, new_key  # noqa: E402
-from wire import WireClient  # noqa: E402
+from captivate_chat_api.server.files.pool import ExtractionPool
+from gateway_process import GatewayProcess, new_key
+from wire import WireClient
 
 
 def pdf_of_pages(pages: int, lines: int = 40, compress: bool = True) -> bytes:
@@ -154,29 +156,38 @@ async def gateway_phase(folder: Path, repeat: int) -> None:
             for _ in range(10):
                 await round_trip()
             idle = [await round_trip() for _ in range(60)]
-            stop = asyncio.Event()
-
-            async def keep_extracting() -> int:
-                done = 0
-                while not stop.is_set():
-                    await upload(http, path, "load.pdf", big_pdf)
-                    done += 1
-                return done
-
-            loaders = [asyncio.create_task(keep_extracting()) for _ in range(2)]
-            await asyncio.sleep(0.3)
+            load_pdf = folder / "load.pdf"
+            load_pdf.write_bytes(pdf_of_pages(50))
+            loaders = [
+                subprocess.Popen([sys.executable, __file__, "--load", gateway.http_url, path, str(load_pdf)])  # noqa: ASYNC220
+                for _ in range(2)
+            ]
+            await asyncio.sleep(1.0)
             busy = [await round_trip() for _ in range(60)]
-            stop.set()
-            uploads = sum(await asyncio.gather(*loaders))
+            for loader in loaders:
+                loader.terminate()
+                loader.wait(10)
         idle_p50, busy_p50 = statistics.median(idle), statistics.median(busy)
         verdict = "met" if busy_p50 <= 1.5 * idle_p50 else "NOT met"
-        print(f"chat round trip  idle p50 {idle_p50 * 1000:.1f} ms; while {uploads} PDF uploads were extracted"
-              f" p50 {busy_p50 * 1000:.1f} ms = {busy_p50 / idle_p50:.2f}x idle (goal <= 1.5x: {verdict})")
+        print(f"chat round trip  idle p50 {idle_p50 * 1000:.1f} ms; while 2 other processes upload a 50-page PDF"
+              f" back to back (both workers busy) p50 {busy_p50 * 1000:.1f} ms = {busy_p50 / idle_p50:.2f}x idle"
+              f" (goal <= 1.5x: {verdict})")
     finally:
         gateway.stop()
 
 
+def load(base_url: str, path: str, pdf: str) -> None:
+    """Upload ``pdf`` back to back until killed (a separate process: the load's client CPU is not ours)."""
+    data = Path(pdf).read_bytes()
+    with httpx.Client(base_url=base_url, timeout=300) as http:
+        while True:
+            http.post("/api/file-to-text", files={"file": ("load.pdf", data)}, data={"storage": "false", "path": path})
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--load":
+        load(*sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pdf-pages", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5)

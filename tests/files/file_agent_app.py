@@ -33,7 +33,7 @@ class FileAgent:
                 try:
                     content = (await captivate.download_file_to_memory(info)).getvalue()
                     got: dict[str, Any] = {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
-                except Exception as exc:  # reported to the test, which fails on it
+                except Exception as exc:  # noqa: BLE001  reported to the test, which fails on it
                     got = {"download_error": repr(exc)}
                 report["files"].append(
                     {"filename": info.get("filename"), "text": info.get("textContent", {}).get("text", ""), **got}

@@ -85,7 +85,7 @@ class ExtractionPool:
             self._busy.add(worker)
             try:
                 answer = await asyncio.wait_for(worker.call(job), self.timeout)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 await worker.kill()
                 raise ExtractionFailed(422, f"reading the file took longer than {self.timeout:g} s") from None
             except (EOFError, ConnectionError, ValueError):

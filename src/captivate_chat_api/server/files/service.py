@@ -174,7 +174,7 @@ class FileService:
             except OSError as exc:
                 log.error("storing an upload failed: %s", type(exc).__name__)
                 raise FileError(507, "the file could not be stored (storage full or unavailable)") from None
-            except Exception as exc:  # S3 errors: the dependency failed, not the request
+            except Exception as exc:  # noqa: BLE001  S3 errors: the dependency failed, not the request
                 log.error("storing an upload failed: %s", type(exc).__name__)
                 raise FileError(503, "the file storage is unavailable") from None
             try:
@@ -236,7 +236,7 @@ class FileService:
         for record in records:
             try:
                 await self.storage.delete(record.file_key)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  any storage error: retried on the next sweep
                 log.warning("deleting a stored file failed (%s); it is retried on the next sweep", type(exc).__name__)
                 continue
             await self.records.remove(record.file_key)
