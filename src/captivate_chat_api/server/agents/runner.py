@@ -30,7 +30,8 @@ PLATFORM_ACTIONS = ("escalateToHuman", "escalate_to_agent", "escalate_to_agent_r
 
 
 def build_request(
-    conversation: ConversationRecord, *, user_input: str | None, action: IncomingAction | None, channel: Channel
+    conversation: ConversationRecord, *, user_input: str | None, action: IncomingAction | None, channel: Channel,
+    files: list[dict[str, Any]] | None = None,
 ) -> ChatRequest:
     info = conversation.user_basic_info
     user = {k: info[k] for k in _USER_FIELDS if isinstance(info.get(k), str)}
@@ -50,7 +51,7 @@ def build_request(
     return ChatRequest.model_construct(
         session_id=conversation.id,
         user_input=user_input,
-        files=[],
+        files=files or [],
         incoming_action=[action] if action else [],
         hasLivechat=conversation.has_livechat,
         metadata=metadata,
@@ -111,13 +112,16 @@ class AgentRunner:
 
     def schedule(
         self, channel: Channel, conversation_id: str, *, user_input: str | None = None, action: IncomingAction | None = None,
+        files: list[dict[str, Any]] | None = None,
         conversation: ConversationRecord | None = None,
     ) -> None:
         """Run a turn (after the client's acknowledgement is on its way). ``conversation``: the record as the
         user's message left it, if the caller has it (saves a read). With it, and an agent that answers at
         once (``immediate``: the demo agent, a plain-function ``python:`` agent), the turn runs on the
         caller's stack up to its store write and costs no task (see :mod:`.eager`); any other in a task."""
-        turn = self.run_turn(channel, conversation_id, user_input=user_input, action=action, conversation=conversation)
+        turn = self.run_turn(
+            channel, conversation_id, user_input=user_input, action=action, files=files, conversation=conversation
+        )
         if conversation is not None and is_immediate(self._agent_or_none(channel, conversation)):
             start_eagerly(turn, self._tasks)
             return
@@ -147,6 +151,7 @@ class AgentRunner:
 
     async def run_turn(
         self, channel: Channel, conversation_id: str, *, user_input: str | None, action: IncomingAction | None,
+        files: list[dict[str, Any]] | None = None,
         conversation: ConversationRecord | None = None,
     ) -> None:
         try:
@@ -154,7 +159,7 @@ class AgentRunner:
             if lock.locked():  # an earlier turn of this conversation is still running: ours reads afresh after it
                 conversation = None
             async with lock:
-                await self._turn(channel, conversation_id, user_input, action, conversation)
+                await self._turn(channel, conversation_id, user_input, action, files, conversation)
         except LookupError:
             log.info("conversation %s was deleted during an agent turn", conversation_id, extra={"conversation_id": conversation_id})
         except Exception:
@@ -162,13 +167,14 @@ class AgentRunner:
 
     async def _turn(
         self, channel: Channel, conversation_id: str, user_input: str | None, action: IncomingAction | None,
+        files: list[dict[str, Any]] | None = None,
         conversation: ConversationRecord | None = None,
     ) -> None:
         if conversation is None:
             conversation = await self.timeline.store.get_conversation(channel.id, conversation_id)
         if conversation is None or conversation.handoff != AI:
             return  # a human has (or is about to have) the conversation: the AI stays quiet
-        request = build_request(conversation, user_input=user_input, action=action, channel=channel)
+        request = build_request(conversation, user_input=user_input, action=action, channel=channel, files=files)
         message_id = new_message_id()
         try:
             agent = self.agent_for(channel, conversation)  # inside: a misconfigured agent is a general_error
