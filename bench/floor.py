@@ -615,7 +615,7 @@ def table(cells: list[Cell]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--conversations", type=int, nargs="+", default=[1, 100, 1000])
+    parser.add_argument("--conversations", type=int, nargs="+", default=[1, 10, 100, 1000])
     parser.add_argument("--modes", nargs="+", default=["ws", "http"], choices=["ws", "http"])
     parser.add_argument("--servers", nargs="+", default=["echo", "floor", "gateway", "shipped", "full"],
                         choices=["echo", "floor", "gateway", "shipped", "full", "deflate"],

@@ -290,3 +290,12 @@ async def test_an_immediate_coroutine_runs_without_a_task() -> None:
     assert await task == "later"
     with pytest.raises(TimeoutError):
         await await_within(asyncio.sleep(1), 0.01)
+
+
+async def test_the_broker_lag_metric_is_set_from_each_message(tmp_path: Path) -> None:
+    import time
+
+    async with World(tmp_path / "s.db") as world:
+        world.relay.on_broker_message({"t": "unbind", "cid": "c", "node": "other", "ts": time.time() - 5.0})
+        lag = world.relay.metrics.broker_lag._value.get()  # prometheus-client's gauge value
+        assert 4.9 < lag < 6.0
