@@ -299,3 +299,28 @@ async def test_the_broker_lag_metric_is_set_from_each_message(tmp_path: Path) ->
         world.relay.on_broker_message({"t": "unbind", "cid": "c", "node": "other", "ts": time.time() - 5.0})
         lag = world.relay.metrics.broker_lag._value.get()  # prometheus-client's gauge value
         assert 4.9 < lag < 6.0
+
+
+async def test_a_write_that_loses_the_whole_transaction_fails_its_batch_and_the_writer_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    writer = WriterThread(lambda: sqlite3.connect(path, isolation_level=None, check_same_thread=False))
+    await writer.start()
+    await writer.call(lambda c: c.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
+
+    def insert(conn: sqlite3.Connection, n: int) -> None:
+        conn.execute("INSERT INTO t VALUES (?)", (n,))
+
+    def lose_everything(conn: sqlite3.Connection) -> None:
+        conn.execute("ROLLBACK")  # as SQLite does by itself on a full disk or an I/O error
+        raise sqlite3.OperationalError("database or disk is full")
+
+    import time
+
+    busy = writer.write(lambda conn: time.sleep(0.2))  # the two below queue meanwhile: one batch
+    first = writer.write(insert, 1)
+    broken = writer.write(lose_everything)
+    results = (await asyncio.gather(busy, first, broken, return_exceptions=True))[1:]
+    assert all(isinstance(r, sqlite3.OperationalError) for r in results), "nothing of that batch is acknowledged"
+    await writer.write(insert, 2)  # the writer is still alive
+    assert [r[0] for r in sqlite3.connect(path).execute("SELECT n FROM t")] == [2]
+    await writer.stop()

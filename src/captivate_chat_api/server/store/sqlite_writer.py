@@ -93,7 +93,12 @@ class WriterThread:
                 except BaseException as exc:  # every waiter hears why, the thread ends
                     self._settle([(job[3], None, exc) for job in batch])
                     return
-            self._settle(self._execute(conn, batch))
+            try:
+                results = self._execute(conn, batch)
+            except BaseException as exc:  # never leave a waiter without an answer, nor the thread dead
+                _rollback(conn)
+                results = [(job[3], None, exc) for job in batch]
+            self._settle(results)
 
     def _execute(self, conn: sqlite3.Connection, batch: list[Any]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
@@ -114,12 +119,20 @@ class WriterThread:
                 except BaseException as exc:
                     done.append((future, None, exc))
                     continue
-            conn.execute("SAVEPOINT write")
             try:
+                conn.execute("SAVEPOINT write")
                 result = fn(conn, *args)
             except BaseException as exc:
-                conn.execute("ROLLBACK TO write")
-                conn.execute("RELEASE write")
+                try:
+                    conn.execute("ROLLBACK TO write")
+                    conn.execute("RELEASE write")
+                except sqlite3.Error:
+                    # SQLite rolled the whole transaction back itself (disk full, I/O error): nothing of this
+                    # batch so far is durable, so every write of it fails with this error.
+                    done += [(f, None, exc) for f, _, _ in pending] + [(future, None, exc)]
+                    pending = []
+                    _rollback(conn)
+                    continue
                 pending.append((future, None, exc))
             else:
                 conn.execute("RELEASE write")
@@ -133,10 +146,7 @@ class WriterThread:
         try:
             conn.execute("COMMIT")
         except BaseException as exc:  # nothing of the batch is durable: every write of it fails
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            _rollback(conn)
             return [(future, None, exc) for future, _, _ in pending]
         self.batches += 1
         return pending
@@ -146,6 +156,14 @@ class WriterThread:
         try:
             self._loop.call_soon_threadsafe(_resolve, results)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
             pass
 
 
