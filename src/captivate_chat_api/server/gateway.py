@@ -47,7 +47,10 @@ class Gateway:
         metrics.watch_sockets(hub.connections)
         timeline = Timeline(store, hub, metrics=metrics)
         livechat = LiveChat(timeline)
-        runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics)
+        runner = AgentRunner(
+            timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics,
+            max_metadata_bytes=settings.max_metadata_bytes,
+        )
         auth = Authenticator(store)
         broker = broker_from_url(settings.broker) if settings.broker else None
         if broker is not None:
@@ -60,6 +63,7 @@ class Gateway:
             runner,
             auth,
             max_metadata_bytes=settings.max_metadata_bytes,
+            max_user_info_bytes=settings.max_user_info_bytes,
             starts_per_minute=settings.starts_per_minute_per_key,
             metrics=metrics,
         )

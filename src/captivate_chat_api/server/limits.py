@@ -7,11 +7,25 @@ it is stored.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..errors import RateLimitError
+from ..errors import PayloadTooLargeError, RateLimitError
+
+
+def json_size(*parts: Any) -> int:
+    """Bytes of ``parts`` as compact JSON (as stored)."""
+    return sum(len(json.dumps(part, ensure_ascii=False, separators=(",", ":")).encode()) for part in parts)
+
+
+def check_size(limit: int, what: str, *parts: Any) -> None:
+    """413 when ``parts`` together are larger than ``limit`` bytes of JSON. One rule for every writer:
+    the client's ``metadata`` and ``conversation_start``, an agent's answer and an async push."""
+    if json_size(*parts) > limit:
+        raise PayloadTooLargeError(413, f"{what} larger than {limit} bytes")
 
 
 @dataclass(slots=True)

@@ -50,7 +50,10 @@ class Settings(BaseSettings):
     starts_per_minute_per_key: float = 600.0
     """``conversation_start`` events per minute per key (0 disables)."""
     max_metadata_bytes: int = 16 * 1024
-    """Largest metadata (public + private, as JSON) a conversation may hold."""
+    """Largest metadata (public + private, as JSON) a conversation may hold, whoever writes it (the client,
+    an agent's answer, an async push): over it the write is refused with 413 and nothing changes."""
+    max_user_info_bytes: int = 4 * 1024
+    """Largest ``userBasicInfo`` (as JSON) of a ``conversation_start``; over it: 413."""
     revalidate_seconds: float = 5.0
     """How often live sockets' keys and tokens are rechecked: a revoked one is closed (1008)."""
     ws_ping_interval: float = 20.0

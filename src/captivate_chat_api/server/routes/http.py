@@ -10,6 +10,7 @@ from starlette.background import BackgroundTask
 from starlette.routing import Route
 
 from ...protocol import ProtocolError, parse_envelope
+from ..auth import single_credential
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..store import Channel
@@ -72,7 +73,7 @@ def gateway_of(request: Request) -> Gateway:
 
 
 async def authenticate(request: Request) -> tuple[Channel, str]:
-    key = request.headers.get("x-api-key")
+    key = single_credential(request.headers.getlist("x-api-key"), "x-api-key header")
     channel = await gateway_of(request).auth.channel(key)
     if channel is None or key is None:
         raise ProtocolError(401, "missing or invalid x-api-key")

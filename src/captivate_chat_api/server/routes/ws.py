@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from ...errors import RateLimitError
 from ...protocol import ProtocolError, encode_frame, parse_envelope
+from ..auth import single_credential
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..hub import Connection
@@ -39,7 +40,11 @@ async def client_socket(websocket: WebSocket) -> None:
     if settings.allowed_origins and origin is not None and origin not in settings.allowed_origins:
         await refuse(websocket, 403, "origin not allowed")
         return
-    api_key = websocket.query_params.get("apiKey")
+    try:
+        api_key = single_credential(websocket.query_params.getlist("apiKey"), "apiKey")
+    except ProtocolError as exc:
+        await refuse(websocket, exc.error_code, exc.error_desc)
+        return
     channel = await gateway.auth.channel(api_key)
     if channel is None or api_key is None:
         await refuse(websocket, 401, "missing or invalid apiKey")

@@ -8,10 +8,12 @@ from .base import (
     Channel,
     ConversationPage,
     ConversationRecord,
+    EditForbidden,
     ListQuery,
     NewEvent,
     Store,
     StoredEvent,
+    editable_by,
 )
 
 
@@ -42,9 +44,11 @@ __all__ = [
     "Channel",
     "ConversationPage",
     "ConversationRecord",
+    "EditForbidden",
     "ListQuery",
     "NewEvent",
     "Store",
     "StoredEvent",
+    "editable_by",
     "store_from_url",
 ]

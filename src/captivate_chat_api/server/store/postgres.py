@@ -20,6 +20,7 @@ from .base import (
     Channel,
     ConversationPage,
     ConversationRecord,
+    EditForbidden,
     ListQuery,
     NewEvent,
     Store,
@@ -394,7 +395,9 @@ class PostgresStore(Store):
         )
         return [event_row(r) for r in rows]
 
-    async def edit_message(self, conversation_id: str, message_id: str, content: Any) -> StoredEvent | None:
+    async def edit_message(
+        self, conversation_id: str, message_id: str, content: Any, *, senders: frozenset[str] | None = None
+    ) -> StoredEvent | None:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT * FROM events WHERE conversation_id = $1 AND message_id = $2 AND sender IS NOT NULL FOR UPDATE",
@@ -402,6 +405,8 @@ class PostgresStore(Store):
             )
             if row is None:
                 return None
+            if senders is not None and row["sender"] not in senders:
+                raise EditForbidden(row["sender"])
             payload = {**event_row(row).payload, "content": content}
             row = await conn.fetchrow(
                 "UPDATE events SET payload = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2 RETURNING *",

@@ -25,6 +25,7 @@ from .base import (
     Channel,
     ConversationPage,
     ConversationRecord,
+    EditForbidden,
     ListQuery,
     NewEvent,
     Store,
@@ -578,7 +579,9 @@ class SQLiteStore(Store):
             ]
         )
 
-    async def edit_message(self, conversation_id: str, message_id: str, content: Any) -> StoredEvent | None:
+    async def edit_message(
+        self, conversation_id: str, message_id: str, content: Any, *, senders: frozenset[str] | None = None
+    ) -> StoredEvent | None:
         def run(conn: sqlite3.Connection) -> StoredEvent | None:
             row = conn.execute(
                 "SELECT * FROM events INDEXED BY events_by_message_id"
@@ -587,6 +590,8 @@ class SQLiteStore(Store):
             ).fetchone()
             if row is None:
                 return None
+            if senders is not None and row["sender"] not in senders:
+                raise EditForbidden(row["sender"])
             payload = {**json.loads(row["payload"]), "content": content}
             conn.execute(
                 "UPDATE events SET payload = ?, edited_at = ? WHERE conversation_id = ? AND seq = ?",
