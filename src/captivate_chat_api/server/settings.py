@@ -31,6 +31,17 @@ class Settings(BaseSettings):
     """NORMAL (default): an acknowledged message survives a process crash (kill -9, OOM) but not an OS
     crash or power loss. FULL: it survives those too, at one fsync per commit (~3 ms here)."""
 
+    sqlite_busy_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a SQLite write waits for the write lock when another process holds it (waiting in line
+    included); then 503 ``store busy``. Reads carry on meanwhile (WAL). SQLite has one writer at a time."""
+    pg_connect_timeout: float = Field(default=5.0, gt=0)
+    """Seconds to open a PostgreSQL connection; then 503."""
+    pg_statement_timeout: float = Field(default=10.0, gt=0)
+    """Seconds one PostgreSQL statement may run (server ``statement_timeout``; the client gives up 1 s
+    later, for a network that went silent); then 503."""
+    pg_acquire_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a request waits for a pooled PostgreSQL connection; then 503."""
+
     max_frame_bytes: int = 256 * 1024
     """Largest client WebSocket frame; over it the socket is closed with 1009."""
     max_body_bytes: int = 256 * 1024

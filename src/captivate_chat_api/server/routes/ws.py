@@ -14,6 +14,7 @@ from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..hub import Connection
 from ..keys import hash_key
+from ..store.faults import classify
 
 router = APIRouter()
 log = logging.getLogger("captivate_chat_api.server.ws")
@@ -92,10 +93,15 @@ async def serve_frame(gateway: Gateway, connection: Connection, api_key: str, da
         gateway.metrics.error("ws", exc.error_code)
         connection.send(error_frame(exc, request_id))
         return
-    except Exception:
-        log.exception("unexpected error serving a WebSocket frame")
-        gateway.metrics.error("ws", 500)
-        connection.send(error_frame(ProtocolError(500, "internal error"), request_id))
+    except Exception as exc:
+        fault = classify(exc)
+        if fault is None:
+            log.exception("unexpected error serving a WebSocket frame")
+        else:
+            gateway.faults.record(fault, exc)
+        error = ProtocolError(fault.status, fault.desc) if fault else ProtocolError(500, "internal error")
+        gateway.metrics.error("ws", error.error_code)
+        connection.send(error_frame(error, request_id))
         return
     if reply.ws_event is not None:
         connection.send(encode_frame(reply.ws_event, reply.ws_payload or reply.body, request_id=request_id))

@@ -164,6 +164,10 @@ class Store(abc.ABC):
     async def ping(self) -> None:
         """Raise if the store cannot serve."""
 
+    async def ping_write(self) -> None:
+        """Raise if the store cannot take a write now (readiness); a no-op write where the store has one."""
+        await self.ping()
+
     # channels and keys
     @abc.abstractmethod
     async def create_channel_with_key(self, name: str, key_hash: str, prefix: str, agent: str = "demo") -> Channel: ...

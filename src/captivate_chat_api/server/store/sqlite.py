@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,12 +47,15 @@ _LIVE_CONVERSATION = "SELECT * FROM conversations WHERE id = ? AND channel_id = 
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 5.0) -> None:
         level = synchronous.upper()
         if level not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
         self.path = path
         self.synchronous = level
+        self.busy_timeout = busy_timeout
+        """Seconds a write waits for the database's write lock (held by another process), queue included:
+        then it fails with SQLITE_BUSY (503). Reads never wait for it (WAL)."""
         self._memory = path == ":memory:"
         self._writer: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
@@ -63,10 +67,10 @@ class SQLiteStore(Store):
     # plumbing
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         if not self._memory:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -75,16 +79,21 @@ class SQLiteStore(Store):
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         if self._writer is None:
             raise RuntimeError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._transaction, fn, args)
+        deadline = time.monotonic() + self.busy_timeout
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._transaction, fn, args, deadline)
 
-    def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...], deadline: float | None = None) -> T:
         conn = self._wconn
         assert conn is not None
+        if deadline is not None and time.monotonic() > deadline:
+            # queued behind writes that each waited for a lock held elsewhere: fail now, not N waits later
+            raise sqlite3.OperationalError("database is locked (the write waited its whole busy timeout in line)")
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn, *args)
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLITE_FULL (and some I/O errors) already rolled it back
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return result
@@ -183,6 +192,14 @@ class SQLiteStore(Store):
     async def ping(self) -> None:
         # reads the file (``SELECT 1`` would not), so a corrupt database fails here
         await self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone())
+
+    async def ping_write(self) -> None:
+        # a real (no-op) write through the writer: a held lock, a full disk or a read-only file fail here
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE schema_migrations SET applied_at = applied_at WHERE version = (SELECT max(version) FROM schema_migrations)"
+            )
+        )
 
     # channels and keys
 
