@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     pg_acquire_timeout: float = Field(default=5.0, gt=0)
     """Seconds a request waits for a pooled PostgreSQL connection; then 503."""
 
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's head (and to complete a WebSocket handshake); then 408
+    and the connection is closed (slowloris)."""
+    keep_alive_timeout: float = Field(default=5.0, gt=0)
+    """Seconds an idle keep-alive HTTP connection is kept open."""
+    max_head_bytes: int = Field(default=32 * 1024, ge=1024)
+    """Largest request head (request line + headers); over it: 431 and close."""
+    max_connections: int = Field(default=0, ge=0)
+    """Open connections (HTTP and WebSocket) per process; one more gets a JSON 503 at once. 0: automatic,
+    the file-descriptor limit (raised to its hard limit at start) minus a reserve."""
+
     max_frame_bytes: int = 256 * 1024
     """Largest client WebSocket frame; over it the socket is closed with 1009."""
     max_body_bytes: int = 256 * 1024
