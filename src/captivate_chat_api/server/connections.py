@@ -19,6 +19,10 @@ log = logging.getLogger("captivate_chat_api.server")
 FD_RESERVE = 64
 """Descriptors kept free under the limit for the store, the broker, agents' HTTP calls and log files."""
 
+WS_MAX_LINE = 8000
+WS_MAX_HEADERS = 120
+"""A WebSocket handshake's head must fit the websockets library's limits (8,192 bytes a line, 128 headers)."""
+
 _raised: tuple[int, int] | None = None
 
 
@@ -68,7 +72,10 @@ def protocol_class(*, header_timeout: float, max_connections: int, max_head_byte
         return None
     full = _status_bytes(503, "Service Unavailable", f"too many open connections (limit {max_connections}); retry", 1)
     slow = _status_bytes(408, "Request Timeout", f"request head or handshake not complete within {header_timeout:g} s")
-    large = _status_bytes(431, "Request Header Fields Too Large", f"request head larger than {max_head_bytes} bytes")
+    large = _status_bytes(
+        431, "Request Header Fields Too Large",
+        f"request head too large (limit {max_head_bytes} bytes; a WebSocket handshake: {WS_MAX_LINE} bytes a line)",
+    )
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
         _deadline: asyncio.TimerHandle | None = None
@@ -104,22 +111,33 @@ def protocol_class(*, header_timeout: float, max_connections: int, max_head_byte
                 self.transport.close()
 
         def data_received(self, data: bytes) -> None:
-            if self._in_head:
-                if self._deadline is None:  # a new request on a kept-alive connection
-                    self._arm()
+            in_head = self._in_head
+            if in_head and self._deadline is None:  # a new request on a kept-alive connection
+                self._arm()
+            super().data_received(data)
+            if in_head and self._in_head and not self.transport.is_closing():  # the head is still incomplete
                 self._head_bytes += len(data)
                 if self._head_bytes > max_head_bytes:
                     self._disarm()
                     self.transport.write(large)
                     self.transport.close()
-                    return
-            super().data_received(data)
 
         def on_headers_complete(self) -> None:
             self._in_head = False
             if not (self.parser.should_upgrade() and self._should_upgrade()):
                 self._disarm()  # a WebSocket keeps its deadline until the app accepts it
             super().on_headers_complete()
+
+        def handle_websocket_upgrade(self) -> None:
+            # The WebSocket library reads the head again with its own limits (8 KiB a line, 128 headers) and
+            # answers nothing when they are exceeded: refuse such a head here, with a status.
+            lines = [self.url, *(name + value for name, value in self.headers)]
+            if len(self.headers) > WS_MAX_HEADERS or max(map(len, lines)) > WS_MAX_LINE:
+                self._disarm()
+                self.transport.write(large)
+                self.transport.close()
+                return
+            super().handle_websocket_upgrade()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

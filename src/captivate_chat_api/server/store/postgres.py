@@ -28,7 +28,7 @@ from .base import (
     StoredEvent,
 )
 from .clock import utc_now
-from .query import matches_query
+from .query import V1_MAX_CONVERSATIONS, postgres_where
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
 
 Conn = Any  # asyncpg.Connection (untyped library)
@@ -324,18 +324,23 @@ class PostgresStore(Store):
         return _count(status)
 
     async def list_conversations(self, query: ListQuery) -> ConversationPage:
+        """Paged in the database (see the SQLite store): filter/search in SQL, COUNT, LIMIT/OFFSET."""
         if not query.channel_ids:
             return ConversationPage([], 0, query.page, query.limit or 0)
-        rows = await self.pool.fetch(
-            "SELECT * FROM conversations WHERE channel_id = ANY($1::text[]) AND user_id = $2 AND deleted_at IS NULL"
-            " ORDER BY updated_at DESC, id",
-            query.channel_ids, query.user_id,
-        )
-        found = [c for c in map(conversation_row, rows) if matches_query(c.metadata, query.filter, query.search)]
-        if query.limit is None:
-            return ConversationPage(found, len(found), 1, len(found))
-        start = (query.page - 1) * query.limit
-        return ConversationPage(found[start : start + query.limit], len(found), query.page, query.limit)
+        limit = query.limit or V1_MAX_CONVERSATIONS
+        conditions, extra = postgres_where(query.filter, query.search, 3)
+        where = " AND ".join(["channel_id = ANY($1::text[]) AND user_id = $2 AND deleted_at IS NULL", *conditions])
+        params = [query.channel_ids, query.user_id, *extra]
+        n = len(params)
+        async with self.pool.acquire() as conn:
+            # Only numbered placeholders and fixed SQL are formatted in; every value is a bound parameter.
+            total = await conn.fetchval(f"SELECT count(*) FROM conversations WHERE {where}", *params)  # nosec B608
+            rows = await conn.fetch(
+                f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id LIMIT ${n + 1} OFFSET ${n + 2}",  # nosec B608
+                *params, limit, (query.page - 1) * limit,
+            )
+        items = [conversation_row(r) for r in rows]
+        return ConversationPage(items, int(total), query.page, query.limit or len(items))
 
     async def list_handoff(self, channel_id: str, states: list[str]) -> list[ConversationRecord]:
         if not states:

@@ -33,7 +33,7 @@ from .base import (
     StoredEvent,
 )
 from .clock import utc_now
-from .query import matches_query
+from .query import V1_MAX_CONVERSATIONS, matches_query, sqlite_where
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
 
 T = TypeVar("T")
@@ -433,19 +433,32 @@ class SQLiteStore(Store):
         return await self._write(run)
 
     async def list_conversations(self, query: ListQuery) -> ConversationPage:
+        """Paged in the database: filter and search as SQL conditions, COUNT for the total, LIMIT/OFFSET
+        for the page (v1, without a limit: the newest :data:`V1_MAX_CONVERSATIONS`)."""
+        limit = query.limit or V1_MAX_CONVERSATIONS
+        offset = (query.page - 1) * limit
+        pushed = sqlite_where(query.filter, query.search)
+
         def run(conn: sqlite3.Connection) -> ConversationPage:
             marks = ",".join("?" * len(query.channel_ids))
-            # Only "?" placeholders are formatted in; every value is a bound parameter.
+            where = f"channel_id IN ({marks}) AND user_id = ? AND deleted_at IS NULL"
+            params: list[Any] = [*query.channel_ids, query.user_id]
+            if pushed is None:  # a filter on an object or list value: compared in Python
+                rows = conn.execute(
+                    f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id", params  # nosec B608
+                ).fetchall()
+                found = [c for c in map(conversation_row, rows) if matches_query(c.metadata, query.filter, query.search)]
+                return ConversationPage(found[offset : offset + limit], len(found), query.page, query.limit or len(found[:limit]))
+            conditions, extra = pushed
+            where = " AND ".join([where, *conditions])
+            # Only "?" placeholders and fixed SQL are formatted in; every value is a bound parameter.
+            total = conn.execute(f"SELECT count(*) FROM conversations WHERE {where}", [*params, *extra]).fetchone()[0]  # nosec B608
             rows = conn.execute(
-                f"SELECT * FROM conversations WHERE channel_id IN ({marks}) AND user_id = ? AND deleted_at IS NULL"  # nosec B608
-                " ORDER BY updated_at DESC, id",
-                (*query.channel_ids, query.user_id),
+                f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",  # nosec B608
+                [*params, *extra, limit, offset],
             ).fetchall()
-            found = [c for c in map(conversation_row, rows) if matches_query(c.metadata, query.filter, query.search)]
-            if query.limit is None:
-                return ConversationPage(found, len(found), 1, len(found))
-            start = (query.page - 1) * query.limit
-            return ConversationPage(found[start : start + query.limit], len(found), query.page, query.limit)
+            items = [conversation_row(r) for r in rows]
+            return ConversationPage(items, total, query.page, query.limit or len(items))
 
         if not query.channel_ids:
             return ConversationPage([], 0, query.page, query.limit or 0)
