@@ -62,7 +62,10 @@ class Gateway:
         broker = broker_from_url(settings.broker) if settings.broker else None
         if broker is not None:
             hub.attach(broker, store, timeline.subscribe)
-        limits = Limits(settings.rate_per_socket, settings.burst_per_socket, settings.rate_per_key, settings.burst_per_key)
+        limits = Limits(
+            settings.rate_per_socket, settings.burst_per_socket, settings.rate_per_key, settings.burst_per_key,
+            in_flight_per_key=settings.in_flight_per_key, in_flight_total=settings.in_flight_total,
+        )
         handlers = Handlers(
             store,
             hub,

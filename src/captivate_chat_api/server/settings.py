@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     rate_per_key: float = 1000.0
     """Client events per second over all sockets and HTTP requests of one API key (0 disables)."""
     burst_per_key: float = 2000.0
+    in_flight_per_key: int = Field(default=8, ge=0)
+    """Client events of one key handled at once; more wait, and the keys waiting take turns (fairness:
+    a key flooding at its rate limit queues behind itself). 0 disables admission."""
+    in_flight_total: int = Field(default=64, ge=0)
+    """Client events handled at once over all keys."""
     max_sockets_per_key: int = 1000
     """Open WebSockets per API key; one more is refused before the upgrade (429)."""
     starts_per_minute_per_key: float = 600.0

@@ -100,7 +100,8 @@ async def post_client_event(request: Request) -> JSONResponse:
     envelope = parse_envelope(await read_body(request, gateway.settings.max_body_bytes))
     connection = gateway.hub.find_client(envelope.socket_id, channel.id)
     gateway.limits.check(channel.id, connection.socket_id if connection else None)
-    reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
+    async with gateway.limits.admission.slot(channel.id):  # fair across tenants (limits.Admission)
+        reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
     background = None
     if reply.after is not None:
         after = reply.after

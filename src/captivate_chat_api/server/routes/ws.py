@@ -86,9 +86,10 @@ async def serve_frame(gateway: Gateway, connection: Connection, api_key: str, da
         except RateLimitError as exc:
             exc.conversation_id = envelope.conversation_id
             raise
-        reply = await gateway.handlers.handle(
-            ClientRequest(connection.channel, api_key, envelope, connection, via_websocket=True)
-        )
+        async with gateway.limits.admission.slot(connection.channel.id):  # fair across tenants
+            reply = await gateway.handlers.handle(
+                ClientRequest(connection.channel, api_key, envelope, connection, via_websocket=True)
+            )
     except ProtocolError as exc:
         gateway.metrics.error("ws", exc.error_code)
         connection.send(error_frame(exc, request_id))
