@@ -170,9 +170,16 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured phase")
     parser.add_argument("--flood", type=int, default=64, help="tenant A's concurrent connections")
+    parser.add_argument("--per-key", type=int, default=None, help="CAPTIVATE_IN_FLIGHT_PER_KEY (default: the gateway's)")
+    parser.add_argument("--total", type=int, default=None, help="CAPTIVATE_IN_FLIGHT_TOTAL (default: the gateway's)")
     args = parser.parse_args()
+    env = {}
+    if args.per_key is not None:
+        env["CAPTIVATE_IN_FLIGHT_PER_KEY"] = str(args.per_key)
+    if args.total is not None:
+        env["CAPTIVATE_IN_FLIGHT_TOTAL"] = str(args.total)
     off = await run("admission off", {"CAPTIVATE_IN_FLIGHT_PER_KEY": "0"}, args.seconds, args.flood)
-    on = await run("fair admission (default)", {}, args.seconds, args.flood)
+    on = await run(f"fair admission {env or '(default)'}", env, args.seconds, args.flood)
     goal = "met" if on["ratio"] <= 2.0 else "NOT met"
     print(f"goal (B's p99 during the flood within 2x of alone): {goal}; off {off['ratio']:.2f}x -> on {on['ratio']:.2f}x")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import Any
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..protocol import ProtocolError
 from .agents import Agent
+from .connections import trim_after_load
 from .gateway import Gateway
 from .metrics import Metrics, MetricsMiddleware
 from .routes import agent_api, http, ops, pages, push, ws
@@ -95,9 +97,11 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
         gateway = Gateway.build(settings, agent, metrics=metrics)
         await gateway.start()
         app.state.gateway = gateway
+        trimmer = asyncio.get_running_loop().create_task(trim_after_load(lambda: len(gateway.hub.connections())))
         try:
             yield
         finally:
+            trimmer.cancel()
             await gateway.stop()
 
     app = FastAPI(title="Captivate Chat gateway", version="0.1.0", lifespan=lifespan)

@@ -167,3 +167,33 @@ def uvicorn_options(settings: Any) -> dict[str, Any]:
         options["limit_concurrency"] = cap
     log.debug("open connections capped at %d; request heads within %g s and %d bytes", cap, settings.header_timeout, settings.max_head_bytes)
     return options
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc keeps freed arenas otherwise)."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
+async def trim_after_load(count: Any, interval: float = 5.0, drop: int = 500) -> None:
+    """When the open sockets fell by ``drop`` or more since the last peak, release memory (once per fall).
+    ``count()`` gives the number of open sockets."""
+    peak = 0
+    while True:
+        await asyncio.sleep(interval)
+        now = count()
+        if now > peak:
+            peak = now
+        elif peak - now >= drop:
+            await asyncio.get_running_loop().run_in_executor(None, release_memory)
+            log.debug("released memory after %d sockets closed", peak - now)
+            peak = now
