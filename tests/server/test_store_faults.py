@@ -44,8 +44,10 @@ async def local_gateway(tmp_path: Path) -> AsyncIterator[tuple[str, str, object,
     bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     server = GatewayServer(config_for(settings, app), app, lambda host, port: bound.set_result(port))
     captured = Captured()
-    logging.getLogger("captivate_chat_api").addHandler(captured)
-    logging.getLogger("captivate_chat_api").setLevel(logging.DEBUG)
+    package_log = logging.getLogger("captivate_chat_api")
+    level = package_log.level
+    package_log.addHandler(captured)
+    package_log.setLevel(logging.DEBUG)
     task = asyncio.create_task(server.serve())
     try:
         port = await asyncio.wait_for(bound, 20)
@@ -53,7 +55,8 @@ async def local_gateway(tmp_path: Path) -> AsyncIterator[tuple[str, str, object,
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 20)
-        logging.getLogger("captivate_chat_api").removeHandler(captured)
+        package_log.removeHandler(captured)
+        package_log.setLevel(level)
 
 
 async def test_sqlite_disk_full_is_507_logged_once_and_readiness_follows(local_gateway) -> None:  # type: ignore[no-untyped-def]

@@ -52,6 +52,14 @@ async def body_of(request: Request) -> dict[str, Any]:
     return data
 
 
+async def conversation_of(request: Request, channel: Channel, conversation_id: str) -> ConversationRecord:
+    """The channel's conversation; 404 before anything else (a foreign id looks unknown)."""
+    record = await gateway_of(request).store.get_conversation(channel.id, conversation_id)
+    if record is None:
+        raise ProtocolError(404, "conversation not found", conversation_id)
+    return record
+
+
 def identity_of(token: AgentTokenInfo, body: dict[str, Any]) -> AgentIdentity:
     """The acting agent, from the token. A body's ``agent_name`` (older consoles send it) must be the
     token's own name: it can never make one agent speak as another."""
@@ -150,13 +158,11 @@ async def take(request: Request, conversation_id: str) -> dict[str, Any]:
     then it is transferred to this agent, and the transfer is stored (from whom, to whom)."""
     channel, token = await human(request)
     body = await body_of(request)
+    current = await conversation_of(request, channel, conversation_id)
     agent = identity_of(token, body)
     event = HandoffEvent.TAKE_OVER if body.get("take_over") is True else HandoffEvent.TAKE
     names = await agent_names(request, channel)
-    previous = None
-    if event is HandoffEvent.TAKE_OVER:
-        current = await gateway_of(request).store.get_conversation(channel.id, conversation_id)
-        previous = names.get(current.human_agent or "") if current else None
+    previous = names.get(current.human_agent or "") if event is HandoffEvent.TAKE_OVER else None
     livechat = gateway_of(request).livechat
     record = await run(livechat.apply(channel.id, conversation_id, event, agent=agent, previous_name=previous), conversation_id)
     bind_socket(request, channel, body, conversation_id)
@@ -178,6 +184,7 @@ async def send(request: Request, conversation_id: str) -> JSONResponse:
     if not isinstance(content, (str, dict, list)) or content in ("", {}, []):
         raise ProtocolError(400, "text or content is required")
     livechat = gateway_of(request).livechat
+    await conversation_of(request, channel, conversation_id)
     try:
         event = await livechat.human_message(channel.id, conversation_id, identity_of(token, body), normalize_content(content))
     except LookupError:
@@ -192,7 +199,9 @@ async def send(request: Request, conversation_id: str) -> JSONResponse:
 async def end(request: Request, conversation_id: str) -> dict[str, Any]:
     """End the live chat (only its owner; a waiting one, anyone): the AI agent answers again."""
     channel, token = await human(request)
-    agent = identity_of(token, await body_of(request))
+    body = await body_of(request)
+    await conversation_of(request, channel, conversation_id)
+    agent = identity_of(token, body)
     livechat = gateway_of(request).livechat
     record = await run(livechat.apply(channel.id, conversation_id, HandoffEvent.END, agent=agent), conversation_id)
     return summary(record, await agent_names(request, channel))
