@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from captivate_chat_api.server import Settings, create_app
 from captivate_chat_api.server.serve import GatewayServer, config_for
@@ -169,6 +170,9 @@ async def test_a_silent_postgres_fails_fast_with_503_and_the_gateway_recovers(po
                 began = time.monotonic()
                 assert (await http.get("/readyz")).status_code == 503
                 assert time.monotonic() - began < 2.5
+                with pytest.raises(websockets.InvalidStatus) as refused:  # a key the cache does not know
+                    await websockets.connect(f"{gateway.ws_url}/dev?apiKey={new_key()}", open_timeout=10)
+                assert refused.value.response.status_code == 503
 
                 proxy.black_hole = False
                 proxy.cut()

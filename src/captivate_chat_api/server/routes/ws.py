@@ -46,7 +46,15 @@ async def client_socket(websocket: WebSocket) -> None:
     except ProtocolError as exc:
         await refuse(websocket, exc.error_code, exc.error_desc)
         return
-    channel = await gateway.auth.channel(api_key)
+    try:
+        channel = await gateway.auth.channel(api_key)
+    except Exception as exc:  # the store failed: say so before the upgrade, as an HTTP request gets it
+        fault = classify(exc)
+        if fault is None:
+            raise
+        gateway.faults.record(fault, exc)
+        await refuse(websocket, fault.status, fault.desc)
+        return
     if channel is None or api_key is None:
         await refuse(websocket, 401, "missing or invalid apiKey")
         return
