@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     crash or power loss. FULL: it survives those too, at one fsync per commit (~3 ms here)."""
 
     sqlite_busy_timeout: float = Field(default=5.0, gt=0)
-    """Seconds a SQLite write waits for the write lock when another process holds it (waiting in line
-    included); then 503 ``store busy``. Reads carry on meanwhile (WAL). SQLite has one writer at a time."""
+    """Seconds a SQLite write waits for the write lock when another process holds it (a write that already
+    waited this long in line fails at once); then 503 ``store busy``. Reads carry on meanwhile (WAL).
+    SQLite has one writer at a time."""
     pg_connect_timeout: float = Field(default=5.0, gt=0)
     """Seconds to open a PostgreSQL connection; then 503."""
     pg_statement_timeout: float = Field(default=10.0, gt=0)

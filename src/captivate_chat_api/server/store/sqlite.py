@@ -54,8 +54,8 @@ class SQLiteStore(Store):
         self.path = path
         self.synchronous = level
         self.busy_timeout = busy_timeout
-        """Seconds a write waits for the database's write lock (held by another process), queue included:
-        then it fails with SQLITE_BUSY (503). Reads never wait for it (WAL)."""
+        """Seconds a write waits for the database's write lock (held by another process); a write that
+        already waited this long in line fails at once. Then SQLITE_BUSY (503). Reads never wait (WAL)."""
         self._memory = path == ":memory:"
         self._writer: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
