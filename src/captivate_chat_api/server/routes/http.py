@@ -10,6 +10,7 @@ from starlette.background import BackgroundTask
 from starlette.routing import Route
 
 from ...protocol import ProtocolError, parse_envelope
+from ..auth import single_credential
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..store import Channel
@@ -72,7 +73,7 @@ def gateway_of(request: Request) -> Gateway:
 
 
 async def authenticate(request: Request) -> tuple[Channel, str]:
-    key = request.headers.get("x-api-key")
+    key = single_credential(request.headers.getlist("x-api-key"), "x-api-key header")
     channel = await gateway_of(request).auth.channel(key)
     if channel is None or key is None:
         raise ProtocolError(401, "missing or invalid x-api-key")
@@ -99,7 +100,8 @@ async def post_client_event(request: Request) -> JSONResponse:
     envelope = parse_envelope(await read_body(request, gateway.settings.max_body_bytes))
     connection = gateway.hub.find_client(envelope.socket_id, channel.id)
     gateway.limits.check(channel.id, connection.socket_id if connection else None)
-    reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
+    async with gateway.limits.admission.slot(channel.id):  # fair across tenants (limits.Admission)
+        reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
     background = None
     if reply.after is not None:
         after = reply.after
