@@ -26,6 +26,7 @@ WORD = "Zanzibarite"
 def make(folder: Path) -> None:
     sys.path[:0] = [str(ROOT / "tests" / "files"), str(ROOT / "bench")]
     import samples
+
     from files import pdf_of_pages
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,9 +52,9 @@ def main() -> None:
     if which == "ours":
         make(folder)
         started = time.perf_counter()
-        from captivate_chat_api.server.files.extract import Limits, extract
+        import docx  # noqa: F401  the readers themselves, as a worker loads them
 
-        import docx, openpyxl, pptx, pypdf  # noqa: E401, F401  the readers themselves, as a worker loads them
+        from captivate_chat_api.server.files.extract import Limits, extract
 
         print(f"ours import: {(time.perf_counter() - started) * 1000:.0f} ms")
         timed("ours", folder, lambda path: extract(path, path.name, Limits())["text"])
