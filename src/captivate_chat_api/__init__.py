@@ -7,9 +7,12 @@ from .client import (
     Conversation,
     ConversationUpdateInfo,
     ErrorInfo,
+    FileInput,
+    FileManager,
     PageInfo,
     ReconnectPolicy,
     SentMessage,
+    UploadProgress,
     UserConversations,
 )
 from .client.conversation import EventStream
@@ -38,6 +41,7 @@ from .protocol import (
     UserActionEcho,
     UserMessageEcho,
 )
+from .protocol.attachments import FileObject, FileStorage
 
 __version__ = "0.1.0"
 
@@ -56,6 +60,10 @@ __all__ = [
     "ConversationUpdateInfo",
     "ErrorInfo",
     "EventStream",
+    "FileInput",
+    "FileManager",
+    "FileObject",
+    "FileStorage",
     "GeneralError",
     "LivechatMessage",
     "NotFoundError",
@@ -69,6 +77,7 @@ __all__ = [
     "SentMessage",
     "ServerError",
     "TranscriptEntry",
+    "UploadProgress",
     "UserActionEcho",
     "UserConversations",
     "UserMessageEcho",
