@@ -111,16 +111,20 @@ def protocol_class(*, header_timeout: float, max_connections: int, max_head_byte
                 self.transport.close()
 
         def data_received(self, data: bytes) -> None:
-            in_head = self._in_head
-            if in_head and self._deadline is None:  # a new request on a kept-alive connection
-                self._arm()
             super().data_received(data)
-            if in_head and self._in_head and not self.transport.is_closing():  # the head is still incomplete
+            if self._in_head and not self.transport.is_closing():  # the head is still incomplete
                 self._head_bytes += len(data)
                 if self._head_bytes > max_head_bytes:
                     self._disarm()
                     self.transport.write(large)
                     self.transport.close()
+
+        def on_message_begin(self) -> None:
+            # A new request (the first, or the next on a kept-alive connection): its head is timed and
+            # sized from its first byte. Body bytes of a request answered early (a 413) are not head bytes.
+            if not self._in_head or self._deadline is None:
+                self._arm()
+            super().on_message_begin()
 
         def on_headers_complete(self) -> None:
             self._in_head = False
@@ -138,10 +142,6 @@ def protocol_class(*, header_timeout: float, max_connections: int, max_head_byte
                 self.transport.close()
                 return
             super().handle_websocket_upgrade()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._in_head, self._head_bytes = True, 0  # the next request's head is timed from its first byte
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
