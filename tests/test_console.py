@@ -230,7 +230,7 @@ async def test_piped_commands_take_two_conversations_and_switch_between_them(des
         assert result.returncode == 0, result.stderr
         out = result.stdout
         assert "/switch ID" in out and "\x1b" not in out  # plain text without a terminal
-        assert f"you took {first[:8]} (user piped-1) as Bob B." in out
+        assert f"you took {first[:8]} (user piped-1) as Bob:" in out
         assert f"agent {second[:8]}> to the second" in out and f"agent {first[:8]}> to the first" in out
         assert f"[{second[:8]} ended: the AI agent answers again; current: {first[:8]}]" in out
         assert f"[still live with you: {first[:8]}; their users wait until the chat is ended]" in out

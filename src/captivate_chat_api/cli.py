@@ -389,7 +389,7 @@ else:
     def console(
         url: AgentUrlOption = "http://127.0.0.1:8000",
         token: AgentTokenOption = None,
-        name: Annotated[str | None, typer.Option(help="The name users see (default: the token's label).")] = None,
+        name: Annotated[str | None, typer.Option(help="Deprecated: the name users see is the token's label (tokens create --label).")] = None,
     ) -> None:
         """Live chat for human agents: see who waits, /take a conversation, answer its user, /end it."""
         from .console import ConsoleOptions, console_main

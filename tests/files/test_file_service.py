@@ -206,3 +206,36 @@ async def test_limits_types_rate_and_leftovers(service: tuple[FileService, Clock
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     await files.sweep()
     assert not stale.exists() and fresh.exists()
+
+
+async def test_agents_get_fresh_urls_for_their_channels_files_only(service: tuple[FileService, Clock], store: Store) -> None:
+    files, clock = service
+    mine, conversation_id = await channel_with_conversation(store, "mine")
+    theirs, their_conversation = await channel_with_conversation(store, "theirs")
+    own = await put(files, mine, conversation_id, ttl_days=None)
+    foreign = await put(files, theirs, their_conversation, ttl_days=None)
+    stale = {"presignedUrl": "http://stale", "expiresIn": 1}
+    given = [
+        {"filename": "a", "url": "http://stale", "storage": {"fileKey": own.file_key, **stale}},
+        {"filename": "b", "url": "http://stale", "storage": {"fileKey": foreign.file_key, **stale}},
+        {"filename": "c", "url": "https://example.org/c.txt", "storage": {"fileKey": own.file_key, **stale}},
+        {"filename": "d", "url": "https://example.org/d.txt"},
+    ]
+    fresh = await files.fresh_urls(mine.id, given)
+    assert "/files/" in fresh[0]["url"] and fresh[0]["storage"]["presignedUrl"] == fresh[0]["url"]
+    assert fresh[0]["storage"]["expiresIn"] == int(clock.now) + 7200
+    assert fresh[1:] == given[1:]  # another channel's key, and the developer's own URLs, are left alone
+
+
+async def test_storage_false_keeps_nothing(service: tuple[FileService, Clock], store: Store) -> None:
+    files, _ = service
+    channel, conversation_id = await channel_with_conversation(store, "nostore")
+    scratch = files.scratch_file()
+    scratch.write_bytes(samples.csv())
+    done = await files.upload(
+        channel, conversation_id, scratch, filename="d.csv", size=len(samples.csv()), sha256="0" * 64,
+        storage=False, ttl_days=None,
+    )
+    assert samples.WORD in done.text and done.record is None and not scratch.exists()
+    assert await files.records.channel_bytes(channel.id) == 0
+    assert [p for p in files.storage.root.rglob("*") if p.is_file()] == []  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -285,3 +286,34 @@ async def test_a_message_with_too_many_files_is_refused(gateway: GatewayProcess,
         assert response.status_code == 400 and "at most 10 files" in response.json()["error_desc"]
         ok = await client.ok("user_message", {**payload, "content": {"type": "text", "text": "x", "files": [one] * 10}})
         assert ok["status"] == "success"
+
+
+def test_a_crash_mid_upload_leaves_no_half_file_visible(keys: list[str], tmp_path: Path) -> None:
+    """kill -9 while a file streams in: after a restart there is no object and no record of it."""
+    import signal
+
+    gateway = GatewayProcess(tmp_path / "gw.db", keys, env=ENV).start()
+    conversation_id = asyncio.run(conversation(gateway, keys[0]))
+    boundary = "crashboundary"
+    head = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\n{keys[0]}/{conversation_id}\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"half.txt\"\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+        sock.sendall(
+            b"POST /api/file-to-text HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n"
+            + f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + head
+        )
+        sock.sendall(b"x" * 2_000_000)  # two thirds of the declared body, then the gateway dies
+        time.sleep(0.5)
+        gateway.stop(signal.SIGKILL)
+    restarted = GatewayProcess(tmp_path / "gw.db", keys, env=ENV).start()
+    try:
+        files_dir = tmp_path / "files"
+        visible = [p for p in files_dir.rglob("*") if p.is_file() and ".partial" not in p.parts]
+        assert visible == []
+        with sqlite3.connect(str(tmp_path / "gw.db")) as db:
+            assert db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 0
+        assert asyncio.run(stored(restarted, keys[0], conversation_id))["success"] is True
+    finally:
+        restarted.stop()

@@ -53,3 +53,10 @@ def test_refresh_window_and_null_expiry() -> None:
     assert needs_refresh(ONE, now=-1000.0) is False
     assert needs_refresh({"storage": {"fileKey": "k", "expiresIn": None}}, now=0.0) is True
     assert needs_refresh({"filename": "no storage"}, now=0.0) is False
+
+
+def test_a_files_only_message_is_not_the_bot_first_trigger() -> None:
+    from captivate_chat_api.protocol import is_empty_text
+
+    assert is_empty_text({"type": "text", "text": ""})
+    assert not is_empty_text({"type": "text", "text": "", "files": [ONE]})

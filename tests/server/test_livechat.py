@@ -20,8 +20,10 @@ TESTS = str(Path(__file__).resolve().parent.parent)
 
 
 class Setup:
-    def __init__(self, gateway: GatewayProcess, key: str, human: str, push: str, other_key: str, other_human: str) -> None:
-        self.gateway, self.key, self.human_token, self.push_token = gateway, key, human, push
+    def __init__(
+        self, gateway: GatewayProcess, key: str, human: str, push: str, other_key: str, other_human: str, bob: str
+    ) -> None:
+        self.gateway, self.key, self.human_token, self.push_token, self.bob = gateway, key, human, push, bob
         self.other_key, self.other_human = other_key, other_human
 
     def human(self, token: str | None = None) -> httpx.AsyncClient:
@@ -44,6 +46,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             asyncio.run(add_token(database, key, "push", "agent")),
             other_key,
             asyncio.run(add_token(database, other_key, "human", "Mallory")),
+            asyncio.run(add_token(database, key, "human", "Bob")),
         )
     finally:
         gateway.stop()
@@ -56,7 +59,7 @@ async def quiet(client: WireClient, event_type: str, seconds: float = 0.8) -> No
 
 async def test_hand_off_round_trip(setup: Setup) -> None:
     gw = setup.gateway
-    async with WireClient(gw.http_url, gw.ws_url, setup.key) as user, setup.human() as alice, setup.human() as bob:
+    async with WireClient(gw.http_url, gw.ws_url, setup.key) as user, setup.human() as alice, setup.human(setup.bob) as bob:
         cid = await user.start("handoff-user")
         await user.say(cid, "human")
         assert (await user.expect("bot_message"))["content"]["text"] == "You said: human"
@@ -74,15 +77,15 @@ async def test_hand_off_round_trip(setup: Setup) -> None:
             socket_id = hello["event_payload"]["socket_id"]
             taken = await alice.post(f"/conversations/{cid}/take", json={"socket_id": socket_id})
             assert taken.status_code == 200 and taken.json()["state"] == "human" and taken.json()["human_agent"] == "Alice"
-            second = await bob.post(f"/conversations/{cid}/take", json={"agent_name": "Bob"})
+            second = await bob.post(f"/conversations/{cid}/take")
             assert second.status_code == 409 and second.json()["error_code"] == 409
 
             sent = await alice.post(f"/conversations/{cid}/messages", json={"text": "Hi, Alice here."})
             assert sent.status_code == 200
             live = await user.expect("livechat_message")
             assert live["content"] == {"type": "text", "text": "Hi, Alice here."}
-            bob_says = await bob.post(f"/conversations/{cid}/messages", json={"text": "me too", "agent_name": "Bob"})
-            assert bob_says.status_code == 409  # only the owner speaks
+            bob_says = await bob.post(f"/conversations/{cid}/messages", json={"text": "me too"})
+            assert bob_says.status_code == 403  # only the owner speaks
 
             await user.say(cid, "thanks Alice")
             frames = []

@@ -197,7 +197,7 @@ async def test_readyz_follows_the_store_and_healthz_stays_live(tmp_path: Path) -
     try:
         async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
             ready = await http.get("/readyz")
-            assert (ready.status_code, ready.json()) == (200, {"status": "ready", "store": "ok"})
+            assert (ready.status_code, ready.json()) == (200, {"status": "ready", "store": "ok", "store_write": "ok"})
             # the database file is damaged under the running gateway (all of it checkpointed into the file first)
             with sqlite3.connect(database) as conn:
                 for _ in range(50):

@@ -78,7 +78,9 @@ class HttpChannel:
         self, event_type: str, payload: dict[str, Any], socket_id: str | None, *, idempotent: bool
     ) -> dict[str, Any]:
         """POST one envelope. ``idempotent`` events (a message with its ``client_msg_id``) are retried on
-        lost connections, timeouts, 429 and 5xx with the same body; others only when nothing was sent."""
+        lost connections, timeouts, 429 and 5xx with the same body; others only when nothing was sent, or
+        when the gateway said to retry (429 or 503 with ``Retry-After``: refused before anything was done,
+        e.g. a store fault)."""
         body = encode_envelope(event_type, payload)
         body["event"]["socket_id"] = socket_id
         url = self._endpoints.http_base + MESSAGE_PATH
@@ -101,7 +103,8 @@ class HttpChannel:
                 if response.is_success:
                     return decode_body(response)
                 error = error_from_response(response, conversation_id)
-                if response.status_code not in RETRY_STATUSES or not idempotent:
+                told_to_retry = response.status_code in (429, 503) and "retry-after" in response.headers
+                if response.status_code not in RETRY_STATUSES or not (idempotent or told_to_retry):
                     raise error
                 failure = error
             delay = next(delays, None)

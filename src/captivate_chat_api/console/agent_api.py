@@ -99,9 +99,7 @@ class AgentAPI:
         return data if isinstance(data, dict) else {}
 
     def _who(self, socket_id: str | None) -> dict[str, Any]:
-        body: dict[str, Any] = {}
-        if self.name:
-            body["agent_name"] = self.name
+        body: dict[str, Any] = {}  # who acts is the token's agent: the gateway takes the name from it
         if socket_id:
             body["socket_id"] = socket_id
         return body

@@ -186,7 +186,7 @@ class ConsoleSession:
             if data.get("state") == "human":
                 raise UsageError(f"{short(cid)} is already taken by {owner or 'another human'} (409)") from None
             raise UsageError(f"cannot take {short(cid)}: it is {data.get('state')} (409)") from None
-        self.me = self.me or record.get("human_agent")
+        self.me = record.get("human_agent") or self.me  # the token's label: who we are to the gateway
         self.known[cid] = record
         self.taken[cid], self.current = int(record.get("last_seq") or 0), cid
         self.screen.show(

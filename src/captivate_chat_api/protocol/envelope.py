@@ -75,6 +75,22 @@ def _is_unicode(value: Any) -> bool:
     return True
 
 
+def has_nul(value: Any) -> bool:
+    """True when a string anywhere in ``value`` (keys too) holds a NUL character."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def decode_json(raw: str | bytes) -> Any:
     """Decode a JSON document, refusing invalid UTF-8, invalid JSON and excessive nesting.
 
@@ -95,6 +111,9 @@ def decode_json(raw: str | bytes) -> Any:
         raise ProtocolError(400, f"JSON nesting deeper than {MAX_JSON_DEPTH} levels")
     if "\\u" in text and _SURROGATE_ESCAPE.search(text) and not _is_unicode(value):
         raise ProtocolError(400, "invalid JSON: a \\u escape is a lone surrogate, not Unicode text")
+    if "\\u0000" in text and has_nul(value):
+        # PostgreSQL text and jsonb cannot hold NUL: refused here, for both stores alike
+        raise ProtocolError(400, "invalid JSON: a string holds a NUL character (\\u0000)")
     return value
 
 

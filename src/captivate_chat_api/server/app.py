@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import Any
@@ -14,14 +15,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..protocol import ProtocolError
 from .agents import Agent
+from .connections import trim_after_load
 from .gateway import Gateway
 from .metrics import Metrics, MetricsMiddleware
 from .routes import agent_api, files, http, ops, pages, push, ws
 from .settings import Settings
+from .store.faults import FAULT_TYPES, classify
 
 log = logging.getLogger("captivate_chat_api.server")
 access_log = logging.getLogger("captivate_chat_api.access")
@@ -74,6 +79,29 @@ async def open_files(settings: Settings, gateway: Gateway) -> Any:
     return service
 
 
+class RefuseNul:
+    """A NUL character in a URL (``%00``) names nothing: 404 in the path, 400 in the query; no route sees
+    it (PostgreSQL cannot store it, file paths cannot hold it). Bodies are checked by ``decode_json``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            refusal = None
+            if "\x00" in scope.get("path", ""):
+                refusal = (404, "not found")
+            elif b"%00" in scope.get("query_string", b"") or b"\x00" in scope.get("query_string", b""):
+                refusal = (400, "a query parameter holds a NUL character (%00)")
+            if refusal is not None:
+                if scope["type"] == "http":
+                    await error_response(*refusal)(scope, receive, send)
+                else:
+                    await send({"type": "websocket.close", "code": 1008})
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, agent: Agent | None = None) -> FastAPI:
     """The gateway as an ASGI app; ``agent`` (an async ChatRequest -> AgentResponse callable) replaces the
     channels' configured agents, for embedding and tests."""
@@ -86,9 +114,11 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
         await gateway.start()
         app.state.gateway = gateway
         app.state.files = await open_files(settings, gateway)
+        trimmer = asyncio.get_running_loop().create_task(trim_after_load(lambda: len(gateway.hub.connections())))
         try:
             yield
         finally:
+            trimmer.cancel()
             if app.state.files is not None:
                 await app.state.files.close()
             await gateway.stop()
@@ -129,6 +159,28 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal error")
 
+    async def store_fault(request: Request, exc: Exception) -> JSONResponse:
+        """507 / 503 (with Retry-After) for a failing store, counted in its episode (store/faults.py)."""
+        fault = classify(exc)
+        if fault is None:
+            return await internal_error(request, exc)
+        gateway = getattr(request.app.state, "gateway", None)
+        if gateway is not None:
+            gateway.faults.record(fault, exc)
+        response = error_response(fault.status, fault.desc)
+        if fault.retry_after:
+            response.headers["Retry-After"] = str(fault.retry_after)
+        return response
+
+    for fault_type in FAULT_TYPES:
+        app.add_exception_handler(fault_type, store_fault)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
+        # the client went away mid-body: nothing to answer, nothing went wrong here
+        log.debug("client disconnected before its body was read: %s %s", request.method, request.url.path)
+        return Response(status_code=400)
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = http.describe_hot_routes(get_openapi(title=app.title, version=app.version, routes=app.routes))
@@ -136,6 +188,7 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
 
     app.openapi = openapi  # type: ignore[method-assign]
 
+    app.add_middleware(RefuseNul)
     if settings.access_log:
         app.add_middleware(AccessLog)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -5,11 +5,22 @@ from __future__ import annotations
 import hmac
 import time
 
+from ..protocol import ProtocolError
 from .keys import hash_key
 from .store import AgentTokenInfo, Channel, Store
 
 CACHE_SECONDS = 2.0
 """How long a key's answer is reused; a revoked key stops working within this time."""
+
+
+def single_credential(values: list[str], what: str) -> str | None:
+    """The one credential a request carries, or None. Two different values (``?apiKey=a&apiKey=b``, two
+    ``x-api-key`` headers, a header and a query that disagree) are ambiguous: refused (400), because
+    which one "wins" differs between proxies, frameworks and this gateway."""
+    distinct = set(values)
+    if len(distinct) > 1:
+        raise ProtocolError(400, f"ambiguous credential: more than one {what} given")
+    return values[0] if values else None
 
 
 class Authenticator:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .agents import Agent
 from .agents.runner import AgentRunner
@@ -20,6 +20,7 @@ from .metrics import Metrics
 from .keys import display_prefix, hash_key
 from .settings import Settings
 from .store import Channel, Store, store_from_url
+from .store.faults import FaultLog
 from .timeline import Timeline
 
 log = logging.getLogger("captivate_chat_api.server")
@@ -39,23 +40,35 @@ class Gateway:
     metrics: Metrics
     relay: Relay
     broker: Broker | None = None
+    faults: FaultLog = field(default_factory=FaultLog)
+    """Store faults answered 503/507, one log line per episode (readiness reads it too)."""
     _revalidation: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, agent: Agent | None = None, *, metrics: Metrics | None = None) -> Gateway:
         """Wire the parts; ``agent``, when given, answers for every channel (embedding, tests)."""
         metrics = metrics or Metrics()
-        store = store_from_url(settings.database, synchronous=settings.sqlite_synchronous)
+        store = store_from_url(
+            settings.database, synchronous=settings.sqlite_synchronous, busy_timeout=settings.sqlite_busy_timeout,
+            connect_timeout=settings.pg_connect_timeout, statement_timeout=settings.pg_statement_timeout,
+            acquire_timeout=settings.pg_acquire_timeout,
+        )
         hub = Hub(max_outbound_frame_bytes=settings.max_outbound_frame_bytes, message_link_base=lambda: settings.base_url)
         metrics.watch_sockets(hub.connections)
         timeline = Timeline(store, hub, metrics=metrics)
         livechat = LiveChat(timeline)
-        runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics)
+        runner = AgentRunner(
+            timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics,
+            max_metadata_bytes=settings.max_metadata_bytes,
+        )
         auth = Authenticator(store)
         namespace = settings.broker_namespace or default_namespace(settings.database)
         broker = broker_from_url(settings.broker, namespace) if settings.broker else MemoryBroker()
         relay = Relay(hub, store, broker, metrics=metrics)
-        limits = Limits(settings.rate_per_socket, settings.burst_per_socket, settings.rate_per_key, settings.burst_per_key)
+        limits = Limits(
+            settings.rate_per_socket, settings.burst_per_socket, settings.rate_per_key, settings.burst_per_key,
+            in_flight_per_key=settings.in_flight_per_key, in_flight_total=settings.in_flight_total,
+        )
         handlers = Handlers(
             store,
             hub,
@@ -63,6 +76,7 @@ class Gateway:
             runner,
             auth,
             max_metadata_bytes=settings.max_metadata_bytes,
+            max_user_info_bytes=settings.max_user_info_bytes,
             starts_per_minute=settings.starts_per_minute_per_key,
             metrics=metrics,
         )

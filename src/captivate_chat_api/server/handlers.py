@@ -41,9 +41,9 @@ from . import fastjson
 from .broker.relay import RemoteSocket
 from .connection import Connection
 from .hub import Hub
-from .limits import RateLimiter
+from .limits import RateLimiter, check_size
 from .metrics import Metrics
-from .store import Channel, ConversationRecord, ListQuery, NewEvent, Store, StoredEvent
+from .store import Channel, ConversationRecord, EditForbidden, ListQuery, NewEvent, Store, StoredEvent, editable_by
 from .timeline import Timeline
 
 
@@ -102,6 +102,8 @@ def transcript_entry(event: StoredEvent) -> dict[str, Any]:
         entry["edited_at"] = event.edited_at
     if event.client_msg_id:
         entry["client_msg_id"] = event.client_msg_id
+    if event.sender == "human_agent" and isinstance(event.payload.get("agent_name"), str):
+        entry["agent_name"] = event.payload["agent_name"]
     files = content_files(content)  # whichever of the npm client's three forms was sent: one list
     if files:
         entry["files"] = files
@@ -144,11 +146,13 @@ class Handlers:
         auth: Authenticator,
         *,
         max_metadata_bytes: int = 16 * 1024,
+        max_user_info_bytes: int = 4 * 1024,
         starts_per_minute: float = 600.0,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.max_metadata_bytes = max_metadata_bytes
+        self.max_user_info_bytes = max_user_info_bytes
         self.starts = RateLimiter(starts_per_minute / 60.0, max(5.0, starts_per_minute / 6.0))
         self.store = store
         self.hub = hub
@@ -203,15 +207,14 @@ class Handlers:
         return record
 
     def check_metadata_size(self, *parts: dict[str, Any]) -> None:
-        size = sum(len(json.dumps(part, ensure_ascii=False, separators=(",", ":"))) for part in parts)
-        if size > self.max_metadata_bytes:
-            raise ProtocolError(413, f"metadata larger than {self.max_metadata_bytes} bytes")
+        check_size(self.max_metadata_bytes, "metadata", *parts)
 
     async def conversation_start(self, request: Request, payload: ConversationStart) -> Reply:
         wait = self.starts.take(request.channel.id)
         if wait:
             raise RateLimitError(429, f"too many conversations started; retry in {wait:.1f} s", retry_after=wait)
         self.check_metadata_size(payload.public_metadata, payload.private_metadata)
+        check_size(self.max_user_info_bytes, "userBasicInfo", payload.userBasicInfo)
         conversation_id = str(uuid.uuid4())
         await self.store.create_conversation(
             request.channel.id,
@@ -315,7 +318,12 @@ class Handlers:
 
     async def edit_message(self, request: Request, payload: EditMessage) -> Reply:
         await self.conversation(request, payload.conversation_id)
-        edited = await self.store.edit_message(payload.conversation_id, payload.message_id, payload.content)
+        try:
+            edited = await self.store.edit_message(
+                payload.conversation_id, payload.message_id, payload.content, senders=editable_by("client")
+            )
+        except EditForbidden as exc:
+            raise ProtocolError(403, str(exc), payload.conversation_id) from None
         if edited is None:
             raise ProtocolError(404, "message not found", payload.conversation_id)
         body = {"status": "success", "conversation_id": payload.conversation_id, "message_id": payload.message_id}

@@ -1,8 +1,12 @@
-"""Human hand-off as a state table (in the manner of h11's ``_state.py``).
+"""Human hand-off as a transition table keyed by ``(state, event, actor)`` (in the manner of h11's ``_state.py``).
 
-    ai ──escalate──▶ waiting_human ──take──▶ human ──end──▶ ai
-     └────────────────take (a human steps in)───▶ human
+    ai ──escalate──▶ waiting_human ──take──▶ human ──end (the owner)──▶ ai
+     └────────────────take (a human steps in)───▶ human ──take_over (another human)──▶ human
                       waiting_human ──end (nobody came)──▶ ai
+
+The actor is who asks, relative to the conversation: ``owner`` (the human agent who has it), ``other``
+(any other human agent of the channel) or ``any``. Only the owner replies in or ends a live chat; another
+agent gets it only by an explicit ``take_over``, which is stored as a transfer (from whom, to whom).
 
 Every transition is stored atomically with its events (a ``system_message`` for the transcript, and a
 ``conversation_update`` where the client must learn of it). While the state is not ``ai`` no AI agent is
@@ -21,30 +25,72 @@ class HandoffState(str, enum.Enum):
     HUMAN = "human"
 
 
+class HandoffEvent(str, enum.Enum):
+    ESCALATE = "escalate"
+    TAKE = "take"
+    TAKE_OVER = "take_over"
+    REPLY = "reply"
+    END = "end"
+
+
+class Actor(str, enum.Enum):
+    ANY = "any"
+    OWNER = "owner"
+    OTHER = "other"
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
-    sources: frozenset[str]
     target: HandoffState
-    system_text: str
+    system_text: str | None
+    """The transcript's ``system_message`` (``{human}``: the acting agent, ``{previous}``: the former owner)."""
     update_type: str | None
     """The ``conversation_update`` the client gets, if any (``livechat_started`` / ``livechat_ended``)."""
 
 
-AI, WAITING, HUMAN = HandoffState.AI.value, HandoffState.WAITING_HUMAN.value, HandoffState.HUMAN.value
+AI, WAITING, HUMAN = HandoffState.AI, HandoffState.WAITING_HUMAN, HandoffState.HUMAN
+_JOINED = "{human} joined the conversation."
+_ENDED = "The live chat has ended."
 
-TRANSITIONS: dict[str, Transition] = {
-    "escalate": Transition(
-        frozenset({AI}), HandoffState.WAITING_HUMAN, "You are being connected to a human agent.", "livechat_started"
-    ),
-    "take": Transition(frozenset({AI, WAITING}), HandoffState.HUMAN, "{human} joined the conversation.", None),
-    "end": Transition(frozenset({WAITING, HUMAN}), HandoffState.AI, "The live chat has ended.", "livechat_ended"),
+TABLE: dict[tuple[HandoffState, HandoffEvent, Actor], Transition] = {
+    (AI, HandoffEvent.ESCALATE, Actor.ANY): Transition(WAITING, "You are being connected to a human agent.", "livechat_started"),
+    # a human stepped in without an escalation: the client learns that live chat started
+    (AI, HandoffEvent.TAKE, Actor.ANY): Transition(HUMAN, _JOINED, "livechat_started"),
+    (WAITING, HandoffEvent.TAKE, Actor.ANY): Transition(HUMAN, _JOINED, None),
+    (HUMAN, HandoffEvent.TAKE_OVER, Actor.OTHER): Transition(HUMAN, "{human} took over the conversation from {previous}.", None),
+    (HUMAN, HandoffEvent.REPLY, Actor.OWNER): Transition(HUMAN, None, None),
+    (WAITING, HandoffEvent.END, Actor.ANY): Transition(AI, _ENDED, "livechat_ended"),
+    (HUMAN, HandoffEvent.END, Actor.OWNER): Transition(AI, _ENDED, "livechat_ended"),
 }
+
+
+def actor_of(owner: str | None, agent_id: str | None) -> Actor:
+    """``owner`` when ``agent_id`` has the conversation, ``other`` for another agent, ``any`` for no agent."""
+    if agent_id is None:
+        return Actor.ANY
+    return Actor.OWNER if owner is not None and owner == agent_id else Actor.OTHER
+
+
+def next_transition(state: str, event: HandoffEvent, actor: Actor) -> Transition:
+    """The transition for ``event`` by ``actor`` from ``state``; HandoffConflict when there is none."""
+    current = HandoffState(state)
+    rule = TABLE.get((current, event, actor)) or TABLE.get((current, event, Actor.ANY))
+    if rule is None:
+        raise HandoffConflict(event.value, current.value, actor)
+    return rule
+
+
+def sources_of(event: HandoffEvent) -> frozenset[str]:
+    """Every state that ``event`` may leave (for guards that do not read the state first)."""
+    return frozenset(state.value for state, ev, _ in TABLE if ev is event)
 
 
 class HandoffConflict(Exception):
     """The transition is not allowed from the conversation's current state (or another human owns it)."""
 
-    def __init__(self, name: str, state: str) -> None:
-        super().__init__(f"cannot {name}: the conversation is {state}")
+    def __init__(self, name: str, state: str, actor: Actor = Actor.ANY) -> None:
+        owned = " by another human agent" if actor is Actor.OTHER and state == HUMAN.value else ""
+        super().__init__(f"cannot {name.replace('_', ' ')}: the conversation is {state}{owned}")
         self.name = name
         self.state = state
+        self.actor = actor

@@ -1,15 +1,28 @@
-"""Live chat operations: hand a conversation to a human and back, human messages, agent switches."""
+"""Live chat operations: hand a conversation to a human and back, human messages, agent switches.
+
+Who acts is an :class:`AgentIdentity` taken from the credential (a ``human`` token is one agent with a
+display name), never a name typed in a request. The conversation records the owning agent's id.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..protocol import encode_frame, text_content
-from .handoff import HUMAN, TRANSITIONS, HandoffConflict
+from .handoff import HandoffConflict, HandoffEvent, HandoffState, Transition, actor_of, next_transition
 from .store import ConversationRecord, NewEvent, StoredEvent
 from .timeline import Timeline, new_message_id
 
-ANY_STATE = frozenset({"ai", "waiting_human", "human"})
+ANY_STATE = frozenset(state.value for state in HandoffState)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentIdentity:
+    """A human agent: the id of its token and the name users see."""
+
+    id: str
+    name: str
 
 
 def system_message(text: str, **extra: Any) -> NewEvent:
@@ -21,56 +34,83 @@ class LiveChat:
         self.timeline = timeline
         self.hub = timeline.hub
 
-    async def _current_state(self, channel_id: str, conversation_id: str) -> str:
+    async def _current(self, channel_id: str, conversation_id: str) -> ConversationRecord:
         record = await self.timeline.store.get_conversation(channel_id, conversation_id)
         if record is None:
             raise LookupError(conversation_id)
-        return record.handoff
-
-    async def apply(
-        self, channel_id: str, conversation_id: str, name: str, *, human: str | None = None, reason: str | None = None
-    ) -> ConversationRecord:
-        """Run hand-off transition ``name`` (escalate | take | end). Raises HandoffConflict or LookupError."""
-        transition = TRANSITIONS[name]
-        events = [system_message(transition.system_text.format(human=human or "A human agent"), handoff=transition.target.value)]
-        data: dict[str, Any] = {"state": transition.target.value}
-        if reason:
-            data["reason"] = reason
-        if human:
-            data["human_agent"] = human
-        update_type = transition.update_type
-        if name == "take":
-            state = await self._current_state(channel_id, conversation_id)
-            if state == "ai":  # a human stepped in without an escalation: the client learns live chat started
-                update_type = "livechat_started"
-        if update_type:
-            events.append(NewEvent("conversation_update", {"type": update_type, "data": data}))
-        result = await self.timeline.transition(
-            channel_id,
-            conversation_id,
-            allowed_from=transition.sources,
-            handoff=transition.target.value,
-            human_agent=human if name == "take" else ("" if name == "end" else None),
-            events=events,
-        )
-        if result is None:
-            raise HandoffConflict(name, await self._current_state(channel_id, conversation_id))
-        record = result[0]
-        self.notify(record)
         return record
 
-    async def human_message(self, channel_id: str, conversation_id: str, human: str, content: Any) -> StoredEvent:
-        """A message from the human who owns the live chat, delivered as ``livechat_message``."""
-        event = NewEvent("livechat_message", {"content": content}, sender="human_agent", message_id=new_message_id())
+    def _events(
+        self, rule: Transition, event: HandoffEvent, agent: AgentIdentity | None, current: ConversationRecord,
+        reason: str | None, previous_name: str | None,
+    ) -> list[NewEvent]:
+        events: list[NewEvent] = []
+        if rule.system_text:
+            text = rule.system_text.format(human=agent.name if agent else "A human agent", previous=previous_name or "another agent")
+            extra: dict[str, Any] = {"handoff": rule.target.value}
+            if event is HandoffEvent.TAKE_OVER and agent is not None:
+                extra["transfer"] = {"from": current.human_agent, "to": agent.id}
+            events.append(system_message(text, **extra))
+        if rule.update_type:
+            data: dict[str, Any] = {"state": rule.target.value}
+            if reason:
+                data["reason"] = reason
+            if agent is not None and rule.target is HandoffState.HUMAN:
+                data["human_agent"] = agent.name
+            events.append(NewEvent("conversation_update", {"type": rule.update_type, "data": data}))
+        return events
+
+    async def apply(
+        self, channel_id: str, conversation_id: str, event: HandoffEvent | str, *, agent: AgentIdentity | None = None,
+        reason: str | None = None, previous_name: str | None = None,
+    ) -> ConversationRecord:
+        """Run hand-off ``event`` (escalate | take | take_over | end) as ``agent`` (None: the AI agent or the
+        platform). Raises HandoffConflict or LookupError.
+
+        The rule is chosen from the state read first, and the store applies it only if the conversation is
+        still in that state (and with that owner): a concurrent change makes this a conflict, never a
+        transition chosen for another state."""
+        event = HandoffEvent(event)
+        current = await self._current(channel_id, conversation_id)
+        actor = actor_of(current.human_agent, agent.id if agent else None)
+        rule = next_transition(current.handoff, event, actor)
+        owner_change: str | None = None
+        if rule.target is HandoffState.HUMAN and agent is not None:
+            owner_change = agent.id
+        elif rule.target is HandoffState.AI:
+            owner_change = ""
         result = await self.timeline.transition(
             channel_id,
             conversation_id,
-            allowed_from=frozenset({HUMAN}),
-            require_human_agent=human,
+            allowed_from=frozenset({current.handoff}),
+            require_human_agent=current.human_agent if current.handoff == HandoffState.HUMAN else None,
+            handoff=rule.target.value,
+            human_agent=owner_change,
+            events=self._events(rule, event, agent, current, reason, previous_name),
+        )
+        if result is None:
+            raise HandoffConflict(event.value, (await self._current(channel_id, conversation_id)).handoff)
+        record = result[0]
+        self.notify(record, agent.name if agent and rule.target is HandoffState.HUMAN else None)
+        return record
+
+    async def human_message(self, channel_id: str, conversation_id: str, agent: AgentIdentity, content: Any) -> StoredEvent:
+        """A message from the human who owns the live chat, delivered as ``livechat_message`` with the
+        agent's display name (``agent_name``)."""
+        current = await self._current(channel_id, conversation_id)
+        next_transition(current.handoff, HandoffEvent.REPLY, actor_of(current.human_agent, agent.id))
+        event = NewEvent(
+            "livechat_message", {"content": content, "agent_name": agent.name}, sender="human_agent", message_id=new_message_id()
+        )
+        result = await self.timeline.transition(
+            channel_id,
+            conversation_id,
+            allowed_from=frozenset({HandoffState.HUMAN.value}),
+            require_human_agent=agent.id,
             events=[event],
         )
         if result is None:
-            raise HandoffConflict("send", await self._current_state(channel_id, conversation_id))
+            raise HandoffConflict(HandoffEvent.REPLY.value, (await self._current(channel_id, conversation_id)).handoff)
         return result[1][0]
 
     async def switch_agent(self, channel_id: str, conversation_id: str, agent_id: str, data: dict[str, Any]) -> ConversationRecord:
@@ -86,12 +126,17 @@ class LiveChat:
             raise HandoffConflict("switch agent", "unknown")
         return result[0]
 
-    def notify(self, record: ConversationRecord) -> None:
+    def notify(self, record: ConversationRecord, human_name: str | None = None) -> None:
         """Tell the channel's human agents (console sockets) that the queue changed."""
         self.hub.notify_channel(
             record.channel_id,
             encode_frame(
                 "handoff_update",
-                {"conversation_id": record.id, "state": record.handoff, "human_agent": record.human_agent},
+                {
+                    "conversation_id": record.id,
+                    "state": record.handoff,
+                    "human_agent": human_name if record.human_agent else None,
+                    "human_agent_id": record.human_agent,
+                },
             ),
         )

@@ -10,6 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .app import create_app
+from .connections import uvicorn_options
 from .hub import CLOSE_GOING_AWAY
 from .settings import Settings
 
@@ -75,4 +76,5 @@ def config_for(settings: Settings, app: FastAPI) -> uvicorn.Config:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         lifespan="on",
+        **uvicorn_options(settings),  # header/handshake deadline, connection cap, fd limit (connections.py)
     )

@@ -34,6 +34,29 @@ class Settings(BaseSettings):
     """NORMAL (default): an acknowledged message survives a process crash (kill -9, OOM) but not an OS
     crash or power loss. FULL: it survives those too, at one fsync per commit (~3 ms here)."""
 
+    sqlite_busy_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a SQLite write waits for the write lock when another process holds it (a write that already
+    waited this long in line fails at once); then 503 ``store busy``. Reads carry on meanwhile (WAL).
+    SQLite has one writer at a time."""
+    pg_connect_timeout: float = Field(default=5.0, gt=0)
+    """Seconds to open a PostgreSQL connection; then 503."""
+    pg_statement_timeout: float = Field(default=10.0, gt=0)
+    """Seconds one PostgreSQL statement may run (server ``statement_timeout``; the client gives up 1 s
+    later, for a network that went silent); then 503."""
+    pg_acquire_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a request waits for a pooled PostgreSQL connection; then 503."""
+
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's head (and to complete a WebSocket handshake); then 408
+    and the connection is closed (slowloris)."""
+    keep_alive_timeout: float = Field(default=5.0, gt=0)
+    """Seconds an idle keep-alive HTTP connection is kept open."""
+    max_head_bytes: int = Field(default=32 * 1024, ge=1024)
+    """Largest request head (request line + headers); over it: 431 and close."""
+    max_connections: int = Field(default=0, ge=0)
+    """Open connections (HTTP and WebSocket) per process; one more gets a JSON 503 at once. 0: automatic,
+    the file-descriptor limit (raised to its hard limit at start) minus a reserve."""
+
     max_frame_bytes: int = 256 * 1024
     """Largest client WebSocket frame; over it the socket is closed with 1009."""
     max_body_bytes: int = 256 * 1024
@@ -48,12 +71,20 @@ class Settings(BaseSettings):
     rate_per_key: float = 1000.0
     """Client events per second over all sockets and HTTP requests of one API key (0 disables)."""
     burst_per_key: float = 2000.0
+    in_flight_per_key: int = Field(default=8, ge=0)
+    """Client events of one key handled at once; more wait, and the keys waiting take turns (fairness:
+    a key flooding at its rate limit queues behind itself). 0 disables admission."""
+    in_flight_total: int = Field(default=64, ge=0)
+    """Client events handled at once over all keys."""
     max_sockets_per_key: int = 1000
     """Open WebSockets per API key; one more is refused before the upgrade (429)."""
     starts_per_minute_per_key: float = 600.0
     """``conversation_start`` events per minute per key (0 disables)."""
     max_metadata_bytes: int = 16 * 1024
-    """Largest metadata (public + private, as JSON) a conversation may hold."""
+    """Largest metadata (public + private, as JSON) a conversation may hold, whoever writes it (the client,
+    an agent's answer, an async push): over it the write is refused with 413 and nothing changes."""
+    max_user_info_bytes: int = 4 * 1024
+    """Largest ``userBasicInfo`` (as JSON) of a ``conversation_start``; over it: 413."""
     revalidate_seconds: float = 5.0
     """How often live sockets' keys and tokens are rechecked: a revoked one is closed (1008)."""
     ws_per_message_deflate: bool = False

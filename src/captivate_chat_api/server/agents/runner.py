@@ -13,7 +13,9 @@ from typing import Any
 
 from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatRequest, IncomingAction, OutgoingAction
 from ...protocol.agent import InternalMetadata, UserInfo
-from ..handoff import AI, HandoffConflict
+from ...errors import ProtocolError
+from ..handoff import HandoffConflict, HandoffState
+from ..limits import check_size
 from ..livechat import LiveChat
 from ..locks import KeyedLocks
 from ..metrics import Metrics
@@ -88,9 +90,10 @@ def response_events(
 class AgentRunner:
     def __init__(
         self, timeline: Timeline, livechat: LiveChat, *, timeout: float = 30.0, agent: Agent | None = None,
-        metrics: Metrics | None = None,
+        metrics: Metrics | None = None, max_metadata_bytes: int = 16 * 1024,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.max_metadata_bytes = max_metadata_bytes
         self.timeline = timeline
         self.livechat = livechat
         self.timeout = timeout
@@ -172,7 +175,7 @@ class AgentRunner:
     ) -> None:
         if conversation is None:
             conversation = await self.timeline.store.get_conversation(channel.id, conversation_id)
-        if conversation is None or conversation.handoff != AI:
+        if conversation is None or conversation.handoff != HandoffState.AI:
             return  # a human has (or is about to have) the conversation: the AI stays quiet
         request = build_request(conversation, user_input=user_input, action=action, channel=channel, files=files)
         message_id = new_message_id()
@@ -198,19 +201,28 @@ class AgentRunner:
             log.exception("agent %s raised", channel.agent_spec(conversation.agent), extra={"conversation_id": conversation_id})
             await self._fail(channel, conversation_id, 502, f"the agent failed: {type(exc).__name__}")
             return
-        await self.apply(channel, conversation, response, message_id=message_id)
+        try:
+            await self.apply(channel, conversation, response, message_id=message_id)
+        except ProtocolError as exc:  # e.g. metadata over the limit: the client learns, nothing is stored
+            await self._fail(channel, conversation_id, exc.error_code, f"the agent's answer was refused: {exc.error_desc}")
 
     async def apply(
         self, channel: Channel, conversation: ConversationRecord, response: AgentResponse, *, message_id: str | None = None
     ) -> bool:
         """Store and deliver an agent response (a turn's, or one pushed later). False if a human has the
-        conversation by now: the reply is dropped, never shown over a person."""
+        conversation by now: the reply is dropped, never shown over a person, and its metadata is not
+        written either (a refused answer changes nothing). Metadata over the limit raises a 413
+        ProtocolError before anything is written."""
         events, public, private = response_events(conversation, response, message_id)
         if public or private:
-            await self.timeline.store.update_metadata(channel.id, conversation.id, public, private)
-        if events:
+            check_size(
+                self.max_metadata_bytes, "metadata",
+                {**conversation.metadata, **public}, {**conversation.private_metadata, **private},
+            )
+        if events or public or private:
+            # the state guard first (with no events it only checks): metadata follows an accepted answer
             result = await self.timeline.transition(
-                channel.id, conversation.id, allowed_from=frozenset({AI}), events=events
+                channel.id, conversation.id, allowed_from=frozenset({HandoffState.AI.value}), events=events
             )
             if result is None:
                 log.info(
@@ -218,6 +230,8 @@ class AgentRunner:
                     extra={"conversation_id": conversation.id},
                 )
                 return False
+        if public or private:
+            await self.timeline.store.update_metadata(channel.id, conversation.id, public, private)
         for action in response.outgoing_action or []:
             await self._platform_action(channel, conversation.id, action)
         return True

@@ -1,7 +1,9 @@
 """The human agents' API (live chat): REST to act, a WebSocket to follow.
 
 Authenticated with a ``human`` agent token (``x-agent-token`` header or ``token`` query), scoped to one
-channel: a token never sees another channel's conversations.
+channel: a token never sees another channel's conversations. A token *is* one agent: its id owns the
+conversations it takes and its label is the name users see; only the owner replies in or ends a live chat,
+and another agent gets it only by an explicit, recorded take-over (``POST …/take {"take_over": true}``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
 
 from ...protocol import ProtocolError, decode_json, encode_frame, normalize_content
-from ..handoff import HandoffConflict
+from ..auth import single_credential
+from ..handoff import Actor, HandoffConflict, HandoffEvent
 from ..handlers import transcript_entry, is_transcript_message
 from ..connection import Connection
 from ..keys import hash_key
+from ..livechat import AgentIdentity
 from ..store import AgentTokenInfo, Channel, ConversationRecord
 from .http import ERROR_RESPONSES, gateway_of, json_body, read_body
 
@@ -23,8 +27,15 @@ router = APIRouter(prefix="/api/agent", tags=["live chat"], responses=ERROR_RESP
 STATES = ("waiting_human", "human")
 
 
+def agent_token_of(connection: Request | WebSocket) -> str | None:
+    """The agent token of a request (header or query; refused when given twice with different values)."""
+    return single_credential(
+        connection.headers.getlist("x-agent-token") + connection.query_params.getlist("token"), "agent token"
+    )
+
+
 async def human(request: Request) -> tuple[Channel, AgentTokenInfo]:
-    token = request.headers.get("x-agent-token") or request.query_params.get("token")
+    token = agent_token_of(request)
     found = await gateway_of(request).auth.agent_token(token, "human")
     if found is None:
         raise ProtocolError(401, "missing or invalid agent token")
@@ -41,20 +52,39 @@ async def body_of(request: Request) -> dict[str, Any]:
     return data
 
 
-def name_of(token: AgentTokenInfo, body: dict[str, Any]) -> str:
+async def conversation_of(request: Request, channel: Channel, conversation_id: str) -> ConversationRecord:
+    """The channel's conversation; 404 before anything else (a foreign id looks unknown)."""
+    record = await gateway_of(request).store.get_conversation(channel.id, conversation_id)
+    if record is None:
+        raise ProtocolError(404, "conversation not found", conversation_id)
+    return record
+
+
+def identity_of(token: AgentTokenInfo, body: dict[str, Any]) -> AgentIdentity:
+    """The acting agent, from the token. A body's ``agent_name`` (older consoles send it) must be the
+    token's own name: it can never make one agent speak as another."""
+    identity = AgentIdentity(token.id, token.label or token.id)
     name = body.get("agent_name")
-    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 100):
-        raise ProtocolError(400, "agent_name must be a string of 1 to 100 characters")
-    return name or token.label or token.id
+    if name is not None and name != identity.name:
+        raise ProtocolError(403, f"agent_name cannot differ from this token's agent ({identity.name}): identity comes from the token")
+    return identity
 
 
-def summary(record: ConversationRecord) -> dict[str, Any]:
+async def agent_names(request: Request, channel: Channel) -> dict[str, str]:
+    """Display names of the channel's human agents by token id."""
+    tokens = await gateway_of(request).store.list_agent_tokens()
+    return {t.id: t.label or t.id for t in tokens if t.channel_id == channel.id and t.role == "human"}
+
+
+def summary(record: ConversationRecord, names: dict[str, str]) -> dict[str, Any]:
+    owner = record.human_agent
     return {
         "conversation_id": record.id,
         "user_id": record.user_id,
         "user_basic_info": record.user_basic_info,
         "state": record.handoff,
-        "human_agent": record.human_agent,
+        "human_agent": names.get(owner, owner) if owner else None,
+        "human_agent_id": owner,
         "metadata": record.metadata,
         "updated_at": record.updated_at,
         "last_seq": record.last_seq,
@@ -74,7 +104,14 @@ async def run(coro: Any, conversation_id: str) -> ConversationRecord:
     except LookupError:
         raise ProtocolError(404, "conversation not found", conversation_id) from None
     except HandoffConflict as exc:
-        raise ProtocolError(409, str(exc), conversation_id) from None
+        raise conflict(exc, conversation_id) from None
+
+
+def conflict(exc: HandoffConflict, conversation_id: str) -> ProtocolError:
+    """409 for a state that does not allow it; 403 when another agent owns the live chat (reply, end)."""
+    if exc.actor is Actor.OTHER and exc.name in (HandoffEvent.REPLY.value, HandoffEvent.END.value):
+        return ProtocolError(403, f"{exc}: only the agent who has it may do that (take it over first)", conversation_id)
+    return ProtocolError(409, str(exc), conversation_id)
 
 
 @router.get("/conversations")
@@ -85,7 +122,8 @@ async def list_conversations(request: Request, state: str | None = None) -> dict
     if not set(states) <= set(STATES):
         raise ProtocolError(400, f"state must be among {', '.join(STATES)}")
     records = await gateway_of(request).store.list_handoff(channel.id, states)
-    return {"conversations": [summary(r) for r in records]}
+    names = await agent_names(request, channel)
+    return {"conversations": [summary(r, names) for r in records]}
 
 
 @router.get("/conversations/{conversation_id}")
@@ -100,7 +138,7 @@ async def get_conversation(request: Request, conversation_id: str) -> dict[str, 
         raise ProtocolError(404, "conversation not found", conversation_id)
     bind_socket(request, channel, dict(request.query_params), conversation_id)
     transcript = [transcript_entry(e) for e in await store.messages(conversation_id) if is_transcript_message(e)]
-    return {**summary(record), "private_metadata": record.private_metadata, "transcript": transcript}
+    return {**summary(record, await agent_names(request, channel)), "private_metadata": record.private_metadata, "transcript": transcript}
 
 
 @router.post("/conversations/{conversation_id}/escalate")
@@ -110,18 +148,25 @@ async def escalate(request: Request, conversation_id: str) -> dict[str, Any]:
     body = await body_of(request)
     reason = body.get("reason") if isinstance(body.get("reason"), str) else None
     livechat = gateway_of(request).livechat
-    return summary(await run(livechat.apply(channel.id, conversation_id, "escalate", reason=reason), conversation_id))
+    record = await run(livechat.apply(channel.id, conversation_id, HandoffEvent.ESCALATE, reason=reason), conversation_id)
+    return summary(record, await agent_names(request, channel))
 
 
 @router.post("/conversations/{conversation_id}/take")
 async def take(request: Request, conversation_id: str) -> dict[str, Any]:
-    """Take a waiting (or AI) conversation; 409 if another human has it."""
+    """Take a waiting (or AI) conversation; 409 if another human has it, unless ``{"take_over": true}``:
+    then it is transferred to this agent, and the transfer is stored (from whom, to whom)."""
     channel, token = await human(request)
     body = await body_of(request)
+    current = await conversation_of(request, channel, conversation_id)
+    agent = identity_of(token, body)
+    event = HandoffEvent.TAKE_OVER if body.get("take_over") is True else HandoffEvent.TAKE
+    names = await agent_names(request, channel)
+    previous = names.get(current.human_agent or "") if event is HandoffEvent.TAKE_OVER else None
     livechat = gateway_of(request).livechat
-    record = await run(livechat.apply(channel.id, conversation_id, "take", human=name_of(token, body)), conversation_id)
+    record = await run(livechat.apply(channel.id, conversation_id, event, agent=agent, previous_name=previous), conversation_id)
     bind_socket(request, channel, body, conversation_id)
-    return summary(record)
+    return summary(record, names)
 
 
 @router.post(
@@ -139,22 +184,27 @@ async def send(request: Request, conversation_id: str) -> JSONResponse:
     if not isinstance(content, (str, dict, list)) or content in ("", {}, []):
         raise ProtocolError(400, "text or content is required")
     livechat = gateway_of(request).livechat
+    await conversation_of(request, channel, conversation_id)
     try:
-        event = await livechat.human_message(channel.id, conversation_id, name_of(token, body), normalize_content(content))
+        event = await livechat.human_message(channel.id, conversation_id, identity_of(token, body), normalize_content(content))
     except LookupError:
         raise ProtocolError(404, "conversation not found", conversation_id) from None
     except HandoffConflict as exc:
-        raise ProtocolError(409, f"{exc} (or another human owns it)", conversation_id) from None
+        raise conflict(exc, conversation_id) from None
     bind_socket(request, channel, body, conversation_id)
     return JSONResponse({"status": "success", "message_id": event.message_id, "seq": event.seq})
 
 
 @router.post("/conversations/{conversation_id}/end")
 async def end(request: Request, conversation_id: str) -> dict[str, Any]:
-    """End the live chat: the AI agent answers again."""
-    channel, _ = await human(request)
+    """End the live chat (only its owner; a waiting one, anyone): the AI agent answers again."""
+    channel, token = await human(request)
+    body = await body_of(request)
+    await conversation_of(request, channel, conversation_id)
+    agent = identity_of(token, body)
     livechat = gateway_of(request).livechat
-    return summary(await run(livechat.apply(channel.id, conversation_id, "end"), conversation_id))
+    record = await run(livechat.apply(channel.id, conversation_id, HandoffEvent.END, agent=agent), conversation_id)
+    return summary(record, await agent_names(request, channel))
 
 
 @router.websocket("/ws")
@@ -162,7 +212,11 @@ async def agent_socket(websocket: WebSocket) -> None:
     """Live feed: ``agent_connected {socket_id}``, ``handoff_update`` for the channel, and every event of the
     conversations this socket took (pass its ``socket_id`` to take/messages)."""
     gateway = websocket.app.state.gateway
-    token = websocket.headers.get("x-agent-token") or websocket.query_params.get("token")
+    try:
+        token = agent_token_of(websocket)
+    except ProtocolError as exc:
+        await websocket.send_denial_response(JSONResponse(exc.to_body(), status_code=exc.error_code))
+        return
     found = await gateway.auth.agent_token(token, "human")
     if found is None:
         await websocket.send_denial_response(

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from ...protocol import ProtocolError, parse_envelope
 from .. import fastjson
+from ..auth import single_credential
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..store import Channel
@@ -73,7 +74,7 @@ def gateway_of(request: Request) -> Gateway:
 
 
 async def authenticate(request: Request) -> tuple[Channel, str]:
-    key = request.headers.get("x-api-key")
+    key = single_credential(request.headers.getlist("x-api-key"), "x-api-key header")
     channel = await gateway_of(request).auth.channel(key)
     if channel is None or key is None:
         raise ProtocolError(401, "missing or invalid x-api-key")
@@ -100,7 +101,8 @@ async def post_client_event(request: Request) -> Response:
     envelope = parse_envelope(await read_body(request, gateway.settings.max_body_bytes))
     connection = gateway.relay.find_client(envelope.socket_id, channel.id)
     gateway.limits.check(channel.id, connection.socket_id if connection else None)
-    reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
+    async with gateway.limits.admission.slot(channel.id):  # fair across tenants (limits.Admission)
+        reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
     if connection is not None and (frame := reply.socket_frame(envelope.request_id)) is not None:
         connection.send(frame)
     background = None

@@ -42,9 +42,13 @@ router = APIRouter(include_in_schema=False)
 
 def asset(relative: str, headers: dict[str, str]) -> FileResponse:
     """A file under ``static/``; 404 for anything outside it or of a type not served."""
-    path = (STATIC / relative).resolve()
+    try:
+        path = (STATIC / relative).resolve()
+        found = path.is_relative_to(STATIC) and path.is_file()
+    except (ValueError, OSError):  # an embedded NUL, a name too long: no such file
+        raise HTTPException(404, "not found") from None
     media_type = MEDIA_TYPES.get(path.suffix)
-    if media_type is None or not path.is_relative_to(STATIC) or not path.is_file():
+    if media_type is None or not found:
         raise HTTPException(404, "not found")
     return FileResponse(path, media_type=media_type, headers=headers)
 

@@ -16,13 +16,14 @@ from pydantic import ValidationError
 from ...protocol import AgentResponse, ProtocolError, decode_json
 from ..gateway import Gateway
 from ..store import Channel
+from .agent_api import agent_token_of
 from .http import ERROR_RESPONSES, gateway_of, json_body, read_body
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
 
 async def push_channel(request: Request) -> Channel:
-    token = request.headers.get("x-agent-token") or request.query_params.get("token")
+    token = agent_token_of(request)
     found = await gateway_of(request).auth.agent_token(token, "push")
     if found is None:
         raise ProtocolError(401, "missing or invalid agent token")

@@ -9,11 +9,13 @@ from fastapi.responses import JSONResponse
 
 from ...errors import RateLimitError
 from ...protocol import ProtocolError, parse_envelope
+from ..auth import single_credential
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from .. import fastjson
 from ..connection import Connection
 from ..keys import hash_key
+from ..store.faults import classify
 
 router = APIRouter()
 log = logging.getLogger("captivate_chat_api.server.ws")
@@ -40,8 +42,20 @@ async def client_socket(websocket: WebSocket) -> None:
     if settings.allowed_origins and origin is not None and origin not in settings.allowed_origins:
         await refuse(websocket, 403, "origin not allowed")
         return
-    api_key = websocket.query_params.get("apiKey")
-    channel = await gateway.auth.channel(api_key)
+    try:
+        api_key = single_credential(websocket.query_params.getlist("apiKey"), "apiKey")
+    except ProtocolError as exc:
+        await refuse(websocket, exc.error_code, exc.error_desc)
+        return
+    try:
+        channel = await gateway.auth.channel(api_key)
+    except Exception as exc:  # the store failed: say so before the upgrade, as an HTTP request gets it
+        fault = classify(exc)
+        if fault is None:
+            raise
+        gateway.faults.record(fault, exc)
+        await refuse(websocket, fault.status, fault.desc)
+        return
     if channel is None or api_key is None:
         await refuse(websocket, 401, "missing or invalid apiKey")
         return
@@ -81,17 +95,23 @@ async def serve_frame(gateway: Gateway, connection: Connection, api_key: str, da
         except RateLimitError as exc:
             exc.conversation_id = envelope.conversation_id
             raise
-        reply = await gateway.handlers.handle(
-            ClientRequest(connection.channel, api_key, envelope, connection, via_websocket=True)
-        )
+        async with gateway.limits.admission.slot(connection.channel.id):  # fair across tenants
+            reply = await gateway.handlers.handle(
+                ClientRequest(connection.channel, api_key, envelope, connection, via_websocket=True)
+            )
     except ProtocolError as exc:
         gateway.metrics.error("ws", exc.error_code)
         connection.send(error_frame(exc, request_id))
         return
-    except Exception:
-        log.exception("unexpected error serving a WebSocket frame")
-        gateway.metrics.error("ws", 500)
-        connection.send(error_frame(ProtocolError(500, "internal error"), request_id))
+    except Exception as exc:
+        fault = classify(exc)
+        if fault is None:
+            log.exception("unexpected error serving a WebSocket frame")
+        else:
+            gateway.faults.record(fault, exc)
+        error = ProtocolError(fault.status, fault.desc) if fault else ProtocolError(500, "internal error")
+        gateway.metrics.error("ws", error.error_code)
+        connection.send(error_frame(error, request_id))
         return
     for frame in (reply.socket_frame(request_id), reply.ws_frame(request_id)):
         if frame is not None:

@@ -8,21 +8,29 @@ from .base import (
     Channel,
     ConversationPage,
     ConversationRecord,
+    EditForbidden,
     ListQuery,
     NewEvent,
     Store,
     StoredEvent,
+    editable_by,
 )
 
 
-def store_from_url(url: str, *, synchronous: str = "NORMAL") -> Store:
-    """``sqlite:///PATH`` (or a bare path), or ``postgresql://…[?schema=NAME]`` (needs the postgres extra)."""
+def store_from_url(
+    url: str, *, synchronous: str = "NORMAL", busy_timeout: float = 5.0, connect_timeout: float = 5.0,
+    statement_timeout: float = 10.0, acquire_timeout: float = 5.0,
+) -> Store:
+    """``sqlite:///PATH`` (or a bare path), or ``postgresql://…[?schema=NAME]`` (needs the postgres extra).
+    The timeouts (seconds) bound how long a request waits on the store before it fails with 503."""
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from .postgres import PostgresStore
         except ImportError as exc:
             raise ValueError("a postgresql:// database needs: pip install 'captivate-chat-api[postgres]'") from exc
-        return PostgresStore(url)
+        return PostgresStore(
+            url, connect_timeout=connect_timeout, statement_timeout=statement_timeout, acquire_timeout=acquire_timeout
+        )
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
     elif url.startswith("sqlite://"):
@@ -33,7 +41,7 @@ def store_from_url(url: str, *, synchronous: str = "NORMAL") -> Store:
         raise ValueError(f"unsupported database URL scheme: {url.split('://', 1)[0]!r} (supported: sqlite, postgresql)")
     from .sqlite import SQLiteStore
 
-    return SQLiteStore(path or ":memory:", synchronous=synchronous)
+    return SQLiteStore(path or ":memory:", synchronous=synchronous, busy_timeout=busy_timeout)
 
 
 __all__ = [
@@ -42,9 +50,11 @@ __all__ = [
     "Channel",
     "ConversationPage",
     "ConversationRecord",
+    "EditForbidden",
     "ListQuery",
     "NewEvent",
     "Store",
     "StoredEvent",
+    "editable_by",
     "store_from_url",
 ]

@@ -128,6 +128,28 @@ class ListQuery:
     limit: int | None = None
 
 
+EDITABLE_BY: dict[str, frozenset[str]] = {
+    "client": frozenset({"user"}),
+    "human_agent": frozenset({"human_agent"}),
+    "bot": frozenset({"bot"}),
+}
+"""Who may edit what: a client only the user's own messages (the npm client's file-URL refresh edits
+those), an agent only its own. Nobody rewrites what someone else said."""
+
+
+def editable_by(actor: str) -> frozenset[str]:
+    """The senders whose messages ``actor`` (``client`` | ``human_agent`` | ``bot``) may edit."""
+    return EDITABLE_BY.get(actor, frozenset())
+
+
+class EditForbidden(Exception):
+    """An edit of a message the editor did not write (nothing is changed)."""
+
+    def __init__(self, sender: str | None) -> None:
+        super().__init__(f"this message was written by {sender or 'the platform'}: only its author may edit it")
+        self.sender = sender
+
+
 class Store(abc.ABC):
     """Durable storage. Implementations: :class:`~.sqlite.SQLiteStore` (PostgreSQL later)."""
 
@@ -141,6 +163,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise if the store cannot serve."""
+
+    async def ping_write(self) -> None:
+        """Raise if the store cannot take a write now (readiness); a no-op write where the store has one."""
+        await self.ping()
 
     # channels and keys
     @abc.abstractmethod
@@ -274,4 +300,8 @@ class Store(abc.ABC):
         """The transcript's events (those with a sender), oldest first."""
 
     @abc.abstractmethod
-    async def edit_message(self, conversation_id: str, message_id: str, content: Any) -> StoredEvent | None: ...
+    async def edit_message(
+        self, conversation_id: str, message_id: str, content: Any, *, senders: frozenset[str] | None = None
+    ) -> StoredEvent | None:
+        """Replace a message's content; None if there is no such message. With ``senders``, a message of
+        another sender raises :class:`EditForbidden` and nothing changes."""

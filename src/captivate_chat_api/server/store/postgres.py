@@ -23,16 +23,29 @@ from .base import (
     Channel,
     ConversationPage,
     ConversationRecord,
+    EditForbidden,
     ListQuery,
     NewEvent,
     Store,
     StoredEvent,
 )
 from .clock import utc_now
-from .query import matches_query
+from .query import V1_MAX_CONVERSATIONS, postgres_where
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, loads, token_row
 
 Conn = Any  # asyncpg.Connection (untyped library)
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """asyncpg's pool logs each failed reconnect with a traceback: during an outage, one line each instead."""
+    if record.exc_info and record.exc_info[1] is not None:
+        record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})"
+        record.args = None
+        record.exc_info = None
+    return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_one_line)
 LIVE = "SELECT * FROM conversations WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL"
 CLOSE_TIMEOUT = 3.0
 log = logging.getLogger("captivate_chat_api.server.store")
@@ -94,31 +107,76 @@ def json_conversation(text: str) -> ConversationRecord:
     return conversation_row(loads(text))
 
 
+class BoundedPool:
+    """The asyncpg pool, with a bound on how long a request waits for a free connection (asyncpg's
+    ``Pool.fetch`` & co. wait forever): past it, ``TimeoutError`` (503)."""
+
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+        self._pool = pool
+        self._timeout = acquire_timeout
+
+    def acquire(self) -> Any:
+        return self._pool.acquire(timeout=self._timeout)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as conn:
+            return str(await conn.execute(query, *args))
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        async with self.acquire() as conn:
+            return list(await conn.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    def terminate(self) -> None:
+        self._pool.terminate()
+
+
+
 class PostgresStore(Store):
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 5.0,
+        statement_timeout: float = 10.0, acquire_timeout: float = 5.0,
+    ) -> None:
         self.dsn, self.schema = split_url(url)
-        self._pool: asyncpg.Pool | None = None
+        self._pool: BoundedPool | None = None
         self._sizes = (min_size, max_size)
+        self.timeouts = (connect_timeout, statement_timeout, acquire_timeout)
+        """Seconds: connecting, one statement (server- and client-side: a silent network too), waiting for a
+        pooled connection. Each fails the request with 503 instead of hanging it."""
 
     @property
-    def pool(self) -> asyncpg.Pool:
+    def pool(self) -> BoundedPool:
         if self._pool is None:
             raise RuntimeError("store is not open")
         return self._pool
 
     async def open(self) -> None:
+        connect_timeout, statement_timeout, acquire_timeout = self.timeouts
         settings = {"search_path": self.schema} if self.schema else {}
+        settings["statement_timeout"] = str(int(statement_timeout * 1000))
         if self.schema:
-            conn = await asyncpg.connect(self.dsn)
+            conn = await asyncpg.connect(self.dsn, timeout=connect_timeout)
             try:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             except (asyncpg.UniqueViolationError, asyncpg.DuplicateSchemaError):
                 pass  # another process created it at the same moment ("IF NOT EXISTS" is not atomic)
             finally:
                 await conn.close()
-        self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=self._sizes[0], max_size=self._sizes[1], server_settings=settings, reset=keep_session
+        pool = await asyncpg.create_pool(
+            self.dsn, min_size=self._sizes[0], max_size=self._sizes[1], server_settings=settings,
+            timeout=connect_timeout, command_timeout=statement_timeout + 1.0, reset=keep_session,
         )
+        self._pool = BoundedPool(pool, acquire_timeout)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await conn.execute(
@@ -149,6 +207,9 @@ class PostgresStore(Store):
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
+
+    async def ping_write(self) -> None:
+        await self.pool.execute("UPDATE schema_migrations SET applied_at = applied_at WHERE version = 1")
 
     async def schema_version(self) -> int:
         return int(await self.pool.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
@@ -323,18 +384,23 @@ class PostgresStore(Store):
         return _count(status)
 
     async def list_conversations(self, query: ListQuery) -> ConversationPage:
+        """Paged in the database (see the SQLite store): filter/search in SQL, COUNT, LIMIT/OFFSET."""
         if not query.channel_ids:
             return ConversationPage([], 0, query.page, query.limit or 0)
-        rows = await self.pool.fetch(
-            "SELECT * FROM conversations WHERE channel_id = ANY($1::text[]) AND user_id = $2 AND deleted_at IS NULL"
-            " ORDER BY updated_at DESC, id",
-            query.channel_ids, query.user_id,
-        )
-        found = [c for c in map(conversation_row, rows) if matches_query(c.metadata, query.filter, query.search)]
-        if query.limit is None:
-            return ConversationPage(found, len(found), 1, len(found))
-        start = (query.page - 1) * query.limit
-        return ConversationPage(found[start : start + query.limit], len(found), query.page, query.limit)
+        limit = query.limit or V1_MAX_CONVERSATIONS
+        conditions, extra = postgres_where(query.filter, query.search, 3)
+        where = " AND ".join(["channel_id = ANY($1::text[]) AND user_id = $2 AND deleted_at IS NULL", *conditions])
+        params = [query.channel_ids, query.user_id, *extra]
+        n = len(params)
+        async with self.pool.acquire() as conn:
+            # Only numbered placeholders and fixed SQL are formatted in; every value is a bound parameter.
+            total = await conn.fetchval(f"SELECT count(*) FROM conversations WHERE {where}", *params)  # nosec B608
+            rows = await conn.fetch(
+                f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id LIMIT ${n + 1} OFFSET ${n + 2}",  # nosec B608
+                *params, limit, (query.page - 1) * limit,
+            )
+        items = [conversation_row(r) for r in rows]
+        return ConversationPage(items, int(total), query.page, query.limit or len(items))
 
     async def list_handoff(self, channel_id: str, states: list[str]) -> list[ConversationRecord]:
         if not states:
@@ -459,7 +525,9 @@ class PostgresStore(Store):
         )
         return [event_row(r) for r in rows]
 
-    async def edit_message(self, conversation_id: str, message_id: str, content: Any) -> StoredEvent | None:
+    async def edit_message(
+        self, conversation_id: str, message_id: str, content: Any, *, senders: frozenset[str] | None = None
+    ) -> StoredEvent | None:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT * FROM events WHERE conversation_id = $1 AND message_id = $2 AND sender IS NOT NULL FOR UPDATE",
@@ -467,6 +535,8 @@ class PostgresStore(Store):
             )
             if row is None:
                 return None
+            if senders is not None and row["sender"] not in senders:
+                raise EditForbidden(row["sender"])
             payload = {**event_row(row).payload, "content": content}
             row = await conn.fetchrow(
                 "UPDATE events SET payload = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2 RETURNING *",

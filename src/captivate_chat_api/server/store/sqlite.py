@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,13 +28,14 @@ from .base import (
     Channel,
     ConversationPage,
     ConversationRecord,
+    EditForbidden,
     ListQuery,
     NewEvent,
     Store,
     StoredEvent,
 )
 from .clock import utc_now
-from .query import matches_query
+from .query import V1_MAX_CONVERSATIONS, matches_query, sqlite_where
 from .sqlite_writer import WriterThread
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
 
@@ -48,12 +50,15 @@ _LIVE_CONVERSATION = "SELECT * FROM conversations WHERE id = ? AND channel_id = 
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 5.0) -> None:
         level = synchronous.upper()
         if level not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
         self.path = path
         self.synchronous = level
+        self.busy_timeout = busy_timeout
+        """Seconds a write waits for the database's write lock (held by another process); a write that
+        already waited this long in line fails at once. Then SQLITE_BUSY (503). Reads never wait (WAL)."""
         self._memory = path == ":memory:"
         self._writer: WriterThread | None = None
         self._reader: ThreadPoolExecutor | None = None
@@ -65,10 +70,10 @@ class SQLiteStore(Store):
     # plumbing
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         if not self._memory:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -78,7 +83,8 @@ class SQLiteStore(Store):
         """Run ``fn(conn, *args)`` in the next group-committed transaction (see :mod:`.sqlite_writer`)."""
         if self._writer is None:
             raise RuntimeError("store is not open")
-        return await self._writer.write(fn, *args)
+        # queued behind writes that each waited for a lock held elsewhere: fails at once past the deadline
+        return await self._writer.write(fn, *args, deadline=time.monotonic() + self.busy_timeout)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         if self._writer is None:
@@ -172,6 +178,14 @@ class SQLiteStore(Store):
     async def ping(self) -> None:
         # reads the file (``SELECT 1`` would not), so a corrupt database fails here
         await self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone())
+
+    async def ping_write(self) -> None:
+        # a real (no-op) write through the writer: a held lock, a full disk or a read-only file fail here
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE schema_migrations SET applied_at = applied_at WHERE version = (SELECT max(version) FROM schema_migrations)"
+            )
+        )
 
     # channels and keys
 
@@ -405,19 +419,32 @@ class SQLiteStore(Store):
         return await self._write(run)
 
     async def list_conversations(self, query: ListQuery) -> ConversationPage:
+        """Paged in the database: filter and search as SQL conditions, COUNT for the total, LIMIT/OFFSET
+        for the page (v1, without a limit: the newest :data:`V1_MAX_CONVERSATIONS`)."""
+        limit = query.limit or V1_MAX_CONVERSATIONS
+        offset = (query.page - 1) * limit
+        pushed = sqlite_where(query.filter, query.search)
+
         def run(conn: sqlite3.Connection) -> ConversationPage:
             marks = ",".join("?" * len(query.channel_ids))
-            # Only "?" placeholders are formatted in; every value is a bound parameter.
+            where = f"channel_id IN ({marks}) AND user_id = ? AND deleted_at IS NULL"
+            params: list[Any] = [*query.channel_ids, query.user_id]
+            if pushed is None:  # a filter on an object or list value: compared in Python
+                rows = conn.execute(
+                    f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id", params  # nosec B608
+                ).fetchall()
+                found = [c for c in map(conversation_row, rows) if matches_query(c.metadata, query.filter, query.search)]
+                return ConversationPage(found[offset : offset + limit], len(found), query.page, query.limit or len(found[:limit]))
+            conditions, extra = pushed
+            where = " AND ".join([where, *conditions])
+            # Only "?" placeholders and fixed SQL are formatted in; every value is a bound parameter.
+            total = conn.execute(f"SELECT count(*) FROM conversations WHERE {where}", [*params, *extra]).fetchone()[0]  # nosec B608
             rows = conn.execute(
-                f"SELECT * FROM conversations WHERE channel_id IN ({marks}) AND user_id = ? AND deleted_at IS NULL"  # nosec B608
-                " ORDER BY updated_at DESC, id",
-                (*query.channel_ids, query.user_id),
+                f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",  # nosec B608
+                [*params, *extra, limit, offset],
             ).fetchall()
-            found = [c for c in map(conversation_row, rows) if matches_query(c.metadata, query.filter, query.search)]
-            if query.limit is None:
-                return ConversationPage(found, len(found), 1, len(found))
-            start = (query.page - 1) * query.limit
-            return ConversationPage(found[start : start + query.limit], len(found), query.page, query.limit)
+            items = [conversation_row(r) for r in rows]
+            return ConversationPage(items, total, query.page, query.limit or len(items))
 
         if not query.channel_ids:
             return ConversationPage([], 0, query.page, query.limit or 0)
@@ -581,7 +608,9 @@ class SQLiteStore(Store):
             ]
         )
 
-    async def edit_message(self, conversation_id: str, message_id: str, content: Any) -> StoredEvent | None:
+    async def edit_message(
+        self, conversation_id: str, message_id: str, content: Any, *, senders: frozenset[str] | None = None
+    ) -> StoredEvent | None:
         def run(conn: sqlite3.Connection) -> StoredEvent | None:
             row = conn.execute(
                 "SELECT * FROM events INDEXED BY events_by_message_id"
@@ -590,6 +619,8 @@ class SQLiteStore(Store):
             ).fetchone()
             if row is None:
                 return None
+            if senders is not None and row["sender"] not in senders:
+                raise EditForbidden(row["sender"])
             payload = {**json.loads(row["payload"]), "content": content}
             conn.execute(
                 "UPDATE events SET payload = ?, edited_at = ? WHERE conversation_id = ? AND seq = ?",

@@ -13,6 +13,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -41,20 +42,24 @@ class WriterThread:
         self._thread.start()
         self.conn = await self.call(lambda conn: conn)
 
-    def write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Run ``fn(conn, *args)`` inside the next transaction; the future resolves after its COMMIT."""
-        return self._submit(True, fn, args)
+    def write(self, fn: Callable[..., T], *args: Any, deadline: float | None = None) -> asyncio.Future[T]:
+        """Run ``fn(conn, *args)`` inside the next transaction; the future resolves after its COMMIT. Past
+        ``deadline`` (``time.monotonic()``) when its turn comes, it fails at once: it waited its whole busy
+        timeout in line behind writes that each waited for a lock held by another process."""
+        return self._submit(True, fn, args, deadline)
 
     def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run ``fn(conn, *args)`` in the writer thread outside any transaction (migrations, reads of an
         in-memory database, closing)."""
         return self._submit(False, fn, args)
 
-    def _submit(self, transactional: bool, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
+    def _submit(
+        self, transactional: bool, fn: Callable[..., Any], args: tuple[Any, ...], deadline: float | None = None
+    ) -> asyncio.Future[Any]:
         if self._loop is None or self._thread is None or not self._thread.is_alive():
             raise RuntimeError("store is not open")
         future = self._loop.create_future()
-        self._jobs.put((transactional, fn, args, future))
+        self._jobs.put((transactional, fn, args, future, deadline))
         return future
 
     async def stop(self) -> None:
@@ -103,7 +108,11 @@ class WriterThread:
     def _execute(self, conn: sqlite3.Connection, batch: list[Any]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        for transactional, fn, args, future in batch:
+        for transactional, fn, args, future, deadline in batch:
+            if deadline is not None and time.monotonic() > deadline:
+                done.append((future, None, sqlite3.OperationalError(
+                    "database is locked (the write waited its whole busy timeout in line)")))
+                continue
             if not transactional:
                 if pending:  # keep the order: commit what came before
                     done += self._commit(conn, pending)

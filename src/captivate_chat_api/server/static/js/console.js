@@ -245,7 +245,7 @@ class Console {
     for (const entry of c.transcript || []) {
       this.files.push(...fileList(entry.files));
       if (entry.from === "system") noteRow(transcript, "system", contentText(entry.content));
-      else if (!(entry.from === "user" && isEmptyText(entry.content))) this.message(FROM[entry.from] || "bot", entry.content);
+      else if (!(entry.from === "user" && isEmptyText(entry.content))) this.message(FROM[entry.from] || "bot", entry.content, entry.agent_name);
       this.lastSeq = Math.max(this.lastSeq, entry.seq || 0);
     }
     this.lastSeq = Math.max(this.lastSeq, c.last_seq || 0);
@@ -263,15 +263,17 @@ class Console {
     this.renderList();
   }
 
-  message(from, content) {
-    return messageRow($("transcript"), from, renderContent(content), SENDERS[from]);
+  message(from, content, agentName = null) {
+    // a human agent's message carries the display name of the agent who sent it (from its token)
+    const sender = agentName ? { ...SENDERS[from], label: agentName } : SENDERS[from];
+    return messageRow($("transcript"), from, renderContent(content), sender);
   }
 
   showEvent(type, p) {
     const transcript = $("transcript");
     const atBottom = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 120;
     if (EVENT_FROM[type]) {
-      if (!(type === "user_message" && isEmptyText(p.content))) this.message(EVENT_FROM[type], p.content);
+      if (!(type === "user_message" && isEmptyText(p.content))) this.message(EVENT_FROM[type], p.content, p.agent_name);
       const added = p.content && typeof p.content === "object" ? fileList(p.content.files) : [];
       if (added.length) {
         this.files.push(...added);
@@ -345,8 +347,8 @@ class Console {
     const c = this.selected;
     if (!c) return;
     try {
-      const record = await this.api.act(c.conversation_id, verb, { ...body, socket_id: this.socket.socketId, ...(this.name ? { agent_name: this.name } : {}) });
-      if (verb === "take" && !this.name && record.human_agent) {
+      const record = await this.api.act(c.conversation_id, verb, { ...body, socket_id: this.socket.socketId });
+      if (verb === "take" && record.human_agent && this.name !== record.human_agent) {
         this.name = record.human_agent; // the token's label: now we know who "me" is
         storage.set(NAME_SLOT, this.name);
         this.showName();

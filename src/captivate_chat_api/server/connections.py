@@ -1,0 +1,199 @@
+"""Connections that cannot starve the gateway: a header/handshake deadline, bounded request heads, a cap on
+open connections below the file-descriptor limit (a clear JSON 503 over it), and the fd limit raised.
+
+uvicorn bounds the idle time between keep-alive requests, not the time a client takes to send a request's
+head or to finish a WebSocket handshake: a slowloris client (a header byte a second) or a handshake that
+never completes would pin a file descriptor for as long as it likes. :func:`protocol_class` is uvicorn's
+httptools protocol with those bounds added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+log = logging.getLogger("captivate_chat_api.server")
+
+FD_RESERVE = 64
+"""Descriptors kept free under the limit for the store, the broker, agents' HTTP calls and log files."""
+
+WS_MAX_LINE = 8000
+WS_MAX_HEADERS = 120
+"""A WebSocket handshake's head must fit the websockets library's limits (8,192 bytes a line, 128 headers)."""
+
+_raised: tuple[int, int] | None = None
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to its hard limit (once); log both. Returns (soft, hard)."""
+    global _raised
+    if _raised is not None:
+        return _raised
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        _raised = (1024, 1024)
+        return _raised
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("file descriptor limit: could not raise the soft limit %d to %d: %s", soft, target, exc)
+            target = soft
+    log.info("file descriptor limit: soft %d (was %d), hard %s", target, soft, "unlimited" if hard == resource.RLIM_INFINITY else hard)
+    _raised = (target, hard)
+    return _raised
+
+
+def connection_cap(configured: int, soft_limit: int) -> int:
+    """Open connections allowed: ``configured`` (0: automatic), never above the fd limit minus a reserve."""
+    ceiling = max(16, soft_limit - max(FD_RESERVE, soft_limit // 20))
+    return min(configured, ceiling) if configured > 0 else ceiling
+
+
+def _status_bytes(status: int, reason: str, desc: str, retry_after: int | None = None) -> bytes:
+    body = json.dumps({"error_code": status, "error_desc": desc}).encode()
+    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}", "connection: close"]
+    if retry_after:
+        head.append(f"retry-after: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def protocol_class(*, header_timeout: float, max_connections: int, max_head_bytes: int) -> type[asyncio.Protocol] | None:
+    """uvicorn's httptools protocol with the bounds above; None when httptools is not installed (uvicorn's
+    h11 protocol is used then, with its own limit on a request head's size but no header deadline)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
+        return None
+    full = _status_bytes(503, "Service Unavailable", f"too many open connections (limit {max_connections}); retry", 1)
+    slow = _status_bytes(408, "Request Timeout", f"request head or handshake not complete within {header_timeout:g} s")
+    large = _status_bytes(
+        431, "Request Header Fields Too Large",
+        f"request head too large (limit {max_head_bytes} bytes; a WebSocket handshake: {WS_MAX_LINE} bytes a line)",
+    )
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
+        _deadline: asyncio.TimerHandle | None = None
+        _head_bytes = 0
+        _in_head = True
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                transport.write(full)
+                transport.close()
+                return
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._in_head, self._head_bytes = True, 0
+            self._deadline = self.loop.call_later(header_timeout, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            self._deadline = None
+            handshake = getattr(self.transport.get_protocol(), "handshake_completed_event", None)
+            if handshake is not None and handshake.is_set():
+                return  # a WebSocket that was accepted in time
+            if not self.transport.is_closing():
+                if self.transport.get_protocol() is self:
+                    self.transport.write(slow)
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._in_head and not self.transport.is_closing():  # the head is still incomplete
+                self._head_bytes += len(data)
+                if self._head_bytes > max_head_bytes:
+                    self._disarm()
+                    self.transport.write(large)
+                    self.transport.close()
+
+        def on_message_begin(self) -> None:
+            # A new request (the first, or the next on a kept-alive connection): its head is timed and
+            # sized from its first byte. Body bytes of a request answered early (a 413) are not head bytes.
+            if not self._in_head or self._deadline is None:
+                self._arm()
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            if not (self.parser.should_upgrade() and self._should_upgrade()):
+                self._disarm()  # a WebSocket keeps its deadline until the app accepts it
+            super().on_headers_complete()
+
+        def handle_websocket_upgrade(self) -> None:
+            # The WebSocket library reads the head again with its own limits (8 KiB a line, 128 headers) and
+            # answers nothing when they are exceeded: refuse such a head here, with a status.
+            lines = [self.url, *(name + value for name, value in self.headers)]
+            if len(self.headers) > WS_MAX_HEADERS or max(map(len, lines)) > WS_MAX_LINE:
+                self._disarm()
+                self.transport.write(large)
+                self.transport.close()
+                return
+            super().handle_websocket_upgrade()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return GuardedHttpToolsProtocol
+
+
+def uvicorn_options(settings: Any) -> dict[str, Any]:
+    """The uvicorn ``Config`` options for the bounds in ``settings`` (raises the fd limit first)."""
+    soft, _ = raise_fd_limit()
+    cap = connection_cap(settings.max_connections, soft)
+    options: dict[str, Any] = {
+        "timeout_keep_alive": max(1, int(settings.keep_alive_timeout)),
+        "h11_max_incomplete_event_size": settings.max_head_bytes,
+    }
+    protocol = protocol_class(
+        header_timeout=settings.header_timeout, max_connections=cap, max_head_bytes=settings.max_head_bytes
+    )
+    if protocol is not None:
+        options["http"] = protocol
+    else:  # pragma: no cover
+        options["limit_concurrency"] = cap
+    log.debug("open connections capped at %d; request heads within %g s and %d bytes", cap, settings.header_timeout, settings.max_head_bytes)
+    return options
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc keeps freed arenas otherwise)."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
+async def trim_after_load(count: Any, interval: float = 5.0, drop: int = 500) -> None:
+    """When the open sockets fell by ``drop`` or more since the last peak, release memory (once per fall).
+    ``count()`` gives the number of open sockets."""
+    peak = 0
+    while True:
+        await asyncio.sleep(interval)
+        now = count()
+        if now > peak:
+            peak = now
+        elif peak - now >= drop:
+            await asyncio.get_running_loop().run_in_executor(None, release_memory)
+            log.debug("released memory after %d sockets closed", peak - now)
+            peak = now
