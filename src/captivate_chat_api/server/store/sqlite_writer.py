@@ -10,6 +10,7 @@ after COMMIT returned: acknowledged means committed, whatever the batch size.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import sqlite3
 import threading
@@ -62,6 +63,15 @@ class WriterThread:
         self._jobs.put((transactional, fn, args, future, deadline))
         return future
 
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """The ``Executor`` interface (``loop.run_in_executor(writer, fn, *args)``): ``fn(*args)`` in the
+        writer thread, between transactions."""
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("store is not open")
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((None, fn, args, future, None))
+        return future
+
     async def stop(self) -> None:
         """Finish what is queued, close the connection, end the thread."""
         if self._thread is None:
@@ -112,6 +122,16 @@ class WriterThread:
             if deadline is not None and time.monotonic() > deadline:
                 done.append((future, None, sqlite3.OperationalError(
                     "database is locked (the write waited its whole busy timeout in line)")))
+                continue
+            if transactional is None:  # an executor job (:meth:`submit`): answered from here, between transactions
+                if pending:
+                    done += self._commit(conn, pending)
+                    pending = []
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(*args))
+                    except BaseException as exc:
+                        future.set_exception(exc)
                 continue
             if not transactional:
                 if pending:  # keep the order: commit what came before
