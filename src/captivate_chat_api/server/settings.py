@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Keys registered at start, each as its own channel (tenant). Env: comma-separated."""
 
+    agent: str = "demo"
+    """The agent of the channels ``serve`` starts (the dev key's and the ``api_keys``'): ``demo``,
+    ``webhook:URL``, ``openai:MODEL`` or ``python:MODULE:ATTRIBUTE``. Other channels keep their own."""
+    workers: int = Field(default=1, ge=1)
+    """Gateway processes sharing the port (``SO_REUSEPORT``); more than 1 needs ``broker``."""
     broker: str | None = None
     """``redis://HOST:PORT/DB``: share events with other gateway processes (several processes or hosts)."""
     sqlite_synchronous: str = "NORMAL"

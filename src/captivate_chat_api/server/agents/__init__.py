@@ -27,6 +27,23 @@ def check_spec(spec: str) -> str:
     raise ValueError(f"unknown agent spec {spec!r} (one of: {', '.join(KNOWN_SPECS)})")
 
 
+def check_loadable(spec: str) -> str:
+    """Check at start that the agent a spec names can be set up here: a ``python:`` module imports and has
+    the attribute, ``openai:`` has its extra. Returns the spec; raises ValueError (a start-up error, not a
+    502 at the first message)."""
+    kind, _, rest = check_spec(spec).partition(":")
+    if kind == "python":
+        from .python_agent import load_python_agent
+
+        load_python_agent(rest)
+    elif kind == "openai":
+        from .openai_agent import INSTALL_HINT, _openai_installed
+
+        if not _openai_installed():
+            raise ValueError(INSTALL_HINT)
+    return spec
+
+
 def agent_from_spec(spec: str, *, channel: Channel | None = None, store: Store | None = None) -> Agent:
     """The agent a spec names. ``channel`` supplies per-channel secrets (the webhook signing secret),
     ``store`` the conversation history (for ``openai:``)."""
@@ -46,4 +63,4 @@ def agent_from_spec(spec: str, *, channel: Channel | None = None, store: Store |
     return load_python_agent(rest)
 
 
-__all__ = ["KNOWN_SPECS", "Agent", "AgentError", "DemoAgent", "StreamingAgent", "agent_from_spec", "check_spec"]
+__all__ = ["KNOWN_SPECS", "Agent", "AgentError", "DemoAgent", "StreamingAgent", "agent_from_spec", "check_loadable", "check_spec"]
