@@ -165,3 +165,23 @@ def test_serve_agent_rule_and_a_truthful_banner(tmp_path: Path) -> None:
         assert reply_to(back, own_key, "hi") == "You said: hi"
     finally:
         back.stop()
+
+
+def test_keys_list_is_plain_columns_and_revoke_takes_the_shown_prefix(tmp_path: Path) -> None:
+    import json
+
+    url = f"sqlite:///{tmp_path / 'list.db'}"
+    for name in ("shop", "blog"):
+        assert cli("keys", "create", "--name", name, "--database", url).returncode == 0
+    narrow = cli("keys", "list", "--database", url, env={"COLUMNS": "30"})
+    rows = [line.split() for line in narrow.stdout.splitlines()]
+    assert rows[0][:3] == ["id", "prefix", "channel"] and len(rows) == 3  # one line per key, never wrapped
+    scripted = json.loads(cli("keys", "list", "--json", "--database", url).stdout)
+    assert [k["label"] for k in scripted] == ["shop", "blog"] and rows[1][0] == scripted[0]["id"]
+    shown = rows[1][1]  # e.g. cck_AbCdEf…, exactly as listed
+    assert shown.endswith("…")
+    revoked = cli("keys", "revoke", shown, "--database", url)
+    assert revoked.returncode == 0 and f"revoked {scripted[0]['id']}" in revoked.stdout
+    without_ellipsis = cli("keys", "revoke", rows[2][1].rstrip("…"), "--database", url)
+    assert without_ellipsis.returncode == 0, without_ellipsis.stdout
+    assert all(k["revoked"] for k in json.loads(cli("keys", "list", "--json", "--database", url).stdout))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import secrets
 import sys
 import threading
@@ -15,7 +16,6 @@ from typing import Annotated, Any, NoReturn
 try:
     import typer
     from rich.console import Console
-    from rich.table import Table
 except ImportError:  # a client-only install: the CLI is part of the server extra
     typer = None  # type: ignore[assignment]
 
@@ -35,7 +35,7 @@ else:
     from .server.keys import display_prefix, generate_key, hash_key
     from .server.settings import Settings
     from .server.startup import StartupError
-    from .server.store import ApiKeyInfo, Channel, Store, store_from_url
+    from .server.store import AgentTokenInfo, ApiKeyInfo, Channel, Store, store_from_url
 
     DEV_CHANNEL = "dev"  # the channel (and key label) of the key serve makes on the first start
     BANNER_CHANNELS = 5
@@ -54,13 +54,6 @@ else:
         str | None,
         typer.Option("--database", envvar="CAPTIVATE_DATABASE", help="sqlite:///PATH (default: user data dir) or postgresql://USER@HOST/DB[?schema=NAME]."),
     ]
-
-    def _table(*columns: str) -> Table:
-        """A listing whose ids are never cut short: people copy them into the next command."""
-        table = Table()
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        return table
 
     ConfigOption = Annotated[
         str | None,
@@ -395,19 +388,54 @@ else:
         if secret:
             out.print(f"webhook secret (shown once): {secret}", highlight=False)
 
+    JsonOption = Annotated[bool, typer.Option("--json", help="One JSON array, for scripts.")]
+
+    def _listing(rows: list[dict[str, str]], as_json: bool) -> None:
+        """Aligned plain columns, never wrapped or cut (ids are copied into the next command), or JSON."""
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        if not rows:
+            typer.echo("(none)")
+            return
+        columns = list(rows[0])
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+        for row in [dict(zip(columns, columns, strict=True)), *rows]:
+            typer.echo("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
+
+    def _pick(items: list[Any], given: str, what: str) -> Any:
+        """The one item whose id, shown prefix (with or without its "…") or id prefix is ``given``."""
+        bare = given.rstrip("…")
+        exact = [i for i in items if given in (i.id, i.prefix) or bare == i.prefix.rstrip("…")]
+        matches = exact or [i for i in items if bare and i.id.startswith(bare)]
+        if len(matches) != 1:
+            shown = ", ".join(f"{i.id} ({i.prefix})" for i in matches[:5])
+            out.print(f"no single {what} matches {given!r}" + (f": {shown}" if matches else ""), highlight=False)
+            raise typer.Exit(1)
+        return matches[0]
+
     @keys_app.command("list")
-    def keys_list(database: DatabaseOption = None) -> None:
+    def keys_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
         """List keys (prefixes only: keys are stored hashed)."""
         keys = asyncio.run(_with_store(_settings(database=database), lambda s: s.list_keys()))
-        table = _table("id", "prefix", "channel", "label", "created", "revoked")
-        for k in keys:
-            table.add_row(k.id, k.prefix, k.channel_id, k.label, k.created_at, k.revoked_at or "")
-        out.print(table)
+        rows = [
+            {"id": k.id, "prefix": k.prefix, "channel": k.channel_id, "label": k.label, "created": k.created_at,
+             "revoked": k.revoked_at or ""}
+            for k in keys
+        ]
+        _listing(rows, as_json)
 
     @keys_app.command("revoke")
-    def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (key_…) or its shown prefix.")], database: DatabaseOption = None) -> None:
+    def keys_revoke(
+        key_id: Annotated[str, typer.Argument(help="Key id (key_…) or its prefix as `keys list` shows it.")],
+        database: DatabaseOption = None,
+    ) -> None:
         """Revoke a key: it stops working within seconds."""
-        info = asyncio.run(_with_store(_settings(database=database), lambda s: s.revoke_key(key_id)))
+
+        async def run(store: Store) -> ApiKeyInfo | None:
+            return await store.revoke_key(_pick(await store.list_keys(), key_id, "key").id)
+
+        info = asyncio.run(_with_store(_settings(database=database), run))
         if info is None:
             out.print(f"no single key matches {key_id!r}", highlight=False)
             raise typer.Exit(1)
@@ -437,20 +465,27 @@ else:
         out.print(f"agent token (shown once): {token}", highlight=False)
 
     @tokens_app.command("list")
-    def tokens_list(database: DatabaseOption = None) -> None:
+    def tokens_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
         """List agent tokens (prefixes only)."""
         tokens = asyncio.run(_with_store(_settings(database=database), lambda s: s.list_agent_tokens()))
-        table = _table("id", "prefix", "role", "channel", "label", "created", "revoked")
-        for t in tokens:
-            table.add_row(t.id, t.prefix, t.role, t.channel_id, t.label, t.created_at, t.revoked_at or "")
-        out.print(table)
+        rows = [
+            {"id": t.id, "prefix": t.prefix, "role": t.role, "channel": t.channel_id, "label": t.label,
+             "created": t.created_at, "revoked": t.revoked_at or ""}
+            for t in tokens
+        ]
+        _listing(rows, as_json)
 
     @tokens_app.command("revoke")
     def tokens_revoke(
-        token_id: Annotated[str, typer.Argument(help="Token id (tok_…) or its shown prefix.")], database: DatabaseOption = None
+        token_id: Annotated[str, typer.Argument(help="Token id (tok_…) or its prefix as `tokens list` shows it.")],
+        database: DatabaseOption = None,
     ) -> None:
         """Revoke an agent token (live agent sockets using it are closed within seconds)."""
-        info = asyncio.run(_with_store(_settings(database=database), lambda s: s.revoke_agent_token(token_id)))
+
+        async def run(store: Store) -> AgentTokenInfo | None:
+            return await store.revoke_agent_token(_pick(await store.list_agent_tokens(), token_id, "token").id)
+
+        info = asyncio.run(_with_store(_settings(database=database), run))
         if info is None:
             out.print(f"no single token matches {token_id!r}", highlight=False)
             raise typer.Exit(1)
