@@ -298,6 +298,7 @@ else:
         )
         debug = debug or settings.log_level.lower() == "debug"
         configure_logging(settings.log_level, settings.log_format)
+        settings.export_agent_settings()
         spec = settings.agent if "agent" in settings.model_fields_set else None  # given: flag, env or file
         count = settings.workers
         with _starting(settings, debug):
