@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import __version__
 from ..protocol import ProtocolError
 from .agents import Agent
 from .gateway import Gateway
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
         finally:
             await gateway.stop()
 
-    app = FastAPI(title="Captivate Chat gateway", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Captivate Chat gateway", version=__version__, lifespan=lifespan)
     app.state.metrics = metrics
     app.router.routes.extend(http.hot_routes())
     app.include_router(http.router)

@@ -47,7 +47,10 @@ class Gateway:
         metrics.watch_sockets(hub.connections)
         timeline = Timeline(store, hub, metrics=metrics)
         livechat = LiveChat(timeline)
-        runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics)
+        runner = AgentRunner(
+            timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics,
+            base_url=lambda: settings.base_url,
+        )
         auth = Authenticator(store)
         broker = broker_from_url(settings.broker) if settings.broker else None
         if broker is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .base import Agent, AgentError, StreamingAgent
@@ -44,12 +45,14 @@ def check_loadable(spec: str) -> str:
     return spec
 
 
-def agent_from_spec(spec: str, *, channel: Channel | None = None, store: Store | None = None) -> Agent:
+def agent_from_spec(
+    spec: str, *, channel: Channel | None = None, store: Store | None = None, base_url: Callable[[], str] | None = None
+) -> Agent:
     """The agent a spec names. ``channel`` supplies per-channel secrets (the webhook signing secret),
-    ``store`` the conversation history (for ``openai:``)."""
+    ``store`` the conversation history (for ``openai:``), ``base_url`` the gateway's URL (for ``demo``)."""
     kind, _, rest = check_spec(spec).partition(":")
     if kind == "demo":
-        return DemoAgent()
+        return DemoAgent(base_url)
     if kind == "webhook":
         from .webhook import WebhookAgent
 

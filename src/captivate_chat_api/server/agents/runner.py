@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatRequest, IncomingAction, OutgoingAction
@@ -89,9 +90,10 @@ def response_events(
 class AgentRunner:
     def __init__(
         self, timeline: Timeline, livechat: LiveChat, *, timeout: float = 30.0, agent: Agent | None = None,
-        metrics: Metrics | None = None,
+        metrics: Metrics | None = None, base_url: Callable[[], str] | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self._base_url = base_url
         self.timeline = timeline
         self.livechat = livechat
         self.timeout = timeout
@@ -108,7 +110,9 @@ class AgentRunner:
         key = (channel.id, spec, channel.webhook_secret)
         agent = self._agents.get(key)
         if agent is None:
-            agent = self._agents[key] = agent_from_spec(spec, channel=channel, store=self.timeline.store)
+            agent = self._agents[key] = agent_from_spec(
+                spec, channel=channel, store=self.timeline.store, base_url=self._base_url
+            )
         return agent
 
     def schedule(
