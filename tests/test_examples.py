@@ -32,7 +32,7 @@ from gateway_process import GatewayProcess, new_key
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(Path(__file__).resolve().parent / "interop"))
-from npm_runner import PREFIX, ensure_client  # noqa: E402
+from npm_runner import PREFIX, ensure_client
 
 HEADER = re.compile(r"^(?:#|//) example-([a-z-]+): (.+)$")
 PROGRAMS = sorted(p for pattern in ("*.py", "*.mjs", "*.cjs") for p in EXAMPLES.glob(pattern))
@@ -68,7 +68,7 @@ def run_program(path: Path, key: str, base_url: str, tmp_path: Path) -> subproce
         shutil.copy(path, workdir / path.name)
         command, cwd = [node, path.name], workdir
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=cwd, env=env)
+        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=cwd, env=env)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{path.name} did not end within {RUN_TIMEOUT:g} s:\n{exc.stdout!r}\n{exc.stderr!r}")
 
@@ -90,7 +90,7 @@ def test_examples_are_found() -> None:
 def test_example_runs(path: Path, shared_gateway: tuple[GatewayProcess, str], tmp_path: Path) -> None:
     spec = headers(path)
     agent_port = free_port()
-    fill = lambda text: text.format(python=sys.executable, agent_port=agent_port)  # noqa: E731
+    fill = lambda text: text.format(python=sys.executable, agent_port=agent_port)
     client = EXAMPLES / spec.get("client", path.name)
     gateway, key = shared_gateway
     own: GatewayProcess | None = None

@@ -24,7 +24,7 @@ def run(*args: str, blocked: str | None = None, cwd: Path | None = None, env: di
     prelude = f"import sys; sys.modules[{blocked!r}] = None; " if blocked else "import sys; "
     code = prelude + "from captivate_chat_api.cli import main; sys.argv = ['captivate-chat', *sys.argv[1:]]; main()"
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, cwd=cwd,
+        [sys.executable, "-c", code, *args], check=False, capture_output=True, text=True, timeout=60, cwd=cwd,
         env={**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info", **(env or {})},
     )
 
@@ -97,14 +97,14 @@ def make_read_only(path: Path) -> None:
         path.parent.chmod(0o555)
         return
     chattr = shutil.which("chattr")
-    done = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True) if chattr else None
+    done = subprocess.run([chattr, "+i", str(path)], check=False, capture_output=True, text=True) if chattr else None
     if done is None or done.returncode != 0:
         pytest.skip(f"cannot make {path} read-only for root here (chattr +i: {done.stderr if done else 'missing'})")
 
 
 def undo_read_only(path: Path) -> None:
     if os.geteuid() == 0:
-        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+        subprocess.run(["chattr", "-i", str(path)], check=False, capture_output=True)
     else:
         path.parent.chmod(0o755)
         path.chmod(0o644)

@@ -60,6 +60,11 @@ else:
         typer.Option("--config", envvar="CAPTIVATE_CONFIG", help="A TOML settings file (flags > env > file > defaults)."),
     ]
 
+    def _fail(message: str) -> NoReturn:
+        """A start-up problem: one line on stderr that says what to do, exit code 2."""
+        sys.stderr.write(f"error: {message}\n")
+        raise typer.Exit(2)
+
     def _settings(**overrides: Any) -> Settings:
         from pydantic import ValidationError
 
@@ -68,13 +73,10 @@ else:
         try:
             return Settings(**{k: v for k, v in overrides.items() if v is not None})
         except ConfigFileError as exc:
-            out.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _fail(str(exc))
         except ValidationError as exc:  # the message only: an input value may be a secret
-            for error in exc.errors():
-                where = ".".join(str(part) for part in error["loc"])
-                out.print(f"error: setting {where}: {error['msg']}", highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            _fail(f"setting {problems}")
 
     async def _with_store(settings: Settings, fn: Any) -> Any:
         from .server.startup import check_database_url, describe
@@ -116,11 +118,6 @@ else:
             await store.update_channel(channel_id, agent=spec, webhook_secret=secret)
         return secret
 
-    def _fail(message: str) -> NoReturn:
-        """A start-up problem: one line on stderr that says what to do, exit code 2."""
-        sys.stderr.write(f"error: {message}\n")
-        raise typer.Exit(2)
-
     @contextlib.contextmanager
     def _starting(settings: Settings, debug: bool) -> Iterator[None]:
         """Turn whatever fails while starting into one line (and, with --debug, its traceback)."""
@@ -130,7 +127,7 @@ else:
             yield
         except (typer.Exit, KeyboardInterrupt, SystemExit):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- every start-up failure becomes one line
             if debug:
                 traceback.print_exc()
             _fail(describe(exc, settings.database, settings.broker))
@@ -202,7 +199,7 @@ else:
         def target() -> None:
             try:
                 result["value"] = asyncio.run(coroutine)
-            except BaseException as exc:  # handed to the caller's thread
+            except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
                 result["error"] = exc
 
         thread = threading.Thread(target=target, name="captivate-first-start")

@@ -27,7 +27,7 @@ class GatewayServer(uvicorn.Server):
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             try:
                 self._on_ready(host, port)
-            except Exception as exc:  # stop cleanly; run() hands the error to the caller (one line there)
+            except Exception as exc:  # noqa: BLE001 -- stop cleanly; run() hands the error to the caller (one line there)
                 self.ready_error = exc
                 self.should_exit = True
 

@@ -56,5 +56,5 @@ def load_python_agent(path: str) -> Agent:
     if inspect.isclass(target):
         target = target()
     if not callable(target):
-        raise ValueError(f"agent python:{path}: {module_name}.{attribute} is not callable")
+        raise ValueError(f"agent python:{path}: {module_name}.{attribute} is not callable")  # noqa: TRY004 -- a bad spec
     return PythonAgent(target, path)
