@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     agent: str = "demo"
     """The agent of the channels ``serve`` starts (the dev key's and the ``api_keys``'): ``demo``,
     ``webhook:URL``, ``openai:MODEL`` or ``python:MODULE:ATTRIBUTE``. Other channels keep their own."""
-    workers: int = Field(default=1, ge=1)
+    workers: int = 1
     """Gateway processes sharing the port (``SO_REUSEPORT``); more than 1 needs ``broker``."""
     broker: str | None = None
     """``redis://HOST:PORT/DB``: share events with other gateway processes (several processes or hosts)."""
