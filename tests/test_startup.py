@@ -74,6 +74,9 @@ def test_first_start_on_a_busy_port_loses_no_dev_key(tmp_path: Path, busy_port: 
 
 def test_unknown_database_scheme() -> None:
     assert_one_line(run("serve", "--port", "0", "--database", "mysql://db.internal/chat"), "'mysql'", "sqlite:///PATH")
+    debug = run("serve", "--port", "0", "--database", "mysql://db.internal/chat", env={"CAPTIVATE_LOG_LEVEL": "debug"})
+    assert debug.returncode == 2 and "Traceback" in debug.stderr  # the env twin of --debug
+    assert debug.stderr.strip().splitlines()[-1].startswith("error: unsupported database URL scheme")
 
 
 def test_sqlite_url_without_a_path() -> None:
