@@ -228,7 +228,7 @@ else:
             say(f"  {line}")
         if len(channels) > BANNER_CHANNELS:
             say(f"  … and {len(channels) - BANNER_CHANNELS} more: `captivate-chat keys list`")
-        say("\nnpm client (captivate-chat-api 7.0.0, Node 20+): save as app.js (CommonJS), then `node app.js`:")
+        say("\nnpm client (Node 20+): save as app.js (CommonJS), `npm install captivate-chat-api@7.0.0`, then `node app.js`:")
         say(npm_snippet(http, key))
         say("\nPython (this SDK): save as app.py, then `python app.py`:")
         say(python_snippet(http, key))
