@@ -9,9 +9,12 @@ from .client import (
     Conversation,
     ConversationUpdateInfo,
     ErrorInfo,
+    FileInput,
+    FileManager,
     PageInfo,
     ReconnectPolicy,
     SentMessage,
+    UploadProgress,
     UserConversations,
 )
 from .client.conversation import EventStream
@@ -40,6 +43,7 @@ from .protocol import (
     UserActionEcho,
     UserMessageEcho,
 )
+from .protocol.attachments import FileObject, FileStorage
 
 try:  # the one version source is pyproject.toml, read from the installed package's metadata
     __version__ = _metadata.version("captivate-chat-api")
@@ -61,6 +65,10 @@ __all__ = [
     "ConversationUpdateInfo",
     "ErrorInfo",
     "EventStream",
+    "FileInput",
+    "FileManager",
+    "FileObject",
+    "FileStorage",
     "GeneralError",
     "LivechatMessage",
     "NotFoundError",
@@ -74,6 +82,7 @@ __all__ = [
     "SentMessage",
     "ServerError",
     "TranscriptEntry",
+    "UploadProgress",
     "UserActionEcho",
     "UserConversations",
     "UserMessageEcho",

@@ -48,6 +48,7 @@ from ..redact import RedactSecrets
 from .backoff import ReconnectPolicy
 from .conversation import Conversation
 from .endpoints import Endpoints, Mode
+from .files import FileManager, FileService
 from .http import HttpChannel
 from .models import PageInfo, UserConversations
 from .state import ConnectionState, check_transition
@@ -133,6 +134,12 @@ class CaptivateChatAPI:
             retry=retry or ReconnectPolicy(initial_delay=0.2, max_delay=5.0, max_attempts=6),
             client=http_client,
         )
+        self.files = FileService(self._http.client, self.endpoints.files_base)
+        """The file service (``/api/file-to-text``, ``/api/presigned-url``): the cloud's, or the gateway's."""
+        self.file_manager = FileManager(self.files)
+        """Uploads without a conversation (npm's static ``CaptivateChatFileManager.create``: no ``path``)."""
+        self._peers: dict[str, CaptivateChatAPI] = {}
+        self._owned_peers: list[CaptivateChatAPI] = []
         self.state = ConnectionState.IDLE
         self.socket_id: str | None = None
         self._ws: ClientConnection | None = None
@@ -217,6 +224,8 @@ class CaptivateChatAPI:
         self._fail_waiters(ClientClosedError("the client was closed"))
         for conversation in list(self._conversations.values()):
             conversation._finish()
+        for peer in self._owned_peers:
+            await peer.close()
         await self._http.aclose()
         if self.state is not ConnectionState.CLOSED:
             self._set_state(ConnectionState.CLOSED)
@@ -349,7 +358,10 @@ class CaptivateChatAPI:
                 log.warning("platform error: %s %s", event.error_code, event.error_desc)
             return
         if isinstance(event, GeneralError) and _code(event.error_code) == 413 and event.message_link:
-            event = await self._fetch_large(event)
+            # as npm: on_message gets the fetched message, and on_error still hears of the 413
+            if conversation._accept(await self._fetch_large(event)):
+                conversation._notify_error(event)
+            return
         conversation._accept(event)
 
     def _started(self, conversation_id: str | None, request_id: str | None) -> None:
@@ -593,12 +605,37 @@ class CaptivateChatAPI:
         body = await self._request(event_type, payload)
         data = body.get("event", {}).get("event_payload", body) if isinstance(body.get("event"), dict) else body
         conversations = [
-            self._attach(item["conversation_id"], item.get("metadata") or {})
+            (await self._client_for(item.get("apiKey")))._attach(item["conversation_id"], item.get("metadata") or {})
             for item in data.get("conversations", [])
             if isinstance(item, dict) and isinstance(item.get("conversation_id"), str)
         ]
         block = data.get("pagination")
         return UserConversations(conversations, PageInfo.from_wire(block) if isinstance(block, dict) else None)
+
+    async def _client_for(self, api_key: Any) -> CaptivateChatAPI:
+        """The client of a listed conversation's own key (as npm gives each item its ``apiKey``): this
+        one, a manager's sibling, or one opened for it (same options, closed with this client)."""
+        if not isinstance(api_key, str) or not api_key or api_key == self.api_key:
+            return self
+        peer = self._peers.get(api_key)
+        if peer is None:
+            base_url = self.endpoints.http_base if self.endpoints.is_gateway else None
+            peer = CaptivateChatAPI(
+                api_key, self.mode, base_url=base_url, transport=self.transport, request_timeout=self.request_timeout,
+                connect_timeout=self.connect_timeout, ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
+                reconnect=self.reconnect_policy, resume=self.resume,
+            )
+            peer._peers = self._peers  # one family of clients shares its directory
+            self._peers[api_key] = peer
+            self._owned_peers.append(peer)
+        if peer.state is ConnectionState.IDLE:
+            await peer.connect()
+        return peer
+
+    async def get_secure_file_url(self, file_key: str, expires_in: int = 7200) -> str:
+        """A secure URL for a stored file, valid ``expires_in`` seconds (npm
+        ``CaptivateChatFileManager.getSecureFileUrl``)."""
+        return await self.files.presign(file_key, expires_in)
 
     async def delete_user_conversations(self, user_id: str, *, soft_delete: bool = True) -> int | None:
         """Delete every conversation of the user; returns how many (None if the platform does not say)."""
@@ -617,14 +654,6 @@ class CaptivateChatAPI:
                 conversation_id=conversation_id,
             )
         return [TranscriptEntry.from_wire(entry) for entry in body.get("transcript", []) if isinstance(entry, dict)]
-
-    async def _presigned_url(self, file_key: str, expires_in: int) -> str:
-        body = await self._http.post_json(
-            f"{self.endpoints.files_base}/api/presigned-url", {"fileKey": file_key, "expiresIn": expires_in}
-        )
-        if not body.get("success", True):
-            raise ProtocolError(502, f"presigned URL refused: {body.get('error')}")
-        return str(body.get("presignedUrl") or "")
 
 
 def _has_loop() -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -29,6 +28,8 @@ from ..protocol import (
     is_empty_text,
     text_content,
 )
+from ..protocol.files import TTL_DAYS
+from .files import FileManager, refresh_files, wire_content
 from .models import ConversationUpdateInfo, ErrorInfo, SentMessage
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ log = logging.getLogger("captivate_chat_api.client")
 
 F = TypeVar("F", bound=Callable[..., Any])
 MessageKind = str  # "ai_agent" | "human_agent" | "error"
-ALLOWED_TTL_DAYS = (1, 7, 30, 90)
+ALLOWED_TTL_DAYS = TTL_DAYS
 BACKLOG_LIMIT = 1000
 _END = object()
 
@@ -58,6 +59,7 @@ class Conversation:
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self.closed = False
+        self._file_manager: FileManager | None = None
 
     def __repr__(self) -> str:
         return f"<Conversation {self.conversation_id} last_seq={self.last_seq}>"
@@ -164,8 +166,11 @@ class Conversation:
                 except Exception:
                     log.exception("a callback of conversation %s raised", self.conversation_id)
 
-    def _calls_for(self, event: PlatformEvent) -> list[Callable[[], Any]]:
+    def _calls_for(self, event: PlatformEvent | _ErrorNotice) -> list[Callable[[], Any]]:
         """The callbacks this event triggers, each bound to its arguments."""
+        if isinstance(event, _ErrorNotice):
+            info = ErrorInfo(event.error.conversation_id, event.error.error_code, event.error.error_desc)
+            return [partial(cb, info) for cb in self._handlers.get("error", [])]
         calls: list[Callable[[], Any]] = [partial(cb, event) for cb in self._handlers.get("event", [])]
         messages = self._handlers.get("message", [])
         if isinstance(event, BotMessage):
@@ -189,15 +194,32 @@ class Conversation:
             queue.put_nowait(_END)
         self._inbox.put_nowait(_END)
 
+    def _notify_error(self, event: GeneralError) -> None:
+        """Call the ``on_error`` callbacks only (the 413 fallback: the message itself went out as a reply)."""
+        if self._handlers.get("error"):
+            self._inbox.put_nowait(_ErrorNotice(event))
+            self._ensure_dispatcher()
+
     # sending ---------------------------------------------------------------------------------------
 
+    @property
+    def file_manager(self) -> FileManager:
+        """Uploads for this conversation (npm ``conversation.fileManager``): ``create``, ``create_file``,
+        ``create_multiple``; they carry this conversation's ``path`` and its :meth:`set_time_to_live`."""
+        if self._file_manager is None:
+            self._file_manager = FileManager(
+                self._api.files, f"{self._api.api_key}/{self.conversation_id}", lambda: self.time_to_live
+            )
+        return self._file_manager
+
     async def send_message(self, content: str | dict[str, Any] | list[Any], *, client_msg_id: str | None = None) -> SentMessage:
-        """Send a user message (a string becomes ``{type: "text", text}``).
+        """Send a user message (a string becomes ``{type: "text", text}``). Files go in ``files``: a
+        :class:`FileInput`, a :class:`FileObject` or a list of them (``{"text": "…", "files": fi}``).
 
         Returns the accepted message. It is sent with a UUID ``client_msg_id`` and retried with that same
         id when the acknowledgement is lost, so it is stored once.
         """
-        body = content if not isinstance(content, str) else text_content(content)
+        body = wire_content(content) if not isinstance(content, str) else text_content(content)
         msg_id = client_msg_id or str(uuid.uuid4())
         payload = {"type": "message_create", "client_msg_id": msg_id, "conversation_id": self.conversation_id, "content": body}
         ack = await self._api._send_message(payload)
@@ -247,7 +269,7 @@ class Conversation:
         )
 
     async def edit_message(self, message_id: str, content: str | dict[str, Any]) -> None:
-        body = content if not isinstance(content, str) else text_content(content)
+        body = wire_content(content) if not isinstance(content, str) else text_content(content)
         await self._api._request(
             "edit_message",
             {
@@ -263,30 +285,18 @@ class Conversation:
         """The transcript, oldest first; stored file URLs expiring within 5 minutes are refreshed (and the
         refreshed URLs pushed back with ``edit_message``, as the npm client does)."""
         entries = await self._api._transcript(self.conversation_id)
-        return [await self._refresh_files(entry) for entry in entries]
+        return list(await asyncio.gather(*(self._refresh_files(entry) for entry in entries)))
 
     async def _refresh_files(self, entry: TranscriptEntry) -> TranscriptEntry:
         if not entry.files:
             return entry
-        now = int(time.time())
-        files, changed = [], False
-        for file in entry.files:
-            storage = file.get("storage") if isinstance(file, dict) else None
-            if isinstance(storage, dict) and storage.get("fileKey") and int(storage.get("expiresIn", 0)) - now < 300:
-                try:
-                    url = await self._api._presigned_url(str(storage["fileKey"]), 7200)
-                except Exception as exc:  # keep the old URL: a refresh failure must not hide the transcript
-                    log.warning("could not refresh a file URL in %s: %s", self.conversation_id, exc)
-                else:
-                    file = {**file, "storage": {**storage, "presignedUrl": url, "expiresIn": now + 7200}}
-                    changed = True
-            files.append(file)
+        files, changed = await refresh_files(entry.files, self._api.files)
         if not changed:
             return entry
         content = entry.content if isinstance(entry.content, dict) else {"text": ""}
         try:
             await self.edit_message(entry.message_id, {**content, "files": files})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- the refreshed transcript is still returned
             log.warning("could not push refreshed file URLs in %s: %s", self.conversation_id, exc)
         return entry.model_copy(update={"files": files})
 
@@ -298,6 +308,15 @@ class Conversation:
     async def subscribe(self, after_seq: int | None = None) -> dict[str, Any]:
         """Replay every event after ``after_seq`` (default: the last one received), then live (gateway only)."""
         return await self._api._subscribe(self, self.last_seq if after_seq is None else after_seq)
+
+
+class _ErrorNotice:
+    """An error for the ``on_error`` callbacks only (not an event of the stream)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: GeneralError) -> None:
+        self.error = error
 
 
 class EventStream:

@@ -32,6 +32,7 @@ from ..protocol import (
     encode_frame,
     is_empty_text,
 )
+from ..protocol.files import agent_file, content_files, content_text
 from .agents.runner import AgentRunner
 from .auth import Authenticator
 from ..errors import RateLimitError
@@ -84,8 +85,9 @@ def transcript_entry(event: StoredEvent) -> dict[str, Any]:
         entry["edited_at"] = event.edited_at
     if event.client_msg_id:
         entry["client_msg_id"] = event.client_msg_id
-    if isinstance(content, dict) and isinstance(content.get("files"), list):
-        entry["files"] = content["files"]
+    files = content_files(content)  # whichever of the npm client's three forms was sent: one list
+    if files:
+        entry["files"] = files
     return entry
 
 
@@ -110,8 +112,8 @@ def user_input_of(message: UserMessage) -> str:
     if text is not None:
         return text
     content = message.content
-    if isinstance(content, dict) and isinstance(content.get("text"), str):
-        return str(content["text"])
+    if isinstance(content, dict) and ("files" in content or isinstance(content.get("text"), str)):
+        return content_text(content)  # a files-only message has no text: "" (never the content's JSON)
     return json.dumps(content, ensure_ascii=False)
 
 
@@ -136,6 +138,11 @@ class Handlers:
         self.timeline = timeline
         self.runner = runner
         self.auth = auth
+        self.max_files_per_message = 10
+        self.fresh_file_urls: Callable[[str, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]] | None = None
+        """Gives the agent's copy of a message's stored files fresh download URLs (the file service)."""
+        self.on_hard_delete: Callable[[], Awaitable[int]] | None = None
+        """Called after a hard delete (the file service removes the deleted conversations' files)."""
         self._table: dict[str, Callable[[Request, Any], Awaitable[Reply]]] = {
             "conversation_start": self.conversation_start,
             "user_message": self.user_message,
@@ -208,6 +215,8 @@ class Handlers:
 
     async def user_message(self, request: Request, payload: UserMessage) -> Reply:
         await self.check(request, payload.conversation_id)
+        if len(content_files(payload.content)) > self.max_files_per_message:
+            raise ProtocolError(400, f"a message may carry at most {self.max_files_per_message} files", payload.conversation_id)
         try:
             event, created = await self.timeline.append_user_message(
                 request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
@@ -222,7 +231,10 @@ class Handlers:
         after = None
         if created:
             channel, conversation_id, text = request.channel, payload.conversation_id, user_input_of(payload)
-            after = lambda: self.runner.schedule(channel, conversation_id, user_input=text)
+            files = [agent_file(f) for f in content_files(payload.content)]
+            if files and self.fresh_file_urls is not None:
+                files = await self.fresh_file_urls(channel.id, files)
+            after = lambda: self.runner.schedule(channel, conversation_id, user_input=text, files=files)
         return Reply(
             {
                 "status": "success",
@@ -303,6 +315,8 @@ class Handlers:
                 ),
             )
             self.hub.unbind_all(conversation_id)
+        if not payload.softdelete and self.on_hard_delete is not None:
+            await self.on_hard_delete()
         return Reply(
             {"status": "success", "conversation_id": conversation_id},
             "delete_conversation_success",
@@ -311,6 +325,8 @@ class Handlers:
 
     async def delete_user_conversations(self, request: Request, payload: DeleteUserConversations) -> Reply:
         count = await self.store.delete_user_conversations(request.channel.id, payload.userId, payload.softdelete)
+        if count and not payload.softdelete and self.on_hard_delete is not None:
+            await self.on_hard_delete()
         body = {"status": "success", "userId": payload.userId, "deleted": count}
         return Reply(body, "delete_user_conversations_success", dict(body))
 

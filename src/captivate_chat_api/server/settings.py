@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     """``openai:`` agents: earlier messages sent with each turn (default 20)."""
     agent_max_retries: int | None = None
     """``openai:`` agents: retries of a failed API call (default 2)."""
+    agent_file_chars: int | None = None
+    """``openai:`` agents: characters of each attached file's text sent to the model (default 20000)."""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """WebSocket Origin allow-list; empty allows any origin."""
     access_log: bool = True
@@ -102,12 +104,39 @@ class Settings(BaseSettings):
     def export_agent_settings(self) -> None:
         """Hand the ``agent_*`` settings (which may come from the config file) to the ``openai:`` agent,
         which reads them from the environment; a variable already set wins, as env beats the file."""
-        for name in ("agent_base_url", "agent_api_key", "agent_system_prompt", "agent_history", "agent_max_retries"):
+        names = ("agent_base_url", "agent_api_key", "agent_system_prompt", "agent_history", "agent_max_retries",
+                 "agent_file_chars")
+        for name in names:
             value = getattr(self, name)
             if value is not None:
                 os.environ.setdefault(f"CAPTIVATE_{name.upper()}", str(value))
 
-    @field_validator("api_keys", "allowed_origins", mode="before")
+    # Files (/api/file-to-text, /api/presigned-url, /files/...): docs/files.md
+    files_storage: str | None = None
+    """Where uploaded files live: a folder path, or ``s3://BUCKET/PREFIX?endpoint=URL``; default: a
+    ``files`` folder next to the SQLite database."""
+    files_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    """Largest upload; over it the answer is 413, before the body is read."""
+    files_per_message: int = Field(default=10, ge=0)
+    """Most files one message may carry (``content.files``)."""
+    files_allowed_types: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """MIME types accepted (as detected from the bytes); empty: every supported type. Env: comma-separated."""
+    files_uploads_per_minute_per_key: float = 60.0
+    """Uploads per minute per channel (0 disables)."""
+    files_quota_bytes_per_channel: int = Field(default=0, ge=0)
+    """Bytes of stored files one channel may hold (0: no quota); over it an upload gets 507."""
+    files_extract_workers: int = Field(default=2, ge=1)
+    files_extract_timeout: float = Field(default=30.0, gt=0)
+    """Seconds one file's text extraction may take; then its worker is killed and the upload gets 422."""
+    files_extract_memory_mb: int = Field(default=1024, ge=64)
+    """Address-space limit of an extraction worker (RLIMIT_AS)."""
+    files_max_pages: int = Field(default=2000, ge=1)
+    files_presign_max_seconds: int = Field(default=7 * 86400, ge=60)
+    """Longest validity a presigned URL may be given."""
+    files_sweep_seconds: float = Field(default=60.0, gt=0)
+    """How often expired (TTL) files and files of hard-deleted conversations are removed."""
+
+    @field_validator("api_keys", "allowed_origins", "files_allowed_types", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
