@@ -188,7 +188,8 @@ async def test_handoff_puts_an_ai_conversation_in_the_queue(desk: Desk) -> None:
         started = await user.expect("conversation_update", lambda p: p["type"] == "livechat_started")
         assert started["data"] == {"state": "waiting_human", "reason": "vip"}
 
-        again = await asyncio.to_thread(invoke, "handoff", cid, "--url", gw.http_url, token=desk.alice)
+        # the short id the console shows names it too (resolved among the waiting and live ones)
+        again = await asyncio.to_thread(invoke, "handoff", cid[:8], "--url", gw.http_url, token=desk.alice)
         assert again.exit_code == 1
         assert f"error: conversation {cid} cannot be handed to a human: cannot escalate: the conversation is waiting_human" in again.stderr
 

@@ -35,3 +35,25 @@ def test_public_names() -> None:
     for name in captivate_chat_api.__all__:
         assert hasattr(captivate_chat_api, name), name
     assert captivate_chat_api.__version__
+
+
+def test_a_client_only_install_is_told_which_extra_create_app_needs() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['fastapi'] = None  # as on a client-only install\n"
+        "try:\n"
+        "    from captivate_chat_api.server import create_app\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'captivate-chat-api[server]'" in done.stdout and "fastapi" in done.stdout, done.stdout
+
+
+def test_one_version_source() -> None:
+    from importlib.metadata import version
+
+    assert captivate_chat_api.__version__ == version("captivate-chat-api")
+    from captivate_chat_api.server import create_app
+
+    assert create_app().version == captivate_chat_api.__version__

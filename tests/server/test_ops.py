@@ -293,7 +293,7 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     unknown = tmp_path / "typo.toml"
     unknown.write_text("prot = 9000\n")
     result = cli("config", "show", "--config", str(unknown))
-    assert result.returncode == 2 and "unknown setting(s) prot" in result.stdout
+    assert result.returncode == 2 and "unknown setting(s) prot" in result.stderr
 
     with pytest.raises(ConfigFileError, match="not found"):
         Settings(config=tmp_path / "missing.toml")

@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import __version__
 from ..protocol import ProtocolError
 from .agents import Agent
 from .connections import trim_after_load
@@ -123,7 +124,7 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
                 await app.state.files.close()
             await gateway.stop()
 
-    app = FastAPI(title="Captivate Chat gateway", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Captivate Chat gateway", version=__version__, lifespan=lifespan)
     app.state.metrics = metrics
     app.router.routes.extend(http.hot_routes())
     app.include_router(http.router)

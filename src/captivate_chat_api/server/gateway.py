@@ -57,6 +57,7 @@ class Gateway:
         runner = AgentRunner(
             timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics,
             max_metadata_bytes=settings.max_metadata_bytes,
+            base_url=lambda: settings.base_url,
         )
         auth = Authenticator(store)
         broker = broker_from_url(settings.broker) if settings.broker else None

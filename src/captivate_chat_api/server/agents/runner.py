@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatRequest, IncomingAction, OutgoingAction
@@ -94,9 +95,11 @@ class AgentRunner:
     def __init__(
         self, timeline: Timeline, livechat: LiveChat, *, timeout: float = 30.0, agent: Agent | None = None,
         metrics: Metrics | None = None, max_metadata_bytes: int = 16 * 1024,
+        base_url: Callable[[], str] | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.max_metadata_bytes = max_metadata_bytes
+        self._base_url = base_url
         self.timeline = timeline
         self.livechat = livechat
         self.timeout = timeout
@@ -113,7 +116,9 @@ class AgentRunner:
         key = (channel.id, spec, channel.webhook_secret)
         agent = self._agents.get(key)
         if agent is None:
-            agent = self._agents[key] = agent_from_spec(spec, channel=channel, store=self.timeline.store)
+            agent = self._agents[key] = agent_from_spec(
+                spec, channel=channel, store=self.timeline.store, base_url=self._base_url
+            )
         return agent
 
     def schedule(
