@@ -33,7 +33,7 @@ from .client.conversation import EventStream
 from .client.endpoints import Mode
 from .client.manager import CaptivateChatManager as AsyncCaptivateChatManager
 from .client.models import PageInfo, SentMessage
-from .client.models import UserConversations as AsyncUserConversations
+from .client.conversation import UserConversations as AsyncUserConversations
 from .client.state import ConnectionState
 from .errors import ClientClosedError, RequestTimeoutError
 from .protocol import PlatformEvent, TranscriptEntry

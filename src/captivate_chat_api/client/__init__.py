@@ -2,9 +2,9 @@
 
 from .api import CaptivateChatAPI
 from .backoff import ReconnectPolicy
-from .conversation import Conversation
+from .conversation import Conversation, UserConversations
 from .endpoints import Endpoints
-from .models import ConversationUpdateInfo, ErrorInfo, PageInfo, SentMessage, UserConversations
+from .models import ConversationUpdateInfo, ErrorInfo, PageInfo, SentMessage
 from .state import ConnectionState
 
 __all__ = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .api import CaptivateChatAPI
+from .conversation import UserConversations
 from .endpoints import Mode
-from .models import UserConversations
 
 
 class CaptivateChatManager:
