@@ -20,6 +20,13 @@ pytest plugin providing two fixtures:
         assert captivate_gateway.agent.inputs == [""]  # the bot-first greeting turn
 
 Outside pytest, :func:`run_gateway` is a context manager that does the same.
+
+Faster still, :func:`in_process_gateway` runs the gateway's ASGI app in the test's own event loop and
+connects clients to it with an :class:`~captivate_chat_api.client.transport.InProcessTransport` (no
+sockets, no thread, no port)::
+
+    async with in_process_gateway() as gateway, gateway.client() as api:
+        conversation = await api.create_conversation("user-1")
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ if TYPE_CHECKING:
     from .client import CaptivateChatAPI
     from .server.agents import Agent
 
-__all__ = ["LocalGateway", "ScriptedAgent", "run_gateway"]
+__all__ = ["InProcessGateway", "LocalGateway", "ScriptedAgent", "in_process_gateway", "run_gateway"]
 
 Message: TypeAlias = str | dict[str, Any]
 Reply: TypeAlias = AgentResponse | Message | list[Message] | None
@@ -224,6 +231,60 @@ def run_gateway(
             raise RuntimeError(f"the in-process gateway did not start: {reason}")
         base = f"http://127.0.0.1:{settings.port}"
         yield LocalGateway(base, f"ws://127.0.0.1:{settings.port}/dev", key, agent, url)
+
+
+@dataclass(frozen=True)
+class InProcessGateway:
+    """A gateway app running in the current event loop (see :func:`in_process_gateway`)."""
+
+    app: Any
+    """The gateway's ASGI app (its lifespan is running)."""
+    api_key: str
+    agent: Any
+    database: str
+    base_url: str = "http://gateway.test"
+
+    def client(self, messages: str = "http", **options: Any) -> CaptivateChatAPI:
+        """A client of this gateway, not connected yet (``async with`` it). ``messages``: ``"http"`` (the
+        npm 7.0.0 path) or ``"websocket"`` (1.x); ``options`` go to ``CaptivateChatAPI``."""
+        from .client import CaptivateChatAPI
+        from .client.transport import InProcessTransport
+
+        transport = InProcessTransport(self.app, messages=messages)
+        return CaptivateChatAPI(options.pop("api_key", self.api_key), base_url=self.base_url, transport=transport, **options)
+
+
+@contextlib.asynccontextmanager
+async def in_process_gateway(
+    agent: Agent | None = None, api_keys: list[str] | None = None, database: str | Path | None = None
+) -> AsyncIterator[InProcessGateway]:
+    """Run a gateway's app in this event loop, its lifespan started and stopped around the block.
+
+    Args: as for :func:`run_gateway`.
+
+    Raises:
+        ImportError: the ``server`` extra is not installed.
+    """
+    try:
+        from .server import Settings, create_app
+        from .server.keys import generate_key
+    except ImportError as exc:
+        raise ImportError(SERVER_EXTRA) from exc
+
+    agent = agent if agent is not None else ScriptedAgent()
+    key = generate_key()
+    with contextlib.ExitStack() as stack:
+        if database is None:
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="captivate-chat-test-"))
+            database = Path(directory) / "gateway.db"
+        url = str(database) if str(database).startswith("sqlite:") else f"sqlite:///{database}"
+        settings = Settings(
+            host="gateway.test", port=80, database=url, api_keys=[key, *(api_keys or [])], access_log=False,
+            public_url=InProcessGateway.base_url, create_dev_key=False, shutdown_grace_seconds=5.0,
+        )
+        app = create_app(settings, agent=agent)
+        async with app.router.lifespan_context(app):
+            yield InProcessGateway(app, key, agent, url)
 
 
 def _stop(server: Any, thread: threading.Thread) -> None:
