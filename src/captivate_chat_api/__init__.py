@@ -15,10 +15,13 @@ from .client import (
 from .client.conversation import EventStream
 from .client.manager import CaptivateChatManager
 from .errors import (
+    AgentError,
     AuthenticationError,
     CaptivateChatError,
     ChatConnectionError,
     ClientClosedError,
+    ConversationNotFound,
+    HandoffConflict,
     NotFoundError,
     PayloadTooLargeError,
     ProtocolError,
@@ -43,6 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Action",
+    "AgentError",
     "AuthenticationError",
     "BotMessage",
     "CaptivateChatAPI",
@@ -52,11 +56,13 @@ __all__ = [
     "ClientClosedError",
     "ConnectionState",
     "Conversation",
+    "ConversationNotFound",
     "ConversationUpdate",
     "ConversationUpdateInfo",
     "ErrorInfo",
     "EventStream",
     "GeneralError",
+    "HandoffConflict",
     "LivechatMessage",
     "NotFoundError",
     "PageInfo",

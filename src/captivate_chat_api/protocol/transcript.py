@@ -22,8 +22,13 @@ class TranscriptEntry(BaseModel):
     files: list[dict[str, Any]] | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        data = self.model_dump(exclude_none=True)
-        data["from"] = data.pop("sender")
+        """The wire form: ``from`` in the sender's place, optional fields only when set (``content`` always)."""
+        data: dict[str, Any] = {}
+        for key, value in self.model_dump().items():
+            if key == "sender":
+                data["from"] = value
+            elif value is not None or key == "content":
+                data[key] = value
         return data
 
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 
 from .keys import hash_key
@@ -52,7 +51,3 @@ class Authenticator:
         self._cache.pop(digest, None)
         for key in [k for k in self._tokens if k[0] == digest]:
             self._tokens.pop(key, None)
-
-    @staticmethod
-    def same_key(a: str, b: str) -> bool:
-        return hmac.compare_digest(a.encode(), b.encode())

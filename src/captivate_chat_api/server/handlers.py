@@ -27,6 +27,7 @@ from ..protocol import (
     ProtocolError,
     SetMetadata,
     Subscribe,
+    TranscriptEntry,
     TranscriptRequest,
     UserMessage,
     encode_frame,
@@ -73,20 +74,18 @@ class Request:
 
 def transcript_entry(event: StoredEvent) -> dict[str, Any]:
     content = event.payload.get("content")
-    entry: dict[str, Any] = {
+    files = content["files"] if isinstance(content, dict) and isinstance(content.get("files"), list) else None
+    entry = {
         "message_id": event.message_id,
         "seq": event.seq,
-        "from": event.sender,
+        "sender": event.sender,
         "content": content,
         "created_at": event.created_at,
+        "edited_at": event.edited_at or None,
+        "client_msg_id": event.client_msg_id or None,
+        "files": files,
     }
-    if event.edited_at:
-        entry["edited_at"] = event.edited_at
-    if event.client_msg_id:
-        entry["client_msg_id"] = event.client_msg_id
-    if isinstance(content, dict) and isinstance(content.get("files"), list):
-        entry["files"] = content["files"]
-    return entry
+    return TranscriptEntry.model_validate(entry).to_wire()
 
 
 def is_transcript_message(event: StoredEvent) -> bool:

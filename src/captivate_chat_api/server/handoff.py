@@ -14,6 +14,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..errors import HandoffConflict as HandoffConflict
+
 
 class HandoffState(str, enum.Enum):
     AI = "ai"
@@ -40,11 +42,3 @@ TRANSITIONS: dict[str, Transition] = {
     "end": Transition(frozenset({WAITING, HUMAN}), HandoffState.AI, "The live chat has ended.", "livechat_ended"),
 }
 
-
-class HandoffConflict(Exception):
-    """The transition is not allowed from the conversation's current state (or another human owns it)."""
-
-    def __init__(self, name: str, state: str) -> None:
-        super().__init__(f"cannot {name}: the conversation is {state}")
-        self.name = name
-        self.state = state

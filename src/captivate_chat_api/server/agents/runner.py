@@ -199,12 +199,10 @@ class AgentRunner:
 
     def _delta(self, conversation_id: str, message_id: str, delta: str) -> None:
         """Partial text of a streamed reply: sent live, not stored (the full message is)."""
-        from ...protocol import encode_frame
+        from ...protocol import BotMessageDelta
 
-        self.timeline.hub.broadcast(
-            conversation_id,
-            encode_frame("bot_message_delta", {"conversation_id": conversation_id, "message_id": message_id, "delta": delta}),
-        )
+        frame = BotMessageDelta(conversation_id=conversation_id, message_id=message_id, delta=delta).to_frame()
+        self.timeline.hub.broadcast(conversation_id, frame)
 
     async def _fail(self, channel: Channel, conversation_id: str, code: int, desc: str) -> None:
         await self.timeline.append(

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
 
-from ...protocol import ProtocolError, decode_json, encode_frame, normalize_content
+from ...protocol import AgentConnected, ProtocolError, decode_json, normalize_content
 from ..handoff import HandoffConflict
 from ..handlers import transcript_entry, is_transcript_message
 from ..hub import Connection
@@ -176,7 +176,7 @@ async def agent_socket(websocket: WebSocket) -> None:
     gateway.hub.add(connection)
     gateway.hub.watch_channel(connection)
     connection.start()
-    connection.send(encode_frame("agent_connected", {"socket_id": connection.socket_id, "channel_id": channel.id}))
+    connection.send(AgentConnected(socket_id=connection.socket_id, channel_id=channel.id).to_frame())
     try:
         while True:
             message = await websocket.receive()
