@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway_process import in_ci
+from harness.gateway import in_ci
 
 HERE = Path(__file__).resolve().parent
 PREFIX = HERE / ".npm"

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 import websockets
 
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ class Gateway:
         timeline = Timeline(store, hub, metrics=metrics)
         livechat = LiveChat(timeline)
         runner = AgentRunner(timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics)
-        auth = Authenticator(store)
+        auth = Authenticator(store, settings.auth_cache_seconds)
         broker = broker_from_url(settings.broker) if settings.broker else None
         if broker is not None:
             hub.attach(broker, store, timeline.subscribe)

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     """``conversation_start`` events per minute per key (0 disables)."""
     max_metadata_bytes: int = 16 * 1024
     """Largest metadata (public + private, as JSON) a conversation may hold."""
+    auth_cache_seconds: float = 2.0
+    """How long an API key's or agent token's answer is reused before the store is asked again."""
     revalidate_seconds: float = 5.0
     """How often live sockets' keys and tokens are rechecked: a revoked one is closed (1008)."""
     ws_ping_interval: float = 20.0
