@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
 import httpx
@@ -35,17 +35,14 @@ from ..protocol import SocketConnected, parse_frame
 from .backoff import ReconnectPolicy
 from .conversation import Conversation, UserConversations
 from .endpoints import Endpoints, Mode
-from .http import HttpChannel
 from .link import Link
 from .models import PageInfo
-from .state import ConnectionState, check_transition
-from .transport import FrameSocket, HttpTransport, InProcessTransport, Transport, WebSocketTransport
+from .state import ConnectionState, announce
+from .transport import FrameSocket, InProcessTransport, TransportName, make_transport
 
 log = logging.getLogger("captivate_chat_api.client")
 
-TransportName = Literal["http", "websocket"]
 StartMode = Literal["bot-first", "user-first"]
-TRANSPORTS: dict[str, type[HttpTransport]] = {"http": HttpTransport, "websocket": WebSocketTransport}
 
 
 class CaptivateChatAPI:
@@ -84,8 +81,6 @@ class CaptivateChatAPI:
     ) -> None:
         if not api_key:
             raise ValueError("api_key is required")
-        if not isinstance(transport, InProcessTransport) and transport not in TRANSPORTS:
-            raise ValueError("transport must be 'http' or 'websocket'")
         self.api_key = api_key
         self.mode = mode
         self.endpoints = Endpoints.resolve(mode, base_url)
@@ -95,16 +90,8 @@ class CaptivateChatAPI:
         self.ping_timeout = ping_timeout
         self.reconnect_policy = reconnect or ReconnectPolicy()
         self.resume = self.endpoints.is_gateway if resume is None else resume
-        in_process = transport if isinstance(transport, InProcessTransport) else None
-        http = HttpChannel(
-            api_key,
-            self.endpoints,
-            timeout=request_timeout,
-            retry=retry or ReconnectPolicy(initial_delay=0.2, max_delay=5.0, max_attempts=6),
-            client=in_process.http_client(request_timeout) if in_process else http_client,
-            owns_client=in_process is not None or http_client is None,
-        )
-        self._transport: Transport = _bind(transport, http)
+        retry = retry or ReconnectPolicy(initial_delay=0.2, max_delay=5.0, max_attempts=6)
+        self._transport = make_transport(transport, api_key, self.endpoints, request_timeout, retry, http_client)
         self.transport = self._transport.name
         self.state = ConnectionState.IDLE
         self._connected: asyncio.Event | None = None
@@ -126,7 +113,7 @@ class CaptivateChatAPI:
 
     # lifecycle -------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> CaptivateChatAPI:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
@@ -139,18 +126,9 @@ class CaptivateChatAPI:
         return callback
 
     def _set_state(self, state: ConnectionState) -> None:
-        if state is self.state:
-            return
-        check_transition(self.state, state)
-        log.debug("connection %s -> %s", self.state.value, state.value)
-        self.state = state
-        for callback in list(self._state_callbacks):
-            try:
-                result = callback(state)
-                if asyncio.iscoroutine(result):
-                    asyncio.get_running_loop().create_task(result)
-            except Exception:
-                log.exception("an on_state_change callback raised")
+        if state is not self.state:
+            previous, self.state = self.state, state
+            announce(previous, state, self._state_callbacks)
 
     @property
     def is_connected(self) -> bool:
@@ -337,9 +315,3 @@ class CaptivateChatAPI:
         deleted = body.get("deleted")
         return deleted if isinstance(deleted, int) else None
 
-
-def _bind(choice: TransportName | InProcessTransport, http: HttpChannel) -> Transport:
-    if isinstance(choice, InProcessTransport):
-        choice.bind(http)
-        return choice
-    return TRANSPORTS[choice](http)

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from ..protocol import PlatformEvent, TranscriptEntry, text_content
 from .inbox import END, Inbox
@@ -201,7 +201,7 @@ class Conversation:
             if isinstance(storage, dict) and storage.get("fileKey") and int(storage.get("expiresIn", 0)) - now < 300:
                 try:
                     url = await self._link.presigned_url(str(storage["fileKey"]), 7200)
-                except Exception as exc:  # keep the old URL: a refresh failure must not hide the transcript
+                except Exception as exc:  # noqa: BLE001 (keep the old URL: a refresh failure must not hide the transcript)
                     log.warning("could not refresh a file URL in %s: %s", self.conversation_id, exc)
                 else:
                     file = {**file, "storage": {**storage, "presignedUrl": url, "expiresIn": now + 7200}}
@@ -212,7 +212,7 @@ class Conversation:
         content = entry.content if isinstance(entry.content, dict) else {"text": ""}
         try:
             await self.edit_message(entry.message_id, {**content, "files": files})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (the refreshed URLs are still returned)
             log.warning("could not push refreshed file URLs in %s: %s", self.conversation_id, exc)
         return entry.model_copy(update={"files": files})
 
@@ -251,7 +251,7 @@ class EventStream:
         """Stop collecting events."""
         self._discard(self._queue)
 
-    async def __aenter__(self) -> EventStream:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 import websockets
@@ -25,7 +25,11 @@ from websockets.frames import Close
 from ..errors import AuthenticationError, ChatConnectionError, RequestTimeoutError
 from ..protocol import encode_envelope
 from ..redact import RedactSecrets
+from .backoff import ReconnectPolicy
+from .endpoints import Endpoints
 from .http import HttpChannel
+
+TransportName = Literal["http", "websocket"]
 
 # The websockets library logs the request line, which carries the key: its records go through a redactor.
 ws_log = logging.getLogger("captivate_chat_api.client.websocket")
@@ -192,7 +196,7 @@ class AsgiSocket:
     async def _run(self, scope: MutableMapping[str, Any]) -> None:
         try:
             await self._app(scope, self._inbound.get, self._from_app)
-        except Exception as exc:  # the app failed: the socket ends (as a server's would, with 1011)
+        except Exception as exc:  # noqa: BLE001 (the app failed: the socket ends, as a server's would)
             logging.getLogger("captivate_chat_api.client").debug("in-process app failed: %r", exc)
         finally:
             if not self._accepted.done():
@@ -301,3 +305,21 @@ def envelope_for(event_type: str, payload: dict[str, Any], request_id: str | Non
     if request_id:
         envelope["request_id"] = request_id
     return envelope
+
+
+def make_transport(
+    choice: TransportName | InProcessTransport,
+    api_key: str,
+    endpoints: Endpoints,
+    timeout: float,
+    retry: ReconnectPolicy,
+    http_client: httpx.AsyncClient | None = None,
+) -> Transport:
+    """The transport for a client's ``transport`` argument, with its HTTP channel."""
+    if isinstance(choice, InProcessTransport):
+        choice.bind(HttpChannel(api_key, endpoints, timeout=timeout, retry=retry, client=choice.http_client(timeout), owns_client=True))
+        return choice
+    kinds: dict[str, type[HttpTransport]] = {"http": HttpTransport, "websocket": WebSocketTransport}
+    if choice not in kinds:
+        raise ValueError("transport must be 'http' or 'websocket'")
+    return kinds[choice](HttpChannel(api_key, endpoints, timeout=timeout, retry=retry, client=http_client))
