@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..errors import HandoffConflict as HandoffConflict
+from ..errors import HandoffConflict as HandoffConflict  # noqa: PLC0414 (re-exported for mypy)
 
 
 class HandoffState(str, enum.Enum):

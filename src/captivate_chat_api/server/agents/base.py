@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from ...errors import AgentError as AgentError
+from ...errors import AgentError as AgentError  # noqa: PLC0414 (re-exported for mypy)
 from ...protocol import AgentResponse, ChatRequest
 
 
