@@ -17,8 +17,17 @@ def readme_commands() -> list[str]:
 
 def test_readme_opens_with_run_and_test_commands() -> None:
     run, test = readme_commands()
-    assert "captivate-chat serve" in run and "[server]" in run
+    assert "captivate-chat serve" in run and re.search(r"\[[^]]*\bserver\b[^]]*\]", run)
     assert "pytest" in test
+
+
+def test_readme_is_a_front_page() -> None:
+    """The README stays a short front page; the rest lives in the docs site."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.encode()) < 10_000
+    assert "../shared" not in text
+    for target in re.findall(r"\]\(((?:docs/|[A-Z]+\.md)[^)#]*)", text):
+        assert (ROOT / target).exists(), f"README links to a missing file: {target}"
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -297,7 +297,9 @@ class CaptivateChatAPI:
     """A blocking :class:`captivate_chat_api.CaptivateChatAPI`, with its own event loop thread.
 
     Args:
-        api_key, mode, base_url: as for the async client.
+        api_key: the channel's API key.
+        mode: ``"prod"`` or ``"dev"`` Captivate cloud (ignored when ``base_url`` is given).
+        base_url: a gateway's HTTP base URL, e.g. ``"http://127.0.0.1:8000"``.
         timeout: an upper bound in seconds on every blocking call (default: the SDK's own timeouts).
         options: any other keyword argument of the async client (``transport``, ``request_timeout`` …).
     """

@@ -56,8 +56,9 @@ class CaptivateChatAPI:
             :class:`InProcessTransport` (a gateway app in this process, for tests).
         request_timeout: seconds to wait for a reply to a client event.
         connect_timeout: seconds to wait for the socket and its ``socket_connected``.
-        ping_interval, ping_timeout: WebSocket keepalive; a socket that stops answering pings is dropped
+        ping_interval: seconds between WebSocket pings; a socket that stops answering pings is dropped
             and reconnected (a half-open TCP connection does not leave the client deaf).
+        ping_timeout: seconds to wait for the pong of a ping.
         reconnect: backoff policy for reconnecting a dropped socket.
         retry: backoff policy for resending a message whose acknowledgement was lost.
         resume: resubscribe by ``seq`` after reconnects (default: on for a gateway, off for the cloud).
