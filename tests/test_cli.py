@@ -18,7 +18,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     import os
 
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200", **(env or {})}
+        [*CLI, *args], capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "COLUMNS": "200", **(env or {})}
     )
 
 

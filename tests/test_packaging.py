@@ -7,7 +7,6 @@ import sys
 
 import captivate_chat_api
 
-
 SERVER_ONLY = ("fastapi", "starlette", "uvicorn", "typer", "rich", "pydantic-settings", "platformdirs")
 
 

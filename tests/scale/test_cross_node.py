@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from harness.balancer import Front, websocket_to
-from harness.cluster import RedisServer, start_gateways
 
 from captivate_chat_api import CaptivateChatAPI, ConnectionState, ReconnectPolicy
+from harness.balancer import Front, websocket_to
+from harness.cluster import RedisServer, start_gateways
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_token
 from harness.wire import WireClient

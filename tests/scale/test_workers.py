@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import websockets
-from harness.cluster import QUIET, RedisServer
 
+from harness.cluster import QUIET, RedisServer
 from harness.gateway import GatewayProcess, new_key
 from harness.wire import WireClient
 

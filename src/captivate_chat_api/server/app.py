@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..protocol import ProtocolError
 from .agents import Agent
@@ -44,7 +44,7 @@ class AccessLog:
         started = time.perf_counter()
         status = 500
 
-        async def record(message: dict) -> None:  # type: ignore[type-arg]
+        async def record(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from .agents import Agent
 from .agents.runner import AgentRunner
 from .auth import Authenticator
-from .handlers import Handlers
 from .broker import Broker, broker_from_url
+from .handlers import Handlers
 from .hub import CLOSE_POLICY_VIOLATION, Hub
+from .keys import display_prefix, hash_key
 from .limits import Limits
 from .livechat import LiveChat
 from .metrics import Metrics
-from .keys import display_prefix, hash_key
 from .settings import Settings
 from .store import Channel, Store, store_from_url
 from .timeline import Timeline

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import RateLimitError
 from ..protocol import (
     ClientAction,
     ClientEnvelope,
@@ -35,8 +36,7 @@ from ..protocol import (
 )
 from .agents.runner import AgentRunner
 from .auth import Authenticator
-from ..errors import RateLimitError
-from .hub import Connection, Hub
+from .hub import Connection, Hub, RemoteSocket
 from .limits import RateLimiter
 from .metrics import Metrics
 from .store import Channel, ConversationRecord, ListQuery, NewEvent, Store, StoredEvent
@@ -68,7 +68,7 @@ class Request:
     channel: Channel
     api_key: str
     envelope: ClientEnvelope
-    connection: Connection | None
+    connection: Connection | RemoteSocket | None
     via_websocket: bool
 
 

@@ -11,6 +11,7 @@ import pytest
 from captivate_chat_api.server.store import Store, store_from_url
 from harness.gateway import POSTGRES_URL, in_ci, postgres_available
 
+
 @pytest.fixture(scope="session")
 def postgres() -> str:
     """The PostgreSQL URL; under CI a missing server is a failure, never a skip."""

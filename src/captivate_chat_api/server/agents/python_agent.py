@@ -41,5 +41,5 @@ def load_python_agent(path: str) -> Agent:
     if inspect.isclass(target):
         target = target()
     if not callable(target):
-        raise ValueError(f"python:{path} is not callable")
+        raise ValueError(f"python:{path} is not callable")  # noqa: TRY004 (a bad spec is a ValueError, as the others)
     return PythonAgent(target, path)

@@ -11,7 +11,14 @@ import asyncio
 import logging
 from typing import Any
 
-from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatRequest, IncomingAction, OutgoingAction
+from ...protocol import (
+    AgentMetadata,
+    AgentResponse,
+    ChannelMetadata,
+    ChatRequest,
+    IncomingAction,
+    OutgoingAction,
+)
 from ..handoff import AI, HandoffConflict
 from ..livechat import LiveChat
 from ..locks import KeyedLocks
@@ -151,7 +158,7 @@ class AgentRunner:
                 call = agent(request)
             kind = "embedded" if self._override is not None else channel.agent_spec(conversation.agent).partition(":")[0]
             response = await asyncio.wait_for(self.metrics.time_agent(kind, call), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._fail(channel, conversation_id, 504, f"the agent did not answer within {self.timeout:g} s")
             return
         except AgentError as exc:

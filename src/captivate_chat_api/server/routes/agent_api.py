@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
 
 from ...protocol import AgentConnected, ProtocolError, decode_json, normalize_content
+from ..handlers import is_transcript_message, transcript_entry
 from ..handoff import HandoffConflict
-from ..handlers import transcript_entry, is_transcript_message
 from ..hub import Connection
 from ..keys import hash_key
 from ..store import AgentTokenInfo, Channel, ConversationRecord

@@ -8,7 +8,8 @@ deployment (or a test run) in its own schema, created if missing.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -32,6 +33,8 @@ from .rows import channel_row, conversation_row, dumps, event_row, key_row, toke
 Conn = Any  # asyncpg.Connection (untyped library)
 LIVE = "SELECT * FROM conversations WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL"
 MIGRATION_LOCK = 7_340_112  # pg_advisory_xact_lock key: one process migrates at a time
+
+T = TypeVar("T")
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -140,7 +143,7 @@ class PostgresStore(Store):
     async def revoke_key(self, key_id_or_prefix: str) -> ApiKeyInfo | None:
         return await self._revoke("api_keys", key_id_or_prefix, key_row)
 
-    async def _revoke(self, table: str, ident: str, mapper: Any) -> Any:
+    async def _revoke(self, table: str, ident: str, mapper: Callable[[Any], T]) -> T | None:
         # ``table`` is one of two literals (api_keys, agent_tokens) from this class; values are bound ($1, $2).
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(f"SELECT * FROM {table} WHERE id = $1 OR prefix = $1 FOR UPDATE", ident)  # nosec B608
