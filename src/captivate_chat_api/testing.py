@@ -46,6 +46,7 @@ from .protocol import AgentResponse, ChatRequest, OutgoingAction, text_content
 
 if TYPE_CHECKING:
     from .client import CaptivateChatAPI
+    from .server import Settings
     from .server.agents import Agent
 
 __all__ = ["InProcessGateway", "LocalGateway", "ScriptedAgent", "in_process_gateway", "run_gateway"]
@@ -181,24 +182,15 @@ def run_gateway(
         RuntimeError: the gateway did not start.
     """
     try:
-        from .server import Settings, create_app
-        from .server.keys import generate_key
+        from .server import create_app
         from .server.logs import RedactSecrets
         from .server.serve import GatewayServer, config_for
     except ImportError as exc:
         raise ImportError(SERVER_EXTRA) from exc
 
     agent = agent if agent is not None else ScriptedAgent()
-    key = generate_key()
     with contextlib.ExitStack() as stack:
-        if database is None:
-            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="captivate-chat-test-"))
-            database = Path(directory) / "gateway.db"
-        url = str(database) if str(database).startswith("sqlite:") else f"sqlite:///{database}"
-        settings = Settings(
-            host="127.0.0.1", port=0, database=url, api_keys=[key, *(api_keys or [])], access_log=False,
-            public_url=None, create_dev_key=False, shutdown_grace_seconds=5.0,
-        )
+        settings, key, url = _settings(stack, api_keys, database, host="127.0.0.1", port=0, public_url=None)
         app = create_app(settings, agent=agent)
         # uvicorn logs WebSocket request lines, whose query string carries the key
         redact = RedactSecrets()
@@ -266,25 +258,38 @@ async def in_process_gateway(
         ImportError: the ``server`` extra is not installed.
     """
     try:
-        from .server import Settings, create_app
-        from .server.keys import generate_key
+        from .server import create_app
     except ImportError as exc:
         raise ImportError(SERVER_EXTRA) from exc
 
     agent = agent if agent is not None else ScriptedAgent()
-    key = generate_key()
     with contextlib.ExitStack() as stack:
-        if database is None:
-            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="captivate-chat-test-"))
-            database = Path(directory) / "gateway.db"
-        url = str(database) if str(database).startswith("sqlite:") else f"sqlite:///{database}"
-        settings = Settings(
-            host="gateway.test", port=80, database=url, api_keys=[key, *(api_keys or [])], access_log=False,
-            public_url=InProcessGateway.base_url, create_dev_key=False, shutdown_grace_seconds=5.0,
+        settings, key, url = _settings(
+            stack, api_keys, database, host="gateway.test", port=80, public_url=InProcessGateway.base_url
         )
         app = create_app(settings, agent=agent)
         async with app.router.lifespan_context(app):
             yield InProcessGateway(app, key, agent, url)
+
+
+def _settings(
+    stack: contextlib.ExitStack, api_keys: list[str] | None, database: str | Path | None, **where: Any
+) -> tuple[Settings, str, str]:
+    """A test gateway's settings (a new key first, then ``api_keys``), its key and its database URL. Without
+    ``database``, a temporary SQLite file, removed when ``stack`` closes."""
+    from .server import Settings
+    from .server.keys import generate_key
+
+    if database is None:
+        directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="captivate-chat-test-"))
+        database = Path(directory) / "gateway.db"
+    url = str(database) if str(database).startswith("sqlite:") else f"sqlite:///{database}"
+    key = generate_key()
+    settings = Settings(
+        database=url, api_keys=[key, *(api_keys or [])], access_log=False, create_dev_key=False,
+        shutdown_grace_seconds=5.0, **where,
+    )
+    return settings, key, url
 
 
 def _stop(server: Any, thread: threading.Thread) -> None:
