@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..protocol import encode_frame, text_content
+from ..protocol import HandoffUpdate, text_content
 from .handoff import HUMAN, TRANSITIONS, HandoffConflict
 from .store import ConversationRecord, NewEvent, StoredEvent
 from .timeline import Timeline, new_message_id
@@ -88,10 +88,5 @@ class LiveChat:
 
     def notify(self, record: ConversationRecord) -> None:
         """Tell the channel's human agents (console sockets) that the queue changed."""
-        self.hub.notify_channel(
-            record.channel_id,
-            encode_frame(
-                "handoff_update",
-                {"conversation_id": record.id, "state": record.handoff, "human_agent": record.human_agent},
-            ),
-        )
+        update = HandoffUpdate(conversation_id=record.id, state=record.handoff, human_agent=record.human_agent)
+        self.hub.notify_channel(record.channel_id, update.to_frame())

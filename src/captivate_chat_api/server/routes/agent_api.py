@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
 
+from ...errors import ConversationNotFound
 from ...protocol import AgentConnected, ProtocolError, decode_json, normalize_content
 from ..handlers import is_transcript_message, transcript_entry
 from ..handoff import HandoffConflict
@@ -72,7 +73,7 @@ async def run(coro: Any, conversation_id: str) -> ConversationRecord:
         result: ConversationRecord = await coro
         return result
     except LookupError:
-        raise ProtocolError(404, "conversation not found", conversation_id) from None
+        raise ConversationNotFound(conversation_id) from None
     except HandoffConflict as exc:
         raise ProtocolError(409, str(exc), conversation_id) from None
 
@@ -97,7 +98,7 @@ async def get_conversation(request: Request, conversation_id: str) -> dict[str, 
     store = gateway_of(request).store
     record = await store.get_conversation(channel.id, conversation_id)
     if record is None:
-        raise ProtocolError(404, "conversation not found", conversation_id)
+        raise ConversationNotFound(conversation_id)
     bind_socket(request, channel, dict(request.query_params), conversation_id)
     transcript = [transcript_entry(e) for e in await store.messages(conversation_id) if is_transcript_message(e)]
     return {**summary(record), "private_metadata": record.private_metadata, "transcript": transcript}
@@ -142,7 +143,7 @@ async def send(request: Request, conversation_id: str) -> JSONResponse:
     try:
         event = await livechat.human_message(channel.id, conversation_id, name_of(token, body), normalize_content(content))
     except LookupError:
-        raise ProtocolError(404, "conversation not found", conversation_id) from None
+        raise ConversationNotFound(conversation_id) from None
     except HandoffConflict as exc:
         raise ProtocolError(409, f"{exc} (or another human owns it)", conversation_id) from None
     bind_socket(request, channel, body, conversation_id)
