@@ -38,7 +38,9 @@ async def api(gateway: InProcessGateway, request: pytest.FixtureRequest) -> Asyn
         yield client
 
 
-async def test_greeting_message_reply_and_transcript(gateway: InProcessGateway, api: CaptivateChatAPI) -> None:
+async def test_greeting_message_reply_and_transcript(
+    gateway: InProcessGateway, api: CaptivateChatAPI
+) -> None:
     gateway.agent.reply("Welcome!")
     gateway.agent.reply_with(lambda request: f"heard {request.user_input}")
     conversation = await api.create_conversation("user-1", metadata={"plan": "pro"})

@@ -101,7 +101,14 @@ def test_a_message_is_acknowledged_by_its_echo_which_is_still_delivered() -> Non
     session.track("c1")
     key = message_key("m1")
     session.expect(key)
-    raw = frame("user_message", key, conversation_id="c1", seq=1, client_msg_id="m1", content={"type": "text", "text": "x"})
+    raw = frame(
+        "user_message",
+        key,
+        conversation_id="c1",
+        seq=1,
+        client_msg_id="m1",
+        content={"type": "text", "text": "x"},
+    )
     settle, deliver = session.receive(raw)
     assert isinstance(settle, Settle) and settle.key == key and settle.payload is not None
     assert settle.payload["client_msg_id"] == "m1"
@@ -122,7 +129,9 @@ def test_a_start_goes_to_its_request_or_to_the_oldest_waiting_start() -> None:
 def test_a_deleted_conversation_is_delivered_its_update_then_closed_and_forgotten() -> None:
     session = Session()
     session.track("c1")
-    deliver, closed = session.receive(frame("conversation_update", conversation_id="c1", seq=1, type="deleted"))
+    deliver, closed = session.receive(
+        frame("conversation_update", conversation_id="c1", seq=1, type="deleted")
+    )
     assert isinstance(deliver, Deliver) and isinstance(deliver.event, ConversationUpdate)
     assert closed == Closed("c1")
     assert "c1" not in session.cursors

@@ -156,7 +156,9 @@ class Link:
     async def _fetch_large(self, event: GeneralError) -> PlatformEvent:
         """The 413 fallback: fetch a message too large for a frame from its ``message_link``."""
         try:
-            body = await self.transport.http.get_json(str(event.message_link), conversation_id=event.conversation_id)
+            body = await self.transport.http.get_json(
+                str(event.message_link), conversation_id=event.conversation_id
+            )
             message = body.get("botMessage") or {}
             return BotMessage(
                 conversation_id=event.conversation_id,
@@ -185,13 +187,17 @@ class Link:
         self._futures.pop(key, None)
         self.session.withdraw(key)
 
-    async def request(self, event_type: str, payload: dict[str, Any], *, idempotent: bool = False) -> dict[str, Any]:
+    async def request(
+        self, event_type: str, payload: dict[str, Any], *, idempotent: bool = False
+    ) -> dict[str, Any]:
         """Send one client event; return its direct reply's payload."""
         if self.transport.replies_inline:
             if self._is_closed():
                 raise ClientClosedError("the client is closed; call connect()")
             envelope = envelope_for(event_type, payload)
-            reply = await self.transport.send(self.socket, envelope, socket_id=self.socket_id, idempotent=idempotent)
+            reply = await self.transport.send(
+                self.socket, envelope, socket_id=self.socket_id, idempotent=idempotent
+            )
             return reply if reply is not None else {"status": "success"}
         reply_type = reply_to(event_type)
         request_id = uuid.uuid4().hex
@@ -202,11 +208,15 @@ class Link:
                 return {"status": "success"}
             return await asyncio.wait_for(future, self.request_timeout)
         except TimeoutError:
-            raise RequestTimeoutError(f"{event_type}: no {reply_type} within {self.request_timeout:g} s") from None
+            raise RequestTimeoutError(
+                f"{event_type}: no {reply_type} within {self.request_timeout:g} s"
+            ) from None
         finally:
             self._unwait(request_id)
 
-    async def _send_frame(self, event_type: str, payload: dict[str, Any], request_id: str | None = None) -> None:
+    async def _send_frame(
+        self, event_type: str, payload: dict[str, Any], request_id: str | None = None
+    ) -> None:
         await self._gate()
         envelope = envelope_for(event_type, payload, request_id)
         await self.transport.send(self.socket, envelope, socket_id=self.socket_id, idempotent=False)
@@ -270,11 +280,17 @@ class Link:
 
     async def transcript(self, conversation_id: str) -> list[TranscriptEntry]:
         if self.transport.replies_inline:
-            url = f"{self.endpoints.http_base}/api/transcript?conversation_id={quote(conversation_id, safe='')}"
+            url = (
+                f"{self.endpoints.http_base}/api/transcript?conversation_id={quote(conversation_id, safe='')}"
+            )
             body = await self.transport.http.get_json(url, conversation_id=conversation_id)
         else:
             body = await self.request("conversation_transcript_request", {"conversation_id": conversation_id})
-        return [TranscriptEntry.from_wire(entry) for entry in body.get("transcript", []) if isinstance(entry, dict)]
+        return [
+            TranscriptEntry.from_wire(entry)
+            for entry in body.get("transcript", [])
+            if isinstance(entry, dict)
+        ]
 
     async def presigned_url(self, file_key: str, expires_in: int) -> str:
         body = await self.transport.http.post_json(

@@ -151,7 +151,9 @@ class Session:
             if event.seq <= cursor.last_seq:
                 return []
             if cursor.synced and event.seq > cursor.last_seq + 1:
-                log.info("gap in %s: have %d, got %d; resubscribing", conversation_id, cursor.last_seq, event.seq)
+                log.info(
+                    "gap in %s: have %d, got %d; resubscribing", conversation_id, cursor.last_seq, event.seq
+                )
                 return [Resubscribe(conversation_id)]
             cursor.last_seq = event.seq
         decisions: list[Decision] = [Deliver(conversation_id, event)]

@@ -59,7 +59,9 @@ class Transport(Protocol):
         """Plain HTTP for what is never a client event (transcript over HTTP, large messages, file URLs)."""
         ...
 
-    async def connect(self, url: str, *, timeout: float, ping_interval: float | None, ping_timeout: float | None) -> FrameSocket:
+    async def connect(
+        self, url: str, *, timeout: float, ping_interval: float | None, ping_timeout: float | None
+    ) -> FrameSocket:
         """Open the socket (``url`` carries the ``apiKey``). Raises AuthenticationError, ChatConnectionError,
         RequestTimeoutError."""
         ...
@@ -117,8 +119,12 @@ class HttpTransport:
     def http(self) -> HttpChannel:
         return self._http
 
-    async def connect(self, url: str, *, timeout: float, ping_interval: float | None, ping_timeout: float | None) -> FrameSocket:
-        return await open_websocket(url, timeout=timeout, ping_interval=ping_interval, ping_timeout=ping_timeout)
+    async def connect(
+        self, url: str, *, timeout: float, ping_interval: float | None, ping_timeout: float | None
+    ) -> FrameSocket:
+        return await open_websocket(
+            url, timeout=timeout, ping_interval=ping_interval, ping_timeout=ping_timeout
+        )
 
     async def send(
         self, socket: FrameSocket | None, envelope: dict[str, Any], *, socket_id: str | None, idempotent: bool
@@ -143,14 +149,20 @@ class WebSocketTransport(HttpTransport):
         try:
             await socket.send(json.dumps(envelope, separators=(",", ":")))
         except websockets.ConnectionClosed as exc:
-            raise ChatConnectionError(f"{envelope['event']['event_type']}: the socket closed while sending") from exc
+            raise ChatConnectionError(
+                f"{envelope['event']['event_type']}: the socket closed while sending"
+            ) from exc
         return None
 
 
 # in-process ------------------------------------------------------------------------------------------
 
 ASGIApp = Callable[
-    [MutableMapping[str, Any], Callable[[], Awaitable[MutableMapping[str, Any]]], Callable[[MutableMapping[str, Any]], Awaitable[None]]],
+    [
+        MutableMapping[str, Any],
+        Callable[[], Awaitable[MutableMapping[str, Any]]],
+        Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ],
     Awaitable[None],
 ]
 
@@ -282,7 +294,9 @@ class InProcessTransport:
             raise RuntimeError("the in-process transport is not bound to a client yet")
         return self._inner.http
 
-    async def connect(self, url: str, *, timeout: float, ping_interval: float | None, ping_timeout: float | None) -> FrameSocket:
+    async def connect(
+        self, url: str, *, timeout: float, ping_interval: float | None, ping_timeout: float | None
+    ) -> FrameSocket:
         socket = AsgiSocket(self.app, httpx.URL(url))
         await socket.open(timeout)
         return socket
@@ -317,7 +331,16 @@ def make_transport(
 ) -> Transport:
     """The transport for a client's ``transport`` argument, with its HTTP channel."""
     if isinstance(choice, InProcessTransport):
-        choice.bind(HttpChannel(api_key, endpoints, timeout=timeout, retry=retry, client=choice.http_client(timeout), owns_client=True))
+        choice.bind(
+            HttpChannel(
+                api_key,
+                endpoints,
+                timeout=timeout,
+                retry=retry,
+                client=choice.http_client(timeout),
+                owns_client=True,
+            )
+        )
         return choice
     kinds: dict[str, type[HttpTransport]] = {"http": HttpTransport, "websocket": WebSocketTransport}
     if choice not in kinds:
