@@ -227,6 +227,41 @@ def test_without_a_terminal_lines_are_read_from_stdin(gateway: GatewayProcess, a
     assert "--- transcript: 6 messages ---" in lines
 
 
+def test_attach_in_a_terminal(gateway: GatewayProcess, api_key: str, chats: list[Chat], tmp_path: Path) -> None:
+    report = tmp_path / "report.txt"
+    report.write_text("quarterly numbers\n")
+    chat = start(chats, gateway.http_url, key=api_key)
+    chat.say(f"/attach {report} the report")
+    chat.expect(r"\[uploading report\.txt: 18 of 18 bytes\]")
+    chat.expect(r"\[attached report\.txt \(text/plain\): 18 characters of text\]")
+    chat.expect("bot> " + ANSI + "You said: the report")
+    chat.say("/transcript")
+    chat.expect(r"file: report\.txt \(text/plain\) http://127\.0\.0\.1:\d+/files/")
+    chat.say("/quit")
+    assert chat.exit_status() == 0
+    assert api_key not in chat.screen.getvalue() and "Traceback" not in chat.screen.getvalue()
+
+
+def test_attach_uploads_a_file_with_progress_and_sends_it(gateway: GatewayProcess, api_key: str, tmp_path: Path) -> None:
+    notes = tmp_path / "my notes.txt"
+    notes.write_text("the word is Quokka\n")
+    size = notes.stat().st_size
+    script = f'/attach "{notes}" see the notes\n/attach {tmp_path}/missing.pdf\n/attach\n/transcript\n'
+    result = run_piped(gateway.http_url, api_key, script)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"[uploading my notes.txt: 0 of {size} bytes]" in lines
+    assert f"[uploading my notes.txt: {size} of {size} bytes]" in lines
+    assert "[attached my notes.txt (text/plain): 19 characters of text]" in lines
+    assert "bot> You said: see the notes" in lines  # the agent got the message's text (not its JSON)
+    assert f"[error: /attach: no such file: {tmp_path}/missing.pdf]" in lines
+    assert "[error: /attach needs a file: /attach PATH [message]]" in lines
+    shown = lines[next(i for i, line in enumerate(lines) if line.startswith("--- transcript: ")) :]
+    assert any(re.fullmatch(r"  \S+ user: see the notes", line) for line in shown)
+    assert any(re.fullmatch(r" +file: my notes\.txt \(text/plain\) http://127\.0\.0\.1:\d+/files/\S+", line) for line in shown)
+    assert api_key not in result.stdout + result.stderr
+
+
 # rendering -------------------------------------------------------------------------------------------
 
 

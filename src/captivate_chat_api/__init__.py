@@ -7,9 +7,12 @@ from .client import (
     Conversation,
     ConversationUpdateInfo,
     ErrorInfo,
+    FileInput,
+    FileManager,
     PageInfo,
     ReconnectPolicy,
     SentMessage,
+    UploadProgress,
     UserConversations,
 )
 from .client.conversation import EventStream
@@ -41,6 +44,7 @@ from .protocol import (
     UserActionEcho,
     UserMessageEcho,
 )
+from .protocol.attachments import FileObject, FileStorage
 
 __version__ = "0.1.0"
 
@@ -61,6 +65,10 @@ __all__ = [
     "ConversationUpdateInfo",
     "ErrorInfo",
     "EventStream",
+    "FileInput",
+    "FileManager",
+    "FileObject",
+    "FileStorage",
     "GeneralError",
     "HandoffConflict",
     "LivechatMessage",
@@ -75,6 +83,7 @@ __all__ = [
     "SentMessage",
     "ServerError",
     "TranscriptEntry",
+    "UploadProgress",
     "UserActionEcho",
     "UserConversations",
     "UserMessageEcho",

@@ -13,13 +13,16 @@ _PATTERNS = (
     re.compile(r"(?i)((?:api_?key|token|x-api-key|x-agent-token)[\"']?\s*[=:]\s*[\"']?)[^\s&\"',}]+"),
     re.compile(r"(cc[ka]_)[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(\?)[^\s\"']+(?=[\s\"']|$)"),
+    # a stored file's key is a capability (it can be presigned without a credential): its random part goes
+    re.compile(r"(/files/[^\s/?]+/)[A-Za-z0-9_%\-]{16,}"),
 )
 
 
 def redact(text: str) -> str:
     text = _PATTERNS[0].sub(r"\1[REDACTED]", text)
     text = _PATTERNS[1].sub(r"\1[REDACTED]", text)
-    return _PATTERNS[2].sub(r"\1[REDACTED]", text)
+    text = _PATTERNS[2].sub(r"\1[REDACTED]", text)
+    return _PATTERNS[3].sub(r"\1[REDACTED]", text)
 
 
 class RedactSecrets(logging.Filter):

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, Self, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar, Unpack
 
 from .client.api import CaptivateChatAPI as AsyncCaptivateChatAPI
 from .client.api import StartMode
@@ -32,13 +32,25 @@ from .client.conversation import Conversation as AsyncConversation
 from .client.conversation import EventStream
 from .client.conversation import UserConversations as AsyncUserConversations
 from .client.endpoints import Mode
+from .client.files import FileInput as AsyncFileInput
+from .client.files import FileManager as AsyncFileManager
+from .client.files import FileSequence, FileSource, ProgressCallback, UploadOptions
 from .client.manager import CaptivateChatManager as AsyncCaptivateChatManager
 from .client.models import PageInfo, SentMessage
 from .client.state import ConnectionState
 from .errors import ClientClosedError, RequestTimeoutError
 from .protocol import PlatformEvent, TranscriptEntry
+from .protocol.attachments import FileObject
 
-__all__ = ["CaptivateChatAPI", "CaptivateChatManager", "Conversation", "EventIterator", "UserConversations"]
+__all__ = [
+    "CaptivateChatAPI",
+    "CaptivateChatManager",
+    "Conversation",
+    "EventIterator",
+    "FileInput",
+    "FileManager",
+    "UserConversations",
+]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -177,6 +189,46 @@ async def _next_or_end(stream: EventStream, timeout: float | None) -> PlatformEv
         return None
 
 
+class FileInput(FileSequence):
+    """A blocking :class:`captivate_chat_api.FileInput`: the same files, ``refresh_secure_url()`` waits."""
+
+    def __init__(self, files: AsyncFileInput, loop: LoopThread) -> None:
+        super().__init__(())
+        self.files = files.files  # one list: a refresh updates what both views hold
+        self._input = files
+        self._loop = loop
+
+    def refresh_secure_url(self, expires_in: int = 7200) -> str | None:
+        return self._loop.run(self._input.refresh_secure_url(expires_in))
+
+
+class FileManager:
+    """A blocking file manager (``conversation.file_manager``, ``api.file_manager``); uploads stream from
+    disk on the loop thread while this thread waits (``on_progress`` runs on the loop thread)."""
+
+    def __init__(self, manager: AsyncFileManager, loop: LoopThread) -> None:
+        self._manager = manager
+        self._loop = loop
+
+    def create(self, file: FileSource, **options: Unpack[UploadOptions]) -> FileInput:
+        """Upload one file (see :meth:`captivate_chat_api.FileManager.create`)."""
+        return FileInput(self._loop.run(self._manager.create(file, **options)), self._loop)
+
+    def create_file(self, file: FileSource, **options: Unpack[UploadOptions]) -> FileObject:
+        return self._loop.run(self._manager.create_file(file, **options))
+
+    def create_multiple(
+        self,
+        files: Sequence[FileSource],
+        *,
+        storage: bool = True,
+        urls: Sequence[str] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> FileInput:
+        result = self._loop.run(self._manager.create_multiple(files, storage=storage, urls=urls, on_progress=on_progress))
+        return FileInput(result, self._loop)
+
+
 class Conversation:
     """A conversation, blocking; each method is :class:`captivate_chat_api.Conversation`'s, awaited.
 
@@ -217,6 +269,11 @@ class Conversation:
     @property
     def closed(self) -> bool:
         return self._conversation.closed
+
+    @property
+    def file_manager(self) -> FileManager:
+        """Uploads for this conversation (see :attr:`captivate_chat_api.Conversation.file_manager`)."""
+        return FileManager(self._loop.call(lambda: self._conversation.file_manager), self._loop)
 
     # receiving: callbacks run on the loop thread --------------------------------------------------
 
@@ -398,6 +455,14 @@ class CaptivateChatAPI:
 
     def delete_user_conversations(self, user_id: str, *, soft_delete: bool = True) -> int | None:
         return self._loop.run(self._api.delete_user_conversations(user_id, soft_delete=soft_delete))
+
+    @property
+    def file_manager(self) -> FileManager:
+        """Uploads without a conversation (npm's static ``CaptivateChatFileManager``)."""
+        return FileManager(self._api.file_manager, self._loop)
+
+    def get_secure_file_url(self, file_key: str, expires_in: int = 7200) -> str:
+        return self._loop.run(self._api.get_secure_file_url(file_key, expires_in))
 
 
 class CaptivateChatManager:

@@ -5,7 +5,7 @@
  *   - redirectToGateway(): before the package is loaded, redirects only two things:
  *       globalThis.WebSocket: a subclass of ws's WebSocket that rewrites the cloud WebSocket hosts to the gateway
  *         (the bundle prefers a global WebSocket over require('ws'));
- *       globalThis.fetch: rewrites the cloud HTTP bases to the gateway.
+ *       globalThis.fetch: rewrites the cloud HTTP bases (channel and file service) to the gateway.
  *     Any other non-local address is refused, so nothing reaches the real cloud.
  *   - runner(): named steps with a timeout, a watchdog, and one JSON object on the last line of stdout
  *     (exit 0 when written, 2 on a setup failure or the watchdog).
@@ -14,7 +14,7 @@
 const path = require('path');
 
 const WS_HOSTS = ['wss://channel.wss.captivatechat.ai', 'wss://channel-dev.wss.captivatechat.ai'];
-const HTTP_HOSTS = ['https://channel.prod.captivat.io', 'https://channel.dev.captivat.io'];
+const HTTP_HOSTS = ['https://channel.prod.captivat.io', 'https://channel.dev.captivat.io', 'https://file-to-text.prod.captivat.io'];
 
 function need(name) {
   const value = process.env[name];

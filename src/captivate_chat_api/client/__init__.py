@@ -4,6 +4,7 @@ from .api import CaptivateChatAPI
 from .backoff import ReconnectPolicy
 from .conversation import Conversation, UserConversations
 from .endpoints import Endpoints
+from .files import FileInput, FileManager, UploadProgress
 from .models import ConversationUpdateInfo, ErrorInfo, PageInfo, SentMessage
 from .state import ConnectionState
 
@@ -14,8 +15,11 @@ __all__ = [
     "ConversationUpdateInfo",
     "Endpoints",
     "ErrorInfo",
+    "FileInput",
+    "FileManager",
     "PageInfo",
     "ReconnectPolicy",
     "SentMessage",
+    "UploadProgress",
     "UserConversations",
 ]

@@ -35,6 +35,7 @@ from ..protocol import SocketConnected, parse_frame
 from .backoff import ReconnectPolicy
 from .conversation import Conversation, UserConversations
 from .endpoints import Endpoints, Mode
+from .files import FileManager, FileService
 from .link import Link
 from .models import PageInfo
 from .state import ConnectionState, announce
@@ -94,6 +95,12 @@ class CaptivateChatAPI:
         retry = retry or ReconnectPolicy(initial_delay=0.2, max_delay=5.0, max_attempts=6)
         self._transport = make_transport(transport, api_key, self.endpoints, request_timeout, retry, http_client)
         self.transport = self._transport.name
+        self.files = FileService(self._transport.http.client, self.endpoints.files_base)
+        """The file service (``/api/file-to-text``, ``/api/presigned-url``): the cloud's, or the gateway's."""
+        self.file_manager = FileManager(self.files)
+        """Uploads without a conversation (npm's static ``CaptivateChatFileManager.create``: no ``path``)."""
+        self._peers: dict[str, CaptivateChatAPI] = {}
+        self._owned_peers: list[CaptivateChatAPI] = []
         self.state = ConnectionState.IDLE
         self._connected: asyncio.Event | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -102,6 +109,8 @@ class CaptivateChatAPI:
         self._link = Link(
             self._transport,
             self.endpoints,
+            self.files,
+            api_key=api_key,
             request_timeout=request_timeout,
             resume=self.resume,
             gate=self._wait_connected,
@@ -171,6 +180,8 @@ class CaptivateChatAPI:
             self._link.socket = None
         self._link.fail_waiters(ClientClosedError("the client was closed"))
         self._link.finish_all()
+        for peer in self._owned_peers:
+            await peer.close()
         await self._transport.aclose()
         if self.state is not ConnectionState.CLOSED:
             self._set_state(ConnectionState.CLOSED)
@@ -301,12 +312,44 @@ class CaptivateChatAPI:
         body = await self._link.request(event_type, payload)
         data = body.get("event", {}).get("event_payload", body) if isinstance(body.get("event"), dict) else body
         conversations = [
-            self._link.attach(item["conversation_id"], item.get("metadata") or {})
+            (await self._client_for(item.get("apiKey")))._link.attach(item["conversation_id"], item.get("metadata") or {})
             for item in data.get("conversations", [])
             if isinstance(item, dict) and isinstance(item.get("conversation_id"), str)
         ]
         block = data.get("pagination")
         return UserConversations(conversations, PageInfo.from_wire(block) if isinstance(block, dict) else None)
+
+    async def _client_for(self, api_key: Any) -> CaptivateChatAPI:
+        """The client of a listed conversation's own key (as npm gives each item its ``apiKey``): this
+        one, a manager's sibling, or one opened for it (same options, closed with this client)."""
+        if not isinstance(api_key, str) or not api_key or api_key == self.api_key:
+            return self
+        peer = self._peers.get(api_key)
+        if peer is None:
+            base_url = self.endpoints.http_base if self.endpoints.is_gateway else None
+            peer = CaptivateChatAPI(
+                api_key, self.mode, base_url=base_url, transport=self._transport_choice(),
+                request_timeout=self.request_timeout, connect_timeout=self.connect_timeout,
+                ping_interval=self.ping_interval, ping_timeout=self.ping_timeout, reconnect=self.reconnect_policy,
+                resume=self.resume,
+            )  # fmt: skip
+            peer._peers = self._peers  # one family of clients shares its directory
+            self._peers[api_key] = peer
+            self._owned_peers.append(peer)
+        if peer.state is ConnectionState.IDLE:
+            await peer.connect()
+        return peer
+
+    def _transport_choice(self) -> TransportName | InProcessTransport:
+        """This client's ``transport`` argument again, for a sibling client (a fresh in-process one)."""
+        if isinstance(self._transport, InProcessTransport):
+            return InProcessTransport(self._transport.app, messages=self.transport)
+        return "websocket" if self.transport == "websocket" else "http"
+
+    async def get_secure_file_url(self, file_key: str, expires_in: int = 7200) -> str:
+        """A secure URL for a stored file, valid ``expires_in`` seconds (npm
+        ``CaptivateChatFileManager.getSecureFileUrl``)."""
+        return await self.files.presign(file_key, expires_in)
 
     async def delete_user_conversations(self, user_id: str, *, soft_delete: bool = True) -> int | None:
         """Delete every conversation of the user; returns how many (None if the platform does not say)."""

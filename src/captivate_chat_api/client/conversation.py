@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar
 
 from ..protocol import PlatformEvent, TranscriptEntry, text_content
+from ..protocol.files import TTL_DAYS
+from .files import FileManager, FileService, refresh_files, wire_content
 from .inbox import END, Inbox
 from .models import PageInfo, SentMessage
 from .session import Cursor
@@ -27,19 +28,20 @@ from .session import Cursor
 log = logging.getLogger("captivate_chat_api.client")
 
 F = TypeVar("F", bound=Callable[..., Any])
-ALLOWED_TTL_DAYS = (1, 7, 30, 90)
+ALLOWED_TTL_DAYS = TTL_DAYS
 
 
 class ConversationLink(Protocol):
     """What a conversation needs from its client."""
+
+    api_key: str
+    files: FileService
 
     async def request(self, event_type: str, payload: dict[str, Any], *, idempotent: bool = False) -> dict[str, Any]: ...
 
     async def send_message(self, payload: dict[str, Any]) -> dict[str, Any]: ...
 
     async def transcript(self, conversation_id: str) -> list[TranscriptEntry]: ...
-
-    async def presigned_url(self, file_key: str, expires_in: int) -> str: ...
 
     async def subscribe(self, conversation_id: str, after_seq: int | None) -> dict[str, Any]: ...
 
@@ -61,6 +63,7 @@ class Conversation:
         self.time_to_live: int | None = None
         self.cursor = cursor or Cursor()
         self.inbox = Inbox(conversation_id)
+        self._file_manager: FileManager | None = None
 
     @property
     def last_seq(self) -> int:
@@ -117,13 +120,24 @@ class Conversation:
 
     # sending ---------------------------------------------------------------------------------------
 
+    @property
+    def file_manager(self) -> FileManager:
+        """Uploads for this conversation (npm ``conversation.fileManager``): ``create``, ``create_file``,
+        ``create_multiple``; they carry this conversation's ``path`` and its :meth:`set_time_to_live`."""
+        if self._file_manager is None:
+            self._file_manager = FileManager(
+                self._link.files, f"{self._link.api_key}/{self.conversation_id}", lambda: self.time_to_live
+            )
+        return self._file_manager
+
     async def send_message(self, content: str | dict[str, Any] | list[Any], *, client_msg_id: str | None = None) -> SentMessage:
-        """Send a user message (a string becomes ``{type: "text", text}``).
+        """Send a user message (a string becomes ``{type: "text", text}``). Files go in ``files``: a
+        :class:`FileInput`, a :class:`FileObject` or a list of them (``{"text": "…", "files": fi}``).
 
         Returns the accepted message. It is sent with a UUID ``client_msg_id`` and retried with that same
         id when the acknowledgement is lost, so it is stored once.
         """
-        body = content if not isinstance(content, str) else text_content(content)
+        body = wire_content(content) if not isinstance(content, str) else text_content(content)
         msg_id = client_msg_id or str(uuid.uuid4())
         payload = {"type": "message_create", "client_msg_id": msg_id, "conversation_id": self.conversation_id, "content": body}
         ack = await self._link.send_message(payload)
@@ -173,7 +187,7 @@ class Conversation:
         )
 
     async def edit_message(self, message_id: str, content: str | dict[str, Any]) -> None:
-        body = content if not isinstance(content, str) else text_content(content)
+        body = wire_content(content) if not isinstance(content, str) else text_content(content)
         await self._link.request(
             "edit_message",
             {
@@ -189,24 +203,12 @@ class Conversation:
         """The transcript, oldest first; stored file URLs expiring within 5 minutes are refreshed (and the
         refreshed URLs pushed back with ``edit_message``, as the npm client does)."""
         entries = await self._link.transcript(self.conversation_id)
-        return [await self._refresh_files(entry) for entry in entries]
+        return list(await asyncio.gather(*(self._refresh_files(entry) for entry in entries)))
 
     async def _refresh_files(self, entry: TranscriptEntry) -> TranscriptEntry:
         if not entry.files:
             return entry
-        now = int(time.time())
-        files, changed = [], False
-        for file in entry.files:
-            storage = file.get("storage") if isinstance(file, dict) else None
-            if isinstance(storage, dict) and storage.get("fileKey") and int(storage.get("expiresIn", 0)) - now < 300:
-                try:
-                    url = await self._link.presigned_url(str(storage["fileKey"]), 7200)
-                except Exception as exc:  # noqa: BLE001 (keep the old URL: a refresh failure must not hide the transcript)
-                    log.warning("could not refresh a file URL in %s: %s", self.conversation_id, exc)
-                else:
-                    file = {**file, "storage": {**storage, "presignedUrl": url, "expiresIn": now + 7200}}
-                    changed = True
-            files.append(file)
+        files, changed = await refresh_files(entry.files, self._link.files)
         if not changed:
             return entry
         content = entry.content if isinstance(entry.content, dict) else {"text": ""}

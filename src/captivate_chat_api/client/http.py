@@ -66,6 +66,11 @@ class HttpChannel:
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._headers = {"x-api-key": api_key, "Accept": "application/json"}
 
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The connection pool, shared with the file service."""
+        return self._client
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()

@@ -34,6 +34,16 @@ END = object()
 Call = Callable[[], Any]
 
 
+class ErrorNotice:
+    """An error for the ``on_error`` callbacks only, not an event of the stream (the 413 fallback: the
+    message itself was fetched and delivered)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: GeneralError) -> None:
+        self.error = error
+
+
 def _message(kind: str) -> Callable[[dict[str, list[Callable[..., Any]]], Any], list[Call]]:
     def calls(handlers: dict[str, list[Callable[..., Any]]], event: Any) -> list[Call]:
         return [partial(cb, event.content, kind) for cb in handlers.get("message", [])]
@@ -41,12 +51,14 @@ def _message(kind: str) -> Callable[[dict[str, list[Callable[..., Any]]], Any], 
     return calls
 
 
-def _error(handlers: dict[str, list[Callable[..., Any]]], event: GeneralError) -> list[Call]:
+def _on_error(handlers: dict[str, list[Callable[..., Any]]], event: GeneralError) -> list[Call]:
     info = ErrorInfo(event.conversation_id, event.error_code, event.error_desc)
+    return [partial(cb, info) for cb in handlers.get("error", [])]
+
+
+def _error(handlers: dict[str, list[Callable[..., Any]]], event: GeneralError) -> list[Call]:
     text = f"[Error: {event.error_desc or 'Unknown error'}]"
-    return [partial(cb, info) for cb in handlers.get("error", [])] + [
-        partial(cb, text, "error") for cb in handlers.get("message", [])
-    ]
+    return _on_error(handlers, event) + [partial(cb, text, "error") for cb in handlers.get("message", [])]
 
 
 def _action(handlers: dict[str, list[Callable[..., Any]]], event: Action) -> list[Call]:
@@ -120,14 +132,22 @@ class Inbox:
             self._calls.put_nowait(event)
             self._ensure_dispatcher()
 
+    def notify_error(self, event: GeneralError) -> None:
+        """Call the ``on_error`` callbacks only."""
+        if self.handlers.get("error"):
+            self._calls.put_nowait(ErrorNotice(event))
+            self._ensure_dispatcher()
+
     def finish(self) -> None:
         self.closed = True
         for queue in self._queues:
             queue.put_nowait(END)
         self._calls.put_nowait(END)
 
-    def calls_for(self, event: PlatformEvent) -> list[Call]:
+    def calls_for(self, event: PlatformEvent | ErrorNotice) -> list[Call]:
         """The callbacks this event triggers, each bound to its arguments."""
+        if isinstance(event, ErrorNotice):
+            return _on_error(self.handlers, event.error)
         calls: list[Call] = [partial(cb, event) for cb in self.handlers.get("event", [])]
         typed = CALLBACKS.get(type(event))
         return calls + typed(self.handlers, event) if typed is not None else calls

@@ -28,6 +28,7 @@ from ..protocol import BotMessage, GeneralError, PlatformEvent, TranscriptEntry
 from ..protocol.replies import reply_to
 from .conversation import Conversation
 from .endpoints import Endpoints
+from .files import FileService
 from .session import (
     Closed,
     Cursor,
@@ -57,7 +58,9 @@ class Link:
         self,
         transport: Transport,
         endpoints: Endpoints,
+        files: FileService,
         *,
+        api_key: str,
         request_timeout: float,
         resume: bool,
         gate: Callable[[], Awaitable[None]],
@@ -65,6 +68,8 @@ class Link:
     ) -> None:
         self.transport = transport
         self.endpoints = endpoints
+        self.files = files
+        self.api_key = api_key
         self.request_timeout = request_timeout
         self.resume = resume
         self.session = Session()
@@ -132,10 +137,18 @@ class Link:
         elif isinstance(decision, Closed):
             self.forget(decision.conversation_id)
         elif isinstance(decision, FetchLarge):
-            for admitted in self.session.admit(await self._fetch_large(decision.event)):
-                await self.apply(admitted)
+            await self._deliver_large(decision.event)
         elif isinstance(decision, Resubscribe):
             self.resubscribe_soon(decision.conversation_id)
+
+    async def _deliver_large(self, event: GeneralError) -> None:
+        """As npm: ``on_message`` gets the fetched message, and ``on_error`` still hears of the 413."""
+        admitted = self.session.admit(await self._fetch_large(event))
+        for decision in admitted:
+            await self.apply(decision)
+        conversation = self.conversations.get(event.conversation_id or "")
+        if conversation is not None and any(isinstance(d, Deliver) for d in admitted):
+            conversation.inbox.notify_error(event)
 
     def _settle(self, decision: Settle) -> None:
         future = self._futures.get(decision.key)
@@ -291,14 +304,6 @@ class Link:
             for entry in body.get("transcript", [])
             if isinstance(entry, dict)
         ]
-
-    async def presigned_url(self, file_key: str, expires_in: int) -> str:
-        body = await self.transport.http.post_json(
-            f"{self.endpoints.files_base}/api/presigned-url", {"fileKey": file_key, "expiresIn": expires_in}
-        )
-        if not body.get("success", True):
-            raise ProtocolError(502, f"presigned URL refused: {body.get('error')}")
-        return str(body.get("presignedUrl") or "")
 
     # resume ----------------------------------------------------------------------------------------------
 

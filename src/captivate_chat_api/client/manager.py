@@ -21,6 +21,8 @@ class CaptivateChatManager:
         self.apis: dict[str, CaptivateChatAPI] = {}
         for key in dict.fromkeys(api_keys):  # de-duplicated, order kept
             self.apis[key] = CaptivateChatAPI(key, mode, **options)
+        for api in self.apis.values():
+            api._peers.update(self.apis)  # a listing routes each conversation to its key's client
 
     @classmethod
     async def create(cls, api_keys: list[str], mode: Mode = "prod", **options: Any) -> CaptivateChatManager:
@@ -55,7 +57,8 @@ class CaptivateChatManager:
         search: dict[str, Any] | None = None,
         pagination: dict[str, int | str] | None = None,
     ) -> UserConversations:
-        """One listing over several keys (all of which the platform checks), through the first key's client."""
+        """One listing over several keys (all of which the platform checks), through the first key's client;
+        each conversation is attached to its own key's client (as npm does with each item's ``apiKey``)."""
         keys = api_keys or list(self.apis)
         return await self.apis[keys[0]].get_user_conversations(
             user_id, filter=filter, search=search, pagination=pagination, api_keys=keys

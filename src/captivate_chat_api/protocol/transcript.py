@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from .attachments import FileObject
+from .files import normalize_files
 
 Sender = Literal["user", "bot", "human_agent", "system"]
 
@@ -20,6 +23,17 @@ class TranscriptEntry(BaseModel):
     edited_at: str | None = None
     client_msg_id: str | None = None
     files: list[dict[str, Any]] | None = None
+    """The message's files as the wire has them, normalised to one list whichever form was sent."""
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _one_list(cls, value: Any) -> list[dict[str, Any]] | None:
+        return None if value is None else normalize_files(value)
+
+    @property
+    def attachments(self) -> list[FileObject]:
+        """The message's files, typed (``filename``, ``type``, ``text_content``, ``storage``, ``url``)."""
+        return [FileObject.from_wire(f) for f in self.files or []]
 
     def to_wire(self) -> dict[str, Any]:
         """The wire form: ``from`` in the sender's place, optional fields only when set (``content`` always)."""

@@ -20,7 +20,7 @@ from ..protocol import ProtocolError
 from .agents import Agent
 from .gateway import Gateway
 from .metrics import Metrics, MetricsMiddleware
-from .routes import agent_api, http, ops, pages, push, ws
+from .routes import agent_api, files, http, ops, pages, push, ws
 from .settings import Settings
 
 log = logging.getLogger("captivate_chat_api.server")
@@ -58,6 +58,22 @@ class AccessLog:
             )
 
 
+async def open_files(settings: Settings, gateway: Gateway) -> Any:
+    """The file service (None without the ``files`` extra: its routes then answer 501 naming it)."""
+    from .files import missing_modules
+
+    gateway.handlers.max_files_per_message = settings.files_per_message
+    if missing_modules():
+        return None
+    from .files.service import FileService
+
+    service = await FileService.open(settings, gateway.store)
+    service.start_sweeper()
+    gateway.handlers.on_hard_delete = service.purge_orphans
+    gateway.handlers.fresh_file_urls = service.fresh_urls
+    return service
+
+
 def create_app(settings: Settings | None = None, *, agent: Agent | None = None) -> FastAPI:
     """The gateway as an ASGI app; ``agent`` (an async ChatRequest -> AgentResponse callable) replaces the
     channels' configured agents, for embedding and tests."""
@@ -69,9 +85,12 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
         gateway = Gateway.build(settings, agent, metrics=metrics)
         await gateway.start()
         app.state.gateway = gateway
+        app.state.files = await open_files(settings, gateway)
         try:
             yield
         finally:
+            if app.state.files is not None:
+                await app.state.files.close()
             await gateway.stop()
 
     app = FastAPI(title="Captivate Chat gateway", version="0.1.0", lifespan=lifespan)
@@ -82,6 +101,7 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
     app.include_router(push.router)
     app.include_router(agent_api.router)
     app.include_router(ops.router)
+    app.include_router(files.router)
     app.include_router(pages.router)
 
     @app.exception_handler(ProtocolError)

@@ -35,6 +35,7 @@ from ..protocol import (
     is_empty_text,
     replies,
 )
+from ..protocol.files import agent_file, content_files, content_text
 from .agents.runner import AgentRunner
 from .auth import Authenticator
 from .hub import Connection, Hub, RemoteSocket
@@ -75,7 +76,6 @@ class Request:
 
 def transcript_entry(event: StoredEvent) -> dict[str, Any]:
     content = event.payload.get("content")
-    files = content["files"] if isinstance(content, dict) and isinstance(content.get("files"), list) else None
     entry = {
         "message_id": event.message_id,
         "seq": event.seq,
@@ -84,7 +84,8 @@ def transcript_entry(event: StoredEvent) -> dict[str, Any]:
         "created_at": event.created_at,
         "edited_at": event.edited_at or None,
         "client_msg_id": event.client_msg_id or None,
-        "files": files,
+        # whichever of the npm client's three forms was sent: one list
+        "files": content_files(content) or None,
     }
     return TranscriptEntry.model_validate(entry).to_wire()
 
@@ -110,8 +111,8 @@ def user_input_of(message: UserMessage) -> str:
     if text is not None:
         return text
     content = message.content
-    if isinstance(content, dict) and isinstance(content.get("text"), str):
-        return str(content["text"])
+    if isinstance(content, dict) and ("files" in content or isinstance(content.get("text"), str)):
+        return content_text(content)  # a files-only message has no text: "" (never the content's JSON)
     return json.dumps(content, ensure_ascii=False)
 
 
@@ -136,6 +137,11 @@ class Handlers:
         self.timeline = timeline
         self.runner = runner
         self.auth = auth
+        self.max_files_per_message = 10
+        self.fresh_file_urls: Callable[[str, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]] | None = None
+        """Gives the agent's copy of a message's stored files fresh download URLs (the file service)."""
+        self.on_hard_delete: Callable[[], Awaitable[int]] | None = None
+        """Called after a hard delete (the file service removes the deleted conversations' files)."""
         self._table: dict[str, Callable[[Request, Any], Awaitable[Reply]]] = {
             "conversation_start": self.conversation_start,
             "user_message": self.user_message,
@@ -208,6 +214,8 @@ class Handlers:
 
     async def user_message(self, request: Request, payload: UserMessage) -> Reply:
         await self.check(request, payload.conversation_id)
+        if len(content_files(payload.content)) > self.max_files_per_message:
+            raise ProtocolError(400, f"a message may carry at most {self.max_files_per_message} files", payload.conversation_id)
         try:
             event, created = await self.timeline.append_user_message(
                 request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
@@ -222,7 +230,10 @@ class Handlers:
         after = None
         if created:
             channel, conversation_id, text = request.channel, payload.conversation_id, user_input_of(payload)
-            after = lambda: self.runner.schedule(channel, conversation_id, user_input=text)
+            files = [agent_file(f) for f in content_files(payload.content)]
+            if files and self.fresh_file_urls is not None:
+                files = await self.fresh_file_urls(channel.id, files)
+            after = lambda: self.runner.schedule(channel, conversation_id, user_input=text, files=files)
         return Reply(
             {
                 "status": "success",
@@ -303,6 +314,8 @@ class Handlers:
                 ),
             )
             self.hub.unbind_all(conversation_id)
+        if not payload.softdelete and self.on_hard_delete is not None:
+            await self.on_hard_delete()
         return Reply(
             {"status": "success", "conversation_id": conversation_id},
             replies.DELETE_CONVERSATION_SUCCESS,
@@ -311,6 +324,8 @@ class Handlers:
 
     async def delete_user_conversations(self, request: Request, payload: DeleteUserConversations) -> Reply:
         count = await self.store.delete_user_conversations(request.channel.id, payload.userId, payload.softdelete)
+        if count and not payload.softdelete and self.on_hard_delete is not None:
+            await self.on_hard_delete()
         body = {"status": "success", "userId": payload.userId, "deleted": count}
         return Reply(body, replies.DELETE_USER_CONVERSATIONS_SUCCESS, dict(body))
 

@@ -71,7 +71,32 @@ class Settings(BaseSettings):
     """The TOML config file read (``--config`` or env ``CAPTIVATE_CONFIG``)."""
     create_dev_key: bool = True
 
-    @field_validator("api_keys", "allowed_origins", mode="before")
+    # Files (/api/file-to-text, /api/presigned-url, /files/...): docs/files.md
+    files_storage: str | None = None
+    """Where uploaded files live: a folder path, or ``s3://BUCKET/PREFIX?endpoint=URL``; default: a
+    ``files`` folder next to the SQLite database."""
+    files_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    """Largest upload; over it the answer is 413, before the body is read."""
+    files_per_message: int = Field(default=10, ge=0)
+    """Most files one message may carry (``content.files``)."""
+    files_allowed_types: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """MIME types accepted (as detected from the bytes); empty: every supported type. Env: comma-separated."""
+    files_uploads_per_minute_per_key: float = 60.0
+    """Uploads per minute per channel (0 disables)."""
+    files_quota_bytes_per_channel: int = Field(default=0, ge=0)
+    """Bytes of stored files one channel may hold (0: no quota); over it an upload gets 507."""
+    files_extract_workers: int = Field(default=2, ge=1)
+    files_extract_timeout: float = Field(default=30.0, gt=0)
+    """Seconds one file's text extraction may take; then its worker is killed and the upload gets 422."""
+    files_extract_memory_mb: int = Field(default=1024, ge=64)
+    """Address-space limit of an extraction worker (RLIMIT_AS)."""
+    files_max_pages: int = Field(default=2000, ge=1)
+    files_presign_max_seconds: int = Field(default=7 * 86400, ge=60)
+    """Longest validity a presigned URL may be given."""
+    files_sweep_seconds: float = Field(default=60.0, gt=0)
+    """How often expired (TTL) files and files of hard-deleted conversations are removed."""
+
+    @field_validator("api_keys", "allowed_origins", "files_allowed_types", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

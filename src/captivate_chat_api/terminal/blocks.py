@@ -76,7 +76,9 @@ def _when(created_at: str) -> str:
 def transcript_block(entries: list[TranscriptEntry]) -> Block:
     lines = [f"--- transcript: {len(entries)} message{'s' if len(entries) != 1 else ''} ---"]
     for entry in entries:
-        body = render_content(entry.content) + file_lines(entry.files)
+        body = render_content(entry.content)  # the content's own files included
+        if not (isinstance(entry.content, dict) and entry.content.get("files")):
+            body += file_lines(entry.files)
         head = f"  {_when(entry.created_at)}{SENDER_LABELS.get(entry.sender, entry.sender)}: "
         lines.append(head + (body[0] if body else ""))
         lines += [" " * len(head) + line for line in body[1:]]

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import shlex
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..client import CaptivateChatAPI, ConnectionState, Conversation
+from ..client import CaptivateChatAPI, ConnectionState, Conversation, UploadProgress
 from ..errors import AuthenticationError, CaptivateChatError, ChatConnectionError, NotFoundError
 from ..protocol import ConversationUpdate, UserActionEcho, UserMessageEcho
 from .blocks import Block, describe, error_block, metadata_block, system_block, transcript_block
 from .screen import LineReader, Screen, prompt_reader, stdin_reader
 
 COMMANDS = {
+    "/attach": "/attach PATH [message]: upload a file and send it (quote a path with spaces)",
     "/transcript": "print the conversation's transcript",
     "/metadata": "print the conversation's public metadata",
     "/help": "list these commands",
@@ -96,6 +99,8 @@ class ChatSession:
                 self.screen.show(transcript_block(await self.conversation.get_transcript()))
             elif command == "/metadata":
                 self.screen.show(metadata_block(await self.conversation.get_metadata()))
+            elif command == "/attach" or command.startswith("/attach "):
+                await self.attach(text[len("/attach") :].strip())
             else:
                 msg_id = str(uuid.uuid4())
                 self.own_messages.add(msg_id)
@@ -103,6 +108,35 @@ class ChatSession:
         except CaptivateChatError as exc:
             self.screen.show(error_block(exc))
         return True
+
+    async def attach(self, arguments: str) -> None:
+        """``/attach PATH [message]``: upload the file (streamed, with progress), then send it."""
+        try:
+            words = shlex.split(arguments)
+        except ValueError as exc:
+            self.screen.show(error_block(f"/attach: {exc}"))
+            return
+        if not words:
+            self.screen.show(error_block("/attach needs a file: /attach PATH [message]"))
+            return
+        path = Path(words[0]).expanduser()
+        if not path.is_file():
+            self.screen.show(error_block(f"/attach: no such file: {path}"))
+            return
+        steps: set[int] = set()
+
+        def progress(p: UploadProgress) -> None:
+            step = int((p.fraction or 0) * 4)  # a line at the start, each quarter, and the end
+            if step not in steps:
+                steps.add(step)
+                total = f" of {p.total}" if p.total is not None else ""
+                self.screen.show(system_block(f"[uploading {p.filename}: {p.sent}{total} bytes]"))
+
+        files = await self.conversation.file_manager.create(path, on_progress=progress)
+        self.screen.show(system_block(f"[attached {files.filename} ({files.file_type}): {len(files.text_content)} characters of text]"))
+        msg_id = str(uuid.uuid4())
+        self.own_messages.add(msg_id)
+        await self.conversation.send_message({"type": "text", "text": " ".join(words[1:]), "files": files}, client_msg_id=msg_id)
 
     async def read_loop(self, read: LineReader, *, greeting: bool = False) -> int:
         """Handle input lines until ``/quit`` or the end of input; without a terminal, one turn at a time."""

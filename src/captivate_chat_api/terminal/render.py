@@ -7,6 +7,8 @@ import json
 from html.parser import HTMLParser
 from typing import Any
 
+from ..protocol.files import normalize_files
+
 
 class _HtmlText(HTMLParser):
     """HTML to plain lines: blocks become lines, tables become aligned ``a | b`` rows, links keep their URL."""
@@ -192,9 +194,7 @@ def _table(message: dict[str, Any]) -> list[str]:
 def file_lines(files: Any) -> list[str]:
     """``file: NAME URL`` lines (a stored file's URL is its presigned URL)."""
     lines: list[str] = []
-    for file in files if isinstance(files, list) else []:
-        if not isinstance(file, dict):
-            continue
+    for file in normalize_files(files):  # any of the npm client's three forms
         storage = file["storage"] if isinstance(file.get("storage"), dict) else {}
         url = file.get("url") or storage.get("presignedUrl") or ""
         name = file.get("filename") or file.get("name") or "file"
@@ -225,7 +225,7 @@ def render_content(content: Any) -> list[str]:
     elif kind == "files":
         return file_lines(content.get("files")) or [compact(content)]
     elif isinstance(content.get("text"), str) and kind in (None, "text"):
-        lines = content["text"].splitlines() or [""]
+        lines = content["text"].splitlines() or ([] if content.get("files") else [""])  # files only: no blank line
     else:
         lines = [f"[{kind or 'message'}] {compact(content)}"]
     return lines + file_lines(content.get("files"))

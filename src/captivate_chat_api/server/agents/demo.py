@@ -8,7 +8,8 @@
 - ``big``: a reply too large for one WebSocket frame (exercises the 413 ``message_link`` fallback);
 - ``human``: hands the conversation to a human (``escalateToHuman``);
 - ``switch <agent>``: hands it to another AI agent (``escalate_to_agent``);
-- a client action: ``Action received: <id>``.
+- a client action: ``Action received: <id>``;
+- a message with files: also ``Files received: <names>`` (each name with its extracted text's length).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...protocol import AgentResponse, ChatRequest, OutgoingAction, text_content
+from ...protocol.files import file_text
 
 GREETING = "Hello! I am the Captivate Chat demo agent. Type 'help' to see what I can do."
 HELP = "Try: buttons, cards, table, action, title <new title>, big, human, switch <agent>. Anything else is echoed."
@@ -31,8 +33,10 @@ class DemoAgent:
         if request.incoming_action:
             for action in request.incoming_action:
                 messages.append(text_content(f"Action received: {action.id}"))
-        elif request.user_input is None or request.user_input == "":
+        elif (request.user_input is None or request.user_input == "") and not request.files:
             messages.append(text_content(GREETING))
+        elif not request.user_input:
+            pass  # a files-only message: answered below
         else:
             text = request.user_input.strip()
             keyword = text.lower()
@@ -72,6 +76,9 @@ class DemoAgent:
                 actions.append(OutgoingAction(id="escalate_to_agent", payload={"agent_id": text[7:].strip(), "reason": "asked"}))
             elif keyword == "big":
                 messages.append(text_content("x" * (300 * 1024)))
+        if request.files:
+            names = ", ".join(f"{f.get('filename') or 'file'} ({len(file_text(f))} chars)" for f in request.files)
+            messages.append(text_content(f"Files received: {names}"))
         return AgentResponse(
             response=messages,
             session_id=request.session_id,

@@ -3,7 +3,9 @@
 Settings come from the gateway's environment, read when a channel first needs the agent:
 ``CAPTIVATE_AGENT_BASE_URL`` (default: OpenAI's), ``CAPTIVATE_AGENT_API_KEY`` (else ``OPENAI_API_KEY``),
 ``CAPTIVATE_AGENT_SYSTEM_PROMPT``, ``CAPTIVATE_AGENT_HISTORY`` (earlier messages sent, default 20) and
-``CAPTIVATE_AGENT_MAX_RETRIES`` (default 2). The history is the conversation's stored transcript: user
+``CAPTIVATE_AGENT_MAX_RETRIES`` (default 2), ``CAPTIVATE_AGENT_FILE_CHARS`` (characters of each attached
+file's extracted text put into the context, default 20000; the whole turn holds at most 3 times that).
+The history is the conversation's stored transcript: user
 messages as ``user``, bot and human-agent replies as ``assistant``; system notes are left out.
 """
 
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ...protocol import AgentResponse, ChatRequest, is_empty_text, text_content
+from ...protocol.files import file_text
 from .base import AgentError
 
 if TYPE_CHECKING:
@@ -45,6 +48,8 @@ class OpenAISettings:
     max_retries: int = 2
     timeout: float = 60.0
     """Seconds for one HTTP read (the runner's ``agent_timeout`` bounds the whole turn)."""
+    file_chars: int = 20_000
+    """Characters of one attached file's text sent to the model (the turn: at most 3 times this)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OpenAISettings:
@@ -61,6 +66,7 @@ class OpenAISettings:
             system_prompt=env.get("CAPTIVATE_AGENT_SYSTEM_PROMPT") or None,
             history=_count(env, "CAPTIVATE_AGENT_HISTORY", 20),
             max_retries=_count(env, "CAPTIVATE_AGENT_MAX_RETRIES", 2),
+            file_chars=_count(env, "CAPTIVATE_AGENT_FILE_CHARS", 20_000),
         )
 
 
@@ -115,11 +121,31 @@ def earlier_messages(events: Sequence[StoredEvent], user_input: str | None) -> l
     return messages
 
 
-def current_message(request: ChatRequest) -> dict[str, str]:
-    """What the user did this turn: their text, the actions they sent, or (bot-first) a greeting request."""
+def files_context(files: Sequence[dict[str, Any]], per_file: int) -> str:
+    """The attached files' extracted text for the model: each under its name, each cut at ``per_file``
+    characters and all together at three times that (a cut says how much was left out)."""
+    blocks, budget = [], per_file * 3
+    for file in files:
+        text = file_text(file)
+        room = max(0, min(per_file, budget))
+        shown = text[:room]
+        budget -= len(shown)
+        block = f"[attached file: {file.get('filename') or 'file'} ({file.get('type') or 'unknown type'})]\n{shown}"
+        if len(text) > len(shown):
+            block += f"\n[... {len(text) - len(shown)} more characters of this file left out]"
+        blocks.append(block + "\n[end of file]")
+    return "\n\n".join(blocks)
+
+
+def current_message(request: ChatRequest, file_chars: int = 20_000) -> dict[str, str]:
+    """What the user did this turn: their text (with the attached files' text), the actions they sent, or
+    (bot-first) a greeting request."""
     if request.incoming_action:
         lines = [f"[action {a.id}] {json.dumps(a.payload, ensure_ascii=False)}" for a in request.incoming_action]
         return {"role": "user", "content": "\n".join(lines)}
+    if request.files:
+        attached = files_context(request.files, file_chars)
+        return {"role": "user", "content": f"{request.user_input}\n\n{attached}" if request.user_input else attached}
     if request.user_input:
         return {"role": "user", "content": request.user_input}
     return {"role": "user", "content": GREETING_REQUEST}
@@ -178,7 +204,7 @@ class OpenAIAgent:
             pending = None if request.incoming_action else (request.user_input or "")
             history = earlier_messages(events, pending)[-self.settings.history :]
         system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
-        return [*system, *history, current_message(request)]
+        return [*system, *history, current_message(request, self.settings.file_chars)]
 
     async def __call__(self, request: ChatRequest) -> AgentResponse:
         messages, client = await self.messages(request), await self._api()
@@ -244,4 +270,4 @@ class OpenAIAgent:
         return text.replace(key, "[REDACTED]") if key != NO_KEY else text
 
 
-__all__ = ["OpenAIAgent", "OpenAISettings", "current_message", "earlier_messages", "text_of"]
+__all__ = ["OpenAIAgent", "OpenAISettings", "current_message", "earlier_messages", "files_context", "text_of"]

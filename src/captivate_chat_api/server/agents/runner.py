@@ -35,7 +35,8 @@ PLATFORM_ACTIONS = ("escalateToHuman", "escalate_to_agent", "escalate_to_agent_r
 
 
 def build_request(
-    conversation: ConversationRecord, *, user_input: str | None, action: IncomingAction | None, channel: Channel
+    conversation: ConversationRecord, *, user_input: str | None, action: IncomingAction | None, channel: Channel,
+    files: list[dict[str, Any]] | None = None,
 ) -> ChatRequest:
     info = conversation.user_basic_info
     user = {k: info[k] for k in _USER_FIELDS if isinstance(info.get(k), str)}
@@ -60,6 +61,7 @@ def build_request(
     return ChatRequest(
         session_id=conversation.id,
         user_input=user_input,
+        files=files or [],
         incoming_action=[action] if action else [],
         hasLivechat=conversation.has_livechat,
         metadata=metadata,
@@ -119,10 +121,13 @@ class AgentRunner:
         return agent
 
     def schedule(
-        self, channel: Channel, conversation_id: str, *, user_input: str | None = None, action: IncomingAction | None = None
+        self, channel: Channel, conversation_id: str, *, user_input: str | None = None, action: IncomingAction | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> None:
         """Run a turn in the background (after the client's acknowledgement is on its way)."""
-        task = asyncio.create_task(self.run_turn(channel, conversation_id, user_input=user_input, action=action))
+        task = asyncio.create_task(
+            self.run_turn(channel, conversation_id, user_input=user_input, action=action, files=files)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -132,23 +137,25 @@ class AgentRunner:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
     async def run_turn(
-        self, channel: Channel, conversation_id: str, *, user_input: str | None, action: IncomingAction | None
+        self, channel: Channel, conversation_id: str, *, user_input: str | None, action: IncomingAction | None,
+        files: list[dict[str, Any]] | None = None,
     ) -> None:
         try:
             async with self._turn_locks(conversation_id):
-                await self._turn(channel, conversation_id, user_input, action)
+                await self._turn(channel, conversation_id, user_input, action, files)
         except LookupError:
             log.info("conversation %s was deleted during an agent turn", conversation_id, extra={"conversation_id": conversation_id})
         except Exception:
             log.exception("agent turn failed in conversation %s", conversation_id, extra={"conversation_id": conversation_id})
 
     async def _turn(
-        self, channel: Channel, conversation_id: str, user_input: str | None, action: IncomingAction | None
+        self, channel: Channel, conversation_id: str, user_input: str | None, action: IncomingAction | None,
+        files: list[dict[str, Any]] | None = None,
     ) -> None:
         conversation = await self.timeline.store.get_conversation(channel.id, conversation_id)
         if conversation is None or conversation.handoff != AI:
             return  # a human has (or is about to have) the conversation: the AI stays quiet
-        request = build_request(conversation, user_input=user_input, action=action, channel=channel)
+        request = build_request(conversation, user_input=user_input, action=action, channel=channel, files=files)
         message_id = new_message_id()
         try:
             agent = self.agent_for(channel, conversation)  # inside: a misconfigured agent is a general_error

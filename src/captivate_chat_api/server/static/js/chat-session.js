@@ -7,6 +7,7 @@
 // outbox (kept in localStorage with the conversation id) and are posted once, under their own
 // `client_msg_id`, so a retry is never stored twice.
 
+import { uploadFile } from "./files.js";
 import { LiveSocket } from "./socket.js";
 
 export const MESSAGE_PATH = "/api/custom-channel/sockets/message";
@@ -96,6 +97,7 @@ export class ChatSession {
     this.generation = 0;
     this.flushing = false;
     this.resyncing = false;
+    this.starting = null; // a conversation_start under way
     this.socket = new LiveSocket({
       url: () => `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/dev?apiKey=${encodeURIComponent(this.apiKey)}`,
       hello: "socket_connected",
@@ -211,6 +213,13 @@ export class ChatSession {
     }
   }
 
+  /** Start the conversation if there is none yet; uploads and sends at the same moment start one only. */
+  async ensureConversation() {
+    if (this.conversationId) return;
+    if (!this.starting) this.starting = this.startConversation(this.generation).finally(() => (this.starting = null));
+    await this.starting;
+  }
+
   onEvent(type, payload) {
     if (type === "conversation_start_success" || type === "subscribe_success") return;
     if (payload.conversation_id && payload.conversation_id !== this.conversationId) return;
@@ -236,9 +245,19 @@ export class ChatSession {
       });
   }
 
-  /** Queue a text message (shown at once, posted when connected). */
-  send(text) {
-    this.enqueue({ client_msg_id: newId(), kind: "text", text });
+  /** Queue a text message, with the files already uploaded for it (shown at once, posted when connected). */
+  send(text, files = []) {
+    const item = { client_msg_id: newId(), kind: "text", text };
+    if (files.length) item.files = files;
+    this.enqueue(item);
+  }
+
+  /** Upload a file into this conversation (one is started first if there is none yet); resolves to the
+   * file object to send. `onProgress(sent, total)` follows the bytes. */
+  async upload(file, onProgress) {
+    if (!this.synced || !this.socket.ready) throw new Error("not connected: try again in a moment");
+    await this.ensureConversation();
+    return uploadFile({ file, apiKey: this.apiKey, conversationId: this.conversationId, onProgress });
   }
 
   /** A button was clicked: its text is sent as a message, or its action as an `action` event. */
@@ -266,7 +285,7 @@ export class ChatSession {
       while (this.outbox.length && this.synced && this.socket.ready) {
         const item = this.outbox[0];
         try {
-          if (!this.conversationId) await this.startConversation(this.generation);
+          await this.ensureConversation();
           const body = await this.deliver(item);
           attempts = 0;
           this.outbox.shift();
@@ -298,7 +317,7 @@ export class ChatSession {
       conversation_id: this.conversationId,
       type: "message_create",
       client_msg_id: item.client_msg_id,
-      content: { type: "text", text: item.text },
+      content: item.files && item.files.length ? { type: "text", text: item.text, files: item.files } : { type: "text", text: item.text },
     });
   }
 

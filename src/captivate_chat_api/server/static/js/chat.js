@@ -5,6 +5,7 @@
 // random id kept in this browser), `title`, `embed=1` (inside the widget's frame).
 
 import { ChatSession, newId, storage } from "./chat-session.js";
+import { formatSize } from "./files.js";
 import { fillIcons, icon } from "./icons.js";
 import { contentText, el, isEmptyText, renderContent } from "./render.js";
 import { messageRow, noteRow } from "./rows.js";
@@ -186,7 +187,8 @@ class ChatView {
     const text = item.kind === "action" ? `Chose: ${item.label || item.id}` : item.text;
     let row = this.rows.get(item.client_msg_id);
     if (!row) {
-      row = this.messageRow("user", el("p", { class: "m-text" }, text), this.pending);
+      const body = item.files && item.files.length ? this.content({ type: "text", text, files: item.files }) : el("p", { class: "m-text" }, text);
+      row = this.messageRow("user", body, this.pending);
       row.dataset.clientMsgId = item.client_msg_id;
       this.rows.set(item.client_msg_id, row);
     }
@@ -307,6 +309,112 @@ async function downloadTranscript() {
   }
 }
 
+/** Files picked or dropped for the next message: each uploads at once (with a progress bar), then waits
+ * in the tray until the message is sent. */
+class Attachments {
+  constructor() {
+    this.items = [];
+    this.tray = $("tray");
+  }
+
+  get busy() {
+    return this.items.some((item) => item.state === "uploading");
+  }
+
+  get ready() {
+    return this.items.filter((item) => item.state === "ready").map((item) => item.fileObject);
+  }
+
+  add(fileList) {
+    for (const file of Array.from(fileList || [])) this.start(file);
+  }
+
+  start(file) {
+    const bar = el("progress", { max: "100", value: "0", "aria-label": `Uploading ${file.name}` });
+    const state = el("span", { class: "chip-file__state" }, "0%");
+    const remove = el("button", { type: "button", "aria-label": `Remove ${file.name}`, title: "Remove" }, "×");
+    const chip = el("span", { class: "chip-file", "data-state": "uploading" }, icon("file"), el("span", { class: "chip-file__name" }, file.name), bar, state, remove);
+    const item = { file, state: "uploading", fileObject: null, chip };
+    remove.addEventListener("click", () => this.drop(item));
+    this.items.push(item);
+    this.tray.append(chip);
+    this.render();
+    session
+      .upload(file, (sent, total) => {
+        const percent = total ? Math.min(100, Math.round((sent / total) * 100)) : 0;
+        bar.value = percent;
+        state.textContent = `${percent}%`;
+      })
+      .then((fileObject) => {
+        item.state = "ready";
+        item.fileObject = fileObject;
+        bar.remove();
+        state.textContent = formatSize(file.size);
+      })
+      .catch((err) => {
+        item.state = "failed";
+        bar.remove();
+        state.textContent = `Not uploaded: ${err.message}`;
+        chip.setAttribute("role", "alert");
+      })
+      .finally(() => {
+        chip.dataset.state = item.state;
+        if (this.items.includes(item)) this.render();
+      });
+  }
+
+  drop(item) {
+    this.items = this.items.filter((other) => other !== item);
+    item.chip.remove();
+    this.render();
+  }
+
+  clear() {
+    this.items = [];
+    this.tray.replaceChildren();
+    this.render();
+  }
+
+  render() {
+    this.tray.hidden = this.items.length === 0;
+    $("send").disabled = this.busy;
+    $("send").title = this.busy ? "Wait for the uploads to finish" : "Send (Enter)";
+  }
+}
+
+function wireFiles() {
+  const picker = $("file-input");
+  $("attach").addEventListener("click", () => picker.click());
+  picker.addEventListener("change", () => {
+    attachments.add(picker.files);
+    picker.value = "";
+  });
+  const chat = $("chat");
+  const drop = $("drop");
+  let depth = 0;
+  const carriesFiles = (event) => Array.from(event.dataTransfer?.types || []).includes("Files");
+  chat.addEventListener("dragenter", (event) => {
+    if (!carriesFiles(event) || $("composer").hidden) return;
+    event.preventDefault();
+    depth += 1;
+    drop.hidden = false;
+  });
+  chat.addEventListener("dragover", (event) => {
+    if (carriesFiles(event) && !$("composer").hidden) event.preventDefault();
+  });
+  chat.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) drop.hidden = true;
+  });
+  chat.addEventListener("drop", (event) => {
+    depth = 0;
+    drop.hidden = true;
+    if (!carriesFiles(event) || $("composer").hidden) return;
+    event.preventDefault();
+    attachments.add(event.dataTransfer.files);
+  });
+}
+
 function wireComposer() {
   const input = $("input");
   const grow = () => {
@@ -323,10 +431,13 @@ function wireComposer() {
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value.trim();
-    if (!text) return;
+    if (attachments.busy) return; // the send button says why
+    const files = attachments.ready;
+    if (!text && !files.length) return;
     input.value = "";
     grow();
-    session.send(text);
+    attachments.clear();
+    session.send(text, files);
   });
 }
 
@@ -350,11 +461,13 @@ if (!userId) {
 }
 
 const view = new ChatView();
+const attachments = new Attachments();
 let session = null;
 
 function begin(apiKey) {
   if (session) session.socket.stop();
   view.onReset();
+  attachments.clear();
   document.body.classList.remove("asking-key");
   $("key-form").hidden = true;
   $("log").hidden = false;
@@ -379,9 +492,13 @@ $("change-key").addEventListener("click", () => {
   $("status-text").textContent = "Not connected";
   askForKey();
 });
-$("restart").addEventListener("click", () => session && session.restart());
+$("restart").addEventListener("click", () => {
+  attachments.clear(); // uploaded into the conversation being left
+  if (session) session.restart();
+});
 $("download").addEventListener("click", () => session && downloadTranscript());
 wireComposer();
+wireFiles();
 
 if (embedded) {
   document.body.classList.add("embedded");

@@ -4,7 +4,8 @@
 
 import { storage } from "./chat-session.js";
 import { fillIcons } from "./icons.js";
-import { contentText, el, isEmptyText, renderContent } from "./render.js";
+import { fileList } from "./files.js";
+import { contentText, el, files as fileLinks, isEmptyText, renderContent } from "./render.js";
 import { messageRow, noteRow } from "./rows.js";
 import { LiveSocket } from "./socket.js";
 
@@ -85,6 +86,7 @@ class Console {
     this.conversations = [];
     this.unread = new Set();
     this.selected = null; // the open conversation's summary
+    this.files = []; // every file of the open conversation, oldest first
     this.lastSeq = 0; // the newest event shown in the open conversation
     this.listing = null;
     this.listAgain = false;
@@ -235,17 +237,19 @@ class Console {
     $("empty").hidden = true;
     $("conversation").hidden = false;
     this.renderHead();
-    this.renderInfo();
     const transcript = $("transcript");
     const stick = switched || transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 120;
     transcript.replaceChildren();
     this.lastSeq = 0;
+    this.files = [];
     for (const entry of c.transcript || []) {
+      this.files.push(...fileList(entry.files));
       if (entry.from === "system") noteRow(transcript, "system", contentText(entry.content));
       else if (!(entry.from === "user" && isEmptyText(entry.content))) this.message(FROM[entry.from] || "bot", entry.content);
       this.lastSeq = Math.max(this.lastSeq, entry.seq || 0);
     }
     this.lastSeq = Math.max(this.lastSeq, c.last_seq || 0);
+    this.renderInfo();
     if (stick) transcript.scrollTop = transcript.scrollHeight;
     this.renderList();
     if (switched && this.canReply()) $("reply-input").focus();
@@ -268,6 +272,11 @@ class Console {
     const atBottom = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 120;
     if (EVENT_FROM[type]) {
       if (!(type === "user_message" && isEmptyText(p.content))) this.message(EVENT_FROM[type], p.content);
+      const added = p.content && typeof p.content === "object" ? fileList(p.content.files) : [];
+      if (added.length) {
+        this.files.push(...added);
+        this.renderInfo();
+      }
     } else if (type === "system_message") {
       noteRow(transcript, "system", contentText(p.content));
     } else if (type === "user_action") {
@@ -325,6 +334,7 @@ class Console {
     };
     $("info").replaceChildren(
       el("section", {}, el("h3", {}, "Conversation"), el("dl", {}, rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, valueText(v))]))),
+      el("section", { class: "info__files" }, el("h3", {}, `Files (${this.files.length})`), this.files.length ? fileLinks(this.files) : el("p", { class: "info__none" }, "none")),
       section("User", c.user_basic_info),
       section("Metadata", c.metadata),
       section("Private metadata", c.private_metadata),

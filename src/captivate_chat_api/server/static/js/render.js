@@ -1,6 +1,7 @@
 // Message content (PROTOCOL.md section 5) to DOM: text, button, cards, table, html, files, and any custom
 // object (shown as its JSON). Everything from the network goes in as text or through sanitizeHtml.
 
+import { fileList, fileName, fileUrl, formatSize, freshUrl } from "./files.js";
 import { icon } from "./icons.js";
 import { safeUrl, sanitizeHtml } from "./sanitize.js";
 
@@ -89,21 +90,38 @@ function card(item) {
   );
 }
 
-function files(list) {
+/** Open a stored file's link, signing it again first if it is about to expire. */
+async function openFile(event, file, link) {
+  if (link.dataset.fresh === "1") return; // just re-signed: let the click through
+  event.preventDefault();
+  try {
+    const href = safeUrl(await freshUrl(file));
+    if (!href) return;
+    link.href = href;
+    link.dataset.fresh = "1";
+    link.click();
+    setTimeout(() => delete link.dataset.fresh, 1000);
+  } catch (err) {
+    link.title = `This file could not be opened: ${err.message}`;
+  }
+}
+
+/** A message's files: name, type and size, each a download link. */
+export function files(value) {
   return el(
     "ul",
     { class: "m-files" },
-    list.map((file) => {
-      const url = file && file.url ? safeUrl(file.url) : null;
-      const name = String((file && (file.filename || (file.url && String(file.url).split(/[/?#]/).filter(Boolean).pop()))) || "file");
+    fileList(value).map((file) => {
+      const url = safeUrl(fileUrl(file) || "");
+      const name = fileName(file);
       const label = el("span", { class: "m-file__name" }, name);
-      const type = file && file.type ? el("span", { class: "m-file__type" }, String(file.type)) : null;
-      return el(
-        "li",
-        { class: "m-file" },
-        url ? el("a", { href: url, target: "_blank", rel: "noopener noreferrer nofollow", download: name }, icon("file"), label) : el("span", {}, icon("file"), label),
-        type,
-      );
+      const size = file.storage && Number.isFinite(file.storage.fileSize) ? formatSize(file.storage.fileSize) : "";
+      const details = [file.type, size].filter(Boolean).join(" · ");
+      const meta = details ? el("span", { class: "m-file__type" }, details) : null;
+      if (!url) return el("li", { class: "m-file" }, el("span", {}, icon("file"), label), meta);
+      const link = el("a", { href: url, target: "_blank", rel: "noopener noreferrer nofollow", download: name, class: "m-file__link" }, icon("file"), label);
+      if (file.storage && file.storage.fileKey) link.addEventListener("click", (event) => openFile(event, file, link));
+      return el("li", { class: "m-file" }, link, meta);
     }),
   );
 }
@@ -118,7 +136,7 @@ function one(content, ctx) {
   if (typeof content !== "object") return textBlock(content);
   switch (content.type) {
     case "text":
-      return el("div", {}, textBlock(content.text ?? ""), Array.isArray(content.files) && content.files.length ? files(content.files) : null);
+      return el("div", {}, content.text || !fileList(content.files).length ? textBlock(content.text ?? "") : null, fileList(content.files).length ? files(content.files) : null);
     case "button":
     case "buttons":
       return buttons(content, ctx);
@@ -130,7 +148,7 @@ function one(content, ctx) {
       return el("div", { class: "m-html" }, sanitizeHtml(content.html ?? ""));
     case "files":
     case "file":
-      return files(Array.isArray(content.files) ? content.files : [content]);
+      return files(content.type === "files" ? content.files : content);
     default:
       if (content.type === undefined && typeof content.text === "string") return textBlock(content.text);
       return custom(content);
@@ -152,12 +170,13 @@ export function contentText(content) {
   if (content === null || content === undefined) return "";
   if (typeof content !== "object") return String(content);
   if (Array.isArray(content)) return content.map(contentText).join("\n");
-  if (typeof content.text === "string") return content.text;
+  const attached = fileList(content.files).map((f) => `[file: ${fileName(f)}${fileUrl(f) ? ` ${fileUrl(f)}` : ""}]`);
+  if (typeof content.text === "string") return [content.text, ...attached].filter(Boolean).join(" ");
   if (content.type === "button") return `[buttons] ${JSON.stringify(content.buttons)}`;
   return `[${content.type ?? "object"}] ${JSON.stringify(content)}`;
 }
 
 /** True for the empty text a bot-first start sends (it is not something the user said). */
 export function isEmptyText(content) {
-  return content && typeof content === "object" && content.type === "text" && !String(content.text ?? "").trim();
+  return Boolean(content && typeof content === "object" && content.type === "text" && !String(content.text ?? "").trim() && !fileList(content.files).length);
 }

@@ -1,0 +1,287 @@
+"""The file endpoints of a real gateway: hostile files, signed URLs (tampered, expired, another file's),
+cross-tenant attempts (0 successes), hard delete removing the objects, 413, 501 without the extra."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import samples
+
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
+
+ENV = {
+    "CAPTIVATE_FILES_EXTRACT_TIMEOUT": "20",  # roomy: workers run at idle priority on a loaded machine
+    "CAPTIVATE_FILES_MAX_BYTES": str(4 * 1024 * 1024),
+    "CAPTIVATE_FILES_UPLOADS_PER_MINUTE_PER_KEY": "600",
+}
+
+
+@pytest.fixture(scope="module")
+def keys() -> list[str]:
+    return [new_key(), new_key()]
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, keys: list[str]) -> Iterator[GatewayProcess]:
+    db = tmp_path_factory.mktemp("files-http") / "gateway.db"
+    process = GatewayProcess(db, keys, env=ENV).start()
+    yield process
+    process.stop()
+
+
+async def upload(
+    gateway: GatewayProcess, path: str | None, name: str, data: bytes, **fields: str
+) -> httpx.Response:
+    form = {"includeMetadata": "true", "storage": "true", **fields}
+    if path is not None:
+        form["path"] = path
+    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=60) as http:
+        return await http.post("/api/file-to-text", files={"file": (name, data, "application/octet-stream")}, data=form)
+
+
+async def conversation(gateway: GatewayProcess, key: str, user: str = "u1") -> str:
+    async with WireClient(gateway.http_url, gateway.ws_url, key) as client:
+        return await client.start(user)
+
+
+async def stored(gateway: GatewayProcess, key: str, conversation_id: str) -> dict[str, Any]:
+    response = await upload(gateway, f"{key}/{conversation_id}", "notes.txt", samples.txt())
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+HOSTILE = {
+    "zip bomb": ("bomb.docx", samples.zip_bomb_docx, 422, "zip bomb"),
+    "100,000 pages": ("pages.pdf", samples.many_pages_pdf, 422, "100000 pages"),
+    "bomb image": ("bomb.png", samples.bomb_png, 422, "decompression bomb"),
+    "truncated": ("report.pdf", samples.truncated_pdf, 422, "damaged or truncated"),
+    "wrong extension": ("report.pdf", samples.mislabelled_exe, 415, "unsupported file type"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+async def test_a_hostile_file_gets_a_clear_4xx(gateway: GatewayProcess, keys: list[str], case: str) -> None:
+    name, make, status, words = HOSTILE[case]
+    conversation_id = await conversation(gateway, keys[0])
+    response = await upload(gateway, f"{keys[0]}/{conversation_id}", name, make())
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is False and words in body["error"]
+
+
+def test_other_conversations_keep_their_latency_while_a_slow_file_is_read(keys: list[str], tmp_path: Path) -> None:
+    from PIL import Image
+
+    noise = tmp_path / "noise.png"
+    Image.effect_noise((3000, 3000), 80).save(noise)  # OCR of noise runs past the 1.5 s limit set here
+    env = {**ENV, "CAPTIVATE_FILES_EXTRACT_TIMEOUT": "1.5", "CAPTIVATE_FILES_MAX_BYTES": str(16 * 1024 * 1024),
+           "CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
+    slow_gateway = GatewayProcess(tmp_path / "gw.db", keys, env=env).start()
+    try:
+        asyncio.run(_latency_during_extraction(slow_gateway, keys, noise))
+    finally:
+        slow_gateway.stop()
+
+
+async def _latency_during_extraction(gateway: GatewayProcess, keys: list[str], noise: Path) -> None:
+    conversation_id = await conversation(gateway, keys[0])
+    async with WireClient(gateway.http_url, gateway.ws_url, keys[1]) as chat:
+        other = await chat.start("latency")
+
+        async def round_trip() -> float:
+            started = time.perf_counter()
+            await chat.say(other, "ping")
+            await chat.expect("bot_message")
+            return time.perf_counter() - started
+
+        idle = min([await round_trip() for _ in range(5)])
+        slow = asyncio.create_task(upload(gateway, f"{keys[0]}/{conversation_id}", "noise.png", noise.read_bytes()))
+        await asyncio.sleep(0.3)
+        busy = []
+        while not slow.done():
+            busy.append(await round_trip())
+        response = await slow
+    assert response.status_code == 422 and "longer than 1.5 s" in response.json()["error"], response.text
+    assert busy, "the slow upload ended before any round trip ran"
+    assert sorted(busy)[len(busy) // 2] < max(0.25, idle * 10), (idle, busy)
+
+
+async def test_an_oversize_upload_is_413_before_the_body_is_read(gateway: GatewayProcess, keys: list[str]) -> None:
+    conversation_id = await conversation(gateway, keys[0])
+    big = b"a" * (5 * 1024 * 1024)
+    response = await upload(gateway, f"{keys[0]}/{conversation_id}", "big.txt", big)
+    assert response.status_code == 413 and response.json()["success"] is False
+
+    async def chunked() -> Any:  # no Content-Length: cut while streaming
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'
+        for _ in range(6):
+            yield b"x" * (1024 * 1024)
+        yield b"\r\n--b--\r\n"
+
+    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=30) as http:
+        response = await http.post(
+            "/api/file-to-text", content=chunked(), headers={"content-type": "multipart/form-data; boundary=b"}
+        )
+    assert response.status_code == 413
+    assert (await stored(gateway, keys[0], conversation_id))["success"] is True  # still serving
+
+
+def sign(secret: str, key: str, expires: int) -> str:
+    mac = hmac.new(secret.encode(), f"{key}\n{expires}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+async def test_signed_urls_refuse_tampering_and_expiry(gateway: GatewayProcess, keys: list[str]) -> None:
+    conversation_id = await conversation(gateway, keys[0])
+    first, second = await stored(gateway, keys[0], conversation_id), await stored(gateway, keys[0], conversation_id)
+    url = urlsplit(first["presignedUrl"])
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    with sqlite3.connect(str(gateway.database)) as db:
+        secret = db.execute("SELECT value FROM deployment_secrets WHERE name = 'file_url_signing'").fetchone()[0]
+    assert secret not in gateway.logs()
+    past = int(time.time()) - 10
+    base = f"{gateway.http_url}{url.path}"
+    other_path = urlsplit(second["presignedUrl"]).path
+    attempts = {
+        "tampered signature": f"{base}?expires={query['expires']}&sig={query['sig'][:-2]}AA",
+        "longer expiry": f"{base}?expires={int(query['expires']) + 3600}&sig={query['sig']}",
+        "expired (validly signed)": f"{base}?expires={past}&sig={sign(secret, first['fileKey'], past)}",
+        "another file's signature": f"{gateway.http_url}{other_path}?expires={query['expires']}&sig={query['sig']}",
+        "no signature": base,
+    }
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, address in attempts.items():
+            response = await http.get(address)
+            assert response.status_code == 403, (name, response.status_code)
+        good = await http.get(first["presignedUrl"])
+    assert good.status_code == 200 and good.content == samples.txt()
+    assert good.headers["content-disposition"].startswith("attachment;")
+    assert good.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_html_is_never_served_inline(gateway: GatewayProcess, keys: list[str]) -> None:
+    conversation_id = await conversation(gateway, keys[0])
+    response = await upload(gateway, f"{keys[0]}/{conversation_id}", "page.html", samples.html())
+    assert response.status_code == 200 and samples.WORD in response.json()["text"]
+    assert "alert" not in response.json()["text"]
+    async with httpx.AsyncClient(timeout=10) as http:
+        got = await http.get(response.json()["presignedUrl"])
+    assert got.headers["content-disposition"].startswith("attachment;")
+    assert got.headers["x-content-type-options"] == "nosniff" and "sandbox" in got.headers["content-security-policy"]
+
+
+async def test_cross_tenant_attempts_all_fail(gateway: GatewayProcess, keys: list[str]) -> None:
+    mine = await conversation(gateway, keys[0])
+    theirs = await conversation(gateway, keys[1])
+    file = await stored(gateway, keys[0], mine)
+    assert keys[0] not in file["fileKey"]
+    successes = 0
+    for path in (f"{keys[1]}/{mine}", f"{keys[0]}/{theirs}", f"{new_key()}/{mine}", f"{keys[0]}/nope", None):
+        response = await upload(gateway, path, "notes.txt", samples.txt())
+        successes += response.status_code == 200
+        assert response.status_code == 401
+    channel_prefix = file["fileKey"].split("/")[0]
+    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
+        for _ in range(20):  # guessing keys (even with the right channel part) presigns nothing
+            guess = f"{channel_prefix}/{secrets.token_urlsafe(24)}"
+            response = await http.post("/api/presigned-url", json={"fileKey": guess, "expiresIn": 60})
+            successes += response.status_code == 200
+        theirs_file = await stored(gateway, keys[1], theirs)
+        their_path = urlsplit(theirs_file["presignedUrl"]).path
+        my_query = urlsplit(file["presignedUrl"]).query
+        response = await http.get(f"{their_path}?{my_query}")  # my signature on their file
+        successes += response.status_code == 200
+    assert successes == 0
+
+
+async def test_presign_clamps_and_extends_a_ttl(gateway: GatewayProcess, keys: list[str]) -> None:
+    conversation_id = await conversation(gateway, keys[0])
+    response = await upload(gateway, f"{keys[0]}/{conversation_id}", "notes.txt", samples.txt(), ttlDays="1")
+    key = response.json()["fileKey"]
+    with sqlite3.connect(str(gateway.database)) as db:
+        db.execute("UPDATE files SET expires_at = ? WHERE file_key = ?", (time.time() + 60, key))
+    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
+        body = (await http.post("/api/presigned-url", json={"fileKey": key, "expiresIn": 10**9})).json()
+    assert body["success"] and body["expiresIn"] == 7 * 86400  # clamped to files_presign_max_seconds
+    with sqlite3.connect(str(gateway.database)) as db:
+        (expires,) = db.execute("SELECT expires_at FROM files WHERE file_key = ?", (key,)).fetchone()
+    assert abs(expires - (time.time() + 86400)) < 120  # pushed back by its TTL (1 day)
+
+
+@pytest.mark.parametrize("scope", ["conversation", "user"])
+async def test_hard_delete_removes_the_files(gateway: GatewayProcess, keys: list[str], scope: str) -> None:
+    user = f"deleter-{scope}"
+    async with WireClient(gateway.http_url, gateway.ws_url, keys[0]) as client:
+        conversation_id = await client.start(user)
+        kept_id = await client.start(user)
+        file = await stored(gateway, keys[0], conversation_id)
+        soft = await stored(gateway, keys[0], kept_id)
+        await client.ok("delete_conversation", {"conversation_id": kept_id, "softdelete": True})
+        if scope == "conversation":
+            await client.ok("delete_conversation", {"conversation_id": conversation_id, "softdelete": False})
+        else:
+            await client.ok("delete_user_conversations", {"userId": user, "softdelete": False})
+    files_dir = Path(gateway.database).parent / "files"
+    assert not (files_dir / file["fileKey"]).exists()
+    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
+        assert (await http.get(file["presignedUrl"])).status_code == 410
+        assert (await http.post("/api/presigned-url", json={"fileKey": file["fileKey"]})).status_code == 404
+        if scope == "conversation":  # a soft delete keeps the files (the conversation can be restored)
+            assert (files_dir / soft["fileKey"]).is_file()
+            assert (await http.get(soft["presignedUrl"])).status_code == 200
+
+
+async def test_the_upload_path_never_reaches_the_log(gateway: GatewayProcess, keys: list[str]) -> None:
+    conversation_id = await conversation(gateway, keys[0])
+    file = await stored(gateway, keys[0], conversation_id)
+    await upload(gateway, f"{keys[0]}/{conversation_id}", "bomb.png", samples.bomb_png())
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(file["presignedUrl"])).status_code == 200
+    await asyncio.sleep(0.2)  # the access log line is written after the response
+    logs = gateway.logs()
+    assert "/api/file-to-text" in logs and all(key not in logs for key in keys)
+    assert "GET /files/" in logs and file["fileKey"].split("/")[1] not in logs  # the key is a capability
+
+
+def test_without_the_files_extra_the_endpoints_say_501(tmp_path: Path) -> None:
+    """A gateway without the extra's modules (hidden from it) answers 501 naming the extra."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    # None in sys.modules: `import pypdf` fails and find_spec says it is not there, as when not installed
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['pypdf'] = sys.modules['pytesseract'] = None\n")
+    key = new_key()
+    process = GatewayProcess(tmp_path / "gw.db", [key], env={"PYTHONPATH": str(hide)}).start()
+    try:
+        with httpx.Client(base_url=process.http_url, timeout=10) as http:
+            upload_reply = http.post("/api/file-to-text", files={"file": ("a.txt", b"hi")})
+            presign_reply = http.post("/api/presigned-url", json={"fileKey": "x"})
+    finally:
+        process.stop()
+    for response in (upload_reply, presign_reply):
+        assert response.status_code == 501
+        assert "captivate-chat-api[files]" in response.json()["error"]
+
+
+async def test_a_message_with_too_many_files_is_refused(gateway: GatewayProcess, keys: list[str]) -> None:
+    one = {"filename": "a.txt", "type": "text/plain", "textContent": {"type": "file_content", "text": "a"}}
+    async with WireClient(gateway.http_url, gateway.ws_url, keys[0]) as client:
+        conversation_id = await client.start("many-files")
+        payload = {"conversation_id": conversation_id, "type": "message_create"}
+        response = await client.post("user_message", {**payload, "content": {"type": "text", "text": "x", "files": [one] * 11}})
+        assert response.status_code == 400 and "at most 10 files" in response.json()["error_desc"]
+        ok = await client.ok("user_message", {**payload, "content": {"type": "text", "text": "x", "files": [one] * 10}})
+        assert ok["status"] == "success"
