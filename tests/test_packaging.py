@@ -34,9 +34,10 @@ PUBLIC_NAMES = [
     "Action", "AgentError", "AuthenticationError", "BotMessage", "CaptivateChatAPI", "CaptivateChatError",
     "CaptivateChatManager", "ChatConnectionError", "ClientClosedError", "ConnectionState", "Conversation",
     "ConversationNotFound", "ConversationUpdate", "ConversationUpdateInfo", "ErrorInfo", "EventStream",
-    "GeneralError", "HandoffConflict", "LivechatMessage", "NotFoundError", "PageInfo", "PayloadTooLargeError",
-    "PlatformEvent", "ProtocolError", "RateLimitError", "ReconnectPolicy", "RequestTimeoutError", "SentMessage",
-    "ServerError", "TranscriptEntry", "UserActionEcho", "UserConversations", "UserMessageEcho",
+    "FileInput", "FileManager", "FileObject", "FileStorage", "GeneralError", "HandoffConflict",
+    "LivechatMessage", "NotFoundError", "PageInfo", "PayloadTooLargeError", "PlatformEvent", "ProtocolError",
+    "RateLimitError", "ReconnectPolicy", "RequestTimeoutError", "SentMessage", "ServerError",
+    "TranscriptEntry", "UploadProgress", "UserActionEcho", "UserConversations", "UserMessageEcho",
     "WebhookVerificationError", "__version__",
 ]  # fmt: skip
 
