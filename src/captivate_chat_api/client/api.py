@@ -39,7 +39,7 @@ from .files import FileManager, FileService
 from .link import Link
 from .models import PageInfo
 from .state import ConnectionState, announce
-from .transport import FrameSocket, InProcessTransport, TransportName, make_transport
+from .transport import FrameSocket, InProcessTransport, TransportName, make_transport, same_transport
 
 log = logging.getLogger("captivate_chat_api.client")
 
@@ -328,7 +328,7 @@ class CaptivateChatAPI:
         if peer is None:
             base_url = self.endpoints.http_base if self.endpoints.is_gateway else None
             peer = CaptivateChatAPI(
-                api_key, self.mode, base_url=base_url, transport=self._transport_choice(),
+                api_key, self.mode, base_url=base_url, transport=same_transport(self._transport),
                 request_timeout=self.request_timeout, connect_timeout=self.connect_timeout,
                 ping_interval=self.ping_interval, ping_timeout=self.ping_timeout, reconnect=self.reconnect_policy,
                 resume=self.resume,
@@ -339,12 +339,6 @@ class CaptivateChatAPI:
         if peer.state is ConnectionState.IDLE:
             await peer.connect()
         return peer
-
-    def _transport_choice(self) -> TransportName | InProcessTransport:
-        """This client's ``transport`` argument again, for a sibling client (a fresh in-process one)."""
-        if isinstance(self._transport, InProcessTransport):
-            return InProcessTransport(self._transport.app, messages=self.transport)
-        return "websocket" if self.transport == "websocket" else "http"
 
     async def get_secure_file_url(self, file_key: str, expires_in: int = 7200) -> str:
         """A secure URL for a stored file, valid ``expires_in`` seconds (npm

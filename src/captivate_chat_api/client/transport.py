@@ -346,3 +346,10 @@ def make_transport(
     if choice not in kinds:
         raise ValueError("transport must be 'http' or 'websocket'")
     return kinds[choice](HttpChannel(api_key, endpoints, timeout=timeout, retry=retry, client=http_client))
+
+
+def same_transport(transport: Transport) -> TransportName | InProcessTransport:
+    """The ``transport`` argument that makes another client like this one (a fresh in-process transport)."""
+    if isinstance(transport, InProcessTransport):
+        return InProcessTransport(transport.app, messages=transport.name)
+    return "websocket" if transport.name == "websocket" else "http"
