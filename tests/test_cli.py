@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway_process import GatewayProcess
+from harness.gateway import GatewayProcess
 
 CLI = [sys.executable, "-m", "captivate_chat_api.cli"]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_process import GatewayProcess, new_key
+from harness.gateway import GatewayProcess, new_key
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

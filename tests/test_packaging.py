@@ -7,7 +7,6 @@ import sys
 
 import captivate_chat_api
 
-
 SERVER_ONLY = ("fastapi", "starlette", "uvicorn", "typer", "rich", "pydantic-settings", "platformdirs")
 
 
@@ -31,7 +30,21 @@ def test_a_client_only_install_requires_none_of_the_server_stack() -> None:
         assert not requirement.lower().startswith(SERVER_ONLY), requirement
 
 
+PUBLIC_NAMES = [
+    "Action", "AgentError", "AuthenticationError", "BotMessage", "CaptivateChatAPI", "CaptivateChatError",
+    "CaptivateChatManager", "ChatConnectionError", "ClientClosedError", "ConnectionState", "Conversation",
+    "ConversationNotFound", "ConversationUpdate", "ConversationUpdateInfo", "ErrorInfo", "EventStream",
+    "FileInput", "FileManager", "FileObject", "FileStorage", "GeneralError", "HandoffConflict",
+    "LivechatMessage", "NotFoundError", "PageInfo", "PayloadTooLargeError", "PlatformEvent", "ProtocolError",
+    "RateLimitError", "ReconnectPolicy", "RequestTimeoutError", "SentMessage", "ServerError",
+    "TranscriptEntry", "UploadProgress", "UserActionEcho", "UserConversations", "UserMessageEcho",
+    "WebhookVerificationError", "__version__",
+]  # fmt: skip
+
+
 def test_public_names() -> None:
+    """The public surface is this list, no more, no less (a removal or an addition is a decision)."""
+    assert captivate_chat_api.__all__ == PUBLIC_NAMES
     for name in captivate_chat_api.__all__:
         assert hasattr(captivate_chat_api, name), name
     assert captivate_chat_api.__version__

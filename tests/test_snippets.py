@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway_process import GatewayProcess
+from harness.gateway import GatewayProcess
 from test_examples import EXAMPLES, ROOT, run_program
 
 

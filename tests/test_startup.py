@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_process import POSTGRES_URL, GatewayProcess
+from harness.gateway import POSTGRES_URL, GatewayProcess
 
 CLI = [sys.executable, "-m", "captivate_chat_api.cli"]
 

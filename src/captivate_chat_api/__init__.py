@@ -20,10 +20,13 @@ from .client import (
 from .client.conversation import EventStream
 from .client.manager import CaptivateChatManager
 from .errors import (
+    AgentError,
     AuthenticationError,
     CaptivateChatError,
     ChatConnectionError,
     ClientClosedError,
+    ConversationNotFound,
+    HandoffConflict,
     NotFoundError,
     PayloadTooLargeError,
     ProtocolError,
@@ -52,6 +55,7 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
 
 __all__ = [
     "Action",
+    "AgentError",
     "AuthenticationError",
     "BotMessage",
     "CaptivateChatAPI",
@@ -61,6 +65,7 @@ __all__ = [
     "ClientClosedError",
     "ConnectionState",
     "Conversation",
+    "ConversationNotFound",
     "ConversationUpdate",
     "ConversationUpdateInfo",
     "ErrorInfo",
@@ -70,6 +75,7 @@ __all__ = [
     "FileObject",
     "FileStorage",
     "GeneralError",
+    "HandoffConflict",
     "LivechatMessage",
     "NotFoundError",
     "PageInfo",

@@ -27,9 +27,9 @@ from pydantic import ValidationError
 from captivate_chat_api.server import Settings, create_app
 from captivate_chat_api.server.config_file import ConfigFileError
 from captivate_chat_api.server.keys import display_prefix
-from gateway_process import GatewayProcess, new_key
-from tokens import add_token
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_token
+from harness.wire import WireClient
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -17,9 +17,9 @@ import websockets
 
 from captivate_chat_api.server import Settings, create_app
 from captivate_chat_api.server.serve import GatewayServer, config_for
-from faultproxy import FaultProxy
-from gateway_process import POSTGRES_URL, GatewayProcess, in_ci, new_key, postgres_available
-from wire import MESSAGE_PATH, envelope
+from harness.faultproxy import FaultProxy
+from harness.gateway import POSTGRES_URL, GatewayProcess, in_ci, new_key, postgres_available
+from harness.wire import MESSAGE_PATH, envelope
 
 
 def start_body(user: str = "u1") -> dict[str, object]:

@@ -14,8 +14,8 @@ import pytest
 from browser_kit import chromium, open_tab
 from playwright.async_api import Frame, Page, Route, expect
 
-from gateway_process import GatewayProcess, new_key
-from tokens import add_token
+from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_token
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "agents"))
 from fake_openai import FakeOpenAI  # a stand-in for an OpenAI-compatible API, on loopback

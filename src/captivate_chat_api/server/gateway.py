@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from .agents import Agent
 from .agents.runner import AgentRunner
 from .auth import Authenticator
-from .handlers import Handlers
 from .broker import Broker, broker_from_url
+from .handlers import Handlers
 from .hub import CLOSE_POLICY_VIOLATION, Hub
+from .keys import display_prefix, hash_key
 from .limits import Limits
 from .livechat import LiveChat
 from .metrics import Metrics
-from .keys import display_prefix, hash_key
 from .settings import Settings
 from .store import Channel, Store, store_from_url
 from .store.faults import FaultLog
@@ -59,7 +59,7 @@ class Gateway:
             max_metadata_bytes=settings.max_metadata_bytes,
             base_url=lambda: settings.base_url,
         )
-        auth = Authenticator(store)
+        auth = Authenticator(store, settings.auth_cache_seconds)
         broker = broker_from_url(settings.broker) if settings.broker else None
         if broker is not None:
             hub.attach(broker, store, timeline.subscribe)

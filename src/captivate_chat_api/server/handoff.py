@@ -18,6 +18,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..errors import HandoffConflict as _HandoffConflict
+
 
 class HandoffState(str, enum.Enum):
     AI = "ai"
@@ -85,12 +87,13 @@ def sources_of(event: HandoffEvent) -> frozenset[str]:
     return frozenset(state.value for state, ev, _ in TABLE if ev is event)
 
 
-class HandoffConflict(Exception):
-    """The transition is not allowed from the conversation's current state (or another human owns it)."""
+class HandoffConflict(_HandoffConflict):
+    """The transition is not allowed from the conversation's current state (or another human owns it): a
+    409 ProtocolError, answered as such at the transport boundary."""
 
     def __init__(self, name: str, state: str, actor: Actor = Actor.ANY) -> None:
         owned = " by another human agent" if actor is Actor.OTHER and state == HUMAN.value else ""
-        super().__init__(f"cannot {name.replace('_', ' ')}: the conversation is {state}{owned}")
+        super().__init__(name.replace("_", " "), f"{state}{owned}")
         self.name = name
         self.state = state
         self.actor = actor

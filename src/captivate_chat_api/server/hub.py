@@ -60,7 +60,7 @@ class Connection:
         try:
             while (text := await self._queue.get()) is not None:
                 await self._websocket.send_text(text)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (see below: any failure closes the socket)
             # Usually the peer went away mid-send (the reader side cleans up). Anything else must not leave an
             # open socket that never speaks again: close it (1011) so the client reconnects and resubscribes.
             log.debug("socket %s write failed: %r", self.socket_id[:8], exc)
@@ -147,7 +147,7 @@ class RemoteSocket:
 
     role = "client"
 
-    def __init__(self, hub: "Hub", socket_id: str, channel_id: str) -> None:
+    def __init__(self, hub: Hub, socket_id: str, channel_id: str) -> None:
         self.hub = hub
         self.socket_id = socket_id
         self.channel_id = channel_id
@@ -297,8 +297,8 @@ class Hub:
         """Another process's news, for this process's sockets."""
         kind = message.get("t")
         if kind == "event":
-            for connection in tuple(self._bindings.get(message["cid"], ())):
-                self._deliver_in_order(connection, message["cid"], int(message["seq"]), message["frame"])
+            for bound in tuple(self._bindings.get(message["cid"], ())):
+                self._deliver_in_order(bound, message["cid"], int(message["seq"]), message["frame"])
         elif kind == "broadcast":
             self.broadcast(message["cid"], message["frame"], share=False)
         elif kind == "unbind":
@@ -343,7 +343,7 @@ class Hub:
                 await self._fill(connection, conversation_id)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._fills.add(task)
         task.add_done_callback(self._fills.discard)
 

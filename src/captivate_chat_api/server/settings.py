@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     an agent's answer, an async push): over it the write is refused with 413 and nothing changes."""
     max_user_info_bytes: int = 4 * 1024
     """Largest ``userBasicInfo`` (as JSON) of a ``conversation_start``; over it: 413."""
+    auth_cache_seconds: float = 2.0
+    """How long an API key's or agent token's answer is reused before the store is asked again."""
     revalidate_seconds: float = 5.0
     """How often live sockets' keys and tokens are rechecked: a revoked one is closed (1008)."""
     ws_ping_interval: float = 20.0

@@ -166,7 +166,7 @@ class AgentRunner:
                 call = agent(request)
             kind = "embedded" if self._override is not None else channel.agent_spec(conversation.agent).partition(":")[0]
             response = await asyncio.wait_for(self.metrics.time_agent(kind, call), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._fail(channel, conversation_id, 504, f"the agent did not answer within {self.timeout:g} s")
             return
         except AgentError as exc:
@@ -225,12 +225,10 @@ class AgentRunner:
 
     def _delta(self, conversation_id: str, message_id: str, delta: str) -> None:
         """Partial text of a streamed reply: sent live, not stored (the full message is)."""
-        from ...protocol import encode_frame
+        from ...protocol import BotMessageDelta
 
-        self.timeline.hub.broadcast(
-            conversation_id,
-            encode_frame("bot_message_delta", {"conversation_id": conversation_id, "message_id": message_id, "delta": delta}),
-        )
+        frame = BotMessageDelta(conversation_id=conversation_id, message_id=message_id, delta=delta).to_frame()
+        self.timeline.hub.broadcast(conversation_id, frame)
 
     async def _fail(self, channel: Channel, conversation_id: str, code: int, desc: str) -> None:
         await self.timeline.append(
