@@ -38,11 +38,19 @@ from ..protocol import (
 from ..protocol.files import agent_file, content_files, content_text
 from .agents.runner import AgentRunner
 from .auth import Authenticator
-from ..errors import RateLimitError
 from .hub import Connection, Hub, RemoteSocket
 from .limits import RateLimiter, check_size
 from .metrics import Metrics
-from .store import Channel, ConversationRecord, EditForbidden, ListQuery, NewEvent, Store, StoredEvent, editable_by
+from .store import (
+    Channel,
+    ConversationRecord,
+    EditForbidden,
+    ListQuery,
+    NewEvent,
+    Store,
+    StoredEvent,
+    editable_by,
+)
 from .timeline import Timeline
 
 

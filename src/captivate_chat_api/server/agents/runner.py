@@ -12,8 +12,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatRequest, IncomingAction, OutgoingAction
 from ...errors import ProtocolError
+from ...protocol import (
+    AgentMetadata,
+    AgentResponse,
+    ChannelMetadata,
+    ChatRequest,
+    IncomingAction,
+    OutgoingAction,
+)
 from ..handoff import HandoffConflict, HandoffState
 from ..limits import check_size
 from ..livechat import LiveChat
