@@ -72,10 +72,13 @@ class ConversationNotFound(NotFoundError, LookupError):
 class HandoffConflict(ProtocolError):
     """The hand-off step ``name`` is not allowed from the conversation's ``state`` (or another human owns it)."""
 
-    def __init__(self, name: str, state: str, conversation_id: str | None = None) -> None:
-        super().__init__(409, f"cannot {name}: the conversation is {state}", conversation_id)
+    def __init__(self, name: str, state: str, conversation_id: str | None = None, *, by_other: bool = False) -> None:
+        owned = " by another human agent" if by_other and state == "human" else ""
+        super().__init__(409, f"cannot {name.replace('_', ' ')}: the conversation is {state}{owned}", conversation_id)
         self.name = name
         self.state = state
+        self.by_other = by_other
+        """True when the asker is a human agent other than the one who has the live chat."""
 
     def __str__(self) -> str:
         return self.error_desc

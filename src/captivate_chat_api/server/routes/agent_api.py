@@ -17,7 +17,7 @@ from ...errors import ConversationNotFound
 from ...protocol import AgentConnected, ProtocolError, decode_json, normalize_content
 from ..auth import single_credential
 from ..handlers import is_transcript_message, transcript_entry
-from ..handoff import Actor, HandoffConflict, HandoffEvent
+from ..handoff import HandoffConflict, HandoffEvent
 from ..hub import Connection
 from ..keys import hash_key
 from ..livechat import AgentIdentity
@@ -110,7 +110,7 @@ async def run(coro: Any, conversation_id: str) -> ConversationRecord:
 
 def conflict(exc: HandoffConflict, conversation_id: str) -> ProtocolError:
     """409 for a state that does not allow it; 403 when another agent owns the live chat (reply, end)."""
-    if exc.actor is Actor.OTHER and exc.name in (HandoffEvent.REPLY.value, HandoffEvent.END.value):
+    if exc.by_other and exc.name in (HandoffEvent.REPLY.value, HandoffEvent.END.value):
         return ProtocolError(403, f"{exc}: only the agent who has it may do that (take it over first)", conversation_id)
     return ProtocolError(409, str(exc), conversation_id)
 
