@@ -37,8 +37,8 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "files")]
 import samples
 
 from captivate_chat_api.server.files.pool import ExtractionPool
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 
 def pdf_of_pages(pages: int, lines: int = 40, compress: bool = True) -> bytes:

@@ -33,8 +33,8 @@ from test_webhook import SECRET, AgentProcess, set_channel
 from captivate_chat_api.protocol import ChatRequest
 from captivate_chat_api.server.agents import DemoAgent
 from captivate_chat_api.server.agents.webhook import WebhookAgent
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 
 def p50_ms(samples: list[float]) -> float:

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gateway_process import GatewayProcess, new_key
+from harness.gateway import GatewayProcess, new_key
 
 
 @pytest.fixture(scope="module")

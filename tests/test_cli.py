@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway_process import GatewayProcess
+from harness.gateway import GatewayProcess
 
 CLI = [sys.executable, "-m", "captivate_chat_api.cli"]
 
@@ -18,7 +18,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     import os
 
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200", **(env or {})}
+        [*CLI, *args], check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200", **(env or {})}
     )
 
 
@@ -30,7 +30,7 @@ def test_first_start_prints_a_dev_key_once_and_it_works(tmp_path: Path) -> None:
         key = re.search(r"Dev API key \(shown once, stored hashed\): (cck_\S+)", banner)
         assert key, banner
         assert f"listening on http://127.0.0.1:{first.port}" in banner
-        assert "require('captivate-chat-api')" in banner and "import asyncio, json, websockets" in banner
+        assert "require('captivate-chat-api')" in banner and "from captivate_chat_api import BotMessage, CaptivateChatAPI" in banner
         response = httpx.get(f"{first.http_url}/api/transcript?conversation_id=x", headers={"x-api-key": key.group(1)})
         assert response.status_code == 404  # authenticated: the conversation is what is missing
     finally:
@@ -111,3 +111,77 @@ def test_agents_and_tokens_commands(tmp_path: Path) -> None:
     token_id = re.search(r"(tok_[0-9a-f]+)", listed.stdout).group(1)  # type: ignore[union-attr]
     assert cli("tokens", "revoke", token_id, "--database", url).returncode == 0
     assert cli("tokens", "create", "--channel", channel, "--role", "admin", "--database", url).returncode == 2
+
+
+AGENT = '''
+from captivate_chat_api.protocol import AgentResponse, ChatRequest
+
+
+async def answer(request: ChatRequest) -> AgentResponse:
+    return AgentResponse(response=[{"type": "text", "text": f"Echo: {request.user_input}"}], session_id=request.session_id)
+'''
+
+
+def reply_to(gateway: GatewayProcess, key: str, text: str) -> str:
+    from captivate_chat_api import BotMessage
+    from captivate_chat_api.sync import CaptivateChatAPI
+
+    with CaptivateChatAPI(key, base_url=gateway.http_url) as api:
+        conversation = api.create_conversation("u", mode="user-first")
+        events = conversation.events(timeout=15)
+        conversation.send_message(text)
+        return next(e.content["text"] for e in events if isinstance(e, BotMessage))
+
+
+def test_serve_agent_rule_and_a_truthful_banner(tmp_path: Path) -> None:
+    """`serve --agent` sets (and stores) the agent of the channels serve starts, on every start; a python:
+    module is found in the working directory; channels made with `keys create` keep their own agent."""
+    (tmp_path / "my_agent.py").write_text(AGENT)
+    database = tmp_path / "agents.db"
+    shop = cli("keys", "create", "--name", "shop", "--database", f"sqlite:///{database}")
+    shop_key = re.search(r"API key \(shown once\): (cck_\S+)", shop.stdout).group(1)  # type: ignore[union-attr]
+    own_key = "cck_test_" + "k" * 30
+
+    first = GatewayProcess(database, [own_key], args=["--agent", "python:my_agent:answer"], cwd=tmp_path,
+                           console_script=True).start()
+    try:
+        banner = "".join(first.stdout)
+        assert "(agent: demo)" not in banner
+        assert re.search(r"\(shop; key cck_\S+\): agent demo", banner), banner
+        assert re.search(r"\(channel cck_test_k…; key cck_test_k…\): agent python:my_agent:answer", banner), banner
+        assert reply_to(first, own_key, "hi") == "Echo: hi"  # not "502 the agent failed"
+        assert reply_to(first, shop_key, "hi") == "You said: hi"
+    finally:
+        first.stop()
+
+    again = GatewayProcess(database, [own_key], cwd=tmp_path, console_script=True).start()  # no --agent: kept
+    try:
+        assert re.search(r"key cck_test_k…\): agent python:my_agent:answer", "".join(again.stdout))
+    finally:
+        again.stop()
+    back = GatewayProcess(database, [own_key], args=["--agent", "demo"], cwd=tmp_path).start()
+    try:
+        assert re.search(r"key cck_test_k…\): agent demo", "".join(back.stdout))
+        assert reply_to(back, own_key, "hi") == "You said: hi"
+    finally:
+        back.stop()
+
+
+def test_keys_list_is_plain_columns_and_revoke_takes_the_shown_prefix(tmp_path: Path) -> None:
+    import json
+
+    url = f"sqlite:///{tmp_path / 'list.db'}"
+    for name in ("shop", "blog"):
+        assert cli("keys", "create", "--name", name, "--database", url).returncode == 0
+    narrow = cli("keys", "list", "--database", url, env={"COLUMNS": "30"})
+    rows = [line.split() for line in narrow.stdout.splitlines()]
+    assert rows[0][:3] == ["id", "prefix", "channel"] and len(rows) == 3  # one line per key, never wrapped
+    scripted = json.loads(cli("keys", "list", "--json", "--database", url).stdout)
+    assert [k["label"] for k in scripted] == ["shop", "blog"] and rows[1][0] == scripted[0]["id"]
+    shown = rows[1][1]  # e.g. cck_AbCdEf…, exactly as listed
+    assert shown.endswith("…")
+    revoked = cli("keys", "revoke", shown, "--database", url)
+    assert revoked.returncode == 0 and f"revoked {scripted[0]['id']}" in revoked.stdout
+    without_ellipsis = cli("keys", "revoke", rows[2][1].rstrip("…"), "--database", url)
+    assert without_ellipsis.returncode == 0, without_ellipsis.stdout
+    assert all(k["revoked"] for k in json.loads(cli("keys", "list", "--json", "--database", url).stdout))

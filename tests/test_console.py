@@ -5,31 +5,24 @@ the user is a raw protocol client on the WebSocket."""
 from __future__ import annotations
 
 import asyncio
-import io
-import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pexpect
 import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
 from captivate_chat_api.cli import app
-from gateway_process import GatewayProcess, new_key
-from tokens import add_token
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.terminal import ANSI, Terminal, cli_environment
+from harness.tokens import add_token
+from harness.wire import WireClient
 
 # Python 3.12+ warns about forkpty() in a process with threads (the gateway's log pumps); the child execs at once.
 pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-
-TIMEOUT = 15  # seconds for any one expected line: generous, but a hang fails well inside the suite's limit
-ANSI = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
-
 
 @dataclass
 class Desk:
@@ -54,51 +47,19 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
 
 
 def environment(token: str | None) -> dict[str, str]:
-    env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", "COLUMNS": "200"}
-    env.pop("CAPTIVATE_AGENT_TOKEN", None)
-    if token is not None:
-        env["CAPTIVATE_AGENT_TOKEN"] = token
-    return env
+    return cli_environment("CAPTIVATE_AGENT_TOKEN", token, COLUMNS="200")
 
 
-class Console:
-    """``captivate-chat console`` in a pseudo-terminal; everything it printed is kept in ``screen``."""
+class Console(Terminal):
+    """``captivate-chat console`` in a pseudo-terminal."""
 
     def __init__(self, url: str, token: str) -> None:
-        self.screen = io.StringIO()
-        self.child = pexpect.spawn(
-            sys.executable,
-            ["-m", "captivate_chat_api.cli", "console", "--url", url],
-            env=environment(token),
-            dimensions=(50, 200),
-            encoding="utf-8",
-            timeout=TIMEOUT,
-        )
-        self.child.logfile_read = self.screen
-
-    def expect(self, pattern: str) -> re.Match[str]:
-        self.child.expect(pattern, timeout=TIMEOUT)
-        match = self.child.match
-        assert isinstance(match, re.Match)
-        return match
-
-    async def see(self, pattern: str) -> re.Match[str]:
-        """``expect`` off the event loop, so the user's WebSocket keeps being served meanwhile."""
-        return await asyncio.to_thread(self.expect, pattern)
+        super().__init__(["console", "--url", url], environment(token))
 
     async def type(self, line: str, prompt: str = r"agent( [0-9a-f]{8})?> ") -> None:
         """Type a line once the prompt is drawn."""
         await self.see(prompt)
         self.child.sendline(line)
-
-    def exit_status(self) -> int | None:
-        self.child.expect(pexpect.EOF, timeout=TIMEOUT)
-        self.child.close()
-        return self.child.exitstatus
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.close(force=True)
 
 
 @pytest.fixture
@@ -188,7 +149,8 @@ async def test_handoff_puts_an_ai_conversation_in_the_queue(desk: Desk) -> None:
         started = await user.expect("conversation_update", lambda p: p["type"] == "livechat_started")
         assert started["data"] == {"state": "waiting_human", "reason": "vip"}
 
-        again = await asyncio.to_thread(invoke, "handoff", cid, "--url", gw.http_url, token=desk.alice)
+        # the short id the console shows names it too (resolved among the waiting and live ones)
+        again = await asyncio.to_thread(invoke, "handoff", cid[:8], "--url", gw.http_url, token=desk.alice)
         assert again.exit_code == 1
         assert f"error: conversation {cid} cannot be handed to a human: cannot escalate: the conversation is waiting_human" in again.stderr
 

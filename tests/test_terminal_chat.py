@@ -4,7 +4,6 @@ command with piped stdin, and the rendering of each kind of message content."""
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import re
 import subprocess
@@ -12,7 +11,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pexpect
 import pytest
 from click.testing import Result
 from typer.testing import CliRunner
@@ -29,54 +27,25 @@ from captivate_chat_api.protocol import (
 )
 from captivate_chat_api.terminal.blocks import Block, describe
 from captivate_chat_api.terminal.render import html_lines, render_content
-from gateway_process import GatewayProcess, new_key
+from harness.gateway import GatewayProcess, new_key
+from harness.terminal import ANSI, Terminal, cli_environment
 
 # Python 3.12+ warns about forkpty() in a process with threads (the gateway's log pumps); the child execs at once.
 pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 
-TIMEOUT = 15  # seconds for any one expected line: generous, but a hang fails well inside the suite's limit
 PROMPT = "you> "
 CONVERSATION = re.compile(r"conversation ([0-9a-f-]{36})")
-ANSI = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
 
 
-class Chat:
-    """``captivate-chat chat`` running in a pseudo-terminal; everything it printed is kept in ``screen``."""
+class Chat(Terminal):
+    """``captivate-chat chat`` running in a pseudo-terminal."""
 
     def __init__(self, url: str, *args: str, key: str | None) -> None:
-        env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
-        env.pop("CAPTIVATE_API_KEY", None)
-        if key is not None:
-            env["CAPTIVATE_API_KEY"] = key
-        self.screen = io.StringIO()
-        self.child = pexpect.spawn(
-            sys.executable,
-            ["-m", "captivate_chat_api.cli", "chat", "--url", url, *args],
-            env=env,
-            dimensions=(50, 200),
-            encoding="utf-8",
-            timeout=TIMEOUT,
-        )
-        self.child.logfile_read = self.screen
-
-    def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
-        self.child.expect(pattern, timeout=timeout)
-        match = self.child.match
-        assert isinstance(match, re.Match)
-        return match
+        super().__init__(["chat", "--url", url, *args], cli_environment("CAPTIVATE_API_KEY", key))
 
     def say(self, line: str) -> None:
         self.expect(PROMPT)
         self.child.sendline(line)
-
-    def exit_status(self) -> int | None:
-        self.child.expect(pexpect.EOF, timeout=TIMEOUT)
-        self.child.close()
-        return self.child.exitstatus
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.close(force=True)
 
 
 @pytest.fixture

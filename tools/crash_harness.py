@@ -14,7 +14,7 @@ restarted. A message whose acknowledgement was lost is resent with the same ``cl
 until acknowledged or the run ends. After the last cycle the senders stop starting new messages, finish
 their retries, and the gateway is SIGKILLed and restarted once more before every transcript is read.
 
-``lost-acks``: the Python SDK sends through ``tests/faultproxy.py``, which drops ``--loss`` of the HTTP
+``lost-acks``: the Python SDK sends through ``tests/harness/faultproxy.py``, which drops ``--loss`` of the HTTP
 responses after the gateway did the work; the SDK's retries must store each message exactly once.
 
 Both count: acknowledged but lost, duplicated (a message stored twice), reordered (one sender's
@@ -54,8 +54,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test helpers: a gateway subproces
 
 from captivate_chat_api import CaptivateChatAPI, ReconnectPolicy
 from captivate_chat_api.errors import CaptivateChatError
-from faultproxy import FaultProxy
-from gateway_process import GatewayProcess, new_key
+from harness.faultproxy import FaultProxy
+from harness.gateway import GatewayProcess, new_key
 
 MESSAGE_PATH = "/api/custom-channel/sockets/message"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

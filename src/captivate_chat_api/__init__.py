@@ -1,6 +1,8 @@
 """Captivate Chat for Python: an async client SDK for the custom-channel protocol (with a blocking facade in
 ``captivate_chat_api.sync``), and, with the ``server`` extra, a self-hostable gateway."""
 
+from importlib import metadata as _metadata
+
 from .client import (
     CaptivateChatAPI,
     ConnectionState,
@@ -18,10 +20,13 @@ from .client import (
 from .client.conversation import EventStream
 from .client.manager import CaptivateChatManager
 from .errors import (
+    AgentError,
     AuthenticationError,
     CaptivateChatError,
     ChatConnectionError,
     ClientClosedError,
+    ConversationNotFound,
+    HandoffConflict,
     NotFoundError,
     PayloadTooLargeError,
     ProtocolError,
@@ -43,10 +48,14 @@ from .protocol import (
 )
 from .protocol.attachments import FileObject, FileStorage
 
-__version__ = "0.1.0"
+try:  # the one version source is pyproject.toml, read from the installed package's metadata
+    __version__ = _metadata.version("captivate-chat-api")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Action",
+    "AgentError",
     "AuthenticationError",
     "BotMessage",
     "CaptivateChatAPI",
@@ -56,6 +65,7 @@ __all__ = [
     "ClientClosedError",
     "ConnectionState",
     "Conversation",
+    "ConversationNotFound",
     "ConversationUpdate",
     "ConversationUpdateInfo",
     "ErrorInfo",
@@ -65,6 +75,7 @@ __all__ = [
     "FileObject",
     "FileStorage",
     "GeneralError",
+    "HandoffConflict",
     "LivechatMessage",
     "NotFoundError",
     "PageInfo",

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import json
 import secrets
 import sys
-from typing import Annotated, Any
+import threading
+import traceback
+from collections.abc import Iterator
+from typing import Annotated, Any, NoReturn
 
 try:
     import typer
     from rich.console import Console
-    from rich.table import Table
 except ImportError:  # a client-only install: the CLI is part of the server extra
     typer = None  # type: ignore[assignment]
 
@@ -26,9 +31,14 @@ if typer is None:
         _missing_extra()
 
 else:
+    from .server.config_file import redact_value
     from .server.keys import display_prefix, generate_key, hash_key
     from .server.settings import Settings
-    from .server.store import Store, store_from_url
+    from .server.startup import StartupError
+    from .server.store import AgentTokenInfo, ApiKeyInfo, Channel, Store, store_from_url
+
+    DEV_CHANNEL = "dev"  # the channel (and key label) of the key serve makes on the first start
+    BANNER_CHANNELS = 5
 
     app = typer.Typer(help="Captivate Chat gateway: the custom-channel protocol, self-hosted.", no_args_is_help=True)
     keys_app = typer.Typer(help="Manage API keys (each key belongs to one channel, i.e. tenant).", no_args_is_help=True)
@@ -45,17 +55,15 @@ else:
         typer.Option("--database", envvar="CAPTIVATE_DATABASE", help="sqlite:///PATH (default: user data dir) or postgresql://USER@HOST/DB[?schema=NAME]."),
     ]
 
-    def _table(*columns: str) -> Table:
-        """A listing whose ids are never cut short: people copy them into the next command."""
-        table = Table()
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        return table
-
     ConfigOption = Annotated[
         str | None,
         typer.Option("--config", envvar="CAPTIVATE_CONFIG", help="A TOML settings file (flags > env > file > defaults)."),
     ]
+
+    def _fail(message: str) -> NoReturn:
+        """A start-up problem: one line on stderr that says what to do, exit code 2."""
+        sys.stderr.write(f"error: {message}\n")
+        raise typer.Exit(2)
 
     def _settings(**overrides: Any) -> Settings:
         from pydantic import ValidationError
@@ -65,17 +73,20 @@ else:
         try:
             return Settings(**{k: v for k, v in overrides.items() if v is not None})
         except ConfigFileError as exc:
-            out.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _fail(str(exc))
         except ValidationError as exc:  # the message only: an input value may be a secret
-            for error in exc.errors():
-                where = ".".join(str(part) for part in error["loc"])
-                out.print(f"error: setting {where}: {error['msg']}", highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            _fail(f"setting {problems}")
 
     async def _with_store(settings: Settings, fn: Any) -> Any:
-        store = store_from_url(settings.database, synchronous=settings.sqlite_synchronous)
-        await store.open()
+        from .server.startup import check_database_url, describe
+
+        try:
+            check_database_url(settings.database)
+            store = store_from_url(settings.database, synchronous=settings.sqlite_synchronous)
+            await store.open()
+        except Exception as exc:
+            raise StartupError(describe(exc, settings.database)) from exc
         try:
             return await fn(store)
         finally:
@@ -107,68 +118,121 @@ else:
             await store.update_channel(channel_id, agent=spec, webhook_secret=secret)
         return secret
 
-    async def _prepare(settings: Settings, agent: str | None = None) -> str | None:
-        """Register ``--api-key`` keys; on a first start with no key at all, create a dev key (returned once).
-        With ``agent``, those channels answer with it."""
-        from .server.gateway import register_key
+    @contextlib.contextmanager
+    def _starting(settings: Settings, debug: bool) -> Iterator[None]:
+        """Turn whatever fails while starting into one line (and, with --debug, its traceback)."""
+        from .server.startup import describe
 
-        async def run(store: Store) -> str | None:
+        try:
+            yield
+        except (typer.Exit, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 -- every start-up failure becomes one line
+            if debug:
+                traceback.print_exc()
+            _fail(describe(exc, settings.database, settings.broker))
+
+    async def _prepare(settings: Settings, agent: str | None) -> None:
+        """Register ``--api-key`` keys; with ``agent`` (given by flag, env or file), point the channels serve
+        starts at it (those keys' and the dev key's). Checks every served channel's agents can be loaded."""
+        from .server.agents import check_loadable
+        from .server.gateway import register_key
+        from .server.startup import check_writable
+
+        async def run(store: Store) -> None:
             channels = [await register_key(store, key) for key in settings.api_keys]
-            dev_key = None
-            if settings.create_dev_key and not await store.list_keys():
-                dev_key = generate_key()
-                channels.append(await store.create_channel_with_key("dev", hash_key(dev_key), display_prefix(dev_key)))
+            channels += [await store.get_channel(k.channel_id) for k in await store.list_keys() if _is_dev_key(k)]
             if agent:
-                for channel in channels:
-                    if channel is not None:
+                for channel in {c.id: c for c in channels if c is not None}.values():
+                    if channel.agent != agent:
                         secret = await _set_agent(store, channel.id, agent)
                         if secret:
                             out.print(f"webhook secret of {channel.id} (shown once): {secret}", highlight=False)
-            return dev_key
+            for channel, _keys in await _served_channels(store):
+                for spec in {channel.agent, *channel.agents.values()}:
+                    try:
+                        check_loadable(spec)
+                    except ValueError as exc:
+                        raise StartupError(f"channel {channel.id}: {exc}: fix it with `captivate-chat keys set-agent`") from None
 
-        result: str | None = await _with_store(settings, run)
-        return result
+        await _with_store(settings, run)
+        check_writable(settings.database)
 
-    def _banner(host: str, port: int, dev_key: str | None, settings: Settings) -> None:
+    def _is_dev_key(key: ApiKeyInfo) -> bool:
+        return key.label == DEV_CHANNEL and key.revoked_at is None
+
+    async def _served_channels(store: Store) -> list[tuple[Channel, list[ApiKeyInfo]]]:
+        """The channels that have a live key, each with those keys, oldest first."""
+        by_channel: dict[str, list[ApiKeyInfo]] = {}
+        for key in await store.list_keys():
+            if key.revoked_at is None:
+                by_channel.setdefault(key.channel_id, []).append(key)
+        found = [(await store.get_channel(cid), keys) for cid, keys in by_channel.items()]
+        return [(channel, keys) for channel, keys in found if channel is not None]
+
+    async def _first_start(settings: Settings, agent: str | None) -> tuple[str | None, list[str]]:
+        """Once serving: a dev key if the store has no key at all (returned once), and the banner's line per
+        served channel (its id, name, key prefixes and effective agent)."""
+
+        async def run(store: Store) -> tuple[str | None, list[str]]:
+            dev_key = None
+            if settings.create_dev_key and not await store.list_keys():
+                dev_key = generate_key()
+                channel = await store.create_channel_with_key(DEV_CHANNEL, hash_key(dev_key), display_prefix(dev_key))
+                if agent:
+                    secret = await _set_agent(store, channel.id, agent)
+                    if secret:
+                        out.print(f"webhook secret of {channel.id} (shown once): {secret}", highlight=False)
+            lines = []
+            for channel, keys in await _served_channels(store):
+                named = "".join(f", {name}: {spec}" for name, spec in sorted(channel.agents.items()))
+                prefixes = ", ".join(k.prefix for k in keys)
+                lines.append(f"{channel.id} ({channel.name}; key {prefixes}): agent {channel.agent}{named}")
+            return dev_key, lines
+
+        return await _with_store(settings, run)  # type: ignore[no-any-return]
+
+    def _in_thread(coroutine: Any) -> Any:
+        """Run a coroutine to completion on a loop of its own (the caller may be inside a running loop)."""
+        result: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                result["value"] = asyncio.run(coroutine)
+            except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
+                result["error"] = exc
+
+        thread = threading.Thread(target=target, name="captivate-first-start")
+        thread.start()
+        thread.join()
+        if "error" in result:
+            raise result["error"]
+        return result["value"]
+
+    def _banner(host: str, port: int, dev_key: str | None, channels: list[str], settings: Settings) -> None:
+        from .server.snippets import npm_snippet, python_snippet
+
         http = f"http://{host}:{port}"
         key = dev_key or "YOUR_API_KEY"  # a key given with --api-key is never echoed: stdout often ends up in logs
-        out.print(f"[bold green]Captivate Chat gateway[/] listening on [bold]{http}[/] (agent: demo)", highlight=False)
-        out.print(f"WebSocket: ws://{host}:{port}/dev?apiKey=…   database: {settings.database}", highlight=False)
+        say = functools.partial(out.print, highlight=False, markup=False, soft_wrap=True)
+        out.print(f"[bold green]Captivate Chat gateway[/] listening on [bold]{http}[/]", highlight=False)
+        say(f"WebSocket: ws://{host}:{port}/dev?apiKey=…   database: {redact_value('database', settings.database)}")
         chat = f"{http}/?key={dev_key}" if dev_key else f"{http}/"  # the page stores the key and drops it from the URL
-        out.print(f"Web chat: {chat}   agent console: {http}/console", highlight=False, soft_wrap=True)
+        say(f"Web chat: {chat}   agent console: {http}/console")
         if dev_key:
             out.print(f"[bold yellow]Dev API key (shown once, stored hashed):[/] {dev_key}", highlight=False, soft_wrap=True)
         elif not settings.api_keys:
-            out.print("API key: the dev key was printed on first start; `captivate-chat keys create` makes a new one.")
-        out.print("\n[bold]npm client[/] (captivate-chat-api 7.0.0, Node 20+):", highlight=False)
-        out.print(
-            "  const WS = require('ws');\n"
-            f"  globalThis.WebSocket = class extends WS {{ constructor(u, p) {{ super(u.replace(/^wss:\\/\\/[^/]+/, 'ws://{host}:{port}'), p); }} }};\n"
-            "  const realFetch = globalThis.fetch;\n"
-            f"  globalThis.fetch = (u, o) => realFetch(String(u).replace(/^https:\\/\\/channel\\.(prod|dev)\\.captivat\\.io/, '{http}'), o);\n"
-            "  const { CaptivateChatAPI } = require('captivate-chat-api');\n"
-            f"  const api = await CaptivateChatAPI.create('{key}');",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
-        out.print("\n[bold]Python[/] (websockets):", highlight=False)
-        out.print(
-            "  import asyncio, json, websockets\n"
-            "  async def main():\n"
-            f"      async with websockets.connect('ws://{host}:{port}/dev?apiKey={key}') as ws:\n"
-            "          await ws.recv()  # socket_connected\n"
-            "          send = lambda t, p: ws.send(json.dumps({'action': 'sendMessage', 'event': {'event_type': t, 'event_payload': p}}))\n"
-            "          await send('conversation_start', {'userId': 'u1'})\n"
-            "          cid = json.loads(await ws.recv())['event']['event_payload']['conversation_id']\n"
-            "          await send('user_message', {'conversation_id': cid, 'content': {'type': 'text', 'text': 'hello'}})\n"
-            "          async for frame in ws: print(frame)\n"
-            "  asyncio.run(main())",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
-        out.print("\nCtrl+C stops the gateway.", highlight=False)
+            say("API key: the dev key was printed on the first start; `captivate-chat keys create` makes a new one.")
+        say(f"Channels ({len(channels)}):" if channels else "Channels: none yet (`captivate-chat keys create`)")
+        for line in channels[:BANNER_CHANNELS]:
+            say(f"  {line}")
+        if len(channels) > BANNER_CHANNELS:
+            say(f"  … and {len(channels) - BANNER_CHANNELS} more: `captivate-chat keys list`")
+        say("\nnpm client (Node 20+): save as app.js (CommonJS), `npm install captivate-chat-api@7.0.0`, then `node app.js`:")
+        say(npm_snippet(http, key))
+        say("\nPython (this SDK): save as app.py, then `python app.py`:")
+        say(python_snippet(http, key))
+        say("\nCtrl+C stops the gateway.")
 
     @app.command()
     def serve(
@@ -199,55 +263,77 @@ else:
             str | None,
             typer.Option(
                 envvar="CAPTIVATE_AGENT",
-                help="Agent of the keys given with --api-key and of the dev key: demo | webhook:URL | openai:MODEL"
-                " | python:MODULE:ATTRIBUTE.",
+                help="Agent of the channels serve starts (the dev key's and --api-key keys'; stored, on every start):"
+                " demo | webhook:URL | openai:MODEL | python:MODULE:ATTRIBUTE (a module of the working directory"
+                " is found). Channels made with `keys create` keep their own.",
             ),
         ] = None,
         workers: Annotated[
-            int,
+            int | None,
             typer.Option(
                 envvar="CAPTIVATE_WORKERS",
                 help="Gateway processes sharing this port (SO_REUSEPORT); more than 1 needs --broker and a shared"
                 " database (PostgreSQL; a SQLite file only for small setups).",
             ),
-        ] = 1,
+        ] = None,
+        debug: Annotated[
+            bool, typer.Option("--debug", help="Debug logs, and the traceback of a start-up error (env: CAPTIVATE_LOG_LEVEL=debug).")
+        ] = False,
     ) -> None:
-        """Run the gateway (demo agent) and print its URL, a dev key on first start, and client snippets."""
+        """Run the gateway and print its URL, a dev key on the first start, its channels' agents, and client snippets."""
+        from .server.agents import check_loadable
         from .server.logs import configure_logging
         from .server.serve import run
+        from .server.startup import bind, check_database_url
 
         if api_key and len(api_key) == 1 and "," in api_key[0]:
             api_key = [k.strip() for k in api_key[0].split(",") if k.strip()]
         settings = _settings(
             host=host, port=port, database=database, api_keys=api_key, sqlite_synchronous=sqlite_synchronous,
-            log_level=log_level, broker=broker, log_format=log_format, config=config,
+            log_level="debug" if debug else log_level, broker=broker, log_format=log_format, config=config,
+            agent=agent, workers=workers,
         )
+        debug = debug or settings.log_level.lower() == "debug"
         configure_logging(settings.log_level, settings.log_format)
-        spec = _checked_spec(agent)
-        if workers != 1:
-            from .server.workers import WorkersError, check, supervise
+        settings.export_agent_settings()
+        spec = settings.agent if "agent" in settings.model_fields_set else None  # given: flag, env or file
+        count = settings.workers
+        with _starting(settings, debug):
+            check_database_url(settings.database)
+            if spec is not None:
+                check_loadable(spec)  # a bad spec fails here, not as a 502 at the first message
+            if count != 1:
+                from .server.workers import check
 
-            try:
-                check(settings, workers)
-            except WorkersError as exc:
-                out.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
-                raise typer.Exit(2) from None
-        dev_key = asyncio.run(_prepare(settings, spec))
+                check(settings, count)
+            sock = bind(settings.host, settings.port) if count == 1 else None  # before anything is created
+            asyncio.run(_prepare(settings, spec))
+            if settings.broker:
+                asyncio.run(_ping_broker(settings.broker))
 
         def ready(bound_host: str, bound_port: int) -> None:
             if settings.public_url is None:
                 settings.port = bound_port
-            if workers != 1:
-                out.print(f"{workers} worker processes share the port", highlight=False)
-            _banner(bound_host, bound_port, dev_key, settings)
+            dev_key, channels = _in_thread(_first_start(settings, spec))  # only now: a failed start loses no key
+            if count != 1:
+                out.print(f"{count} worker processes share the port", highlight=False)
+            _banner(bound_host, bound_port, dev_key, channels, settings)
 
-        if workers != 1:
-            try:
-                raise typer.Exit(supervise(settings, workers, on_ready=ready))
-            except WorkersError as exc:
-                out.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
-                raise typer.Exit(2) from None
-        run(settings, on_ready=ready)
+        with _starting(settings, debug):
+            if count != 1:
+                from .server.workers import supervise
+
+                raise typer.Exit(supervise(settings, count, on_ready=ready))
+            run(settings, on_ready=ready, sock=sock)
+
+    async def _ping_broker(url: str) -> None:
+        from .server.broker import broker_from_url
+
+        broker = broker_from_url(url)
+        try:
+            await broker.ping()
+        finally:
+            await broker.close()
 
     @keys_app.command("create")
     def keys_create(
@@ -300,19 +386,54 @@ else:
         if secret:
             out.print(f"webhook secret (shown once): {secret}", highlight=False)
 
+    JsonOption = Annotated[bool, typer.Option("--json", help="One JSON array, for scripts.")]
+
+    def _listing(rows: list[dict[str, str]], as_json: bool) -> None:
+        """Aligned plain columns, never wrapped or cut (ids are copied into the next command), or JSON."""
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        if not rows:
+            typer.echo("(none)")
+            return
+        columns = list(rows[0])
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+        for row in [dict(zip(columns, columns, strict=True)), *rows]:
+            typer.echo("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
+
+    def _pick(items: list[Any], given: str, what: str) -> Any:
+        """The one item whose id, shown prefix (with or without its "…") or id prefix is ``given``."""
+        bare = given.rstrip("…")
+        exact = [i for i in items if given in (i.id, i.prefix) or bare == i.prefix.rstrip("…")]
+        matches = exact or [i for i in items if bare and i.id.startswith(bare)]
+        if len(matches) != 1:
+            shown = ", ".join(f"{i.id} ({i.prefix})" for i in matches[:5])
+            out.print(f"no single {what} matches {given!r}" + (f": {shown}" if matches else ""), highlight=False)
+            raise typer.Exit(1)
+        return matches[0]
+
     @keys_app.command("list")
-    def keys_list(database: DatabaseOption = None) -> None:
+    def keys_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
         """List keys (prefixes only: keys are stored hashed)."""
         keys = asyncio.run(_with_store(_settings(database=database), lambda s: s.list_keys()))
-        table = _table("id", "prefix", "channel", "label", "created", "revoked")
-        for k in keys:
-            table.add_row(k.id, k.prefix, k.channel_id, k.label, k.created_at, k.revoked_at or "")
-        out.print(table)
+        rows = [
+            {"id": k.id, "prefix": k.prefix, "channel": k.channel_id, "label": k.label, "created": k.created_at,
+             "revoked": k.revoked_at or ""}
+            for k in keys
+        ]
+        _listing(rows, as_json)
 
     @keys_app.command("revoke")
-    def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (key_…) or its shown prefix.")], database: DatabaseOption = None) -> None:
+    def keys_revoke(
+        key_id: Annotated[str, typer.Argument(help="Key id (key_…) or its prefix as `keys list` shows it.")],
+        database: DatabaseOption = None,
+    ) -> None:
         """Revoke a key: it stops working within seconds."""
-        info = asyncio.run(_with_store(_settings(database=database), lambda s: s.revoke_key(key_id)))
+
+        async def run(store: Store) -> ApiKeyInfo | None:
+            return await store.revoke_key(_pick(await store.list_keys(), key_id, "key").id)
+
+        info = asyncio.run(_with_store(_settings(database=database), run))
         if info is None:
             out.print(f"no single key matches {key_id!r}", highlight=False)
             raise typer.Exit(1)
@@ -342,20 +463,27 @@ else:
         out.print(f"agent token (shown once): {token}", highlight=False)
 
     @tokens_app.command("list")
-    def tokens_list(database: DatabaseOption = None) -> None:
+    def tokens_list(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
         """List agent tokens (prefixes only)."""
         tokens = asyncio.run(_with_store(_settings(database=database), lambda s: s.list_agent_tokens()))
-        table = _table("id", "prefix", "role", "channel", "label", "created", "revoked")
-        for t in tokens:
-            table.add_row(t.id, t.prefix, t.role, t.channel_id, t.label, t.created_at, t.revoked_at or "")
-        out.print(table)
+        rows = [
+            {"id": t.id, "prefix": t.prefix, "role": t.role, "channel": t.channel_id, "label": t.label,
+             "created": t.created_at, "revoked": t.revoked_at or ""}
+            for t in tokens
+        ]
+        _listing(rows, as_json)
 
     @tokens_app.command("revoke")
     def tokens_revoke(
-        token_id: Annotated[str, typer.Argument(help="Token id (tok_…) or its shown prefix.")], database: DatabaseOption = None
+        token_id: Annotated[str, typer.Argument(help="Token id (tok_…) or its prefix as `tokens list` shows it.")],
+        database: DatabaseOption = None,
     ) -> None:
         """Revoke an agent token (live agent sockets using it are closed within seconds)."""
-        info = asyncio.run(_with_store(_settings(database=database), lambda s: s.revoke_agent_token(token_id)))
+
+        async def run(store: Store) -> AgentTokenInfo | None:
+            return await store.revoke_agent_token(_pick(await store.list_agent_tokens(), token_id, "token").id)
+
+        info = asyncio.run(_with_store(_settings(database=database), run))
         if info is None:
             out.print(f"no single token matches {token_id!r}", highlight=False)
             raise typer.Exit(1)
@@ -419,7 +547,15 @@ else:
         typer.echo(render(_settings(config=config), {"config": config}), nl=False)
 
     def main() -> None:
-        app()
+        try:
+            app()
+        except StartupError as exc:  # e.g. `keys list` on a database that cannot be opened
+            import os
+
+            if "--debug" in sys.argv or os.environ.get("CAPTIVATE_LOG_LEVEL", "").lower() == "debug":
+                traceback.print_exc()
+            sys.stderr.write(f"error: {exc}\n")
+            raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

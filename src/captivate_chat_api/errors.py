@@ -6,12 +6,15 @@
     ├── ProtocolError              a malformed or refused event (carries error_code / error_desc)
     │   ├── AuthenticationError    401/403: missing, wrong or revoked API key
     │   ├── NotFoundError          404: unknown, deleted or foreign conversation or message
+    │   │   └── ConversationNotFound   404: the conversation (its id in ``conversation_id``)
+    │   ├── HandoffConflict        409: a hand-off step not allowed from the conversation's state
     │   ├── PayloadTooLargeError   413
     │   ├── RateLimitError         429 (``retry_after`` seconds when the platform said)
     │   └── ServerError            5xx
     ├── ChatConnectionError        the WebSocket or HTTP connection could not be made or was lost
     ├── RequestTimeoutError        no answer within the configured timeout
     ├── ClientClosedError          the client was closed
+    ├── AgentError                 (gateway) the agent could not answer: the client gets a general_error
     └── WebhookVerificationError   a webhook request's signature or timestamp does not check out
 
 Names never shadow Python's builtins (``ConnectionError``, ``TimeoutError``).
@@ -56,6 +59,31 @@ class NotFoundError(ProtocolError):
     pass
 
 
+class ConversationNotFound(NotFoundError, LookupError):
+    """The conversation does not exist, was deleted, or belongs to another channel.
+
+    Also a :class:`LookupError`, so code that still catches that keeps working.
+    """
+
+    def __init__(self, conversation_id: str | None, error_desc: str = "conversation not found") -> None:
+        super().__init__(404, error_desc, conversation_id)
+
+
+class HandoffConflict(ProtocolError):
+    """The hand-off step ``name`` is not allowed from the conversation's ``state`` (or another human owns it)."""
+
+    def __init__(self, name: str, state: str, conversation_id: str | None = None, *, by_other: bool = False) -> None:
+        owned = " by another human agent" if by_other and state == "human" else ""
+        super().__init__(409, f"cannot {name.replace('_', ' ')}: the conversation is {state}{owned}", conversation_id)
+        self.name = name
+        self.state = state
+        self.by_other = by_other
+        """True when the asker is a human agent other than the one who has the live chat."""
+
+    def __str__(self) -> str:
+        return self.error_desc
+
+
 class PayloadTooLargeError(ProtocolError):
     pass
 
@@ -82,6 +110,15 @@ class RequestTimeoutError(CaptivateChatError):
 
 class ClientClosedError(CaptivateChatError):
     pass
+
+
+class AgentError(CaptivateChatError):
+    """The agent could not answer; the client gets a ``general_error`` with ``error_code``."""
+
+    def __init__(self, error_desc: str, error_code: int = 502) -> None:
+        super().__init__(error_desc)
+        self.error_code = error_code
+        self.error_desc = error_desc
 
 
 class WebhookVerificationError(CaptivateChatError):

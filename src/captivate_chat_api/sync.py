@@ -30,13 +30,13 @@ from .client.api import CaptivateChatAPI as AsyncCaptivateChatAPI
 from .client.api import StartMode
 from .client.conversation import Conversation as AsyncConversation
 from .client.conversation import EventStream
+from .client.conversation import UserConversations as AsyncUserConversations
 from .client.endpoints import Mode
 from .client.files import FileInput as AsyncFileInput
 from .client.files import FileManager as AsyncFileManager
 from .client.files import FileSequence, FileSource, ProgressCallback, UploadOptions
 from .client.manager import CaptivateChatManager as AsyncCaptivateChatManager
 from .client.models import PageInfo, SentMessage
-from .client.models import UserConversations as AsyncUserConversations
 from .client.state import ConnectionState
 from .errors import ClientClosedError, RequestTimeoutError
 from .protocol import PlatformEvent, TranscriptEntry

@@ -20,6 +20,13 @@ pytest plugin providing two fixtures:
         assert captivate_gateway.agent.inputs == [""]  # the bot-first greeting turn
 
 Outside pytest, :func:`run_gateway` is a context manager that does the same.
+
+Faster still, :func:`in_process_gateway` runs the gateway's ASGI app in the test's own event loop and
+connects clients to it with an :class:`~captivate_chat_api.client.transport.InProcessTransport` (no
+sockets, no thread, no port)::
+
+    async with in_process_gateway() as gateway, gateway.client() as api:
+        conversation = await api.create_conversation("user-1")
 """
 
 from __future__ import annotations
@@ -39,9 +46,10 @@ from .protocol import AgentResponse, ChatRequest, OutgoingAction, text_content
 
 if TYPE_CHECKING:
     from .client import CaptivateChatAPI
+    from .server import Settings
     from .server.agents import Agent
 
-__all__ = ["LocalGateway", "ScriptedAgent", "run_gateway"]
+__all__ = ["InProcessGateway", "LocalGateway", "ScriptedAgent", "in_process_gateway", "run_gateway"]
 
 Message: TypeAlias = str | dict[str, Any]
 Reply: TypeAlias = AgentResponse | Message | list[Message] | None
@@ -174,24 +182,15 @@ def run_gateway(
         RuntimeError: the gateway did not start.
     """
     try:
-        from .server import Settings, create_app
-        from .server.keys import generate_key
+        from .server import create_app
         from .server.logs import RedactSecrets
         from .server.serve import GatewayServer, config_for
     except ImportError as exc:
         raise ImportError(SERVER_EXTRA) from exc
 
     agent = agent if agent is not None else ScriptedAgent()
-    key = generate_key()
     with contextlib.ExitStack() as stack:
-        if database is None:
-            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="captivate-chat-test-"))
-            database = Path(directory) / "gateway.db"
-        url = str(database) if str(database).startswith("sqlite:") else f"sqlite:///{database}"
-        settings = Settings(
-            host="127.0.0.1", port=0, database=url, api_keys=[key, *(api_keys or [])], access_log=False,
-            public_url=None, create_dev_key=False, shutdown_grace_seconds=5.0,
-        )
+        settings, key, url = _settings(stack, api_keys, database, host="127.0.0.1", port=0, public_url=None)
         app = create_app(settings, agent=agent)
         # uvicorn logs WebSocket request lines, whose query string carries the key
         redact = RedactSecrets()
@@ -224,6 +223,73 @@ def run_gateway(
             raise RuntimeError(f"the in-process gateway did not start: {reason}")
         base = f"http://127.0.0.1:{settings.port}"
         yield LocalGateway(base, f"ws://127.0.0.1:{settings.port}/dev", key, agent, url)
+
+
+@dataclass(frozen=True)
+class InProcessGateway:
+    """A gateway app running in the current event loop (see :func:`in_process_gateway`)."""
+
+    app: Any
+    """The gateway's ASGI app (its lifespan is running)."""
+    api_key: str
+    agent: Any
+    database: str
+    base_url: str = "http://gateway.test"
+
+    def client(self, messages: str = "http", **options: Any) -> CaptivateChatAPI:
+        """A client of this gateway, not connected yet (``async with`` it). ``messages``: ``"http"`` (the
+        npm 7.0.0 path) or ``"websocket"`` (1.x); ``options`` go to ``CaptivateChatAPI``."""
+        from .client import CaptivateChatAPI
+        from .client.transport import InProcessTransport
+
+        transport = InProcessTransport(self.app, messages=messages)
+        return CaptivateChatAPI(options.pop("api_key", self.api_key), base_url=self.base_url, transport=transport, **options)
+
+
+@contextlib.asynccontextmanager
+async def in_process_gateway(
+    agent: Agent | None = None, api_keys: list[str] | None = None, database: str | Path | None = None
+) -> AsyncIterator[InProcessGateway]:
+    """Run a gateway's app in this event loop, its lifespan started and stopped around the block.
+
+    Args: as for :func:`run_gateway`.
+
+    Raises:
+        ImportError: the ``server`` extra is not installed.
+    """
+    try:
+        from .server import create_app
+    except ImportError as exc:
+        raise ImportError(SERVER_EXTRA) from exc
+
+    agent = agent if agent is not None else ScriptedAgent()
+    with contextlib.ExitStack() as stack:
+        settings, key, url = _settings(
+            stack, api_keys, database, host="gateway.test", port=80, public_url=InProcessGateway.base_url
+        )
+        app = create_app(settings, agent=agent)
+        async with app.router.lifespan_context(app):
+            yield InProcessGateway(app, key, agent, url)
+
+
+def _settings(
+    stack: contextlib.ExitStack, api_keys: list[str] | None, database: str | Path | None, **where: Any
+) -> tuple[Settings, str, str]:
+    """A test gateway's settings (a new key first, then ``api_keys``), its key and its database URL. Without
+    ``database``, a temporary SQLite file, removed when ``stack`` closes."""
+    from .server import Settings
+    from .server.keys import generate_key
+
+    if database is None:
+        directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="captivate-chat-test-"))
+        database = Path(directory) / "gateway.db"
+    url = str(database) if str(database).startswith("sqlite:") else f"sqlite:///{database}"
+    key = generate_key()
+    settings = Settings(
+        database=url, api_keys=[key, *(api_keys or [])], access_log=False, create_dev_key=False,
+        shutdown_grace_seconds=5.0, **where,
+    )
+    return settings, key, url
 
 
 def _stop(server: Any, thread: threading.Thread) -> None:

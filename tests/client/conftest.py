@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from captivate_chat_api import CaptivateChatAPI
-from gateway_process import GatewayProcess
+from harness.gateway import GatewayProcess
 
 
 @pytest.fixture(params=["http", "websocket"])

@@ -20,7 +20,7 @@ from captivate_chat_api import (
     PageInfo,
     UserMessageEcho,
 )
-from gateway_process import GatewayProcess
+from harness.gateway import GatewayProcess
 
 
 async def until(predicate: Any, timeout: float = 10.0) -> None:

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from captivate_chat_api import CaptivateChatAPI, CaptivateChatManager, ErrorInfo
-from gateway_process import GatewayProcess
+from harness.gateway import GatewayProcess
 
 
 async def until(predicate: Any, timeout: float = 15.0) -> None:
@@ -61,7 +61,7 @@ async def test_a_listing_across_keys_routes_each_conversation_through_its_own_ke
     async with CaptivateChatManager([key_a, key_b], base_url=gateway.http_url) as manager:
         listing = await manager.get_user_conversations(user_id)
         conv_b = next(c for c in listing.conversations if c.conversation_id == made_b.conversation_id)
-        assert conv_b in manager.get_api(key_b)._conversations.values()
+        assert conv_b in manager.get_api(key_b)._link.conversations.values()
         assert len(await conv_b.get_transcript()) >= 1  # was: 404 through key A's client
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from captivate_chat_api import CaptivateChatAPI, ConnectionState, ReconnectPolicy, UserMessageEcho
-from faultproxy import FaultProxy
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.faultproxy import FaultProxy
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 FAST = ReconnectPolicy(initial_delay=0.05, max_delay=0.3)
 

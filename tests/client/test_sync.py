@@ -25,7 +25,7 @@ from captivate_chat_api import (
     UserMessageEcho,
 )
 from captivate_chat_api.sync import CaptivateChatAPI, CaptivateChatManager, Conversation, EventIterator
-from gateway_process import GatewayProcess
+from harness.gateway import GatewayProcess
 
 WAIT = 10.0
 

@@ -18,8 +18,8 @@ from captivate_chat_api.protocol import ChatRequest
 from captivate_chat_api.server.agents.openai_agent import current_message, files_context
 from captivate_chat_api.server.keys import hash_key
 from captivate_chat_api.server.store import store_from_url
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 
 async def set_agent(database: Any, api_key: str, spec: str) -> None:

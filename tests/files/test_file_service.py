@@ -19,7 +19,7 @@ from captivate_chat_api.server.files.signing import UrlSigner
 from captivate_chat_api.server.files.storage import LocalStorage
 from captivate_chat_api.server.settings import Settings
 from captivate_chat_api.server.store import Channel, Store, store_from_url
-from gateway_process import POSTGRES_URL, in_ci, postgres_available
+from harness.gateway import POSTGRES_URL, in_ci, postgres_available
 
 
 class Clock:

@@ -20,8 +20,8 @@ import httpx
 import pytest
 import samples
 
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 ENV = {
     "CAPTIVATE_FILES_EXTRACT_TIMEOUT": "20",  # roomy: workers run at idle priority on a loaded machine

@@ -18,7 +18,7 @@ import pytest
 import samples
 from npm_runner import run_script, step
 
-from gateway_process import GatewayProcess, new_key
+from harness.gateway import GatewayProcess, new_key
 
 pytestmark = pytest.mark.interop
 

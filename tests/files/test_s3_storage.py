@@ -16,8 +16,8 @@ import httpx
 import pytest
 import samples
 
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 BUCKET = "captivate-files"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -25,7 +25,7 @@ from captivate_chat_api import (
     UploadProgress,
 )
 from captivate_chat_api import sync as blocking
-from gateway_process import GatewayProcess, new_key
+from harness.gateway import GatewayProcess, new_key
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fuzzkit import MEMORY, OUTCOMES, TALLY, Target, fuzz_env, rss_kib, warm_up
 
-from gateway_process import GatewayProcess, new_key
+from harness.gateway import GatewayProcess, new_key
 
 FAILED: list[str] = []
 

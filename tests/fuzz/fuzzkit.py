@@ -27,8 +27,8 @@ import websockets
 from hostile import LIMIT, SOCKET
 from hypothesis import HealthCheck, settings
 
-from gateway_process import GatewayProcess
-from wire import MESSAGE_PATH, WireClient
+from harness.gateway import GatewayProcess
+from harness.wire import MESSAGE_PATH, WireClient
 
 CONTROL_EVERY = 25
 """Cases between two checks that an unrelated conversation on another socket still gets its replies."""

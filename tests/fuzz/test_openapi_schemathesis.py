@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from fuzzkit import TALLY, Target
 
-from tokens import add_token
+from harness.tokens import add_token
 
 CHECKS = (
     "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,"

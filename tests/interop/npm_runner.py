@@ -6,6 +6,7 @@ Without node/npm the tests skip, except under CI (``CI=true``) where they fail.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shutil
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway_process import in_ci
+from harness.gateway import in_ci
 
 HERE = Path(__file__).resolve().parent
 PREFIX = HERE / ".npm"
@@ -52,8 +53,16 @@ def ensure_client() -> str:
     match = re.match(r"v(\d+)\.", version)
     if match is None or int(match.group(1)) < 18:
         unavailable(f"node >= 18 is needed (global fetch); found {version or 'unknown'}")
+    PREFIX.mkdir(exist_ok=True)
+    with (PREFIX / ".install.lock").open("w") as lock:  # pytest-xdist workers install once, one at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        install(npm)
+    return node
+
+
+def install(npm: str) -> None:
     if installed_version(PACKAGE) == VERSION and installed_version("ws") is not None:
-        return node
+        return
     command = [npm, "install", "--prefix", str(PREFIX), f"{PACKAGE}@{VERSION}", "--no-audit", "--no-fund"]
     try:
         done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
@@ -65,7 +74,6 @@ def ensure_client() -> str:
             f"`npm install {PACKAGE}@{VERSION}` failed (exit {done.returncode};"
             " is the npm registry reachable?):\n" + (done.stderr or done.stdout)[-2000:]
         )
-    return node
 
 
 def run_script(

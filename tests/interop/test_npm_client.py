@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from npm_runner import HERE, VERSION, run_script, step
 
-from gateway_process import GatewayProcess, new_key
+from harness.gateway import GatewayProcess, new_key
 
 pytestmark = pytest.mark.interop
 

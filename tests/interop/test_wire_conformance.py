@@ -34,7 +34,7 @@ from wire_recorder import OP_CLOSE, OP_TEXT, HttpRequest, ParseFailure, Record, 
 
 from captivate_chat_api import CaptivateChatAPI, Conversation
 from captivate_chat_api.errors import CaptivateChatError
-from gateway_process import GatewayProcess
+from harness.gateway import GatewayProcess
 
 pytestmark = pytest.mark.interop
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings
@@ -134,7 +132,7 @@ def test_protocol_package_does_no_io() -> None:
     import ast
     from pathlib import Path
 
-    import captivate_chat_api.protocol as protocol
+    from captivate_chat_api import protocol
 
     allowed = {"__future__", "json", "math", "re", "typing", "dataclasses", "pydantic", "errors"}
     for path in Path(protocol.__file__).parent.glob("*.py"):

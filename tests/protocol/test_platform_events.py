@@ -51,3 +51,40 @@ def test_transcript_entry_uses_from_on_the_wire() -> None:
     entry = TranscriptEntry.from_wire(wire)
     assert entry.sender == "bot"
     assert entry.to_wire() == wire
+
+
+def test_frames_the_gateway_builds_from_models_keep_their_wire_bytes() -> None:
+    from captivate_chat_api.protocol import AgentConnected, BotMessageDelta, HandoffUpdate
+
+    delta = BotMessageDelta(conversation_id="c", message_id="m", delta="Hel")
+    assert delta.to_frame() == (
+        '{"event":{"event_type":"bot_message_delta","event_payload":{"conversation_id":"c","message_id":"m","delta":"Hel"}}}'
+    )
+    connected = AgentConnected(socket_id="s", channel_id="ch")
+    assert connected.to_frame() == '{"event":{"event_type":"agent_connected","event_payload":{"socket_id":"s","channel_id":"ch"}}}'
+    update = HandoffUpdate(conversation_id="c", state="human", human_agent=None)
+    assert update.to_frame(request_id="r") == (
+        '{"event":{"event_type":"handoff_update","event_payload":{"conversation_id":"c","state":"human",'
+        '"human_agent":null}},"request_id":"r"}'
+    )
+
+
+def test_every_reply_name_has_a_model() -> None:
+    from captivate_chat_api.protocol import LEGACY_REPLY_MODELS, PLATFORM_EVENT_MODELS
+    from captivate_chat_api.protocol.replies import REPLIES
+
+    assert len(LEGACY_REPLY_MODELS) == 8
+    for name in REPLIES.values():
+        assert name in PLATFORM_EVENT_MODELS, name
+        assert parse_frame(make_frame_text(name)).event_type == name
+
+
+def make_frame_text(event_type: str) -> str:
+    import json
+
+    return json.dumps({"event": {"event_type": event_type, "event_payload": {"conversation_id": "c"}}})
+
+
+def test_transcript_entries_keep_the_wire_order() -> None:
+    entry = TranscriptEntry(message_id="m", seq=1, sender="bot", content=None, created_at="t")
+    assert list(entry.to_wire()) == ["message_id", "seq", "from", "content", "created_at"]

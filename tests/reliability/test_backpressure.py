@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from gateway_process import GatewayProcess, new_key
-from stalled_socket import StalledSocket
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.stalled import StalledSocket
+from harness.wire import WireClient
 
 SCALE = max(1, int(os.environ.get("CAPTIVATE_STRESS_SCALE", "1")))
 QUEUE_FRAMES = 50

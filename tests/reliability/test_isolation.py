@@ -21,9 +21,9 @@ import httpx
 import pytest
 import websockets
 
-from gateway_process import GatewayProcess, new_key
-from tokens import add_token
-from wire import MESSAGE_PATH, WireClient, envelope
+from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_token
+from harness.wire import MESSAGE_PATH, WireClient, envelope
 
 UNTHROTTLED = {"CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
 MARK_A, MARK_B = f"a-secret-{uuid.uuid4().hex}", f"b-secret-{uuid.uuid4().hex}"

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from faultproxy import FaultProxy
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.faultproxy import FaultProxy
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 UNTHROTTLED = {"CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
 

@@ -26,9 +26,9 @@ from captivate_chat_api import (
     Conversation,
     ReconnectPolicy,
 )
-from gateway_process import GatewayProcess, new_key
-from stalled_socket import StalledSocket
-from wire import MESSAGE_PATH, WireClient, envelope
+from harness.gateway import GatewayProcess, new_key
+from harness.stalled import StalledSocket
+from harness.wire import MESSAGE_PATH, WireClient, envelope
 
 ENV = {
     "CAPTIVATE_RATE_PER_SOCKET": "0",

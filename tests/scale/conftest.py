@@ -1,14 +1,10 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from cluster import RedisServer, drop_schema, missing, new_schema_url, postgres_available
+from harness.cluster import RedisServer, drop_schema, missing, new_schema_url, postgres_available
 
 
 @pytest.fixture(scope="module")

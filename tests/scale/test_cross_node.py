@@ -13,13 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from balancer import Front, websocket_to
-from cluster import RedisServer, start_gateways
 
 from captivate_chat_api import CaptivateChatAPI, ConnectionState, ReconnectPolicy
-from gateway_process import GatewayProcess, new_key
-from tokens import add_token
-from wire import WireClient
+from harness.balancer import Front, websocket_to
+from harness.cluster import RedisServer, start_gateways
+from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_token
+from harness.wire import WireClient
 
 FAST = ReconnectPolicy(initial_delay=0.05, max_delay=0.3)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import websockets
-from cluster import QUIET, RedisServer
 
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.cluster import QUIET, RedisServer
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 HEADER = "x-captivate-worker"
 

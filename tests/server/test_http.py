@@ -7,8 +7,8 @@ import uuid
 import httpx
 import pytest
 
-from gateway_process import GatewayProcess
-from wire import MESSAGE_PATH, WireClient, envelope
+from harness.gateway import GatewayProcess
+from harness.wire import MESSAGE_PATH, WireClient, envelope
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import websockets
 
-from gateway_process import GatewayProcess, new_key
-from tokens import add_token
-from wire import MESSAGE_PATH, WireClient, envelope
+from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_token
+from harness.wire import MESSAGE_PATH, WireClient, envelope
 
 
 class Desk:

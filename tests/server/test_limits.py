@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from captivate_chat_api.server.limits import TokenBucket
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 
 def test_token_bucket_refills_at_its_rate() -> None:
@@ -21,18 +20,26 @@ def test_token_bucket_refills_at_its_rate() -> None:
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, str]]:
-    key = new_key()
+def limited_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, list[str]]]:
+    """A gateway with low limits and a handful of keys: each test takes fresh ones (full buckets, no waits)."""
+    keys = [new_key() for _ in range(6)]
     env = {"CAPTIVATE_RATE_PER_SOCKET": "2", "CAPTIVATE_BURST_PER_SOCKET": "3",
            "CAPTIVATE_RATE_PER_KEY": "5", "CAPTIVATE_BURST_PER_KEY": "8"}
-    gateway = GatewayProcess(tmp_path_factory.mktemp("limits") / "gw.db", [key], env=env).start()
-    yield gateway, key
+    gateway = GatewayProcess(tmp_path_factory.mktemp("limits") / "gw.db", keys, env=env).start()
+    yield gateway, keys
     gateway.stop()
 
 
-async def test_websocket_events_over_the_socket_rate_get_429(limited: tuple[GatewayProcess, str]) -> None:
-    gateway, key = limited
-    async with WireClient(gateway.http_url, gateway.ws_url, key) as client:
+@pytest.fixture
+def limited(limited_gateway: tuple[GatewayProcess, list[str]]) -> tuple[GatewayProcess, Callable[[], str]]:
+    """The gateway, and a function giving a key no test has used yet."""
+    gateway, keys = limited_gateway
+    return gateway, keys.pop
+
+
+async def test_websocket_events_over_the_socket_rate_get_429(limited: tuple[GatewayProcess, Callable[[], str]]) -> None:
+    gateway, fresh_key = limited
+    async with WireClient(gateway.http_url, gateway.ws_url, fresh_key()) as client:
         for n in range(6):
             await client.send_ws("get_user_conversations", {"userId": f"rl-{n}"})
         answers = [(await client.recv())["event"] for _ in range(6)]
@@ -40,15 +47,14 @@ async def test_websocket_events_over_the_socket_rate_get_429(limited: tuple[Gate
         assert [a["event_type"] for a in answers].count("user_conversations") == 3  # the burst
         assert len(refused) == 3 and all(r["event_payload"]["error_code"] == 429 for r in refused)
         assert all(r["event_payload"]["retry_after"] > 0 for r in refused)
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(max(r["event_payload"]["retry_after"] for r in refused))  # as the gateway said
         await client.send_ws("get_user_conversations", {"userId": "rl-later"})
         assert (await client.recv())["event"]["event_type"] == "user_conversations"  # the socket carries on
 
 
-async def test_http_over_the_key_rate_gets_429_with_retry_after(limited: tuple[GatewayProcess, str]) -> None:
-    gateway, key = limited
-    await asyncio.sleep(2)  # let the key's bucket refill after the other test
-    async with WireClient(gateway.http_url, gateway.ws_url, key) as client:
+async def test_http_over_the_key_rate_gets_429_with_retry_after(limited: tuple[GatewayProcess, Callable[[], str]]) -> None:
+    gateway, fresh_key = limited
+    async with WireClient(gateway.http_url, gateway.ws_url, fresh_key()) as client:
         cid = await client.start("rl-http")  # one event
         statuses = []
         for n in range(12):
@@ -63,14 +69,12 @@ async def test_http_over_the_key_rate_gets_429_with_retry_after(limited: tuple[G
         assert len(stored) == statuses.count(200)  # refused messages were not stored
 
 
-async def test_the_sdk_waits_out_a_rate_limit_on_both_transports(limited: tuple[GatewayProcess, str]) -> None:
+async def test_the_sdk_waits_out_a_rate_limit_on_both_transports(limited: tuple[GatewayProcess, Callable[[], str]]) -> None:
     from captivate_chat_api import CaptivateChatAPI
 
-    gateway, key = limited
-    await asyncio.sleep(2)
+    gateway, fresh_key = limited
     for transport in ("websocket", "http"):
-        async with CaptivateChatAPI(key, base_url=gateway.http_url, transport=transport) as api:  # type: ignore[arg-type]
+        async with CaptivateChatAPI(fresh_key(), base_url=gateway.http_url, transport=transport) as api:  # type: ignore[arg-type]
             conv = await api.create_conversation(f"rl-sdk-{transport}", mode="user-first")
             sent = [await conv.send_message(f"m{n}") for n in range(6)]  # over the burst: waits, not fails
             assert [s.seq for s in sent] == sorted(s.seq for s in sent) and all(s.message_id for s in sent)
-        await asyncio.sleep(2)

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import websockets
 
-from gateway_process import GatewayProcess, new_key
-from tokens import add_token
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_token
+from harness.wire import WireClient
 
 TESTS = str(Path(__file__).resolve().parent.parent)
 

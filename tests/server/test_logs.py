@@ -8,8 +8,8 @@ from pathlib import Path
 import websockets
 
 from captivate_chat_api.server.logs import redact
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 
 def test_redact_covers_query_strings_headers_and_key_shapes() -> None:

@@ -27,9 +27,9 @@ from pydantic import ValidationError
 from captivate_chat_api.server import Settings, create_app
 from captivate_chat_api.server.config_file import ConfigFileError
 from captivate_chat_api.server.keys import display_prefix
-from gateway_process import GatewayProcess, new_key
-from tokens import add_token
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_token
+from harness.wire import WireClient
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -293,7 +293,7 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     unknown = tmp_path / "typo.toml"
     unknown.write_text("prot = 9000\n")
     result = cli("config", "show", "--config", str(unknown))
-    assert result.returncode == 2 and "unknown setting(s) prot" in result.stdout
+    assert result.returncode == 2 and "unknown setting(s) prot" in result.stderr
 
     with pytest.raises(ConfigFileError, match="not found"):
         Settings(config=tmp_path / "missing.toml")

@@ -10,8 +10,8 @@ import httpx
 import pytest
 import websockets
 
-from gateway_process import GatewayProcess, new_key
-from wire import WireClient
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import WireClient
 
 
 async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:

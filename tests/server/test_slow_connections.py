@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway_process import GatewayProcess, new_key
+from harness.gateway import GatewayProcess, new_key
 
 SLOW = 150
 

@@ -17,9 +17,9 @@ import websockets
 
 from captivate_chat_api.server import Settings, create_app
 from captivate_chat_api.server.serve import GatewayServer, config_for
-from faultproxy import FaultProxy
-from gateway_process import POSTGRES_URL, GatewayProcess, in_ci, new_key, postgres_available
-from wire import MESSAGE_PATH, envelope
+from harness.faultproxy import FaultProxy
+from harness.gateway import POSTGRES_URL, GatewayProcess, in_ci, new_key, postgres_available
+from harness.wire import MESSAGE_PATH, envelope
 
 
 def start_body(user: str = "u1") -> dict[str, object]:
@@ -198,7 +198,7 @@ async def test_nul_in_a_static_path_is_404_and_a_half_sent_body_is_quiet(tmp_pat
         async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
             assert (await http.get("/static/favicon.svg%00.js")).status_code == 404
             assert (await http.get("/static/favicon.svg")).status_code == 200
-        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
         writer.write(b"POST " + MESSAGE_PATH.encode() + b" HTTP/1.1\r\nhost: x\r\nx-api-key: " + key.encode() + b"\r\ncontent-length: 1000\r\n\r\n{")
         await writer.drain()
         await asyncio.sleep(0.3)

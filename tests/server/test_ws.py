@@ -9,8 +9,8 @@ import uuid
 import pytest
 import websockets
 
-from gateway_process import GatewayProcess
-from wire import WireClient
+from harness.gateway import GatewayProcess
+from harness.wire import WireClient
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
-from gateway_process import in_ci
+from harness.gateway import in_ci
 
 CHROMIUM = os.environ.get("CAPTIVATE_CHROMIUM", "/usr/bin/chromium")
 ARGS = [

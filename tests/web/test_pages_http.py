@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway_process import GatewayProcess
+from harness.gateway import GatewayProcess
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "captivate_chat_api" / "server" / "static"
 

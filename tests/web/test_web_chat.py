@@ -15,9 +15,9 @@ import httpx
 from browser_kit import ARTIFACTS, Tab, chromium, open_tab
 from playwright.async_api import Page, expect
 
-from gateway_process import GatewayProcess, new_key
-from tokens import add_token
-from wire import MESSAGE_PATH, envelope
+from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_token
+from harness.wire import MESSAGE_PATH, envelope
 
 VISITOR = "visitor-ada"
 

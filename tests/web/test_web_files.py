@@ -10,9 +10,9 @@ import httpx
 from browser_kit import chromium, open_tab
 from playwright.async_api import Route, expect
 
-from gateway_process import GatewayProcess
-from tokens import add_token
-from wire import MESSAGE_PATH, envelope
+from harness.gateway import GatewayProcess
+from harness.tokens import add_token
+from harness.wire import MESSAGE_PATH, envelope
 
 NOTES = b"plain text with Zanzibarite inside\n"
 CSV = b"name,value\nZanzibarite,1\n"

@@ -14,8 +14,8 @@ import pytest
 from browser_kit import chromium, open_tab
 from playwright.async_api import Frame, Page, Route, expect
 
-from gateway_process import GatewayProcess, new_key
-from tokens import add_token
+from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_token
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "agents"))
 from fake_openai import FakeOpenAI  # a stand-in for an OpenAI-compatible API, on loopback
@@ -177,8 +177,11 @@ async def test_rich_content_renders_and_agent_html_cannot_run_script(site: Site)
         await page.press("#input", "Enter")
         card = page.locator("#history .card").last
         await expect(card.locator(".card__title")).to_have_text("Captivate Chat")
-        await expect(card.locator(".card__link")).to_have_attribute("href", "https://example.com/")
-        await expect(card.locator("img")).to_have_count(0)  # its image could not load: no broken picture
+        # the card's image ships with the package: the page makes no external request for it
+        await expect(card.locator(".card__link")).to_have_attribute("href", f"{site.gateway.http_url}/")
+        image = card.locator("img")
+        await expect(image).to_have_attribute("src", f"{site.gateway.http_url}/static/demo-card.svg")
+        await page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=await image.element_handle())
         await tab.shot("chat-rich")
 
         # an agent action is shown as such; a new title shows in the header

@@ -2,10 +2,10 @@
 
 from .api import CaptivateChatAPI
 from .backoff import ReconnectPolicy
-from .conversation import Conversation
+from .conversation import Conversation, UserConversations
 from .endpoints import Endpoints
 from .files import FileInput, FileManager, UploadProgress
-from .models import ConversationUpdateInfo, ErrorInfo, PageInfo, SentMessage, UserConversations
+from .models import ConversationUpdateInfo, ErrorInfo, PageInfo, SentMessage
 from .state import ConnectionState
 
 __all__ = [

@@ -58,10 +58,11 @@ class HttpChannel:
         timeout: float,
         retry: ReconnectPolicy,
         client: httpx.AsyncClient | None = None,
+        owns_client: bool | None = None,
     ) -> None:
         self._endpoints = endpoints
         self._retry = retry
-        self._owns_client = client is None
+        self._owns_client = client is None if owns_client is None else owns_client
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._headers = {"x-api-key": api_key, "Accept": "application/json"}
 
@@ -77,15 +78,21 @@ class HttpChannel:
     async def send_event(
         self, event_type: str, payload: dict[str, Any], socket_id: str | None, *, idempotent: bool
     ) -> dict[str, Any]:
+        """POST one client event (see :meth:`send_envelope`)."""
+        return await self.send_envelope(encode_envelope(event_type, payload), socket_id, idempotent=idempotent)
+
+    async def send_envelope(self, envelope: dict[str, Any], socket_id: str | None, *, idempotent: bool) -> dict[str, Any]:
         """POST one envelope. ``idempotent`` events (a message with its ``client_msg_id``) are retried on
         lost connections, timeouts, 429 and 5xx with the same body; others only when nothing was sent, or
         when the gateway said to retry (429 or 503 with ``Retry-After``: refused before anything was done,
         e.g. a store fault)."""
-        body = encode_envelope(event_type, payload)
-        body["event"]["socket_id"] = socket_id
+        body = {**envelope, "event": {**envelope["event"], "socket_id": socket_id}}
+        body.pop("request_id", None)
+        event_type = str(body["event"]["event_type"])
         url = self._endpoints.http_base + MESSAGE_PATH
         delays = self._retry.delays()
-        conversation_id = payload.get("conversation_id")
+        payload = body["event"].get("event_payload")
+        conversation_id = payload.get("conversation_id") if isinstance(payload, dict) else None
         while True:
             try:
                 response = await self._client.post(url, json=body, headers=self._headers)

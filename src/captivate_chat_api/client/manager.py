@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from .api import CaptivateChatAPI
+from .conversation import UserConversations
 from .endpoints import Mode
-from .models import UserConversations
 
 
 class CaptivateChatManager:
@@ -30,7 +30,7 @@ class CaptivateChatManager:
         await manager.connect_all()
         return manager
 
-    async def __aenter__(self) -> CaptivateChatManager:
+    async def __aenter__(self) -> Self:
         await self.connect_all()
         return self
 

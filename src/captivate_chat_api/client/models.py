@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .conversation import Conversation
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +38,6 @@ class PageInfo:
             total=int(data.get("total", 0)),
             total_pages=int(data.get("totalPages", 0)),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class UserConversations:
-    conversations: list[Conversation]
-    pagination: PageInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,13 @@ attempts exhausted) ends in ``CLOSED``, from which ``connect()`` may start again
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("captivate_chat_api.client")
 
 
 class ConnectionState(str, enum.Enum):
@@ -30,3 +36,16 @@ TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
 def check_transition(current: ConnectionState, new: ConnectionState) -> None:
     if new not in TRANSITIONS[current]:
         raise RuntimeError(f"invalid connection state change {current.value} -> {new.value}")
+
+
+def announce(previous: ConnectionState, state: ConnectionState, callbacks: list[Callable[[ConnectionState], Any]]) -> None:
+    """Check the change, then call every ``on_state_change`` callback (a coroutine runs as a task)."""
+    check_transition(previous, state)
+    log.debug("connection %s -> %s", previous.value, state.value)
+    for callback in list(callbacks):
+        try:
+            result = callback(state)
+            if asyncio.iscoroutine(result):
+                asyncio.get_running_loop().create_task(result)
+        except Exception:
+            log.exception("an on_state_change callback raised")

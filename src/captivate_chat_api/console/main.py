@@ -17,6 +17,8 @@ from ..terminal.screen import LineReader, Screen, prompt_reader, stdin_reader
 from .agent_api import AgentAPI
 from .session import COMMANDS, ConsoleSession
 
+FULL_ID_LENGTH = 32  # conversation ids are 32 hex digits; shorter is a prefix
+
 # A help text that names the option, not a password.
 TOKEN_HINT = "check --token or CAPTIVATE_AGENT_TOKEN (a human token: captivate-chat tokens create --role human)"  # nosec B105
 
@@ -101,6 +103,7 @@ async def run_handoff(url: str, token: str, conversation_id: str, reason: str | 
     if api is None:
         return 2
     try:
+        conversation_id = await _full_id(api, conversation_id)
         record = await api.escalate(conversation_id, reason)
     except ProtocolError as exc:
         if exc.error_code == 409:
@@ -115,6 +118,19 @@ async def run_handoff(url: str, token: str, conversation_id: str, reason: str | 
         await api.close()
     screen.show(system_block(f"conversation {conversation_id}: {record.get('state')} (a human can take it now)"))
     return 0
+
+
+async def _full_id(api: AgentAPI, given: str) -> str:
+    """The id a prefix names among the waiting and live conversations (the short ids the console shows);
+    anything else is taken as a full id."""
+    if len(given) >= FULL_ID_LENGTH:
+        return given
+    wanted = given.lower()
+    matches = [str(c["conversation_id"]) for c in await api.conversations()]
+    matches = [cid for cid in matches if cid.lower().startswith(wanted)]
+    if len(matches) > 1:
+        raise ProtocolError(400, f"{given} matches {len(matches)} conversations: type more of the id")
+    return matches[0] if matches else given
 
 
 def handoff_main(url: str, token: str, conversation_id: str, reason: str | None = None) -> int:

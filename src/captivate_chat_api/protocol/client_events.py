@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
@@ -92,7 +92,7 @@ def _positive_int(value: Any, name: str, default: int) -> int:
     if value is None or value == "":
         return default
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be a positive integer")
+        raise ValueError(f"{name} must be a positive integer")  # noqa: TRY004 (pydantic reports ValueError only)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if not isinstance(value, int) or value < 1:
@@ -151,18 +151,3 @@ CLIENT_EVENT_MODELS: dict[str, type[_Payload]] = {
     "conversation_transcript_request": TranscriptRequest,
     "subscribe": Subscribe,
 }
-
-ClientEventType = Literal[
-    "conversation_start",
-    "user_message",
-    "metadata",
-    "metadata_request",
-    "action",
-    "edit_message",
-    "delete_conversation",
-    "delete_user_conversations",
-    "get_user_conversations",
-    "get_user_conversations_v2",
-    "conversation_transcript_request",
-    "subscribe",
-]

@@ -20,6 +20,10 @@ class PlatformEvent(BaseModel):
     conversation_id: str | None = None
     seq: int | None = None
 
+    def to_frame(self, request_id: str | None = None) -> str:
+        """The frame of this event, with exactly the fields it was built with (in declaration order)."""
+        return encode_frame(self.event_type, self.model_dump(exclude={"event_type"}, exclude_unset=True), request_id=request_id)
+
 
 class SocketConnected(PlatformEvent):
     event_type: Literal["socket_connected"] = "socket_connected"
@@ -86,21 +90,106 @@ class SubscribeSuccess(PlatformEvent):
     reason: str | None = None
 
 
-PLATFORM_EVENT_MODELS: dict[str, type[PlatformEvent]] = {
-    model.model_fields["event_type"].default: model
-    for model in (
-        SocketConnected,
-        ConversationStartSuccess,
-        BotMessage,
-        LivechatMessage,
-        UserMessageEcho,
-        UserActionEcho,
-        Action,
-        ConversationUpdate,
-        GeneralError,
-        SubscribeSuccess,
-    )
-}
+class BotMessageDelta(PlatformEvent):
+    """(ours) A piece of a streamed reply, sent live and not stored (the full ``bot_message`` follows)."""
+
+    event_type: Literal["bot_message_delta"] = "bot_message_delta"
+    message_id: str | None = None
+    delta: str = ""
+
+
+# The direct replies of the WebSocket transport (legacy 1.x names; see replies.py) -------------------
+
+
+class MetadataUpdateSuccess(PlatformEvent):
+    event_type: Literal["metadata_update_success"] = "metadata_update_success"
+
+
+class ConversationMetadata(PlatformEvent):
+    event_type: Literal["conversation_metadata"] = "conversation_metadata"
+    content: Any = None
+
+
+class DeleteConversationSuccess(PlatformEvent):
+    event_type: Literal["delete_conversation_success"] = "delete_conversation_success"
+
+
+class DeleteUserConversationsSuccess(PlatformEvent):
+    event_type: Literal["delete_user_conversations_success"] = "delete_user_conversations_success"
+    userId: str | None = None  # the wire name
+    deleted: int | None = None
+
+
+class UserConversationsReply(PlatformEvent):
+    event_type: Literal["user_conversations"] = "user_conversations"
+    conversations: list[dict[str, Any]] = Field(default_factory=list)
+    pagination: dict[str, Any] | None = None
+
+
+class ConversationTranscript(PlatformEvent):
+    event_type: Literal["conversation_transcript"] = "conversation_transcript"
+    transcript: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class EditMessageSuccess(PlatformEvent):
+    event_type: Literal["edit_message_success"] = "edit_message_success"
+    message_id: str | None = None
+
+
+class ActionSuccess(PlatformEvent):
+    event_type: Literal["action_success"] = "action_success"
+
+
+# The human agents' live feed (``/api/agent/ws``) --------------------------------------------------
+
+
+class AgentConnected(PlatformEvent):
+    """(ours) The first frame of an agent feed: its socket id, for binding HTTP calls to it."""
+
+    event_type: Literal["agent_connected"] = "agent_connected"
+    socket_id: str
+    channel_id: str | None = None
+
+
+class HandoffUpdate(PlatformEvent):
+    """(ours) A conversation's hand-off state changed (the human agents' queue)."""
+
+    event_type: Literal["handoff_update"] = "handoff_update"
+    state: str
+    human_agent: str | None = None
+    """The owning human agent's display name."""
+    human_agent_id: str | None = None
+    """The owning human agent's id (its token's)."""
+
+
+LEGACY_REPLY_MODELS: tuple[type[PlatformEvent], ...] = (
+    MetadataUpdateSuccess,
+    ConversationMetadata,
+    DeleteConversationSuccess,
+    DeleteUserConversationsSuccess,
+    UserConversationsReply,
+    ConversationTranscript,
+    EditMessageSuccess,
+    ActionSuccess,
+)
+
+_MODELS: tuple[type[PlatformEvent], ...] = (
+    SocketConnected,
+    ConversationStartSuccess,
+    BotMessage,
+    LivechatMessage,
+    UserMessageEcho,
+    UserActionEcho,
+    Action,
+    ConversationUpdate,
+    GeneralError,
+    SubscribeSuccess,
+    BotMessageDelta,
+    AgentConnected,
+    HandoffUpdate,
+    *LEGACY_REPLY_MODELS,
+)
+PLATFORM_EVENT_MODELS: dict[str, type[PlatformEvent]] = {model.model_fields["event_type"].default: model for model in _MODELS}
 
 
 def make_frame(event_type: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -24,6 +24,8 @@ class TranscriptEntry(BaseModel):
     client_msg_id: str | None = None
     files: list[dict[str, Any]] | None = None
     """The message's files as the wire has them, normalised to one list whichever form was sent."""
+    agent_name: str | None = None
+    """The human agent's display name (on ``human_agent`` entries)."""
 
     @field_validator("files", mode="before")
     @classmethod
@@ -36,8 +38,13 @@ class TranscriptEntry(BaseModel):
         return [FileObject.from_wire(f) for f in self.files or []]
 
     def to_wire(self) -> dict[str, Any]:
-        data = self.model_dump(exclude_none=True)
-        data["from"] = data.pop("sender")
+        """The wire form: ``from`` in the sender's place, optional fields only when set (``content`` always)."""
+        data: dict[str, Any] = {}
+        for key, value in self.model_dump().items():
+            if key == "sender":
+                data["from"] = value
+            elif value is not None or key == "content":
+                data[key] = value
         return data
 
     @classmethod

@@ -14,13 +14,22 @@ if TYPE_CHECKING:
 __all__ = ["Settings", "create_app"]
 
 
+INSTALL_HINT = "pip install 'captivate-chat-api[server]'"
+
+
 def __getattr__(name: str) -> Any:
-    if name == "create_app":
-        from .app import create_app
+    try:
+        if name == "create_app":
+            from .app import create_app
 
-        return create_app
-    if name == "Settings":
-        from .settings import Settings
+            return create_app
+        if name == "Settings":
+            from .settings import Settings
 
-        return Settings
+            return Settings
+    except ModuleNotFoundError as exc:  # a client-only install: say which extra, not "No module named 'fastapi'"
+        raise ModuleNotFoundError(
+            f"captivate_chat_api.server.{name} needs the server extra ({exc.name} is not installed): {INSTALL_HINT}",
+            name=exc.name,
+        ) from exc
     raise AttributeError(name)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import __version__
 from ..protocol import ProtocolError
 from .agents import Agent
 from .connections import trim_after_load
@@ -49,7 +50,7 @@ class AccessLog:
         started = time.perf_counter()
         status = 500
 
-        async def record(message: dict) -> None:  # type: ignore[type-arg]
+        async def record(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -123,7 +124,7 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
                 await app.state.files.close()
             await gateway.stop()
 
-    app = FastAPI(title="Captivate Chat gateway", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Captivate Chat gateway", version=__version__, lifespan=lifespan)
     app.state.metrics = metrics
     app.router.routes.extend(http.hot_routes())
     app.include_router(http.router)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 
 from ..protocol import ProtocolError
@@ -10,7 +9,8 @@ from .keys import hash_key
 from .store import AgentTokenInfo, Channel, Store
 
 CACHE_SECONDS = 2.0
-"""How long a key's answer is reused; a revoked key stops working within this time."""
+"""How long a key's answer is reused by default (setting ``auth_cache_seconds``); a revoked key stops
+working within this time."""
 
 
 def single_credential(values: list[str], what: str) -> str | None:
@@ -24,8 +24,9 @@ def single_credential(values: list[str], what: str) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cache_seconds: float = CACHE_SECONDS) -> None:
         self._store = store
+        self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Channel | None]] = {}
         self._tokens: dict[tuple[str, str], tuple[float, tuple[Channel, AgentTokenInfo] | None]] = {}
 
@@ -40,7 +41,7 @@ class Authenticator:
         channel = await self._store.channel_for_key_hash(digest)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (now + CACHE_SECONDS, channel)
+        self._cache[digest] = (now + self.cache_seconds, channel)
         return channel
 
     async def agent_token(self, token: str | None, role: str) -> tuple[Channel, AgentTokenInfo] | None:
@@ -55,7 +56,7 @@ class Authenticator:
         found = await self._store.channel_for_agent_token(digest, role)
         if len(self._tokens) > 10_000:
             self._tokens.clear()
-        self._tokens[(digest, role)] = (now + CACHE_SECONDS, found)
+        self._tokens[(digest, role)] = (now + self.cache_seconds, found)
         return found
 
     def forget(self, digest: str) -> None:
@@ -63,7 +64,3 @@ class Authenticator:
         self._cache.pop(digest, None)
         for key in [k for k in self._tokens if k[0] == digest]:
             self._tokens.pop(key, None)
-
-    @staticmethod
-    def same_key(a: str, b: str) -> bool:
-        return hmac.compare_digest(a.encode(), b.encode())

@@ -147,3 +147,22 @@ def render(settings: Settings, flags: dict[str, Any] | None = None) -> str:
         else:
             lines.append(f"{name} = {_toml(value)}  # {origin[name]}")
     return "\n".join(lines) + "\n"
+
+
+# the settings reference (docs/operations.md) ------------------------------------------------------------
+
+
+def reference(settings_cls: type[BaseSettings]) -> str:
+    """A Markdown table of every setting: its config-file name, environment variable, default and meaning,
+    generated from the settings model so the docs cannot miss one."""
+    rows = ["| setting (config file) | environment | default | what it does |", "|---|---|---|---|"]
+    for name, field in settings_cls.model_fields.items():
+        if name == "config":
+            continue
+        if field.default_factory is not None:
+            default = "see description" if name == "database" else _toml(field.default_factory())  # type: ignore[call-arg]
+        else:
+            default = "not set" if field.default is None else _toml(field.default)
+        description = " ".join((field.description or "").split()).replace("|", "\\|")
+        rows.append(f"| `{name}` | `CAPTIVATE_{name.upper()}` | `{default}` | {description} |")
+    return "\n".join(rows) + "\n"

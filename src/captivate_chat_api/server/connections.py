@@ -77,7 +77,7 @@ def protocol_class(*, header_timeout: float, max_connections: int, max_head_byte
         f"request head too large (limit {max_head_bytes} bytes; a WebSocket handshake: {WS_MAX_LINE} bytes a line)",
     )
 
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
         _head_bytes = 0
         _in_head = True

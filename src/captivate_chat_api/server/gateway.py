@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from .agents import Agent
 from .agents.runner import AgentRunner
 from .auth import Authenticator
-from .handlers import Handlers
 from .broker import Broker, broker_from_url, default_namespace
 from .broker.memory import MemoryBroker
 from .broker.relay import Relay
+from .handlers import Handlers
 from .hub import CLOSE_POLICY_VIOLATION, Hub
+from .keys import display_prefix, hash_key
 from .limits import Limits
 from .livechat import LiveChat
 from .metrics import Metrics
-from .keys import display_prefix, hash_key
 from .settings import Settings
 from .store import Channel, Store, store_from_url
 from .store.faults import FaultLog
@@ -60,8 +60,9 @@ class Gateway:
         runner = AgentRunner(
             timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics,
             max_metadata_bytes=settings.max_metadata_bytes,
+            base_url=lambda: settings.base_url,
         )
-        auth = Authenticator(store)
+        auth = Authenticator(store, settings.auth_cache_seconds)
         namespace = settings.broker_namespace or default_namespace(settings.database)
         broker = broker_from_url(settings.broker, namespace) if settings.broker else MemoryBroker()
         relay = Relay(hub, store, broker, metrics=metrics)

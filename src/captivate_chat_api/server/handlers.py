@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ConversationNotFound, RateLimitError
 from ..protocol import (
     ClientAction,
     ClientEnvelope,
@@ -28,22 +29,32 @@ from ..protocol import (
     ProtocolError,
     SetMetadata,
     Subscribe,
+    TranscriptEntry,
     TranscriptRequest,
     UserMessage,
     encode_frame,
     is_empty_text,
+    replies,
 )
 from ..protocol.files import agent_file, content_files, content_text
 from .agents.runner import AgentRunner
 from .auth import Authenticator
-from ..errors import RateLimitError
 from . import fastjson
 from .broker.relay import RemoteSocket
 from .connection import Connection
 from .hub import Hub
 from .limits import RateLimiter, check_size
 from .metrics import Metrics
-from .store import Channel, ConversationRecord, EditForbidden, ListQuery, NewEvent, Store, StoredEvent, editable_by
+from .store import (
+    Channel,
+    ConversationRecord,
+    EditForbidden,
+    ListQuery,
+    NewEvent,
+    Store,
+    StoredEvent,
+    editable_by,
+)
 from .timeline import Timeline
 
 
@@ -94,20 +105,17 @@ def transcript_entry(event: StoredEvent) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "message_id": event.message_id,
         "seq": event.seq,
-        "from": event.sender,
+        "sender": event.sender,
         "content": content,
         "created_at": event.created_at,
+        "edited_at": event.edited_at or None,
+        "client_msg_id": event.client_msg_id or None,
+        # whichever of the npm client's three forms was sent: one list
+        "files": content_files(content) or None,
     }
-    if event.edited_at:
-        entry["edited_at"] = event.edited_at
-    if event.client_msg_id:
-        entry["client_msg_id"] = event.client_msg_id
     if event.sender == "human_agent" and isinstance(event.payload.get("agent_name"), str):
         entry["agent_name"] = event.payload["agent_name"]
-    files = content_files(content)  # whichever of the npm client's three forms was sent: one list
-    if files:
-        entry["files"] = files
-    return entry
+    return TranscriptEntry.model_validate(entry).to_wire()
 
 
 def is_transcript_message(event: StoredEvent) -> bool:
@@ -201,7 +209,7 @@ class Handlers:
         """The caller's live conversation, bound to the caller's socket; 404 for unknown, deleted or foreign ids."""
         record = await self.store.get_conversation(request.channel.id, conversation_id)
         if record is None:
-            raise ProtocolError(404, "conversation not found", conversation_id)
+            raise ConversationNotFound(conversation_id)
         if bind and request.connection is not None:
             self.bind(conversation_id, request.connection)
         return record
@@ -246,7 +254,7 @@ class Handlers:
                 request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
             )
         except LookupError:
-            raise ProtocolError(404, "conversation not found", payload.conversation_id) from None
+            raise ConversationNotFound(payload.conversation_id) from None
         after = None
         if created:
             channel, conversation_id, text = request.channel, payload.conversation_id, user_input_of(payload)
@@ -280,7 +288,7 @@ class Handlers:
         self.check_metadata_size({**current.metadata, **public}, {**current.private_metadata, **private})
         record = await self.store.update_metadata(request.channel.id, payload.conversation_id, public, private)
         if record is None:
-            raise ProtocolError(404, "conversation not found", payload.conversation_id)
+            raise ConversationNotFound(payload.conversation_id)
         if public:
             await self._append(
                 request,
@@ -289,7 +297,7 @@ class Handlers:
             )
         return Reply(
             {"status": "success", "conversation_id": payload.conversation_id, "metadata": record.metadata},
-            "metadata_update_success",
+            replies.METADATA_UPDATE_SUCCESS,
             {"conversation_id": payload.conversation_id},
         )
 
@@ -297,7 +305,7 @@ class Handlers:
         record = await self.conversation(request, payload.conversation_id)
         return Reply(
             {"metadata": record.metadata},
-            "conversation_metadata",
+            replies.CONVERSATION_METADATA,
             {"conversation_id": payload.conversation_id, "content": record.metadata},
         )
 
@@ -311,7 +319,7 @@ class Handlers:
         body = {"status": "success", "conversation_id": conversation_id, "seq": event.seq}
         return Reply(
             body,
-            "action_success",
+            replies.ACTION_SUCCESS,
             dict(body),
             after=lambda: self.runner.schedule(channel, conversation_id, action=incoming),
         )
@@ -327,7 +335,7 @@ class Handlers:
         if edited is None:
             raise ProtocolError(404, "message not found", payload.conversation_id)
         body = {"status": "success", "conversation_id": payload.conversation_id, "message_id": payload.message_id}
-        return Reply(body, "edit_message_success", dict(body))
+        return Reply(body, replies.EDIT_MESSAGE_SUCCESS, dict(body))
 
     async def delete_conversation(self, request: Request, payload: DeleteConversation) -> Reply:
         conversation_id = payload.conversation_id
@@ -335,7 +343,7 @@ class Handlers:
         async with self.timeline.lock(conversation_id):
             deleted = await self.store.delete_conversation(request.channel.id, conversation_id, payload.softdelete)
             if not deleted:
-                raise ProtocolError(404, "conversation not found", conversation_id)
+                raise ConversationNotFound(conversation_id)
             self.hub.broadcast(
                 conversation_id,
                 encode_frame(
@@ -348,7 +356,7 @@ class Handlers:
             await self.on_hard_delete()
         return Reply(
             {"status": "success", "conversation_id": conversation_id},
-            "delete_conversation_success",
+            replies.DELETE_CONVERSATION_SUCCESS,
             {"conversation_id": conversation_id},
         )
 
@@ -357,12 +365,12 @@ class Handlers:
         if count and not payload.softdelete and self.on_hard_delete is not None:
             await self.on_hard_delete()
         body = {"status": "success", "userId": payload.userId, "deleted": count}
-        return Reply(body, "delete_user_conversations_success", dict(body))
+        return Reply(body, replies.DELETE_USER_CONVERSATIONS_SUCCESS, dict(body))
 
     async def get_user_conversations(self, request: Request, payload: GetUserConversations) -> Reply:
         page = await self.store.list_conversations(ListQuery([request.channel.id], payload.userId))
         conversations = [conversation_item(r, request.api_key) for r in page.items]
-        return Reply({"conversations": conversations}, "user_conversations", {"conversations": conversations})
+        return Reply({"conversations": conversations}, replies.USER_CONVERSATIONS, {"conversations": conversations})
 
     async def get_user_conversations_v2(self, request: Request, payload: GetUserConversationsV2) -> Reply:
         keys_by_channel = {request.channel.id: request.api_key}
@@ -393,11 +401,11 @@ class Handlers:
         }
         conversations = [conversation_item(r, keys_by_channel[r.channel_id]) for r in page.items]
         body = {"conversations": conversations, "pagination": pagination}
-        return Reply(body, "user_conversations", dict(body))
+        return Reply(body, replies.USER_CONVERSATIONS, dict(body))
 
     async def transcript(self, channel: Channel, conversation_id: str) -> list[dict[str, Any]]:
         if await self.store.get_conversation(channel.id, conversation_id) is None:
-            raise ProtocolError(404, "conversation not found", conversation_id)
+            raise ConversationNotFound(conversation_id)
         return [transcript_entry(e) for e in await self.store.messages(conversation_id) if is_transcript_message(e)]
 
     async def transcript_request(self, request: Request, payload: TranscriptRequest) -> Reply:
@@ -405,7 +413,7 @@ class Handlers:
         transcript = await self.transcript(request.channel, payload.conversation_id)
         return Reply(
             {"conversation_id": payload.conversation_id, "transcript": transcript},
-            "conversation_transcript",
+            replies.CONVERSATION_TRANSCRIPT,
             {"conversation_id": payload.conversation_id, "transcript": transcript},
         )
 
@@ -420,10 +428,10 @@ class Handlers:
         body: dict[str, Any] = {"conversation_id": payload.conversation_id, "last_seq": last_seq, "recovered": True}
         if payload.after_seq is not None and payload.after_seq > last_seq:
             body.update(recovered=False, reason="after_seq is ahead of the stored log; events may have been lost")
-        return Reply(body, "subscribe_success", dict(body))
+        return Reply(body, replies.SUBSCRIBE_SUCCESS, dict(body))
 
     async def _append(self, request: Request, conversation_id: str, event: NewEvent) -> list[StoredEvent]:
         try:
             return await self.timeline.append(request.channel.id, conversation_id, [event])
         except LookupError:
-            raise ProtocolError(404, "conversation not found", conversation_id) from None
+            raise ConversationNotFound(conversation_id) from None

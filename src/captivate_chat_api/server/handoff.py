@@ -18,6 +18,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..errors import HandoffConflict as HandoffConflict  # noqa: PLC0414 (re-exported: the one tree's)
+
 
 class HandoffState(str, enum.Enum):
     AI = "ai"
@@ -76,21 +78,10 @@ def next_transition(state: str, event: HandoffEvent, actor: Actor) -> Transition
     current = HandoffState(state)
     rule = TABLE.get((current, event, actor)) or TABLE.get((current, event, Actor.ANY))
     if rule is None:
-        raise HandoffConflict(event.value, current.value, actor)
+        raise HandoffConflict(event.value, current.value, by_other=actor is Actor.OTHER)
     return rule
 
 
 def sources_of(event: HandoffEvent) -> frozenset[str]:
     """Every state that ``event`` may leave (for guards that do not read the state first)."""
     return frozenset(state.value for state, ev, _ in TABLE if ev is event)
-
-
-class HandoffConflict(Exception):
-    """The transition is not allowed from the conversation's current state (or another human owns it)."""
-
-    def __init__(self, name: str, state: str, actor: Actor = Actor.ANY) -> None:
-        owned = " by another human agent" if actor is Actor.OTHER and state == HUMAN.value else ""
-        super().__init__(f"cannot {name.replace('_', ' ')}: the conversation is {state}{owned}")
-        self.name = name
-        self.state = state
-        self.actor = actor

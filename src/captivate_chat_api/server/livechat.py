@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..protocol import encode_frame, text_content
+from ..protocol import HandoffUpdate, text_content
 from .handoff import HandoffConflict, HandoffEvent, HandoffState, Transition, actor_of, next_transition
 from .store import ConversationRecord, NewEvent, StoredEvent
 from .timeline import Timeline, new_message_id
@@ -128,15 +128,10 @@ class LiveChat:
 
     def notify(self, record: ConversationRecord, human_name: str | None = None) -> None:
         """Tell the channel's human agents (console sockets) that the queue changed."""
-        self.hub.notify_channel(
-            record.channel_id,
-            encode_frame(
-                "handoff_update",
-                {
-                    "conversation_id": record.id,
-                    "state": record.handoff,
-                    "human_agent": human_name if record.human_agent else None,
-                    "human_agent_id": record.human_agent,
-                },
-            ),
+        update = HandoffUpdate(
+            conversation_id=record.id,
+            state=record.handoff,
+            human_agent=human_name if record.human_agent else None,
+            human_agent_id=record.human_agent,
         )
+        self.hub.notify_channel(record.channel_id, update.to_frame())

@@ -44,8 +44,11 @@ class _Socket(Protocol):
 
 
 class _Event(Protocol):
-    event_type: str
-    payload: dict[str, Any]
+    @property
+    def event_type(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
 
 
 def _code(value: object) -> str:

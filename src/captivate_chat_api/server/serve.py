@@ -13,6 +13,7 @@ from .app import create_app
 from .connections import uvicorn_options
 from .hub import CLOSE_GOING_AWAY
 from .settings import Settings
+from .startup import StartupError
 
 
 def settle_heap() -> None:
@@ -37,6 +38,7 @@ class GatewayServer(uvicorn.Server):
         self._on_ready = on_ready
         self._own_process = own_process
         """The process is the gateway's alone (``serve``, a worker), not a test or an embedding app."""
+        self.ready_error: Exception | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -44,7 +46,11 @@ class GatewayServer(uvicorn.Server):
             settle_heap()
         if self.started and self._on_ready is not None:
             host, port = self.servers[0].sockets[0].getsockname()[:2]
-            self._on_ready(host, port)
+            try:
+                self._on_ready(host, port)
+            except Exception as exc:  # noqa: BLE001 -- stop cleanly; run() hands the error to the caller (one line there)
+                self.ready_error = exc
+                self.should_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn would close WebSockets with 1012; 1001 (going away) is what clients treat as "reconnect".
@@ -58,9 +64,20 @@ class GatewayServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def run(settings: Settings, on_ready: Callable[[str, int], None] | None = None) -> None:
+def run(
+    settings: Settings, on_ready: Callable[[str, int], None] | None = None, sock: socket.socket | None = None
+) -> None:
+    """Serve until stopped; ``sock`` is the listening socket bound beforehand (:func:`.startup.bind`).
+
+    Raises StartupError when the app could not start (uvicorn has logged why).
+    """
     app = create_app(settings)
-    GatewayServer(config_for(settings, app), app, on_ready, own_process=True).run()
+    server = GatewayServer(config_for(settings, app), app, on_ready, own_process=True)
+    server.run(sockets=[sock] if sock is not None else None)
+    if server.ready_error is not None:
+        raise server.ready_error
+    if not server.started:
+        raise StartupError("the gateway's start-up failed (the log above says why; --debug shows more)")
 
 
 def config_for(settings: Settings, app: FastAPI) -> uvicorn.Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,14 +18,24 @@ def default_database_url() -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CAPTIVATE_", extra="ignore")
+    # the attribute docstrings below are the fields' descriptions: docs/operations.md's settings reference
+    model_config = SettingsConfigDict(env_prefix="CAPTIVATE_", extra="ignore", use_attribute_docstrings=True)
 
     host: str = "127.0.0.1"
+    """Interface to bind."""
     port: int = Field(default=8000, ge=0, le=65535)
+    """Port to listen on (0 picks a free one)."""
     database: str = Field(default_factory=default_database_url)
+    """``sqlite:///PATH`` (a bare path is SQLite too) or ``postgresql://USER@HOST/DB[?schema=NAME]``.
+    Default: ``captivate-chat.db`` in the user data folder."""
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Keys registered at start, each as its own channel (tenant). Env: comma-separated."""
 
+    agent: str = "demo"
+    """The agent of the channels ``serve`` starts (the dev key's and the ``api_keys``'): ``demo``,
+    ``webhook:URL``, ``openai:MODEL`` or ``python:MODULE:ATTRIBUTE``. Other channels keep their own."""
+    workers: int = 1
+    """Gateway processes sharing the port (``SO_REUSEPORT``); more than 1 needs ``broker``."""
     broker: str | None = None
     """``redis://HOST:PORT/DB``: share events with other gateway processes (several processes or hosts)."""
     broker_namespace: str | None = None
@@ -68,9 +79,11 @@ class Settings(BaseSettings):
     rate_per_socket: float = 50.0
     """Client events per second one socket may send (token bucket; 0 disables)."""
     burst_per_socket: float = 100.0
+    """Burst a socket may send above ``rate_per_socket``."""
     rate_per_key: float = 1000.0
     """Client events per second over all sockets and HTTP requests of one API key (0 disables)."""
     burst_per_key: float = 2000.0
+    """Burst a key may send above ``rate_per_key``."""
     in_flight_per_key: int = Field(default=8, ge=0)
     """Client events of one key handled at once; more wait, and the keys waiting take turns (fairness:
     a key flooding at its rate limit queues behind itself). 0 disables admission."""
@@ -85,6 +98,8 @@ class Settings(BaseSettings):
     an agent's answer, an async push): over it the write is refused with 413 and nothing changes."""
     max_user_info_bytes: int = 4 * 1024
     """Largest ``userBasicInfo`` (as JSON) of a ``conversation_start``; over it: 413."""
+    auth_cache_seconds: float = 2.0
+    """How long an API key's or agent token's answer is reused before the store is asked again."""
     revalidate_seconds: float = 5.0
     """How often live sockets' keys and tokens are rechecked: a revoked one is closed (1008)."""
     ws_per_message_deflate: bool = False
@@ -92,20 +107,49 @@ class Settings(BaseSettings):
     Off by default: for chat-sized frames it cost 19-27 % more CPU per round trip and ~46 KiB more per
     connection (bench/floor.py, docs: benchmarks); clients that offer it just go uncompressed."""
     ws_ping_interval: float = 20.0
+    """Seconds between WebSocket pings to each client."""
     ws_ping_timeout: float = 20.0
+    """Seconds to wait for a pong before a silent socket is dropped."""
     shutdown_grace_seconds: float = 10.0
+    """On SIGTERM, how long in-flight requests and agent turns may take to finish."""
     agent_timeout: float = 30.0
+    """Seconds an agent turn may take; then the client gets ``general_error`` 504."""
+    agent_base_url: str | None = None
+    """``openai:`` agents: the chat-completions API's base URL (default OpenAI's; e.g. a local Ollama)."""
+    agent_api_key: str | None = None
+    """``openai:`` agents: the API key (else ``OPENAI_API_KEY``)."""
+    agent_system_prompt: str | None = None
+    """``openai:`` agents: the system prompt."""
+    agent_history: int | None = None
+    """``openai:`` agents: earlier messages sent with each turn (default 20)."""
+    agent_max_retries: int | None = None
+    """``openai:`` agents: retries of a failed API call (default 2)."""
+    agent_file_chars: int | None = None
+    """``openai:`` agents: characters of each attached file's text sent to the model (default 20000)."""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """WebSocket Origin allow-list; empty allows any origin."""
     access_log: bool = True
+    """Log one line per HTTP request (secrets redacted)."""
     public_url: str | None = None
     """Base URL clients use (for ``message_link``); default ``http://HOST:PORT``."""
     log_level: str = "info"
+    """``debug``, ``info``, ``warning`` or ``error``; ``debug`` also shows a start-up error's traceback."""
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line (time, level, logger, message, conversation_id when known)."""
     config: Path | None = None
     """The TOML config file read (``--config`` or env ``CAPTIVATE_CONFIG``)."""
     create_dev_key: bool = True
+    """Create a dev key on the first start (a store with no key at all)."""
+
+    def export_agent_settings(self) -> None:
+        """Hand the ``agent_*`` settings (which may come from the config file) to the ``openai:`` agent,
+        which reads them from the environment; a variable already set wins, as env beats the file."""
+        names = ("agent_base_url", "agent_api_key", "agent_system_prompt", "agent_history", "agent_max_retries",
+                 "agent_file_chars")
+        for name in names:
+            value = getattr(self, name)
+            if value is not None:
+                os.environ.setdefault(f"CAPTIVATE_{name.upper()}", str(value))
 
     # Files (/api/file-to-text, /api/presigned-url, /files/...): docs/files.md
     files_storage: str | None = None

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from captivate_chat_api.server.store import Store, store_from_url
-from gateway_process import POSTGRES_URL, in_ci, postgres_available
+from harness.gateway import POSTGRES_URL, in_ci, postgres_available
+
 
 @pytest.fixture(scope="session")
 def postgres() -> str:

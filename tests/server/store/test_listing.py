@@ -3,9 +3,10 @@ as SQL with the same meaning as before, on both stores."""
 
 from __future__ import annotations
 
+from test_store import channel, conversation
+
 from captivate_chat_api.server.store import ListQuery, Store
 from captivate_chat_api.server.store.query import V1_MAX_CONVERSATIONS
-from test_store import channel, conversation
 
 
 async def test_v1_answers_at_most_the_documented_maximum_newest_first(store: Store) -> None:

@@ -219,10 +219,14 @@ async def test_lookups_by_client_msg_id_and_message_id_use_their_indexes(sqlite_
     plans = [
         " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, ("c", "x")))
         for sql in (
-            "SELECT * FROM events INDEXED BY events_by_client_msg_id WHERE conversation_id = ? AND client_msg_id = ?"
-            " AND client_msg_id IS NOT NULL ORDER BY seq",
-            "SELECT * FROM events INDEXED BY events_by_message_id WHERE conversation_id = ? AND message_id = ?"
-            " AND message_id IS NOT NULL AND sender IS NOT NULL",
+            (
+                "SELECT * FROM events INDEXED BY events_by_client_msg_id WHERE conversation_id = ? AND client_msg_id = ?"
+                " AND client_msg_id IS NOT NULL ORDER BY seq"
+            ),
+            (
+                "SELECT * FROM events INDEXED BY events_by_message_id WHERE conversation_id = ? AND message_id = ?"
+                " AND message_id IS NOT NULL AND sender IS NOT NULL"
+            ),
         )
     ]
     assert "events_by_client_msg_id" in plans[0] and "events_by_message_id" in plans[1]

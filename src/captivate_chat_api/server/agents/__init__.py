@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .base import Agent, AgentError, StreamingAgent
@@ -27,12 +28,31 @@ def check_spec(spec: str) -> str:
     raise ValueError(f"unknown agent spec {spec!r} (one of: {', '.join(KNOWN_SPECS)})")
 
 
-def agent_from_spec(spec: str, *, channel: Channel | None = None, store: Store | None = None) -> Agent:
+def check_loadable(spec: str) -> str:
+    """Check at start that the agent a spec names can be set up here: a ``python:`` module imports and has
+    the attribute, ``openai:`` has its extra. Returns the spec; raises ValueError (a start-up error, not a
+    502 at the first message)."""
+    kind, _, rest = check_spec(spec).partition(":")
+    if kind == "python":
+        from .python_agent import load_python_agent
+
+        load_python_agent(rest)
+    elif kind == "openai":
+        from .openai_agent import INSTALL_HINT, _openai_installed
+
+        if not _openai_installed():
+            raise ValueError(INSTALL_HINT)
+    return spec
+
+
+def agent_from_spec(
+    spec: str, *, channel: Channel | None = None, store: Store | None = None, base_url: Callable[[], str] | None = None
+) -> Agent:
     """The agent a spec names. ``channel`` supplies per-channel secrets (the webhook signing secret),
-    ``store`` the conversation history (for ``openai:``)."""
+    ``store`` the conversation history (for ``openai:``), ``base_url`` the gateway's URL (for ``demo``)."""
     kind, _, rest = check_spec(spec).partition(":")
     if kind == "demo":
-        return DemoAgent()
+        return DemoAgent(base_url)
     if kind == "webhook":
         from .webhook import WebhookAgent
 
@@ -46,4 +66,4 @@ def agent_from_spec(spec: str, *, channel: Channel | None = None, store: Store |
     return load_python_agent(rest)
 
 
-__all__ = ["KNOWN_SPECS", "Agent", "AgentError", "DemoAgent", "StreamingAgent", "agent_from_spec", "check_spec"]
+__all__ = ["KNOWN_SPECS", "Agent", "AgentError", "DemoAgent", "StreamingAgent", "agent_from_spec", "check_loadable", "check_spec"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from ...errors import AgentError as AgentError  # noqa: PLC0414 (re-exported for mypy)
 from ...protocol import AgentResponse, ChatRequest
 
 
@@ -24,11 +25,3 @@ class StreamingAgent(Protocol):
 
     async def stream(self, request: ChatRequest, emit: Callable[[str], None]) -> AgentResponse: ...
 
-
-class AgentError(Exception):
-    """The agent could not answer; the client gets a ``general_error`` with ``error_code``."""
-
-    def __init__(self, error_desc: str, error_code: int = 502) -> None:
-        super().__init__(error_desc)
-        self.error_code = error_code
-        self.error_desc = error_desc

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ...protocol import AgentResponse, ChatRequest, OutgoingAction, text_content
@@ -23,10 +24,18 @@ GREETING = "Hello! I am the Captivate Chat demo agent. Type 'help' to see what I
 HELP = "Try: buttons, cards, table, action, title <new title>, big, human, switch <agent>. Anything else is echoed."
 
 
+CARD_IMAGE = "/static/demo-card.svg"  # shipped with the package: the pages make no external request
+
+
 class DemoAgent:
     name = "demo"
     immediate = True
     """It never awaits: its turn needs no task of its own."""
+
+    def __init__(self, base_url: Callable[[], str] | None = None) -> None:
+        """``base_url`` gives the gateway's public URL, for the card's image and link (without it the card
+        has neither)."""
+        self._base_url = base_url
 
     async def __call__(self, request: ChatRequest) -> AgentResponse:
         messages: list[Any] = []
@@ -50,19 +59,11 @@ class DemoAgent:
                     {"type": "button", "buttons": {"title": "Pick one", "options": ["Yes", "No", "Maybe"]}}
                 )
             elif keyword == "cards":
-                messages.append(
-                    {
-                        "type": "cards",
-                        "cards": [
-                            {
-                                "text": "Captivate Chat",
-                                "description": "Self-hosted gateway",
-                                "image_url": "https://example.com/card.png",
-                                "link": "https://example.com/",
-                            }
-                        ],
-                    }
-                )
+                card: dict[str, Any] = {"text": "Captivate Chat", "description": "Self-hosted gateway"}
+                if self._base_url is not None:
+                    base = self._base_url().rstrip("/")
+                    card.update(image_url=base + CARD_IMAGE, link=base + "/")
+                messages.append({"type": "cards", "cards": [card]})
             elif keyword == "table":
                 messages.append({"type": "table", "table": "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>"})
             elif keyword == "action":

@@ -1,13 +1,17 @@
 """``python:module:attribute``: an agent written in Python, called in-process.
 
 The attribute is an async callable ``(ChatRequest) -> AgentResponse`` (a plain dict in the response
-format is accepted too), or a class/factory with no arguments that returns one.
+format is accepted too), or a class/factory with no arguments that returns one. The module is looked up
+on ``sys.path`` and then in the gateway's working directory (as uvicorn's ``--app-dir .``), so
+``captivate-chat serve --agent python:my_agent:answer`` finds ``./my_agent.py``.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from typing import Any
 
 from ...protocol import AgentResponse, ChatRequest
@@ -37,13 +41,24 @@ class PythonAgent:
 
 
 def load_python_agent(path: str) -> Agent:
+    """Import ``MODULE:ATTRIBUTE``; raises ValueError (with the reason and where it looked) if it cannot."""
     module_name, _, attribute = path.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)  # after the installed packages: a local file never shadows a library
     try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot load agent python:{path}: {exc}") from exc
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if exc.name != module_name:  # the module exists but an import inside it failed
+            raise ValueError(f"agent python:{path}: importing {module_name} failed: {exc}") from exc
+        raise ValueError(f"agent python:{path}: no module {module_name} (looked in {cwd} and sys.path)") from exc
+    except Exception as exc:  # the module's own top-level code raised
+        raise ValueError(f"agent python:{path}: importing {module_name} raised {type(exc).__name__}: {exc}") from exc
+    target = getattr(module, attribute, None)
+    if target is None:
+        raise ValueError(f"agent python:{path}: {module_name} has no attribute {attribute!r}")
     if inspect.isclass(target):
         target = target()
     if not callable(target):
-        raise ValueError(f"python:{path} is not callable")
+        raise ValueError(f"agent python:{path}: {module_name}.{attribute} is not callable")  # noqa: TRY004 -- a bad spec
     return PythonAgent(target, path)

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatRequest, IncomingAction, OutgoingAction
 from ...protocol.agent import InternalMetadata, UserInfo
 from ...errors import ProtocolError
+from ...protocol import (
+    AgentMetadata,
+    AgentResponse,
+    ChannelMetadata,
+    ChatRequest,
+    IncomingAction,
+    OutgoingAction,
+)
 from ..handoff import HandoffConflict, HandoffState
 from ..limits import check_size
 from ..livechat import LiveChat
@@ -91,9 +100,11 @@ class AgentRunner:
     def __init__(
         self, timeline: Timeline, livechat: LiveChat, *, timeout: float = 30.0, agent: Agent | None = None,
         metrics: Metrics | None = None, max_metadata_bytes: int = 16 * 1024,
+        base_url: Callable[[], str] | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.max_metadata_bytes = max_metadata_bytes
+        self._base_url = base_url
         self.timeline = timeline
         self.livechat = livechat
         self.timeout = timeout
@@ -110,7 +121,9 @@ class AgentRunner:
         key = (channel.id, spec, channel.webhook_secret)
         agent = self._agents.get(key)
         if agent is None:
-            agent = self._agents[key] = agent_from_spec(spec, channel=channel, store=self.timeline.store)
+            agent = self._agents[key] = agent_from_spec(
+                spec, channel=channel, store=self.timeline.store, base_url=self._base_url
+            )
         return agent
 
     def schedule(
@@ -191,7 +204,7 @@ class AgentRunner:
                 response = await await_within(timed, self.timeout)
             else:
                 response = await asyncio.wait_for(timed, self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._fail(channel, conversation_id, 504, f"the agent did not answer within {self.timeout:g} s")
             return
         except AgentError as exc:
@@ -250,12 +263,10 @@ class AgentRunner:
 
     def _delta(self, conversation_id: str, message_id: str, delta: str) -> None:
         """Partial text of a streamed reply: sent live, not stored (the full message is)."""
-        from ...protocol import encode_frame
+        from ...protocol import BotMessageDelta
 
-        self.timeline.hub.broadcast(
-            conversation_id,
-            encode_frame("bot_message_delta", {"conversation_id": conversation_id, "message_id": message_id, "delta": delta}),
-        )
+        frame = BotMessageDelta(conversation_id=conversation_id, message_id=message_id, delta=delta).to_frame()
+        self.timeline.hub.broadcast(conversation_id, frame)
 
     async def _fail(self, channel: Channel, conversation_id: str, code: int, desc: str) -> None:
         await self.timeline.append(

@@ -21,8 +21,7 @@ import httpx
 from pydantic import ValidationError
 
 from ... import __version__
-from ...protocol import ProtocolError, decode_json
-from ...protocol import AgentResponse, ChatRequest
+from ...protocol import AgentResponse, ChatRequest, ProtocolError, decode_json
 from ...webhooks import DELIVERY_HEADER, TIMESTAMP_HEADER, sign_webhook
 from .base import AgentError
 

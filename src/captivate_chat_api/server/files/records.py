@@ -10,9 +10,12 @@ import abc
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..store import Store
+
+if TYPE_CHECKING:
+    from ..store.sqlite import SQLiteStore
 from ..store.clock import utc_now
 
 _COLUMNS = (
@@ -71,7 +74,7 @@ class FileRecords(abc.ABC):
 
 
 class SQLiteFileRecords(FileRecords):
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: SQLiteStore) -> None:
         self.store = store
 
     async def add(self, record: FileRecord) -> None:

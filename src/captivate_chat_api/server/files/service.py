@@ -226,7 +226,7 @@ class FileService:
             except FileError:  # deleted or expired: the agent gets what the message had
                 out.append(file)
                 continue
-            out.append({**file, "url": url, "storage": {**storage, "presignedUrl": url, "expiresIn": expires}})
+            out.append({**file, "url": url, "storage": {**storage, "presignedUrl": url, "expiresIn": expires}})  # type: ignore[dict-item]
         return out
 
     # removal
@@ -283,4 +283,4 @@ class FileService:
 
 
 def _fields(record: FileRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in record.__slots__}  # type: ignore[attr-defined]
+    return {name: getattr(record, name) for name in record.__slots__}

@@ -13,11 +13,12 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
 
-from ...protocol import ProtocolError, decode_json, encode_frame, normalize_content
+from ...errors import ConversationNotFound
+from ...protocol import AgentConnected, ProtocolError, decode_json, normalize_content
 from ..auth import single_credential
-from ..handoff import Actor, HandoffConflict, HandoffEvent
-from ..handlers import transcript_entry, is_transcript_message
 from ..connection import Connection
+from ..handlers import is_transcript_message, transcript_entry
+from ..handoff import HandoffConflict, HandoffEvent
 from ..keys import hash_key
 from ..livechat import AgentIdentity
 from ..store import AgentTokenInfo, Channel, ConversationRecord
@@ -102,14 +103,14 @@ async def run(coro: Any, conversation_id: str) -> ConversationRecord:
         result: ConversationRecord = await coro
         return result
     except LookupError:
-        raise ProtocolError(404, "conversation not found", conversation_id) from None
+        raise ConversationNotFound(conversation_id) from None
     except HandoffConflict as exc:
         raise conflict(exc, conversation_id) from None
 
 
 def conflict(exc: HandoffConflict, conversation_id: str) -> ProtocolError:
     """409 for a state that does not allow it; 403 when another agent owns the live chat (reply, end)."""
-    if exc.actor is Actor.OTHER and exc.name in (HandoffEvent.REPLY.value, HandoffEvent.END.value):
+    if exc.by_other and exc.name in (HandoffEvent.REPLY.value, HandoffEvent.END.value):
         return ProtocolError(403, f"{exc}: only the agent who has it may do that (take it over first)", conversation_id)
     return ProtocolError(409, str(exc), conversation_id)
 
@@ -135,7 +136,7 @@ async def get_conversation(request: Request, conversation_id: str) -> dict[str, 
     store = gateway_of(request).store
     record = await store.get_conversation(channel.id, conversation_id)
     if record is None:
-        raise ProtocolError(404, "conversation not found", conversation_id)
+        raise ConversationNotFound(conversation_id)
     bind_socket(request, channel, dict(request.query_params), conversation_id)
     transcript = [transcript_entry(e) for e in await store.messages(conversation_id) if is_transcript_message(e)]
     return {**summary(record, await agent_names(request, channel)), "private_metadata": record.private_metadata, "transcript": transcript}
@@ -188,7 +189,7 @@ async def send(request: Request, conversation_id: str) -> JSONResponse:
     try:
         event = await livechat.human_message(channel.id, conversation_id, identity_of(token, body), normalize_content(content))
     except LookupError:
-        raise ProtocolError(404, "conversation not found", conversation_id) from None
+        raise ConversationNotFound(conversation_id) from None
     except HandoffConflict as exc:
         raise conflict(exc, conversation_id) from None
     bind_socket(request, channel, body, conversation_id)
@@ -230,7 +231,7 @@ async def agent_socket(websocket: WebSocket) -> None:
     gateway.hub.add(connection)
     gateway.hub.watch_channel(connection)
     connection.start()
-    connection.send(encode_frame("agent_connected", {"socket_id": connection.socket_id, "channel_id": channel.id}))
+    connection.send(AgentConnected(socket_id=connection.socket_id, channel_id=channel.id).to_frame())
     try:
         while True:
             message = await websocket.receive()

@@ -152,7 +152,7 @@ def describe_hot_routes(schema: dict[str, Any]) -> dict[str, Any]:
             **_ENVELOPE_SCHEMA,
             "responses": {
                 "200": {"description": "The direct reply", "content": {"application/json": {"schema": {"type": "object"}}}},
-                **ERROR_RESPONSES,  # 400 bad input, 401 bad key, 404 unknown conversation, 413 body too large
+                **ERROR_RESPONSES,  # type: ignore[dict-item]  # 400 bad input, 401 bad key, 404 unknown conversation, 413 body too large
             },
         }
     }

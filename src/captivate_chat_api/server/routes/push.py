@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
+from ...errors import ConversationNotFound
 from ...protocol import AgentResponse, ProtocolError, decode_json
 from ..gateway import Gateway
 from ..store import Channel
@@ -35,7 +36,7 @@ async def deliver(gateway: Gateway, channel: Channel, response: AgentResponse) -
         raise ProtocolError(400, "session_id is required")
     conversation = await gateway.store.get_conversation(channel.id, response.session_id)
     if conversation is None:
-        raise ProtocolError(404, "conversation not found", response.session_id)
+        raise ConversationNotFound(response.session_id)
     if not await gateway.runner.apply(channel, conversation, response):
         raise ProtocolError(409, "a human agent has this conversation; the AI reply was not delivered", conversation.id)
     return {"status": "success", "session_id": conversation.id}

@@ -38,7 +38,9 @@ def store_from_url(
     elif "://" not in url:
         path = url
     else:
-        raise ValueError(f"unsupported database URL scheme: {url.split('://', 1)[0]!r} (supported: sqlite, postgresql)")
+        raise ValueError(
+            f"unsupported database URL scheme: {url.split('://', 1)[0]!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
     from .sqlite import SQLiteStore
 
     return SQLiteStore(path or ":memory:", synchronous=synchronous, busy_timeout=busy_timeout)

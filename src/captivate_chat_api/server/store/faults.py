@@ -33,12 +33,12 @@ QUIET_SECONDS = 5.0
 try:  # the postgres extra is optional
     import asyncpg
 
-    _PG_TYPES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError)
+    _PG_TYPES: tuple[type[Exception], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError)
 except ImportError:  # pragma: no cover - without the extra there is no PostgreSQL store
     asyncpg = None
     _PG_TYPES = ()
 
-FAULT_TYPES: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, TimeoutError, *_PG_TYPES)
+FAULT_TYPES: tuple[type[Exception], ...] = (sqlite3.Error, OSError, TimeoutError, *_PG_TYPES)
 """The exception types worth classifying (the app registers its handler for these)."""
 
 

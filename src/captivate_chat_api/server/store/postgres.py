@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -50,6 +51,8 @@ LIVE = "SELECT * FROM conversations WHERE id = $1 AND channel_id = $2 AND delete
 CLOSE_TIMEOUT = 3.0
 log = logging.getLogger("captivate_chat_api.server.store")
 MIGRATION_LOCK = 7_340_112  # pg_advisory_xact_lock key: one process migrates at a time
+
+T = TypeVar("T")
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -258,7 +261,7 @@ class PostgresStore(Store):
     async def revoke_key(self, key_id_or_prefix: str) -> ApiKeyInfo | None:
         return await self._revoke("api_keys", key_id_or_prefix, key_row)
 
-    async def _revoke(self, table: str, ident: str, mapper: Any) -> Any:
+    async def _revoke(self, table: str, ident: str, mapper: Callable[[Any], T]) -> T | None:
         # ``table`` is one of two literals (api_keys, agent_tokens) from this class; values are bound ($1, $2).
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(f"SELECT * FROM {table} WHERE id = $1 OR prefix = $1 FOR UPDATE", ident)  # nosec B608

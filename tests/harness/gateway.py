@@ -48,7 +48,15 @@ def new_key() -> str:
 
 
 class GatewayProcess:
-    def __init__(self, database: Path | str, api_keys: list[str], env: dict[str, str] | None = None, port: int = 0) -> None:
+    def __init__(
+        self, database: Path | str, api_keys: list[str], env: dict[str, str] | None = None, port: int = 0,
+        args: list[str] | None = None, cwd: Path | None = None, console_script: bool = False,
+    ) -> None:
+        # console_script: run the installed `captivate-chat` (whose sys.path lacks the working directory, as
+        # for a user) instead of `python -m captivate_chat_api.cli`
+        self.console_script = console_script
+        self.args = args or []  # more `serve` flags
+        self.cwd = cwd
         self.database = database
         self.api_keys = api_keys
         self.env = env or {}
@@ -73,12 +81,16 @@ class GatewayProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
-        cmd = [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", str(self.port),
-               "--database", self.database_url]
+        program = [str(Path(sys.executable).parent / "captivate-chat")] if self.console_script else [
+            sys.executable, "-m", "captivate_chat_api.cli"]
+        cmd = [*program, "serve", "--port", str(self.port), "--database", self.database_url]
         for key in self.api_keys:
             cmd += ["--api-key", key]
+        cmd += self.args
         env = {**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info", **self.env}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=self.cwd
+        )
         ready = threading.Event()
 
         def pump(stream, sink, watch):  # type: ignore[no-untyped-def]

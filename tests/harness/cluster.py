@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gateway_process import POSTGRES_URL, GatewayProcess, in_ci, postgres_available  # noqa: F401 (re-exported)
+from harness.gateway import POSTGRES_URL, GatewayProcess, in_ci, postgres_available  # noqa: F401 (re-exported)
 
 QUIET = {"CAPTIVATE_ACCESS_LOG": "false", "CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
 

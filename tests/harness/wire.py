@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import websockets
@@ -28,7 +28,7 @@ class WireClient:
         self.http = httpx.AsyncClient(base_url=http_url, headers={"x-api-key": api_key}, timeout=10)
         self.frames: list[dict[str, Any]] = []
 
-    async def __aenter__(self) -> WireClient:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 

@@ -10,42 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Self
+
+from harness.tcp import LoopbackServer
 
 Prefer = Callable[[bytes], list[int]]
 
 
-class Front:
+class Front(LoopbackServer):
     def __init__(self, upstreams: list[tuple[str, int]], prefer: Prefer | None = None) -> None:
+        super().__init__()
         self.upstreams = upstreams
         self.prefer = prefer or self._round_robin
         self.routed: list[int] = []
         """The upstream index each connection went to, in order."""
-        self.port = 0
         self._next = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def _round_robin(self, first: bytes) -> list[int]:
         start, self._next = self._next, (self._next + 1) % len(self.upstreams)
         return [(start + i) % len(self.upstreams) for i in range(len(self.upstreams))]
-
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

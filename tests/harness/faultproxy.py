@@ -14,9 +14,12 @@ import asyncio
 import contextlib
 import random
 
+from harness.tcp import LoopbackServer
 
-class FaultProxy:
+
+class FaultProxy(LoopbackServer):
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self.black_hole = False
         self.delay = 0.0
@@ -24,28 +27,10 @@ class FaultProxy:
         self.loss_rate = 0.0
         self.rng = random.Random()
         self.lost = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> "FaultProxy":
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
+    def _closing(self) -> None:
         self.cut()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
 
     def lose_responses(self, count: int) -> None:
         self._lose += count

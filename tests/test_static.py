@@ -1,0 +1,25 @@
+"""Static checks CI holds the code to: ``ruff check`` over src and tests, ``mypy --strict`` over all of src."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_ruff_finds_nothing() -> None:
+    done = run("ruff", "check", "--no-cache", "src", "tests")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_strict_over_all_of_src() -> None:
+    done = run("mypy")  # files and strictness: [tool.mypy] in pyproject.toml
+    assert done.returncode == 0, done.stdout + done.stderr
