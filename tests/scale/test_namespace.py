@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from cluster import RedisServer
+from harness.cluster import RedisServer
 
 from captivate_chat_api.server.broker import default_namespace
 from captivate_chat_api.server.broker.redis import RedisBroker

@@ -12,9 +12,9 @@ import time
 import httpx
 import websockets
 
-from cluster import RedisServer
-from gateway_process import GatewayProcess, new_key
-from wire import MESSAGE_PATH, envelope
+from harness.cluster import RedisServer
+from harness.gateway import GatewayProcess, new_key
+from harness.wire import MESSAGE_PATH, envelope
 
 GRACE = 2.0
 CONVERSATIONS = 150
@@ -49,7 +49,7 @@ async def test_a_loaded_postgres_redis_gateway_stops_within_its_grace_period(
     env = {
         "CAPTIVATE_BROKER": redis_server.url, "CAPTIVATE_SHUTDOWN_GRACE_SECONDS": str(GRACE),
         "CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0", "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
-        "CAPTIVATE_LOG_LEVEL": "warning",
+        "CAPTIVATE_LOG_LEVEL": "warning", "CAPTIVATE_IN_FLIGHT_PER_KEY": "0",
     }
     gateway = await asyncio.to_thread(GatewayProcess(postgres_schema, [key], env=env).start)
     stop = asyncio.Event()
