@@ -232,22 +232,28 @@ class AgentRunner:
                 self.max_metadata_bytes, "metadata",
                 {**conversation.metadata, **public}, {**conversation.private_metadata, **private},
             )
-        if events or public or private:
-            # the state guard first (with no events it only checks): metadata follows an accepted answer
-            result = await self.timeline.transition(
-                channel.id, conversation.id, allowed_from=frozenset({HandoffState.AI.value}), events=events
-            )
-            if result is None:
-                log.info(
-                    "dropped an agent reply in %s: a human has the conversation", conversation.id,
-                    extra={"conversation_id": conversation.id},
-                )
-                return False
+        allowed = frozenset({HandoffState.AI.value})
         if public or private:
+            # the state guard first (with no events it only checks), then the metadata, then the events: a
+            # client that sees the events (a title_changed) and asks for the metadata finds it written
+            if await self.timeline.transition(channel.id, conversation.id, allowed_from=allowed, events=[]) is None:
+                return self._dropped(conversation.id)
             await self.timeline.store.update_metadata(channel.id, conversation.id, public, private)
+        if events:
+            result = await self.timeline.transition(channel.id, conversation.id, allowed_from=allowed, events=events)
+            if result is None:
+                return self._dropped(conversation.id)
         for action in response.outgoing_action or []:
             await self._platform_action(channel, conversation.id, action)
         return True
+
+    @staticmethod
+    def _dropped(conversation_id: str) -> bool:
+        log.info(
+            "dropped an agent reply in %s: a human has the conversation", conversation_id,
+            extra={"conversation_id": conversation_id},
+        )
+        return False
 
     async def _platform_action(self, channel: Channel, conversation_id: str, action: OutgoingAction) -> None:
         body = action.body if isinstance(action.body, dict) else {}
