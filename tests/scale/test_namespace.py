@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from harness.cluster import RedisServer
-
 from captivate_chat_api.server.broker import default_namespace
 from captivate_chat_api.server.broker.redis import RedisBroker
+from harness.cluster import RedisServer
 
 
 def test_the_default_namespace_follows_the_database_and_never_shows_the_password() -> None:

@@ -67,7 +67,7 @@ class World:
         self.timeline = Timeline(self.store, self.hub)
         self.relay = Relay(self.hub, self.store, MemoryBroker(bus))
 
-    async def __aenter__(self) -> World:
+    async def __aenter__(self) -> World:  # noqa: PYI034 -- a test fixture, never subclassed
         await self.store.open()
         await self.relay.start(self.timeline.subscribe)
         return self

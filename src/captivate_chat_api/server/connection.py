@@ -60,7 +60,7 @@ class Connection:
         try:
             while (text := await self._queue.get()) is not None:
                 await self._websocket.send_text(text)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- a dead writer must close its socket
             # Usually the peer went away mid-send (the reader side cleans up). Anything else must not leave an
             # open socket that never speaks again: close it (1011) so the client reconnects and resubscribes.
             log.debug("socket %s write failed: %r", self.socket_id[:8], exc)

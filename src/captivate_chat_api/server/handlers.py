@@ -37,9 +37,9 @@ from ..protocol import (
     replies,
 )
 from ..protocol.files import agent_file, content_files, content_text
+from . import fastjson
 from .agents.runner import AgentRunner
 from .auth import Authenticator
-from . import fastjson
 from .broker.relay import RemoteSocket
 from .connection import Connection
 from .hub import Hub

@@ -34,7 +34,9 @@ class Subscribable(Protocol):
     """Another process's socket (:class:`..broker.relay.RemoteSocket`): asked to subscribe over there."""
 
     channel_id: str
-    is_remote: bool
+
+    @property
+    def is_remote(self) -> bool: ...
 
     def subscribe(self, conversation_id: str, after_seq: int | None) -> None: ...
 

@@ -25,7 +25,7 @@ class _Continue:
         while True:
             try:
                 sent = yield pending
-            except BaseException as exc:  # a cancellation (or throw) goes to the coroutine
+            except BaseException as exc:  # noqa: BLE001 -- a cancellation (or throw) goes to the coroutine
                 try:
                     pending = coro.throw(exc)
                 except StopIteration as stop:

@@ -23,7 +23,7 @@ class PythonAgent:
         self._target = target
         self.name = name
         self.immediate = bool(getattr(target, "immediate", False)) or not (
-            inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None))
+            inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(target).__call__)
         )
         """A plain function (or one marked ``immediate = True``) answers at once: no task per turn."""
 

@@ -12,8 +12,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ...protocol import AgentMetadata, AgentResponse, ChannelMetadata, ChatRequest, IncomingAction, OutgoingAction
-from ...protocol.agent import InternalMetadata, UserInfo
 from ...errors import ProtocolError
 from ...protocol import (
     AgentMetadata,
@@ -23,6 +21,7 @@ from ...protocol import (
     IncomingAction,
     OutgoingAction,
 )
+from ...protocol.agent import InternalMetadata, UserInfo
 from ..handoff import HandoffConflict, HandoffState
 from ..limits import check_size
 from ..livechat import LiveChat
@@ -148,7 +147,7 @@ class AgentRunner:
     def _agent_or_none(self, channel: Channel, conversation: ConversationRecord) -> Agent | None:
         try:
             return self.agent_for(channel, conversation)
-        except Exception:  # a misconfigured agent: the turn says so, in a task of its own
+        except Exception:  # noqa: BLE001 -- a misconfigured agent: the turn says so, in a task of its own
             return None
 
     async def drain(self, timeout: float) -> None:
@@ -194,8 +193,9 @@ class AgentRunner:
         message_id = new_message_id()
         try:
             agent = self.agent_for(channel, conversation)  # inside: a misconfigured agent is a general_error
-            if callable(getattr(agent, "stream", None)):  # a StreamingAgent (isinstance on a Protocol is slow)
-                call = agent.stream(request, lambda delta: self._delta(conversation_id, message_id, delta))
+            stream = getattr(agent, "stream", None)
+            if callable(stream):  # a StreamingAgent (isinstance on a Protocol is slow)
+                call = stream(request, lambda delta: self._delta(conversation_id, message_id, delta))
             else:
                 call = agent(request)
             kind = "embedded" if self._override is not None else channel.agent_spec(conversation.agent).partition(":")[0]

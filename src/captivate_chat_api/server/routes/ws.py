@@ -9,11 +9,11 @@ from fastapi.responses import JSONResponse
 
 from ...errors import RateLimitError
 from ...protocol import ProtocolError, parse_envelope
+from .. import fastjson
 from ..auth import single_credential
+from ..connection import Connection
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
-from .. import fastjson
-from ..connection import Connection
 from ..keys import hash_key
 from ..store.faults import classify
 

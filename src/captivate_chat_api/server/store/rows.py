@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..fastjson import dumps as dumps
-from ..fastjson import loads
-
+from ..fastjson import dumps, loads
 from .base import AgentTokenInfo, ApiKeyInfo, Channel, ConversationRecord, StoredEvent
 
 Row = Any  # sqlite3.Row or asyncpg.Record
+
+__all__ = ["channel_row", "conversation_row", "dumps", "event_row", "key_row", "loads", "token_row"]
 
 
 def conversation_row(row: Row) -> ConversationRecord:

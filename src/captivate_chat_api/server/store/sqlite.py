@@ -36,8 +36,8 @@ from .base import (
 )
 from .clock import utc_now
 from .query import V1_MAX_CONVERSATIONS, matches_query, sqlite_where
-from .sqlite_writer import WriterThread
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
+from .sqlite_writer import WriterThread
 
 T = TypeVar("T")
 log = logging.getLogger("captivate_chat_api.server.store")

@@ -105,12 +105,12 @@ class WriterThread:
             if conn is None:
                 try:
                     conn = self.conn = self._connect()
-                except BaseException as exc:  # every waiter hears why, the thread ends
+                except BaseException as exc:  # noqa: BLE001 -- every waiter hears why, the thread ends
                     self._settle([(job[3], None, exc) for job in batch])
                     return
             try:
                 results = self._execute(conn, batch)
-            except BaseException as exc:  # never leave a waiter without an answer, nor the thread dead
+            except BaseException as exc:  # noqa: BLE001 -- never leave a waiter without an answer, nor the thread dead
                 _rollback(conn)
                 results = [(job[3], None, exc) for job in batch]
             self._settle(results)
@@ -130,7 +130,7 @@ class WriterThread:
                 if future.set_running_or_notify_cancel():
                     try:
                         future.set_result(fn(*args))
-                    except BaseException as exc:
+                    except BaseException as exc:  # noqa: BLE001 -- handed to the waiter
                         future.set_exception(exc)
                 continue
             if not transactional:
@@ -139,19 +139,19 @@ class WriterThread:
                     pending = []
                 try:
                     done.append((future, fn(conn, *args), None))
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 -- handed to the waiter
                     done.append((future, None, exc))
                 continue
             if not pending:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 -- handed to the waiter
                     done.append((future, None, exc))
                     continue
             try:
                 conn.execute("SAVEPOINT write")
                 result = fn(conn, *args)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 -- handed to the waiter
                 try:
                     conn.execute("ROLLBACK TO write")
                     conn.execute("RELEASE write")
@@ -174,7 +174,7 @@ class WriterThread:
                 ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         try:
             conn.execute("COMMIT")
-        except BaseException as exc:  # nothing of the batch is durable: every write of it fails
+        except BaseException as exc:  # noqa: BLE001 -- nothing of the batch is durable: every write of it fails
             _rollback(conn)
             return [(future, None, exc) for future, _, _ in pending]
         self.batches += 1
