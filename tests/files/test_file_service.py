@@ -4,7 +4,6 @@ and one signing secret per deployment."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +18,7 @@ from captivate_chat_api.server.files.signing import UrlSigner
 from captivate_chat_api.server.files.storage import LocalStorage
 from captivate_chat_api.server.settings import Settings
 from captivate_chat_api.server.store import Channel, Store, store_from_url
-from harness.gateway import POSTGRES_URL, in_ci, postgres_available
+from harness.gateway import POSTGRES_URL, postgres_schema
 
 
 class Clock:
@@ -35,23 +34,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'files.db'}"
         return
-    if not postgres_available():
-        if in_ci():
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    schema = f"f_{uuid.uuid4().hex[:12]}"
-    yield f"{POSTGRES_URL}?schema={schema}"
-
-    async def drop() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    for schema in postgres_schema("f"):
+        yield f"{POSTGRES_URL}?schema={schema}"
 
 
 @pytest.fixture

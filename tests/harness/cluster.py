@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness.gateway import POSTGRES_URL, GatewayProcess, in_ci, postgres_available  # noqa: F401 (re-exported)
+from harness.gateway import POSTGRES_URL, GatewayProcess, drop_schema, in_ci, postgres_available  # noqa: F401 (re-exported)
 
 QUIET = {"CAPTIVATE_ACCESS_LOG": "false", "CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
 
@@ -81,17 +81,6 @@ def new_schema_url() -> tuple[str, str]:
     return f"{POSTGRES_URL}?schema={schema}", schema
 
 
-def drop_schema(schema: str) -> None:
-    import asyncpg
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
 
 
 async def prepare(database: str, keys: list[str]) -> None:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 READY = re.compile(r"listening on http://([\d.]+):(\d+)")
@@ -41,6 +43,43 @@ def postgres_available() -> bool:
         return True
     except Exception:  # noqa: BLE001 -- any failure to connect means "not there"
         return False
+
+
+def require_postgres() -> str:
+    """The test PostgreSQL's URL; without it the test fails under CI and is skipped elsewhere."""
+    import pytest
+
+    if not postgres_available():
+        if in_ci():
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    return POSTGRES_URL
+
+
+def drop_schema(schema: str, url: str = POSTGRES_URL) -> None:
+    """Drop a test's own PostgreSQL schema (and everything in it)."""
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def postgres_schema(prefix: str = "t") -> Iterator[str]:
+    """A fresh schema name for one test, dropped afterwards (use from a fixture: ``yield from``)."""
+    require_postgres()
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        yield schema
+    finally:
+        drop_schema(schema)
 
 
 def new_key() -> str:

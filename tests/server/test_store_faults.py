@@ -7,7 +7,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import websockets
 from captivate_chat_api.server import Settings, create_app
 from captivate_chat_api.server.serve import GatewayServer, config_for
 from harness.faultproxy import FaultProxy
-from harness.gateway import POSTGRES_URL, GatewayProcess, in_ci, new_key, postgres_available
+from harness.gateway import POSTGRES_URL, GatewayProcess, new_key, postgres_schema
 from harness.wire import MESSAGE_PATH, envelope
 
 
@@ -121,23 +120,7 @@ async def test_a_held_sqlite_lock_fails_writes_fast_with_503_and_reads_carry_on(
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    if not postgres_available():
-        if in_ci():
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield schema
-
-    async def drop() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    yield from postgres_schema("t")
 
 
 async def test_a_silent_postgres_fails_fast_with_503_and_the_gateway_recovers(postgres_url: str) -> None:

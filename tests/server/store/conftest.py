@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from captivate_chat_api.server.store import Store, store_from_url
-from harness.gateway import POSTGRES_URL, in_ci, postgres_available
+from harness.gateway import postgres_schema, require_postgres
 
 
 @pytest.fixture(scope="session")
 def postgres() -> str:
     """The PostgreSQL URL; under CI a missing server is a failure, never a skip."""
-    if not postgres_available():
-        if in_ci():
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    return POSTGRES_URL
+    return require_postgres()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,20 +28,8 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
     base = request.getfixturevalue("postgres")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield f"{base}?schema={schema}"
-    import asyncio
-
-    async def drop() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(base)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    for schema in postgres_schema("t"):
+        yield f"{base}?schema={schema}"
 
 
 @pytest.fixture
