@@ -170,7 +170,7 @@ async def gateway_phase(folder: Path, repeat: int) -> None:
         idle_p50, busy_p50 = statistics.median(idle), statistics.median(busy)
         verdict = "met" if busy_p50 <= 1.5 * idle_p50 else "NOT met"
         print(f"chat round trip  idle p50 {idle_p50 * 1000:.1f} ms; while 2 other processes upload a 50-page PDF"
-              f" back to back (both workers busy) p50 {busy_p50 * 1000:.1f} ms = {busy_p50 / idle_p50:.2f}x idle"
+              f" back to back (the extraction workers busy) p50 {busy_p50 * 1000:.1f} ms = {busy_p50 / idle_p50:.2f}x idle"
               f" (goal <= 1.5x: {verdict})")
     finally:
         gateway.stop()

@@ -223,3 +223,13 @@ async def test_storage_false_keeps_nothing(service: tuple[FileService, Clock], s
     assert samples.WORD in done.text and done.record is None and not scratch.exists()
     assert await files.records.channel_bytes(channel.id) == 0
     assert [p for p in files.storage.root.rglob("*") if p.is_file()] == []  # type: ignore[attr-defined]
+
+
+def test_extraction_workers_leave_a_core_to_the_chats_by_default() -> None:
+    import os
+
+    from captivate_chat_api.server.files.service import extract_workers
+
+    assert extract_workers(3) == 3
+    assert extract_workers(0) == max(1, (os.cpu_count() or 2) - 1)
+    assert Settings().files_extract_workers == 0

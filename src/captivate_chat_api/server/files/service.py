@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -31,6 +32,11 @@ log = logging.getLogger("captivate_chat_api.server.files")
 SIGNING_SECRET = "file_url_signing"  # nosec B105: the secret's name in the store, not a secret
 DAY = 86400
 
+
+
+def extract_workers(configured: int) -> int:
+    """The configured count, or (0) one fewer than the CPU cores, at least one."""
+    return configured if configured > 0 else max(1, (os.cpu_count() or 2) - 1)
 
 class FileError(Exception):
     """An upload or presign refused: the status and the sentence the client shows (``error``)."""
@@ -100,7 +106,7 @@ class FileService:
             storage = LocalStorage(root, UrlSigner(secret), lambda: settings.base_url)
         allowed = tuple(settings.files_allowed_types) or ALL_TYPES
         pool = ExtractionPool(
-            settings.files_extract_workers, timeout=settings.files_extract_timeout,
+            extract_workers(settings.files_extract_workers), timeout=settings.files_extract_timeout,
             memory_bytes=settings.files_extract_memory_mb * 1024 * 1024,
             limits=Limits(max_pages=settings.files_max_pages), allowed=allowed,
         )
