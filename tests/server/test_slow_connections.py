@@ -96,3 +96,21 @@ async def test_over_the_connection_cap_a_clear_503(tmp_path: Path) -> None:
     finally:
         gateway.stop()
     assert "file descriptor limit: soft" in gateway.logs()
+
+
+async def test_an_accepted_websocket_outlives_the_handshake_deadline(tmp_path: Path) -> None:
+    """The head/handshake deadline is for heads and handshakes only: an open WebSocket is never cut by it
+    (it once was, silently and without a close frame, with uvicorn's sans-I/O WebSocket protocol)."""
+    import websockets
+
+    key = new_key()
+    gateway = GatewayProcess(tmp_path / "gw.db", [key], env={"CAPTIVATE_HEADER_TIMEOUT": "1"}).start()
+    try:
+        async with websockets.connect(f"{gateway.ws_url}/dev?apiKey={key}", ping_interval=None) as ws:
+            assert "socket_connected" in await asyncio.wait_for(ws.recv(), 5)
+            await asyncio.sleep(2.5)  # past the deadline
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, 3)  # still open and answering
+            assert ws.close_code is None
+    finally:
+        gateway.stop()

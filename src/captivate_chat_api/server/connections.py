@@ -63,6 +63,18 @@ def _status_bytes(status: int, reason: str, desc: str, retry_after: int | None =
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+def websocket_accepted(protocol: object, http_protocol: object) -> bool:
+    """True when the connection was handed to a WebSocket protocol whose handshake is complete (uvicorn's
+    sans-I/O protocol says ``handshake_complete``, its legacy one ``handshake_completed_event``)."""
+    if protocol is http_protocol:
+        return False
+    complete = getattr(protocol, "handshake_complete", None)
+    if isinstance(complete, bool):
+        return complete
+    event = getattr(protocol, "handshake_completed_event", None)
+    return bool(event is not None and event.is_set())
+
+
 def protocol_class(*, header_timeout: float, max_connections: int, max_head_bytes: int) -> type[asyncio.Protocol] | None:
     """uvicorn's httptools protocol with the bounds above; None when httptools is not installed (uvicorn's
     h11 protocol is used then, with its own limit on a request head's size but no header deadline)."""
@@ -102,8 +114,7 @@ def protocol_class(*, header_timeout: float, max_connections: int, max_head_byte
 
         def _expired(self) -> None:
             self._deadline = None
-            handshake = getattr(self.transport.get_protocol(), "handshake_completed_event", None)
-            if handshake is not None and handshake.is_set():
+            if websocket_accepted(self.transport.get_protocol(), self):
                 return  # a WebSocket that was accepted in time
             if not self.transport.is_closing():
                 if self.transport.get_protocol() is self:
