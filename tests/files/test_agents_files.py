@@ -16,21 +16,9 @@ from file_agent_app import FileAgent
 
 from captivate_chat_api.protocol import ChatRequest
 from captivate_chat_api.server.agents.openai_agent import current_message, files_context
-from captivate_chat_api.server.keys import hash_key
-from captivate_chat_api.server.store import store_from_url
 from harness.gateway import GatewayProcess, new_key
+from harness.tokens import set_agent
 from harness.wire import WireClient
-
-
-async def set_agent(database: Any, api_key: str, spec: str) -> None:
-    store = store_from_url(f"sqlite:///{database}")
-    await store.open()
-    try:
-        channel = await store.channel_for_key_hash(hash_key(api_key))
-        assert channel is not None
-        await store.update_channel(channel.id, agent=spec)
-    finally:
-        await store.close()
 
 
 @pytest.fixture(scope="module")

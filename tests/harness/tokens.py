@@ -1,4 +1,5 @@
-"""Create agent tokens in a gateway's database (as ``captivate-chat tokens create`` does)."""
+"""Change a gateway's channels in its database, as the CLI does: agent tokens (``tokens create``) and a
+channel's agent (``keys set-agent``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,26 @@ from captivate_chat_api.server.keys import hash_key
 from captivate_chat_api.server.store import store_from_url
 
 
-async def add_token(database: Path | str, api_key: str, role: str, label: str = "") -> str:
+def _url(database: Path | str) -> str:
     """``database``: a SQLite file, or a store URL (``postgresql://…``, ``sqlite:///…``)."""
-    url = database if isinstance(database, str) and "://" in database else f"sqlite:///{database}"
-    store = store_from_url(url)
+    return database if isinstance(database, str) and "://" in database else f"sqlite:///{database}"
+
+
+async def set_agent(database: Path | str, api_key: str, spec: str) -> None:
+    """Give ``api_key``'s channel the agent ``spec`` (``demo``, ``webhook:URL``, ``openai:MODEL``, …)."""
+    store = store_from_url(_url(database))
+    await store.open()
+    try:
+        channel = await store.channel_for_key_hash(hash_key(api_key))
+        assert channel is not None, "unknown key"
+        await store.update_channel(channel.id, agent=spec)
+    finally:
+        await store.close()
+
+
+async def add_token(database: Path | str, api_key: str, role: str, label: str = "") -> str:
+    """Create an agent token of ``role`` for ``api_key``'s channel; returns the token."""
+    store = store_from_url(_url(database))
     await store.open()
     try:
         channel = await store.channel_for_key_hash(hash_key(api_key))

@@ -15,7 +15,7 @@ from browser_kit import chromium, open_tab
 from playwright.async_api import Frame, Page, Route, expect
 
 from harness.gateway import GatewayProcess, new_key
-from harness.tokens import add_token
+from harness.tokens import add_token, set_agent
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "agents"))
 from fake_openai import FakeOpenAI  # a stand-in for an OpenAI-compatible API, on loopback
@@ -51,18 +51,6 @@ class Site:
     push_token: str
 
 
-async def set_agent(database: Path, key: str, spec: str) -> None:
-    from captivate_chat_api.server.keys import hash_key
-    from captivate_chat_api.server.store import store_from_url
-
-    store = store_from_url(f"sqlite:///{database}")
-    await store.open()
-    try:
-        channel = await store.channel_for_key_hash(hash_key(key))
-        assert channel is not None
-        await store.update_channel(channel.id, agent=spec)
-    finally:
-        await store.close()
 
 
 @pytest.fixture(scope="module")

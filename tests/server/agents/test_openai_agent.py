@@ -23,6 +23,7 @@ from captivate_chat_api.server.agents.openai_agent import GREETING_REQUEST, Open
 from captivate_chat_api.server.keys import hash_key
 from captivate_chat_api.server.store import NewEvent, store_from_url
 from harness.gateway import GatewayProcess, new_key
+from harness.tokens import set_agent
 from harness.wire import WireClient
 
 API_KEY = "sk-test-" + os.urandom(12).hex()
@@ -31,15 +32,6 @@ SYSTEM = {"role": "system", "content": SYSTEM_PROMPT}
 CHUNK_DELAY = 0.05
 
 
-async def set_agent(database: Path, api_key: str, spec: str) -> None:
-    store = store_from_url(f"sqlite:///{database}")
-    await store.open()
-    try:
-        channel = await store.channel_for_key_hash(hash_key(api_key))
-        assert channel is not None
-        await store.update_channel(channel.id, agent=spec)
-    finally:
-        await store.close()
 
 
 @pytest.fixture(scope="module")
