@@ -83,7 +83,8 @@ async def test_a_stuck_socket_is_dropped_with_1013_and_nothing_else_suffers(
                 healthy.frames.clear()
 
         async def send(count_stuck: int, count_other: int) -> None:
-            """Messages to both conversations, keeping the healthy reader at most ~30 events behind."""
+            """Messages to both conversations, keeping the healthy reader at most ~15 events behind (well under
+            the queue of QUEUE_FRAMES, also when a loaded machine delays the reader)."""
             targets = [
                 cid
                 for _, cid in sorted(  # both conversations, interleaved evenly
@@ -95,7 +96,7 @@ async def test_a_stuck_socket_is_dropped_with_1013_and_nothing_else_suffers(
             reader = asyncio.create_task(keep_reading(goal + 2 * len(targets)))
             for n, cid in enumerate(targets):
                 for _ in range(2000):
-                    if sum(map(len, received.values())) >= goal + 2 * n - 30 or reader.done():
+                    if sum(map(len, received.values())) >= goal + 2 * n - 15 or reader.done():
                         break
                     await asyncio.sleep(0.005)
                 await healthy.say(cid, f"{n} {text}")
