@@ -51,8 +51,17 @@ def main() -> None:
     which, folder = sys.argv[1], Path(sys.argv[2])
     started = time.perf_counter()
     if which == "ours":
-        for module in ("pypdf", "docx", "openpyxl", "pptx", "PIL.Image", "captivate_chat_api.server.files.extract"):
-            importlib.import_module(module)  # the readers, as a worker loads them (before make() imports some)
+        for module in (
+            "pypdf",
+            "docx",
+            "openpyxl",
+            "pptx",
+            "PIL.Image",
+            "captivate_chat_api.server.files.extract",
+        ):
+            importlib.import_module(
+                module
+            )  # the readers, as a worker loads them (before make() imports some)
         print(f"ours import: {(time.perf_counter() - started) * 1000:.0f} ms")
         make(folder)
         from captivate_chat_api.server.files.extract import Limits, extract

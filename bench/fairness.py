@@ -53,8 +53,16 @@ class Gateway:
         self.dir = tempfile.TemporaryDirectory(prefix="fairness-")
         self.port = free_port()
         self.keys = {name: "cck_bench_" + secrets.token_urlsafe(16) for name in ("A", "B")}
-        cmd = [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", str(self.port),
-               "--database", f"sqlite:///{Path(self.dir.name) / 'gw.db'}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "captivate_chat_api.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--database",
+            f"sqlite:///{Path(self.dir.name) / 'gw.db'}",
+        ]
         for key in self.keys.values():
             cmd += ["--api-key", key]
         full_env = {**os.environ, "CAPTIVATE_ACCESS_LOG": "false", "CAPTIVATE_LOG_LEVEL": "warning", **env}
@@ -88,14 +96,18 @@ async def conversation(http: httpx.AsyncClient, user: str) -> str:
 
 
 async def measure_b(gateway: Gateway, seconds: float) -> list[float]:
-    async with httpx.AsyncClient(base_url=gateway.url, headers={"x-api-key": gateway.keys["B"]}, timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=gateway.url, headers={"x-api-key": gateway.keys["B"]}, timeout=30
+    ) as http:
         cid = await conversation(http, "b")
         samples: list[float] = []
         deadline = time.monotonic() + seconds
         n = 0
         while time.monotonic() < deadline:
             n += 1
-            body = envelope("user_message", {"conversation_id": cid, "content": {"type": "text", "text": f"b{n}"}})
+            body = envelope(
+                "user_message", {"conversation_id": cid, "content": {"type": "text", "text": f"b{n}"}}
+            )
             began = time.perf_counter()
             answer = await http.post(MESSAGE_PATH, json=body)
             samples.append((time.perf_counter() - began) * 1000)
@@ -106,22 +118,27 @@ async def measure_b(gateway: Gateway, seconds: float) -> list[float]:
 
 async def flood_a(gateway: Gateway, connections: int, stop: asyncio.Event, counts: dict[str, int]) -> None:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=gateway.url, headers={"x-api-key": gateway.keys["A"]}, timeout=30, limits=limits) as http:
+    async with httpx.AsyncClient(
+        base_url=gateway.url, headers={"x-api-key": gateway.keys["A"]}, timeout=30, limits=limits
+    ) as http:
         cids = [await conversation(http, f"a{i}") for i in range(min(connections, 16))]
 
         async def one(i: int) -> None:
             n = 0
             while not stop.is_set():
                 n += 1
-                body = envelope("user_message", {"conversation_id": cids[i % len(cids)], "content": {"type": "text", "text": f"a{n}"}})
+                body = envelope(
+                    "user_message",
+                    {"conversation_id": cids[i % len(cids)], "content": {"type": "text", "text": f"a{n}"}},
+                )
                 try:
                     answer = await http.post(MESSAGE_PATH, json=body)
                 except httpx.HTTPError:
                     counts["errors"] += 1
                     continue
-                counts["ok" if answer.status_code == 200 else str(answer.status_code)] = counts.get(
-                    "ok" if answer.status_code == 200 else str(answer.status_code), 0
-                ) + 1
+                counts["ok" if answer.status_code == 200 else str(answer.status_code)] = (
+                    counts.get("ok" if answer.status_code == 200 else str(answer.status_code), 0) + 1
+                )
                 if answer.status_code == 429:
                     await asyncio.sleep(0.005)
 
@@ -152,9 +169,12 @@ async def run(label: str, env: dict[str, str], seconds: float, connections: int)
     finally:
         gateway.stop()
     result = {
-        "alone_p50": statistics.median(alone), "alone_p99": pct(alone, 0.99),
-        "flood_p50": statistics.median(during), "flood_p99": pct(during, 0.99),
-        "a_rate": rate, "samples": float(len(during)),
+        "alone_p50": statistics.median(alone),
+        "alone_p99": pct(alone, 0.99),
+        "flood_p50": statistics.median(during),
+        "flood_p99": pct(during, 0.99),
+        "a_rate": rate,
+        "samples": float(len(during)),
     }
     result["ratio"] = result["flood_p99"] / result["alone_p99"]
     print(
@@ -167,11 +187,17 @@ async def run(label: str, env: dict[str, str], seconds: float, connections: int)
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured phase")
     parser.add_argument("--flood", type=int, default=64, help="tenant A's concurrent connections")
-    parser.add_argument("--per-key", type=int, default=None, help="CAPTIVATE_IN_FLIGHT_PER_KEY (default: the gateway's)")
-    parser.add_argument("--total", type=int, default=None, help="CAPTIVATE_IN_FLIGHT_TOTAL (default: the gateway's)")
+    parser.add_argument(
+        "--per-key", type=int, default=None, help="CAPTIVATE_IN_FLIGHT_PER_KEY (default: the gateway's)"
+    )
+    parser.add_argument(
+        "--total", type=int, default=None, help="CAPTIVATE_IN_FLIGHT_TOTAL (default: the gateway's)"
+    )
     args = parser.parse_args()
     env = {}
     if args.per_key is not None:
@@ -181,7 +207,9 @@ async def main() -> None:
     off = await run("admission off", {"CAPTIVATE_IN_FLIGHT_PER_KEY": "0"}, args.seconds, args.flood)
     on = await run(f"fair admission {env or '(default)'}", env, args.seconds, args.flood)
     goal = "met" if on["ratio"] <= 2.0 else "NOT met"
-    print(f"goal (B's p99 during the flood within 2x of alone): {goal}; off {off['ratio']:.2f}x -> on {on['ratio']:.2f}x")
+    print(
+        f"goal (B's p99 during the flood within 2x of alone): {goal}; off {off['ratio']:.2f}x -> on {on['ratio']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ def pdf_of_pages(pages: int, lines: int = 40, compress: bool = True) -> bytes:
     for number in range(pages):
         page.setFont("Helvetica", 9)
         for line in range(lines):
-            page.drawString(40, 800 - line * 18, f"page {number} line {line}: {samples.WORD} lorem ipsum dolor " * 2)
+            page.drawString(
+                40, 800 - line * 18, f"page {number} line {line}: {samples.WORD} lorem ipsum dolor " * 2
+            )
         page.showPage()
     page.save()
     return out.getvalue()
@@ -82,7 +84,9 @@ async def extraction(folder: Path, pages: int, repeat: int) -> None:
         docx_seconds = time.perf_counter() - started
     finally:
         await pool.close()
-    print(f"extraction  PDF {pages} pages x{repeat}: {pages * repeat / pdf_seconds:.0f} pages/s (one file at a time)")
+    print(
+        f"extraction  PDF {pages} pages x{repeat}: {pages * repeat / pdf_seconds:.0f} pages/s (one file at a time)"
+    )
     print(f"extraction  small DOCX x40 over 2 workers: {40 / docx_seconds:.1f} files/s")
 
 
@@ -97,7 +101,8 @@ async def upload(http: httpx.AsyncClient, path: str, name: str, data: bytes | Pa
     content = data.open("rb") if isinstance(data, Path) else data
     try:
         return await http.post(
-            "/api/file-to-text", files={"file": (name, content, "application/octet-stream")},
+            "/api/file-to-text",
+            files={"file": (name, content, "application/octet-stream")},
             data={"storage": "true", "path": path},
         )
     finally:
@@ -108,17 +113,22 @@ async def upload(http: httpx.AsyncClient, path: str, name: str, data: bytes | Pa
 async def gateway_phase(folder: Path, repeat: int) -> None:
     keys = [new_key(), new_key()]
     env = {
-        "CAPTIVATE_ACCESS_LOG": "false", "CAPTIVATE_LOG_LEVEL": "warning", "CAPTIVATE_RATE_PER_SOCKET": "0",
-        "CAPTIVATE_RATE_PER_KEY": "0", "CAPTIVATE_FILES_UPLOADS_PER_MINUTE_PER_KEY": "0",
+        "CAPTIVATE_ACCESS_LOG": "false",
+        "CAPTIVATE_LOG_LEVEL": "warning",
+        "CAPTIVATE_RATE_PER_SOCKET": "0",
+        "CAPTIVATE_RATE_PER_KEY": "0",
+        "CAPTIVATE_FILES_UPLOADS_PER_MINUTE_PER_KEY": "0",
         "CAPTIVATE_FILES_MAX_BYTES": str(26 * 1024 * 1024),
     }
     gateway = GatewayProcess(folder / "gw.db", keys, env=env).start()
     assert gateway.proc is not None
     try:
         big_pdf = pdf_of_size(1024 * 1024)
-        async with WireClient(gateway.http_url, gateway.ws_url, keys[0]) as files_client, WireClient(
-            gateway.http_url, gateway.ws_url, keys[1]
-        ) as chat, httpx.AsyncClient(base_url=gateway.http_url, timeout=300) as http:
+        async with (
+            WireClient(gateway.http_url, gateway.ws_url, keys[0]) as files_client,
+            WireClient(gateway.http_url, gateway.ws_url, keys[1]) as chat,
+            httpx.AsyncClient(base_url=gateway.http_url, timeout=300) as http,
+        ):
             conversation = await files_client.start("bench-files")
             path = f"{keys[0]}/{conversation}"
             await upload(http, path, "warm.pdf", big_pdf)
@@ -128,8 +138,10 @@ async def gateway_phase(folder: Path, repeat: int) -> None:
                 response = await upload(http, path, "big.pdf", big_pdf)
                 latencies.append(time.perf_counter() - started)
                 assert response.status_code == 200, response.text
-            print(f"upload->text  {len(big_pdf) / 1048576:.2f} MiB PDF: p50 {statistics.median(latencies) * 1000:.0f} ms"
-                  f" (server processingTime {response.json()['processingTime']} ms)")
+            print(
+                f"upload->text  {len(big_pdf) / 1048576:.2f} MiB PDF: p50 {statistics.median(latencies) * 1000:.0f} ms"
+                f" (server processingTime {response.json()['processingTime']} ms)"
+            )
 
             huge = folder / "huge.txt"
             with huge.open("wb") as f:
@@ -142,8 +154,10 @@ async def gateway_phase(folder: Path, repeat: int) -> None:
                 peak = max(peak, rss_kib(gateway.proc.pid))
                 await asyncio.sleep(0.01)
             status = (await task).status_code
-            print(f"RSS  25 MiB upload ({huge.stat().st_size / 1048576:.1f} MiB, status {status}): gateway"
-                  f" {before / 1024:.0f} MiB before, peak +{(peak - before) / 1024:.1f} MiB")
+            print(
+                f"RSS  25 MiB upload ({huge.stat().st_size / 1048576:.1f} MiB, status {status}): gateway"
+                f" {before / 1024:.0f} MiB before, peak +{(peak - before) / 1024:.1f} MiB"
+            )
 
             other = await chat.start("bench-chat")
 
@@ -169,9 +183,11 @@ async def gateway_phase(folder: Path, repeat: int) -> None:
                 loader.wait(10)
         idle_p50, busy_p50 = statistics.median(idle), statistics.median(busy)
         verdict = "met" if busy_p50 <= 1.5 * idle_p50 else "NOT met"
-        print(f"chat round trip  idle p50 {idle_p50 * 1000:.1f} ms; while 2 other processes upload a 50-page PDF"
-              f" back to back (the extraction workers busy) p50 {busy_p50 * 1000:.1f} ms = {busy_p50 / idle_p50:.2f}x idle"
-              f" (goal <= 1.5x: {verdict})")
+        print(
+            f"chat round trip  idle p50 {idle_p50 * 1000:.1f} ms; while 2 other processes upload a 50-page PDF"
+            f" back to back (the extraction workers busy) p50 {busy_p50 * 1000:.1f} ms = {busy_p50 / idle_p50:.2f}x idle"
+            f" (goal <= 1.5x: {verdict})"
+        )
     finally:
         gateway.stop()
 
@@ -181,7 +197,11 @@ def load(base_url: str, path: str, pdf: str) -> None:
     data = Path(pdf).read_bytes()
     with httpx.Client(base_url=base_url, timeout=300) as http:
         while True:
-            http.post("/api/file-to-text", files={"file": ("load.pdf", data)}, data={"storage": "false", "path": path})
+            http.post(
+                "/api/file-to-text",
+                files={"file": ("load.pdf", data)},
+                data={"storage": "false", "path": path},
+            )
 
 
 def main() -> None:

@@ -57,6 +57,7 @@ try:
 
     loads = orjson.loads
 except ImportError:  # pragma: no cover - the gateway's [server] extra brings it
+
     def dumps(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -81,7 +82,9 @@ class GroupWriter:
 
     def __init__(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
         self.conn, self.loop = conn, loop
-        self.jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Callable[[Any], None]]] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Callable[[Any], None]]] = (
+            queue.SimpleQueue()
+        )
         threading.Thread(target=self._run, daemon=True, name="floor-writer").start()
 
     def submit(self, work: Callable[[sqlite3.Connection], Any], done: Callable[[Any], None]) -> None:
@@ -126,7 +129,10 @@ class Floor:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         self.channel = "ch_floor"
-        conn.execute("INSERT INTO channels (id, name, agent, created_at) VALUES (?, 'floor', 'demo', ?)", (self.channel, now()))
+        conn.execute(
+            "INSERT INTO channels (id, name, agent, created_at) VALUES (?, 'floor', 'demo', ?)",
+            (self.channel, now()),
+        )
         self.key = key
         self.writer = GroupWriter(conn, loop)
         self.last_seq: dict[str, int] = {}
@@ -147,8 +153,15 @@ class Floor:
         self.last_seq[cid] = 0
         self.writer.submit(work, done)
 
-    def append(self, cid: str, event_type: str, sender: str, payload: dict[str, Any], client_msg_id: str | None,
-               done: Callable[[dict[str, Any]], None]) -> None:
+    def append(
+        self,
+        cid: str,
+        event_type: str,
+        sender: str,
+        payload: dict[str, Any],
+        client_msg_id: str | None,
+        done: Callable[[dict[str, Any]], None],
+    ) -> None:
         seq = self.last_seq[cid] = self.last_seq[cid] + 1
         message_id = f"msg_{uuid.uuid4().hex}"
         stamp = now()
@@ -160,7 +173,9 @@ class Floor:
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (cid, seq, event_type, sender, message_id, client_msg_id, body, stamp),
             )
-            conn.execute("UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, stamp, cid))
+            conn.execute(
+                "UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, stamp, cid)
+            )
             out = {"conversation_id": cid, **payload, "seq": seq, "message_id": message_id}
             if client_msg_id:
                 out["client_msg_id"] = client_msg_id
@@ -168,18 +183,26 @@ class Floor:
 
         self.writer.submit(work, done)
 
-    def serve(self, envelope: dict[str, Any], ws: Any, reply: Callable[[dict[str, Any]], None] | None) -> None:
+    def serve(
+        self, envelope: dict[str, Any], ws: Any, reply: Callable[[dict[str, Any]], None] | None
+    ) -> None:
         """One client event; ``reply`` is the HTTP body's sender (None on the WebSocket)."""
         event = envelope["event"]
         kind, payload = event["event_type"], event.get("event_payload") or {}
         if kind == "conversation_start":
+
             def started(cid: str) -> None:
                 if ws is not None:
                     self.bound[cid] = ws
                 body = {"conversation_id": cid}
                 if reply is not None:
-                    reply({"status": "success", "conversation_id": cid,
-                           "event": {"event_type": "conversation_start_success", "event_payload": body}})
+                    reply(
+                        {
+                            "status": "success",
+                            "conversation_id": cid,
+                            "event": {"event_type": "conversation_start_success", "event_payload": body},
+                        }
+                    )
                 elif ws is not None:
                     ws.send_soon(frame("conversation_start_success", body))
 
@@ -194,8 +217,16 @@ class Floor:
                 if target is not None:
                     target.send_soon(frame("user_message", out))
                 if reply is not None:
-                    reply({"status": "success", "conversation_id": cid, "message_id": out["message_id"],
-                           "seq": out["seq"], "client_msg_id": out.get("client_msg_id"), "duplicate": False})
+                    reply(
+                        {
+                            "status": "success",
+                            "conversation_id": cid,
+                            "message_id": out["message_id"],
+                            "seq": out["seq"],
+                            "client_msg_id": out.get("client_msg_id"),
+                            "duplicate": False,
+                        }
+                    )
                 answer = {"content": {"type": "text", "text": f"You said: {text}"}}
                 self.append(cid, "bot_message", "bot", answer, None, answered)
 
@@ -204,7 +235,9 @@ class Floor:
                 if target is not None:
                     target.send_soon(frame("bot_message", out))
 
-            self.append(cid, "user_message", "user", {"content": content}, payload.get("client_msg_id"), stored)
+            self.append(
+                cid, "user_message", "user", {"content": content}, payload.get("client_msg_id"), stored
+            )
 
 
 class FloorSocket:
@@ -251,8 +284,10 @@ class FloorHttp(asyncio.Protocol):
 
     def respond(self, status: int, body: dict[str, Any]) -> None:
         data = dumps(body).encode()
-        self.transport.write(b"HTTP/1.1 %d OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"  # type: ignore[attr-defined]
-                             % (status, len(data), data))
+        self.transport.write(
+            b"HTTP/1.1 %d OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"  # type: ignore[attr-defined]
+            % (status, len(data), data)
+        )
 
 
 async def serve_floor(path: str, synchronous: str, key: str) -> None:
@@ -306,7 +341,10 @@ class Http:
     async def post(self, body: bytes) -> bytes:
         try:
             return await self._post(body)
-        except (asyncio.IncompleteReadError, ConnectionError):  # the server closed an idle keep-alive connection
+        except (
+            asyncio.IncompleteReadError,
+            ConnectionError,
+        ):  # the server closed an idle keep-alive connection
             self.writer = None
             return await self._post(body)
 
@@ -314,8 +352,10 @@ class Http:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
-        self.writer.write(b"POST %s HTTP/1.1\r\nhost: x\r\nx-api-key: %s\r\ncontent-type: application/json\r\n"
-                          b"content-length: %d\r\n\r\n%s" % (EVENT_PATH.encode(), self.key.encode(), len(body), body))
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\nhost: x\r\nx-api-key: %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (EVENT_PATH.encode(), self.key.encode(), len(body), body)
+        )
         head = await self.reader.readuntil(b"\r\n\r\n")
         length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
         data = await self.reader.readexactly(length)
@@ -325,8 +365,12 @@ class Http:
 
 
 def envelope(event_type: str, payload: dict[str, Any], socket_id: str) -> bytes:
-    return dumps({"action": "sendMessage", "event": {"event_type": event_type, "event_payload": payload,
-                                                      "socket_id": socket_id}}).encode()
+    return dumps(
+        {
+            "action": "sendMessage",
+            "event": {"event_type": event_type, "event_payload": payload, "socket_id": socket_id},
+        }
+    ).encode()
 
 
 class Conv:
@@ -343,13 +387,19 @@ class Conv:
     async def open(self) -> None:
         from websockets.asyncio.client import connect
 
-        self.ws = await connect(f"ws://127.0.0.1:{self.config['ws_port']}/dev?apiKey={self.key}",
-                                compression=self.config.get("compression"), max_size=None, ping_interval=None,
-                                open_timeout=120)
+        self.ws = await connect(
+            f"ws://127.0.0.1:{self.config['ws_port']}/dev?apiKey={self.key}",
+            compression=self.config.get("compression"),
+            max_size=None,
+            ping_interval=None,
+            open_timeout=120,
+        )
         if self.config["kind"] == "echo":
             return
         self.socket_id = loads(await self.ws.recv())["event"]["event_payload"]["socket_id"]
-        body = await self.http.post(envelope("conversation_start", {"userId": f"u-{uuid.uuid4().hex[:8]}"}, self.socket_id))
+        body = await self.http.post(
+            envelope("conversation_start", {"userId": f"u-{uuid.uuid4().hex[:8]}"}, self.socket_id)
+        )
         self.cid = loads(body)["conversation_id"]
         asyncio.get_running_loop().create_task(self._read())
 
@@ -361,12 +411,17 @@ class Conv:
     async def trip(self, mode: str) -> None:
         self.n += 1
         if self.config["kind"] == "echo":
-            await self.ws.send(f'{{"event":{{"event_type":"user_message","event_payload":{{"text":"m{self.n}"}}}}}}')
+            await self.ws.send(
+                f'{{"event":{{"event_type":"user_message","event_payload":{{"text":"m{self.n}"}}}}}}'
+            )
             await self.ws.recv()
             return
         self.waiter = asyncio.get_running_loop().create_future()
-        payload = {"conversation_id": self.cid, "content": {"type": "text", "text": f"m{self.n}"},
-                   "client_msg_id": f"c{self.n}"}
+        payload = {
+            "conversation_id": self.cid,
+            "content": {"type": "text", "text": f"m{self.n}"},
+            "client_msg_id": f"c{self.n}",
+        }
         body = envelope("user_message", payload, self.socket_id)
         if mode == "http":
             await self.http.post(body)
@@ -458,7 +513,9 @@ class Server:
         return time.monotonic() - began
 
 
-def start_child(name: str, cmd: list[str], env: dict[str, str], keys: list[str], kind: str = "chat") -> Server:
+def start_child(
+    name: str, cmd: list[str], env: dict[str, str], keys: list[str], kind: str = "chat"
+) -> Server:
     log = tempfile.TemporaryFile("w+")  # noqa: SIM115 -- lives as long as the server
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     assert proc.stdout is not None
@@ -476,21 +533,45 @@ def start_child(name: str, cmd: list[str], env: dict[str, str], keys: list[str],
     raise SystemExit(f"{name} did not start:\n{log.read()[-3000:]}")
 
 
-def start_gateway(name: str, workdir: Path, *, synchronous: str = "NORMAL", shipped: bool = False,
-                  extra_env: dict[str, str] | None = None) -> Server:
+def start_gateway(
+    name: str,
+    workdir: Path,
+    *,
+    synchronous: str = "NORMAL",
+    shipped: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
     keys = ["cck_bench_" + secrets.token_urlsafe(24) for _ in range(20)]
     db = workdir / f"{uuid.uuid4().hex[:8]}.db"
-    cmd = [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", "0", "--database", f"sqlite:///{db}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "captivate_chat_api.cli",
+        "serve",
+        "--port",
+        "0",
+        "--database",
+        f"sqlite:///{db}",
+    ]
     for key in keys:
         cmd += ["--api-key", key]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPTIVATE_")}
-    env.update(COLUMNS="200", CAPTIVATE_SQLITE_SYNCHRONOUS=synchronous, CAPTIVATE_SEND_QUEUE_FRAMES="10000",
-               CAPTIVATE_MAX_SOCKETS_PER_KEY="1000000")
+    env.update(
+        COLUMNS="200",
+        CAPTIVATE_SQLITE_SYNCHRONOUS=synchronous,
+        CAPTIVATE_SEND_QUEUE_FRAMES="10000",
+        CAPTIVATE_MAX_SOCKETS_PER_KEY="1000000",
+    )
     if shipped:  # the defaults: rate limits, access log, JSON logs, metrics
         env.update(CAPTIVATE_LOG_FORMAT="json", CAPTIVATE_ACCESS_LOG="true", CAPTIVATE_LOG_LEVEL="info")
     else:
-        env.update(CAPTIVATE_ACCESS_LOG="false", CAPTIVATE_LOG_LEVEL="warning", CAPTIVATE_RATE_PER_SOCKET="0",
-                   CAPTIVATE_RATE_PER_KEY="0", CAPTIVATE_STARTS_PER_MINUTE_PER_KEY="0")
+        env.update(
+            CAPTIVATE_ACCESS_LOG="false",
+            CAPTIVATE_LOG_LEVEL="warning",
+            CAPTIVATE_RATE_PER_SOCKET="0",
+            CAPTIVATE_RATE_PER_KEY="0",
+            CAPTIVATE_STARTS_PER_MINUTE_PER_KEY="0",
+        )
     env.update(extra_env or {})
     return start_child(name, cmd, env, keys)
 
@@ -498,12 +579,18 @@ def start_gateway(name: str, workdir: Path, *, synchronous: str = "NORMAL", ship
 def start_floor(workdir: Path, synchronous: str = "NORMAL") -> Server:
     key = "floor_" + secrets.token_hex(8)
     db = workdir / f"floor-{uuid.uuid4().hex[:8]}.db"
-    return start_child(f"floor {synchronous}", [sys.executable, __file__, "--serve-floor", str(db), synchronous, key],
-                       dict(os.environ), [key])
+    return start_child(
+        f"floor {synchronous}",
+        [sys.executable, __file__, "--serve-floor", str(db), synchronous, key],
+        dict(os.environ),
+        [key],
+    )
 
 
 def start_echo() -> Server:
-    return start_child("bare echo", [sys.executable, __file__, "--serve-echo"], dict(os.environ), ["-"], "echo")
+    return start_child(
+        "bare echo", [sys.executable, __file__, "--serve-echo"], dict(os.environ), ["-"], "echo"
+    )
 
 
 @dataclass
@@ -526,13 +613,27 @@ def measure(server: Server, conversations: int, modes: list[str], args: argparse
     rss0 = rss_kib(server.proc.pid)
     for index in range(processes):
         count = conversations // processes + (1 if index < conversations % processes else 0)
-        offset = sum(conversations // processes + (1 if i < conversations % processes else 0) for i in range(index))
-        proc = subprocess.Popen([sys.executable, __file__, "--client"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                text=True)
+        offset = sum(
+            conversations // processes + (1 if i < conversations % processes else 0) for i in range(index)
+        )
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--client"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps({"ws_port": server.ws_port, "http_port": server.http_port, "keys": server.keys,
-                                     "kind": server.kind, "count": count, "offset": offset,
-                                     "compression": args.client_compression}) + "\n")
+        proc.stdin.write(
+            json.dumps(
+                {
+                    "ws_port": server.ws_port,
+                    "http_port": server.http_port,
+                    "keys": server.keys,
+                    "kind": server.kind,
+                    "count": count,
+                    "offset": offset,
+                    "compression": args.client_compression,
+                }
+            )
+            + "\n"
+        )
         proc.stdin.flush()
         clients.append(proc)
 
@@ -562,10 +663,26 @@ def measure(server: Server, conversations: int, modes: list[str], args: argparse
         spy = None
         if args.profile and server.name.startswith("gateway"):
             out = Path(args.profile) / f"{server.name.split()[0]}-{mode}-{conversations}.txt"
-            spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")), "record",
-                                    "--pid", str(server.proc.pid), "--rate", "200", "--format", "raw", "--nonblocking",
-                                    "--gil", "--output", str(out), "--duration", str(int(args.seconds))],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen(
+                [
+                    shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--pid",
+                    str(server.proc.pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--gil",
+                    "--output",
+                    str(out),
+                    "--duration",
+                    str(int(args.seconds)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         time.sleep(max(0.0, end - time.time()))
         if spy is not None:
             spy.wait(60)
@@ -573,10 +690,17 @@ def measure(server: Server, conversations: int, modes: list[str], args: argparse
         results = read_all()
         samples = sorted(s for r in results for s in r["samples"])
         trips = max(1, len(samples))
-        cell = Cell(server.name, mode if server.kind != "echo" else "echo", conversations,
-                    trips_per_s=len(samples) / args.seconds, cpu_ms=(cpu1 - cpu0) * 1000 / trips,
-                    switches=(sw1 - sw0) / trips, p50_ms=samples[len(samples) // 2] * 1000 if samples else float("nan"),
-                    errors=sum(r["error_count"] for r in results), kib_per_conn=kib)
+        cell = Cell(
+            server.name,
+            mode if server.kind != "echo" else "echo",
+            conversations,
+            trips_per_s=len(samples) / args.seconds,
+            cpu_ms=(cpu1 - cpu0) * 1000 / trips,
+            switches=(sw1 - sw0) / trips,
+            p50_ms=samples[len(samples) // 2] * 1000 if samples else float("nan"),
+            errors=sum(r["error_count"] for r in results),
+            kib_per_conn=kib,
+        )
         for r in results:
             cell.notes += r["errors"]
         cells.append(cell)
@@ -595,8 +719,10 @@ def measure(server: Server, conversations: int, modes: list[str], args: argparse
 def table(cells: list[Cell]) -> str:
     floors = {(c.mode, c.conversations): c for c in cells if c.server == "floor NORMAL"}
     echo = {c.conversations: c for c in cells if c.server == "bare echo"}
-    head = (f"{'server':<34} {'mode':<8} {'conv':>5} {'rt/s':>7} {'xfloor':>7} {'CPU ms':>7} {'xfloor':>7} "
-            f"{'cs/trip':>7} {'p50 ms':>8} {'xfloor':>7} {'xecho':>6} {'KiB/conn':>8} {'err':>4}")
+    head = (
+        f"{'server':<34} {'mode':<8} {'conv':>5} {'rt/s':>7} {'xfloor':>7} {'CPU ms':>7} {'xfloor':>7} "
+        f"{'cs/trip':>7} {'p50 ms':>8} {'xfloor':>7} {'xecho':>6} {'KiB/conn':>8} {'err':>4}"
+    )
     lines = [head, "-" * len(head)]
     for c in cells:
         f = floors.get((c.mode, c.conversations))
@@ -617,16 +743,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=int, nargs="+", default=[1, 10, 100, 1000])
     parser.add_argument("--modes", nargs="+", default=["ws", "http"], choices=["ws", "http"])
-    parser.add_argument("--servers", nargs="+", default=["echo", "floor", "gateway", "shipped", "full"],
-                        choices=["echo", "floor", "gateway", "shipped", "full", "deflate"],
-                        help="shipped: the gateway as shipped (rate limits, access log, JSON logs) at the largest"
-                             " count; full: floor and gateway with synchronous=FULL at the largest count; deflate:"
-                             " the gateway with permessage-deflate offered by the clients")
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["echo", "floor", "gateway", "shipped", "full"],
+        choices=["echo", "floor", "gateway", "shipped", "full", "deflate"],
+        help="shipped: the gateway as shipped (rate limits, access log, JSON logs) at the largest"
+        " count; full: floor and gateway with synchronous=FULL at the largest count; deflate:"
+        " the gateway with permessage-deflate offered by the clients",
+    )
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--profile", metavar="DIR", help="py-spy record the gateway's cells into DIR (raw stacks;"
-                        " figures measured while profiling are inflated)")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy record the gateway's cells into DIR (raw stacks;"
+        " figures measured while profiling are inflated)",
+    )
     parser.add_argument("--client-compression", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-floor", nargs=3, metavar=("DB", "SYNC", "KEY"), help=argparse.SUPPRESS)
@@ -651,8 +785,11 @@ def main() -> None:
 
     largest = max(args.conversations)
     workdir = Path(tempfile.mkdtemp(prefix="floor-bench-"))
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the run; {args.clients} client"
-          f" processes; warm-up {args.warmup:g} s, measured {args.seconds:g} s per cell", flush=True)
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the run; {args.clients} client"
+        f" processes; warm-up {args.warmup:g} s, measured {args.seconds:g} s per cell",
+        flush=True,
+    )
     plan: list[tuple[Callable[[], Server], list[int], list[str]]] = []
     if "echo" in args.servers:
         plan.append((start_echo, args.conversations, ["ws"]))
@@ -661,12 +798,20 @@ def main() -> None:
     if "gateway" in args.servers:
         plan.append((lambda: start_gateway("gateway (limits off)", workdir), args.conversations, args.modes))
     if "shipped" in args.servers:
-        plan.append((lambda: start_gateway("gateway as shipped", workdir, shipped=True), [largest], args.modes))
+        plan.append(
+            (lambda: start_gateway("gateway as shipped", workdir, shipped=True), [largest], args.modes)
+        )
     if "deflate" in args.servers:
         plan.append((lambda: start_gateway("gateway, clients offer deflate", workdir), [largest], args.modes))
     if "full" in args.servers:
         plan.append((lambda: start_floor(workdir, "FULL"), [largest], args.modes))
-        plan.append((lambda: start_gateway("gateway FULL (limits off)", workdir, synchronous="FULL"), [largest], args.modes))
+        plan.append(
+            (
+                lambda: start_gateway("gateway FULL (limits off)", workdir, synchronous="FULL"),
+                [largest],
+                args.modes,
+            )
+        )
     cells: list[Cell] = []
     stops: list[str] = []
     try:
@@ -688,11 +833,15 @@ def main() -> None:
     for c in cells:
         if c.errors:
             print(f"  {c.server} {c.mode} {c.conversations}: {c.errors} errors, e.g. {c.notes[:2]}")
-    print("\nrt/s: round trips per second; CPU ms: server CPU (all threads) per trip; cs/trip: the server's context"
-          " switches (voluntary + involuntary) per trip; xfloor: ratio to the floor (NORMAL) at the same count and"
-          " mode; xecho: p50 over the bare echo's p50; KiB/conn: server RSS growth per connection.")
+    print(
+        "\nrt/s: round trips per second; CPU ms: server CPU (all threads) per trip; cs/trip: the server's context"
+        " switches (voluntary + involuntary) per trip; xfloor: ratio to the floor (NORMAL) at the same count and"
+        " mode; xecho: p50 over the bare echo's p50; KiB/conn: server RSS growth per connection."
+    )
     print("\n".join(stops))
-    print(f"load average {os.getloadavg()[0]:.1f} after the run (the machine is shared: compare ratios, not absolutes)")
+    print(
+        f"load average {os.getloadavg()[0]:.1f} after the run (the machine is shared: compare ratios, not absolutes)"
+    )
 
 
 if __name__ == "__main__":

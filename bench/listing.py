@@ -39,7 +39,9 @@ def rss_mib(pid: int) -> float:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--conversations", type=int, default=2000)
     args = parser.parse_args()
     keys = ["cck_bench_" + secrets.token_urlsafe(16) for _ in range(2)]
@@ -47,17 +49,32 @@ async def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as directory:
-        env = {**os.environ, "CAPTIVATE_ACCESS_LOG": "false", "CAPTIVATE_LOG_LEVEL": "warning",
-               "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
-        cmd = [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", str(port),
-               "--database", f"sqlite:///{Path(directory) / 'gw.db'}"]
+        env = {
+            **os.environ,
+            "CAPTIVATE_ACCESS_LOG": "false",
+            "CAPTIVATE_LOG_LEVEL": "warning",
+            "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
+            "CAPTIVATE_RATE_PER_KEY": "0",
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "captivate_chat_api.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--database",
+            f"sqlite:///{Path(directory) / 'gw.db'}",
+        ]
         for key in keys:
             cmd += ["--api-key", key]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient(base_url=url, headers={"x-api-key": keys[0]}, timeout=120) as big, \
-                    httpx.AsyncClient(base_url=url, headers={"x-api-key": keys[1]}, timeout=120) as other:
+            async with (
+                httpx.AsyncClient(base_url=url, headers={"x-api-key": keys[0]}, timeout=120) as big,
+                httpx.AsyncClient(base_url=url, headers={"x-api-key": keys[1]}, timeout=120) as other,
+            ):
                 for _ in range(200):
                     try:
                         if (await big.get("/readyz")).status_code == 200:
@@ -70,14 +87,20 @@ async def main() -> None:
 
                 async def start(i: int) -> None:
                     async with sem:
-                        body = envelope("conversation_start", {"userId": "big", "metadata": {"pad": pad, "n": i}})
+                        body = envelope(
+                            "conversation_start", {"userId": "big", "metadata": {"pad": pad, "n": i}}
+                        )
                         (await big.post(MESSAGE_PATH, json=body)).raise_for_status()
 
                 await asyncio.gather(*(start(i) for i in range(args.conversations)))
-                cid = (await other.post(MESSAGE_PATH, json=envelope("conversation_start", {"userId": "o"}))).json()["conversation_id"]
+                cid = (
+                    await other.post(MESSAGE_PATH, json=envelope("conversation_start", {"userId": "o"}))
+                ).json()["conversation_id"]
 
                 async def other_message(n: int) -> float:
-                    body = envelope("user_message", {"conversation_id": cid, "content": {"type": "text", "text": f"o{n}"}})
+                    body = envelope(
+                        "user_message", {"conversation_id": cid, "content": {"type": "text", "text": f"o{n}"}}
+                    )
                     began = time.perf_counter()
                     (await other.post(MESSAGE_PATH, json=body)).raise_for_status()
                     return (time.perf_counter() - began) * 1000
@@ -87,12 +110,23 @@ async def main() -> None:
                 v1 = await big.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": "big"}))
                 v1_ms = (time.perf_counter() - began) * 1000
                 began = time.perf_counter()
-                v2 = await big.post(MESSAGE_PATH, json=envelope("get_user_conversations_v2", {"userId": "big", "pagination": {"page": 50, "limit": 20}}))
+                v2 = await big.post(
+                    MESSAGE_PATH,
+                    json=envelope(
+                        "get_user_conversations_v2",
+                        {"userId": "big", "pagination": {"page": 50, "limit": 20}},
+                    ),
+                )
                 v2_ms = (time.perf_counter() - began) * 1000
                 before = rss_mib(proc.pid)
 
                 async def listings() -> None:
-                    await asyncio.gather(*(big.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": "big"})) for _ in range(8)))
+                    await asyncio.gather(
+                        *(
+                            big.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": "big"}))
+                            for _ in range(8)
+                        )
+                    )
 
                 task = asyncio.create_task(listings())
                 during = []
@@ -103,11 +137,15 @@ async def main() -> None:
         finally:
             proc.terminate()
             proc.wait(30)
-    print(f"{args.conversations} conversations x 15 KiB metadata: v1 answer {len(v1.content) / 1e6:.1f} MB "
-          f"({len(v1.json()['conversations'])} conversations) in {v1_ms:.0f} ms; v2 page 50 of 20: "
-          f"{len(v2.content) / 1e3:.0f} KB in {v2_ms:.0f} ms")
-    print(f"RSS before 8 concurrent v1 listings {before:.1f} MiB, after {after:.1f} MiB; the other tenant's message "
-          f"p50 {statistics.median(alone):.1f} ms alone, max {max(during):.1f} ms during them ({len(during)} samples)")
+    print(
+        f"{args.conversations} conversations x 15 KiB metadata: v1 answer {len(v1.content) / 1e6:.1f} MB "
+        f"({len(v1.json()['conversations'])} conversations) in {v1_ms:.0f} ms; v2 page 50 of 20: "
+        f"{len(v2.content) / 1e3:.0f} KB in {v2_ms:.0f} ms"
+    )
+    print(
+        f"RSS before 8 concurrent v1 listings {before:.1f} MiB, after {after:.1f} MiB; the other tenant's message "
+        f"p50 {statistics.median(alone):.1f} ms alone, max {max(during):.1f} ms during them ({len(during)} samples)"
+    )
 
 
 if __name__ == "__main__":

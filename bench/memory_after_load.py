@@ -38,7 +38,9 @@ def free_port() -> int:
 
 
 def frame(event_type: str, payload: dict[str, object]) -> str:
-    return json.dumps({"action": "sendMessage", "event": {"event_type": event_type, "event_payload": payload}})
+    return json.dumps(
+        {"action": "sendMessage", "event": {"event_type": event_type, "event_payload": payload}}
+    )
 
 
 async def one(url: str, compression: str | None, opened: asyncio.Event, go: asyncio.Event) -> None:
@@ -50,7 +52,9 @@ async def one(url: str, compression: str | None, opened: asyncio.Event, go: asyn
             event = json.loads(await ws.recv())["event"]
             if event["event_type"] == "conversation_start_success":
                 cid = event["event_payload"]["conversation_id"]
-        await ws.send(frame("user_message", {"conversation_id": cid, "content": {"type": "text", "text": "hi"}}))
+        await ws.send(
+            frame("user_message", {"conversation_id": cid, "content": {"type": "text", "text": "hi"}})
+        )
         while json.loads(await ws.recv())["event"]["event_type"] != "bot_message":
             pass
         opened.set()
@@ -58,7 +62,9 @@ async def one(url: str, compression: str | None, opened: asyncio.Event, go: asyn
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sockets", type=int, default=4000)
     parser.add_argument("--compression", choices=["deflate", "none"], default="deflate")
     parser.add_argument("--rounds", type=int, default=1, help="open and close the sockets this many times")
@@ -66,13 +72,30 @@ async def main() -> None:
     key = "cck_bench_" + secrets.token_urlsafe(16)
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
-        env = {**os.environ, "CAPTIVATE_ACCESS_LOG": "false", "CAPTIVATE_LOG_LEVEL": "warning",
-               "CAPTIVATE_RATE_PER_KEY": "0", "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
-               "CAPTIVATE_MAX_SOCKETS_PER_KEY": str(args.sockets + 10)}
+        env = {
+            **os.environ,
+            "CAPTIVATE_ACCESS_LOG": "false",
+            "CAPTIVATE_LOG_LEVEL": "warning",
+            "CAPTIVATE_RATE_PER_KEY": "0",
+            "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
+            "CAPTIVATE_MAX_SOCKETS_PER_KEY": str(args.sockets + 10),
+        }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", str(port), "--api-key", key,
-             "--database", f"sqlite:///{Path(directory) / 'gw.db'}"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "captivate_chat_api.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--api-key",
+                key,
+                "--database",
+                f"sqlite:///{Path(directory) / 'gw.db'}",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             url = f"ws://127.0.0.1:{port}/dev?apiKey={key}"
@@ -100,7 +123,10 @@ async def main() -> None:
                 await asyncio.sleep(13.0)
                 after15 = rss_mib(proc.pid)
                 if args.rounds > 1:
-                    print(f"round {round_ + 1}: open {peak:.1f} MiB, 15 s after close {after15:.1f} MiB", flush=True)
+                    print(
+                        f"round {round_ + 1}: open {peak:.1f} MiB, 15 s after close {after15:.1f} MiB",
+                        flush=True,
+                    )
         finally:
             proc.terminate()
             proc.wait(30)

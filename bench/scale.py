@@ -89,9 +89,16 @@ class RawHttp:
     async def _post(self, body: bytes) -> tuple[int, bytes]:
         assert self.reader is not None and self.writer is not None
         self.writer.write(
-            b"POST " + EVENT_PATH.encode() + b" HTTP/1.1\r\nhost: " + self.host.encode() + b"\r\nx-api-key: "
-            + self.key.encode() + b"\r\ncontent-type: application/json\r\ncontent-length: "
-            + str(len(body)).encode() + b"\r\n\r\n" + body
+            b"POST "
+            + EVENT_PATH.encode()
+            + b" HTTP/1.1\r\nhost: "
+            + self.host.encode()
+            + b"\r\nx-api-key: "
+            + self.key.encode()
+            + b"\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -122,12 +129,19 @@ class Conv:
     async def open(self, compression: str | None) -> None:
         from websockets.asyncio.client import connect
 
-        self.ws = await connect(f"ws://{self.host}:{self.port}/dev?apiKey={self.key}", compression=compression,
-                                max_size=None, ping_interval=None, open_timeout=60)
+        self.ws = await connect(
+            f"ws://{self.host}:{self.port}/dev?apiKey={self.key}",
+            compression=compression,
+            max_size=None,
+            ping_interval=None,
+            open_timeout=60,
+        )
         hello = json.loads(await self.ws.recv())
         self.socket_id = hello["event"]["event_payload"]["socket_id"]
         await self.http.connect()
-        status, body = await self.http.post(envelope("conversation_start", {"userId": f"u-{uuid.uuid4().hex[:8]}"}, self.socket_id))
+        status, body = await self.http.post(
+            envelope("conversation_start", {"userId": f"u-{uuid.uuid4().hex[:8]}"}, self.socket_id)
+        )
         if status != 200:
             raise RuntimeError(f"conversation_start: HTTP {status} {body[:200]!r}")
         self.cid = json.loads(body)["conversation_id"]
@@ -143,7 +157,11 @@ class Conv:
         self.n += 1
         self.waiter = asyncio.get_running_loop().create_future()
         sent = time.perf_counter()
-        payload = {"conversation_id": self.cid, "content": {"type": "text", "text": f"m{self.n}"}, "client_msg_id": f"c{self.n}"}
+        payload = {
+            "conversation_id": self.cid,
+            "content": {"type": "text", "text": f"m{self.n}"},
+            "client_msg_id": f"c{self.n}",
+        }
         status, body = await self.http.post(envelope("user_message", payload, self.socket_id))
         if status != 200:
             raise RuntimeError(f"user_message: HTTP {status} {body[:200]!r}")
@@ -271,8 +289,22 @@ class OwnRedis:
         if exe is None:
             raise SystemExit("redis-server is not installed (or pass --redis URL)")
         self.port = free_port()
-        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--loglevel", "warning"], stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         time.sleep(0.3)
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
@@ -317,24 +349,44 @@ def pg_execute(sql: str) -> list[tuple[Any, ...]]:
 def pg_updates_per_trip(schema: str) -> float:
     """Rows of ``conversations`` updated per round trip (2 stored events), from the schema's table counters
     over the whole configuration (they are flushed late, so short windows would undercount)."""
-    rows = dict(pg_execute(
-        f"SELECT relname, n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE schemaname = '{schema}'"
-        " AND relname IN ('events', 'conversations')"
-    ))
+    rows = dict(
+        pg_execute(
+            f"SELECT relname, n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE schemaname = '{schema}'"
+            " AND relname IN ('events', 'conversations')"
+        )
+    )
     events = int(rows.get("events", 0))
     return 2 * int(rows.get("conversations", 0)) / events if events else float("nan")
 
 
 class Gateway:
     def __init__(self, config: Config, key: str) -> None:
-        cmd = [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", "0", "--database", config.database,
-               "--api-key", key, "--workers", str(config.workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "captivate_chat_api.cli",
+            "serve",
+            "--port",
+            "0",
+            "--database",
+            config.database,
+            "--api-key",
+            key,
+            "--workers",
+            str(config.workers),
+        ]
         if config.broker:
             cmd += ["--broker", config.broker]
         env = {
-            **os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "warning", "CAPTIVATE_ACCESS_LOG": "false",
-            "CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0", "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
-            "CAPTIVATE_MAX_SOCKETS_PER_KEY": "1000000", "CAPTIVATE_SEND_QUEUE_FRAMES": "10000",
+            **os.environ,
+            "COLUMNS": "200",
+            "CAPTIVATE_LOG_LEVEL": "warning",
+            "CAPTIVATE_ACCESS_LOG": "false",
+            "CAPTIVATE_RATE_PER_SOCKET": "0",
+            "CAPTIVATE_RATE_PER_KEY": "0",
+            "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
+            "CAPTIVATE_MAX_SOCKETS_PER_KEY": "1000000",
+            "CAPTIVATE_SEND_QUEUE_FRAMES": "10000",
         }
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 -- lives as long as the gateway
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
@@ -365,18 +417,38 @@ class Gateway:
         self.log.seek(0)
         problems = [line for line in self.log.read().splitlines() if " ERROR " in line or " WARNING " in line]
         if problems:
-            print(f"  the gateway logged {len(problems)} warnings/errors, e.g.:\n    " + "\n    ".join(problems[:5]))
+            print(
+                f"  the gateway logged {len(problems)} warnings/errors, e.g.:\n    "
+                + "\n    ".join(problems[:5])
+            )
 
 
 class Clients:
-    def __init__(self, port: int, key: str, conversations: int, processes: int, compression: str | None) -> None:
+    def __init__(
+        self, port: int, key: str, conversations: int, processes: int, compression: str | None
+    ) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         for index in range(processes):
             count = conversations // processes + (1 if index < conversations % processes else 0)
-            proc = subprocess.Popen([sys.executable, __file__, "--client"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--client"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps({"host": "127.0.0.1", "port": port, "key": key, "count": count,
-                                         "compression": compression}) + "\n")
+            proc.stdin.write(
+                json.dumps(
+                    {
+                        "host": "127.0.0.1",
+                        "port": port,
+                        "key": key,
+                        "count": count,
+                        "compression": compression,
+                    }
+                )
+                + "\n"
+            )
             proc.stdin.flush()
             self.procs.append(proc)
 
@@ -427,8 +499,12 @@ class CpuWatch:
 
     def read(self) -> dict[str, float]:
         if self.application_name and not self.backends:
-            self.backends = [int(r[0]) for r in pg_execute(
-                f"SELECT pid FROM pg_stat_activity WHERE application_name = '{self.application_name}'")]
+            self.backends = [
+                int(r[0])
+                for r in pg_execute(
+                    f"SELECT pid FROM pg_stat_activity WHERE application_name = '{self.application_name}'"
+                )
+            ]
         reading = {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.groups.items()}
         reading["postgres"] = sum(cpu_seconds(p) for p in self.backends)
         busy, total = machine_busy()
@@ -436,11 +512,15 @@ class CpuWatch:
         return reading
 
 
-def run_phase(clients: Clients, watch: CpuWatch, phase: dict[str, Any], profiler: list[str] | None = None) -> dict[str, Any]:
+def run_phase(
+    clients: Clients, watch: CpuWatch, phase: dict[str, Any], profiler: list[str] | None = None
+) -> dict[str, Any]:
     clients.send(json.dumps(phase))
     time.sleep(max(0.0, phase["measure_from"] - time.time()))
     before = watch.read()
-    spy = subprocess.Popen(profiler, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) if profiler else None
+    spy = (
+        subprocess.Popen(profiler, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) if profiler else None
+    )
     time.sleep(max(0.0, phase["end"] - time.time()))
     after = watch.read()
     if spy is not None:
@@ -473,7 +553,16 @@ ASYNCPG_PARTS = (
     ("Transaction.__aexit__", "COMMIT"),
     ("Pool._acquire", "pool acquire"),
 )
-WRAPPERS = ("<module>", "main ", "run_worker ", "run ", "serve ", "WorkerHeader.", "MetricsMiddleware.", "AccessLog.")
+WRAPPERS = (
+    "<module>",
+    "main ",
+    "run_worker ",
+    "run ",
+    "serve ",
+    "WorkerHeader.",
+    "MetricsMiddleware.",
+    "AccessLog.",
+)
 """Entry points and middlewares that every request passes through: not worth listing as inclusive costs."""
 LOOP_LEAVES = ("run_forever ", "run_until_complete ", "Runner.run ", "Server.serve ", "run (", "_run_once ")
 """A sample whose innermost Python frame is the loop's entry point is inside uvloop's C code."""
@@ -520,7 +609,11 @@ def summarize_profile(path: Path, rate: int, seconds: float, trips: int, top: in
         leaf = frames[-1]
         by_category[categorize(leaf)] += n
         leaves[re.sub(r" \((?:.*/)?([^/]+\.py)(?::\d+)?\)", r" (\1)", leaf)] += n
-        for name in {re.sub(r":\d+\)$", ")", re.sub(r" \(.*/captivate_chat_api/", " (", f)) for f in frames if "captivate_chat_api/" in f}:
+        for name in {
+            re.sub(r":\d+\)$", ")", re.sub(r" \(.*/captivate_chat_api/", " (", f))
+            for f in frames
+            if "captivate_chat_api/" in f
+        }:
             if not name.startswith(WRAPPERS):
                 inclusive[name] += n
         if "asyncpg" in stack:
@@ -532,10 +625,14 @@ def summarize_profile(path: Path, rate: int, seconds: float, trips: int, top: in
     def ms(samples: int) -> float:
         return samples * 1000 / rate / trips
 
-    lines = [(f"  {total} samples over {seconds:.0f} s = {ms(total):.2f} ms of worker CPU per round trip (sampled: a busy machine"
-             " inflates this, as a runnable process waiting for a core is sampled too; trust the shares, and the table's"
-             " /proc figure for the total)"),
-             f"  {'by innermost frame':<60} {'share':>6} {'ms/trip':>8}"]
+    lines = [
+        (
+            f"  {total} samples over {seconds:.0f} s = {ms(total):.2f} ms of worker CPU per round trip (sampled: a busy machine"
+            " inflates this, as a runnable process waiting for a core is sampled too; trust the shares, and the table's"
+            " /proc figure for the total)"
+        ),
+        f"  {'by innermost frame':<60} {'share':>6} {'ms/trip':>8}",
+    ]
     lines += [f"    {name:<58} {n / total:6.1%} {ms(n):8.3f}" for name, n in by_category.most_common()]
     lines.append(f"  {'asyncpg, by what it was doing':<60}")
     lines += [f"    {name:<58} {n / total:6.1%} {ms(n):8.3f}" for name, n in asyncpg_parts.most_common()]
@@ -555,37 +652,70 @@ def bench_config(config: Config, args: argparse.Namespace, redis_pids: list[int]
         time.sleep(1.0)
         rss0 = sum(rss_kib(p) for p in gateway.workers)
         began = time.time()
-        clients = Clients(gateway.port, key, args.conversations, args.clients, None if args.compression == "none" else "deflate")
+        clients = Clients(
+            gateway.port,
+            key,
+            args.conversations,
+            args.clients,
+            None if args.compression == "none" else "deflate",
+        )
         ready = clients.read_all()
         result.conversations = sum(r["ready"] for r in ready)
         result.connect_seconds = time.time() - began
         time.sleep(1.0)
         rss1 = sum(rss_kib(p) for p in gateway.workers)
         result.kib_per_conversation = (rss1 - rss0) / max(1, result.conversations)
-        watch = CpuWatch({"gateway": gateway.pids, "redis": redis_pids, "client": [p.pid for p in clients.procs]},
-                         config.schema and f"captivate_{config.schema}")
+        watch = CpuWatch(
+            {"gateway": gateway.pids, "redis": redis_pids, "client": [p.pid for p in clients.procs]},
+            config.schema and f"captivate_{config.schema}",
+        )
 
         def phase(mode: str, seconds: float, **extra: Any) -> dict[str, Any]:
             start = time.time() + 0.5
-            return {"mode": mode, "start": start, "measure_from": start + args.warmup, "end": start + args.warmup + seconds,
-                    "conversations": result.conversations, **extra}
+            return {
+                "mode": mode,
+                "start": start,
+                "measure_from": start + args.warmup,
+                "end": start + args.warmup + seconds,
+                "conversations": result.conversations,
+                **extra,
+            }
 
-        print(f"  {config.name}: {result.conversations} conversations connected in {result.connect_seconds:.1f} s; saturating",
-              flush=True)
+        print(
+            f"  {config.name}: {result.conversations} conversations connected in {result.connect_seconds:.1f} s; saturating",
+            flush=True,
+        )
         result.phases["saturation"] = run_phase(clients, watch, phase("closed", args.seconds))
         if args.rate:
             print(f"  {config.name}: fixed rate {args.rate:g}/s", flush=True)
-            result.phases["rate"] = run_phase(clients, watch, phase("rate", args.rate_seconds, rate=args.rate))
+            result.phases["rate"] = run_phase(
+                clients, watch, phase("rate", args.rate_seconds, rate=args.rate)
+            )
         if args.profile and config.workers == args.profile_workers and config.broker:
             print(f"  {config.name}: profiling", flush=True)
             out = Path(tempfile.gettempdir()) / f"scale-profile-{os.getpid()}.txt"
             exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-            cmd = [exe, "record", "--pid", str(gateway.proc.pid), "--subprocesses", "--rate", str(args.profile_rate),
-                   "--format", "raw", "--output", str(out), "--nonblocking", "--gil"]
+            cmd = [
+                exe,
+                "record",
+                "--pid",
+                str(gateway.proc.pid),
+                "--subprocesses",
+                "--rate",
+                str(args.profile_rate),
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                "--nonblocking",
+                "--gil",
+            ]
             profiled = run_phase(clients, watch, phase("closed", args.seconds), profiler=cmd)
             result.phases["profiled"] = profiled
             if out.exists():
-                result.profile = summarize_profile(out, args.profile_rate, args.seconds, max(1, profiled["completed"]))
+                result.profile = summarize_profile(
+                    out, args.profile_rate, args.seconds, max(1, profiled["completed"])
+                )
                 result.profile += f"\n  raw collapsed stacks: {out} (open in https://www.speedscope.app)"
     finally:
         if clients is not None:
@@ -598,9 +728,11 @@ def bench_config(config: Config, args: argparse.Namespace, redis_pids: list[int]
 
 
 def table(results: list[Result], args: argparse.Namespace) -> str:
-    head = (f"{'configuration':<30} {'conv':>5} {'trips/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'@' + format(args.rate, 'g') + '/s p50':>10} {'p99':>7} {'CPU ms/trip: gw':>16} {'pg':>5} {'redis':>6} "
-            f"{'client':>7} {'busy':>5} {'KiB/conv':>8}")
+    head = (
+        f"{'configuration':<30} {'conv':>5} {'trips/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'@' + format(args.rate, 'g') + '/s p50':>10} {'p99':>7} {'CPU ms/trip: gw':>16} {'pg':>5} {'redis':>6} "
+        f"{'client':>7} {'busy':>5} {'KiB/conv':>8}"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         s = r.phases["saturation"]
@@ -619,19 +751,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--conversations", type=int, default=1000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="process counts on PostgreSQL + Redis")
-    parser.add_argument("--no-sqlite", action="store_true", help="skip the single-process SQLite configuration")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2, 4], help="process counts on PostgreSQL + Redis"
+    )
+    parser.add_argument(
+        "--no-sqlite", action="store_true", help="skip the single-process SQLite configuration"
+    )
     parser.add_argument("--clients", type=int, default=4, help="client processes")
-    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring (longer than a round trip)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds of the saturation phase")
-    parser.add_argument("--rate", type=float, default=40.0, help="messages/s of the fixed-rate phase (0: skip it)")
+    parser.add_argument(
+        "--warmup", type=float, default=10.0, help="seconds before measuring (longer than a round trip)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="measured seconds of the saturation phase"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=40.0, help="messages/s of the fixed-rate phase (0: skip it)"
+    )
     parser.add_argument("--rate-seconds", type=float, default=10.0)
-    parser.add_argument("--compression", choices=["deflate", "none"], default="deflate",
-                        help="WebSocket permessage-deflate offered by the clients (browsers do)")
+    parser.add_argument(
+        "--compression",
+        choices=["deflate", "none"],
+        default="deflate",
+        help="WebSocket permessage-deflate offered by the clients (browsers do)",
+    )
     parser.add_argument("--redis", help="redis:// URL (default: a redis-server of our own on a free port)")
-    parser.add_argument("--profile", action="store_true", help="py-spy profile of one configuration (--profile-workers)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy profile of one configuration (--profile-workers)"
+    )
     parser.add_argument("--profile-rate", type=int, default=200)
-    parser.add_argument("--profile-workers", type=int, default=2, help="which PostgreSQL+Redis configuration to profile")
+    parser.add_argument(
+        "--profile-workers", type=int, default=2, help="which PostgreSQL+Redis configuration to profile"
+    )
     args = parser.parse_args()
     if args.client:
         try:
@@ -646,13 +796,20 @@ def main() -> None:
     broker = args.redis or (redis.url if redis else None)
     redis_pids = [redis.proc.pid] if redis else []
     workdir = Path(tempfile.mkdtemp(prefix="scale-bench-"))
-    configs = [] if args.no_sqlite else [Config("1 process, SQLite", 1, f"sqlite:///{workdir / 'bench.db'}", None)]
+    configs = (
+        [] if args.no_sqlite else [Config("1 process, SQLite", 1, f"sqlite:///{workdir / 'bench.db'}", None)]
+    )
     for n in args.workers:
         schema = f"bench_{uuid.uuid4().hex[:10]}"
         database = f"{POSTGRES}?schema={schema}&application_name=captivate_{schema}"
-        configs.append(Config(f"{n} process{'es' if n > 1 else ''}, PostgreSQL+Redis", n, database, broker, schema))
-    print(f"{os.cpu_count()} CPUs; {args.conversations} conversations over {args.clients} client processes; "
-          f"warm-up {args.warmup:g} s, measured {args.seconds:g} s; load average {os.getloadavg()[0]:.1f} before the run", flush=True)
+        configs.append(
+            Config(f"{n} process{'es' if n > 1 else ''}, PostgreSQL+Redis", n, database, broker, schema)
+        )
+    print(
+        f"{os.cpu_count()} CPUs; {args.conversations} conversations over {args.clients} client processes; "
+        f"warm-up {args.warmup:g} s, measured {args.seconds:g} s; load average {os.getloadavg()[0]:.1f} before the run",
+        flush=True,
+    )
     results = []
     try:
         for config in configs:
@@ -671,12 +828,16 @@ def main() -> None:
         errors = {k: v for phase in r.phases.values() for k, v in phase["errors"].items()}
         if errors:
             print(f"  {r.config.name}: errors {errors}")
-    print("\nCPU ms/trip: CPU time per round trip (2 stored events + 1 POST + 2 frames out) of the gateway processes,"
-          " of the PostgreSQL backends serving them, of our redis-server and of the client processes; busy: the"
-          " machine's CPUs over the measured window (anything else running counts too).")
+    print(
+        "\nCPU ms/trip: CPU time per round trip (2 stored events + 1 POST + 2 frames out) of the gateway processes,"
+        " of the PostgreSQL backends serving them, of our redis-server and of the client processes; busy: the"
+        " machine's CPUs over the measured window (anything else running counts too)."
+    )
     for r in results:
         if r.pg_updates is not None:
-            print(f"  {r.config.name}: PostgreSQL row writes per round trip: 2 INSERT events + {r.pg_updates:.1f} UPDATE conversations")
+            print(
+                f"  {r.config.name}: PostgreSQL row writes per round trip: 2 INSERT events + {r.pg_updates:.1f} UPDATE conversations"
+            )
     for r in results:
         if "profiled" in r.phases:
             p = r.phases["profiled"]

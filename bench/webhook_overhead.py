@@ -74,7 +74,9 @@ async def main(turns: int, warmup: int) -> None:
         gateway = GatewayProcess(database, [demo_key, webhook_key], env=env).start()
         agent = AgentProcess({"AGENT_SECRET": SECRET}).start()
         try:
-            await set_channel(database, webhook_key, agent=f"webhook:{agent.url}/agent", webhook_secret=SECRET)
+            await set_channel(
+                database, webhook_key, agent=f"webhook:{agent.url}/agent", webhook_secret=SECRET
+            )
             demo = await gateway_turns(gateway, demo_key, turns, warmup)
             webhook = await gateway_turns(gateway, webhook_key, turns, warmup)
             client = WebhookAgent(f"{agent.url}/agent", SECRET)
@@ -88,7 +90,9 @@ async def main(turns: int, warmup: int) -> None:
             gateway.stop()
     print(f"{turns} turns each (p50, ms)")
     print(f"  gateway round trip, demo agent      {p50_ms(demo):8.2f}")
-    print(f"  gateway round trip, webhook agent   {p50_ms(webhook):8.2f}   (+{p50_ms(webhook) - p50_ms(demo):.2f})")
+    print(
+        f"  gateway round trip, webhook agent   {p50_ms(webhook):8.2f}   (+{p50_ms(webhook) - p50_ms(demo):.2f})"
+    )
     print(f"  agent call alone, demo              {p50_ms(direct_demo):8.3f}")
     print(f"  agent call alone, webhook           {p50_ms(direct_webhook):8.2f}")
 

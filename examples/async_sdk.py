@@ -12,8 +12,11 @@ BASE_URL = os.environ.get("CAPTIVATE_BASE_URL", "http://127.0.0.1:8000")
 async def main() -> None:
     async with CaptivateChatAPI(API_KEY, base_url=BASE_URL) as api:  # or mode="prod" for the Captivate cloud
         conversation = await api.create_conversation(
-            "user-123", user_basic_info={"name": "John"}, metadata={"plan": "pro"},
-            mode="user-first", private_metadata={"crm_id": 7},
+            "user-123",
+            user_basic_info={"name": "John"},
+            metadata={"plan": "pro"},
+            mode="user-first",
+            private_metadata={"crm_id": 7},
         )
 
         @conversation.on_message  # kind: "ai_agent" | "human_agent" | "error"

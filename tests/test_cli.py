@@ -18,7 +18,12 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     import os
 
     return subprocess.run(
-        [*CLI, *args], check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200", **(env or {})}
+        [*CLI, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 
 
@@ -30,8 +35,13 @@ def test_first_start_prints_a_dev_key_once_and_it_works(tmp_path: Path) -> None:
         key = re.search(r"Dev API key \(shown once, stored hashed\): (cck_\S+)", banner)
         assert key, banner
         assert f"listening on http://127.0.0.1:{first.port}" in banner
-        assert "require('captivate-chat-api')" in banner and "from captivate_chat_api import BotMessage, CaptivateChatAPI" in banner
-        response = httpx.get(f"{first.http_url}/api/transcript?conversation_id=x", headers={"x-api-key": key.group(1)})
+        assert (
+            "require('captivate-chat-api')" in banner
+            and "from captivate_chat_api import BotMessage, CaptivateChatAPI" in banner
+        )
+        response = httpx.get(
+            f"{first.http_url}/api/transcript?conversation_id=x", headers={"x-api-key": key.group(1)}
+        )
         assert response.status_code == 404  # authenticated: the conversation is what is missing
     finally:
         first.stop()
@@ -55,13 +65,19 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     gateway = GatewayProcess(tmp_path / "keys.db", []).start()
     try:
         headers = {"x-api-key": key}
-        assert httpx.get(f"{gateway.http_url}/api/transcript?conversation_id=x", headers=headers).status_code == 404
+        assert (
+            httpx.get(f"{gateway.http_url}/api/transcript?conversation_id=x", headers=headers).status_code
+            == 404
+        )
         revoked = cli("keys", "revoke", key_id, "--database", url)
         assert revoked.returncode == 0 and "revoked" in revoked.stdout
         import time
 
         deadline = time.monotonic() + 10
-        while httpx.get(f"{gateway.http_url}/api/transcript?conversation_id=x", headers=headers).status_code != 401:
+        while (
+            httpx.get(f"{gateway.http_url}/api/transcript?conversation_id=x", headers=headers).status_code
+            != 401
+        ):
             assert time.monotonic() < deadline, "revoked key still accepted"
             time.sleep(0.2)
     finally:
@@ -72,11 +88,15 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 def test_environment_twins(tmp_path: Path) -> None:
     database = tmp_path / "env.db"
     gateway = GatewayProcess(
-        database, [], env={"CAPTIVATE_DATABASE": f"sqlite:///{database}", "CAPTIVATE_API_KEYS": "cck_env_one,cck_env_two"}
+        database,
+        [],
+        env={"CAPTIVATE_DATABASE": f"sqlite:///{database}", "CAPTIVATE_API_KEYS": "cck_env_one,cck_env_two"},
     ).start()
     try:
         for key in ("cck_env_one", "cck_env_two"):
-            response = httpx.get(f"{gateway.http_url}/api/transcript?conversation_id=x", headers={"x-api-key": key})
+            response = httpx.get(
+                f"{gateway.http_url}/api/transcript?conversation_id=x", headers={"x-api-key": key}
+            )
             assert response.status_code == 404
         assert "Dev API key" not in "".join(gateway.stdout)  # keys were given: no dev key is made
     finally:
@@ -91,19 +111,32 @@ def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_agents_and_tokens_commands(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'agents.db'}"
-    created = cli("keys", "create", "--name", "shop", "--agent", "webhook:http://127.0.0.1:9/hook", "--database", url)
+    created = cli(
+        "keys", "create", "--name", "shop", "--agent", "webhook:http://127.0.0.1:9/hook", "--database", url
+    )
     assert created.returncode == 0, created.stdout + created.stderr
     channel = re.search(r"channel: (ch_[0-9a-f]+)", created.stdout).group(1)  # type: ignore[union-attr]
     assert re.search(r"webhook secret \(shown once\): whsec_\S+", created.stdout)
     assert cli("keys", "create", "--agent", "carrier-pigeon", "--database", url).returncode == 2
 
-    named = cli("keys", "set-agent", channel, "python:agents_for_tests:reporter", "--name", "billing", "--database", url)
+    named = cli(
+        "keys",
+        "set-agent",
+        channel,
+        "python:agents_for_tests:reporter",
+        "--name",
+        "billing",
+        "--database",
+        url,
+    )
     assert named.returncode == 0 and "agent billing is now python:agents_for_tests:reporter" in named.stdout
     default = cli("keys", "set-agent", channel, "demo", "--database", url)
     assert default.returncode == 0 and "default agent is now demo" in default.stdout
     assert cli("keys", "set-agent", "ch_nope", "demo", "--database", url).returncode == 1
 
-    token = cli("tokens", "create", "--channel", channel, "--role", "human", "--label", "Alice", "--database", url)
+    token = cli(
+        "tokens", "create", "--channel", channel, "--role", "human", "--label", "Alice", "--database", url
+    )
     assert token.returncode == 0, token.stdout + token.stderr
     secret = re.search(r"agent token \(shown once\): (cca_\S+)", token.stdout).group(1)  # type: ignore[union-attr]
     listed = cli("tokens", "list", "--database", url)
@@ -113,13 +146,13 @@ def test_agents_and_tokens_commands(tmp_path: Path) -> None:
     assert cli("tokens", "create", "--channel", channel, "--role", "admin", "--database", url).returncode == 2
 
 
-AGENT = '''
+AGENT = """
 from captivate_chat_api.protocol import AgentResponse, ChatRequest
 
 
 async def answer(request: ChatRequest) -> AgentResponse:
     return AgentResponse(response=[{"type": "text", "text": f"Echo: {request.user_input}"}], session_id=request.session_id)
-'''
+"""
 
 
 def reply_to(gateway: GatewayProcess, key: str, text: str) -> str:
@@ -142,13 +175,16 @@ def test_serve_agent_rule_and_a_truthful_banner(tmp_path: Path) -> None:
     shop_key = re.search(r"API key \(shown once\): (cck_\S+)", shop.stdout).group(1)  # type: ignore[union-attr]
     own_key = "cck_test_" + "k" * 30
 
-    first = GatewayProcess(database, [own_key], args=["--agent", "python:my_agent:answer"], cwd=tmp_path,
-                           console_script=True).start()
+    first = GatewayProcess(
+        database, [own_key], args=["--agent", "python:my_agent:answer"], cwd=tmp_path, console_script=True
+    ).start()
     try:
         banner = "".join(first.stdout)
         assert "(agent: demo)" not in banner
         assert re.search(r"\(shop; key cck_\S+\): agent demo", banner), banner
-        assert re.search(r"\(channel cck_test_k…; key cck_test_k…\): agent python:my_agent:answer", banner), banner
+        assert re.search(r"\(channel cck_test_k…; key cck_test_k…\): agent python:my_agent:answer", banner), (
+            banner
+        )
         assert reply_to(first, own_key, "hi") == "Echo: hi"  # not "502 the agent failed"
         assert reply_to(first, shop_key, "hi") == "You said: hi"
     finally:

@@ -13,8 +13,16 @@ from captivate_chat_api.server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # CAPTIVATE_* names of the docs that are not gateway settings: the clients' and the examples' environment
-NOT_SETTINGS = {"CAPTIVATE_API_KEY", "CAPTIVATE_BASE_URL", "CAPTIVATE_URL", "CAPTIVATE_AGENT_TOKEN",
-                "CAPTIVATE_WEBHOOK_SECRET", "CAPTIVATE_PUSH_TOKEN", "CAPTIVATE_CONFIG", "CAPTIVATE_TEST_POSTGRES"}
+NOT_SETTINGS = {
+    "CAPTIVATE_API_KEY",
+    "CAPTIVATE_BASE_URL",
+    "CAPTIVATE_URL",
+    "CAPTIVATE_AGENT_TOKEN",
+    "CAPTIVATE_WEBHOOK_SECRET",
+    "CAPTIVATE_PUSH_TOKEN",
+    "CAPTIVATE_CONFIG",
+    "CAPTIVATE_TEST_POSTGRES",
+}
 
 
 def documented_names() -> set[str]:
@@ -29,8 +37,16 @@ def test_every_documented_variable_is_a_setting() -> None:
 
 
 def test_the_config_file_accepts_every_setting(tmp_path: Path) -> None:
-    values = {"host": "127.0.0.2", "port": 9001, "database": f"sqlite:///{tmp_path / 'x.db'}", "agent": "openai:gpt-4o-mini",
-              "workers": 3, "agent_system_prompt": "Be brief.", "agent_history": 6, "api_keys": ["cck_file_key_1234567"]}
+    values = {
+        "host": "127.0.0.2",
+        "port": 9001,
+        "database": f"sqlite:///{tmp_path / 'x.db'}",
+        "agent": "openai:gpt-4o-mini",
+        "workers": 3,
+        "agent_system_prompt": "Be brief.",
+        "agent_history": 6,
+        "api_keys": ["cck_file_key_1234567"],
+    }
     lines = []
     for name, field in Settings.model_fields.items():
         if name == "config":
@@ -43,8 +59,13 @@ def test_the_config_file_accepts_every_setting(tmp_path: Path) -> None:
     settings = Settings(config=config)
     for name, value in values.items():
         assert getattr(settings, name) == value, name
-    shown = subprocess.run([sys.executable, "-m", "captivate_chat_api.cli", "config", "show", "--config", str(config)],
-                           check=False, capture_output=True, text=True, timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-m", "captivate_chat_api.cli", "config", "show", "--config", str(config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     assert 'agent = "openai:gpt-4o-mini"  # file' in shown.stdout and "workers = 3  # file" in shown.stdout
 

@@ -24,6 +24,7 @@ from harness.wire import WireClient
 # Python 3.12+ warns about forkpty() in a process with threads (the gateway's log pumps); the child execs at once.
 pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 
+
 @dataclass
 class Desk:
     gateway: GatewayProcess
@@ -74,7 +75,12 @@ def run(*args: str, token: str | None, stdin: str = "") -> subprocess.CompletedP
     """The command with piped stdin (no terminal), bounded in time."""
     return subprocess.run(
         [sys.executable, "-m", "captivate_chat_api.cli", *args],
-        input=stdin, capture_output=True, text=True, timeout=60, check=False, env=environment(token),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=environment(token),
     )
 
 
@@ -83,7 +89,9 @@ def invoke(*args: str, token: str | None) -> Result:
     return CliRunner().invoke(app, list(args), env={"CAPTIVATE_AGENT_TOKEN": token})
 
 
-async def test_a_human_takes_over_answers_and_hands_back_to_the_ai(desk: Desk, consoles: list[Console]) -> None:
+async def test_a_human_takes_over_answers_and_hands_back_to_the_ai(
+    desk: Desk, consoles: list[Console]
+) -> None:
     gw = desk.gateway
     console = Console(gw.http_url, desk.alice)
     consoles.append(console)
@@ -111,7 +119,9 @@ async def test_a_human_takes_over_answers_and_hands_back_to_the_ai(desk: Desk, c
         await user.say(cid, "thanks Alice")
         await console.see(rf"user {short}> {ANSI}thanks Alice")
 
-        bob = await asyncio.to_thread(run, "console", "--url", gw.http_url, token=desk.bob, stdin=f"/take {short}\n")
+        bob = await asyncio.to_thread(
+            run, "console", "--url", gw.http_url, token=desk.bob, stdin=f"/take {short}\n"
+        )
         assert bob.returncode == 0, bob.stderr
         assert f"[{short} is already taken by Alice (409)]" in bob.stdout
         assert "Traceback" not in bob.stdout + bob.stderr
@@ -143,7 +153,9 @@ async def test_handoff_puts_an_ai_conversation_in_the_queue(desk: Desk) -> None:
     gw = desk.gateway
     async with WireClient(gw.http_url, gw.ws_url, desk.key) as user:
         cid = await user.start("handoff-user")
-        result = await asyncio.to_thread(invoke, "handoff", cid, "--url", gw.http_url, "--reason", "vip", token=desk.alice)
+        result = await asyncio.to_thread(
+            invoke, "handoff", cid, "--url", gw.http_url, "--reason", "vip", token=desk.alice
+        )
         assert result.exit_code == 0, result.output
         assert f"conversation {cid}: waiting_human" in result.output
         started = await user.expect("conversation_update", lambda p: p["type"] == "livechat_started")
@@ -152,9 +164,14 @@ async def test_handoff_puts_an_ai_conversation_in_the_queue(desk: Desk) -> None:
         # the short id the console shows names it too (resolved among the waiting and live ones)
         again = await asyncio.to_thread(invoke, "handoff", cid[:8], "--url", gw.http_url, token=desk.alice)
         assert again.exit_code == 1
-        assert f"error: conversation {cid} cannot be handed to a human: cannot escalate: the conversation is waiting_human" in again.stderr
+        assert (
+            f"error: conversation {cid} cannot be handed to a human: cannot escalate: the conversation is waiting_human"
+            in again.stderr
+        )
 
-    unknown = await asyncio.to_thread(invoke, "handoff", "no-such-conversation", "--url", gw.http_url, token=desk.alice)
+    unknown = await asyncio.to_thread(
+        invoke, "handoff", "no-such-conversation", "--url", gw.http_url, token=desk.alice
+    )
     assert unknown.exit_code == 1
     assert "error: conversation no-such-conversation was not found" in unknown.stderr
 
@@ -176,7 +193,11 @@ def test_a_bad_or_missing_token_is_a_clear_error(desk: Desk) -> None:
     assert unreachable.exit_code == 1 and "error: cannot connect to http://127.0.0.1:9" in unreachable.stderr
     for name in ("console", "handoff"):
         shown = invoke(name, "--help", token=desk.alice)
-        assert shown.exit_code == 0 and "CAPTIVATE_AGENT_TOKEN" in shown.output and desk.alice not in shown.output
+        assert (
+            shown.exit_code == 0
+            and "CAPTIVATE_AGENT_TOKEN" in shown.output
+            and desk.alice not in shown.output
+        )
     bad_url = invoke("console", "--url", "ftp://127.0.0.1:9", token=desk.alice)
     assert bad_url.exit_code == 2 and "error: --url 'ftp://127.0.0.1:9'" in bad_url.stderr
 
@@ -186,9 +207,13 @@ async def test_piped_commands_take_two_conversations_and_switch_between_them(des
     async with WireClient(gw.http_url, gw.ws_url, desk.key) as user:
         first, second = await user.start("piped-1"), await user.start("piped-2")
         for cid in (first, second):
-            assert (await asyncio.to_thread(invoke, "handoff", cid, "--url", gw.http_url, token=desk.bob)).exit_code == 0
+            assert (
+                await asyncio.to_thread(invoke, "handoff", cid, "--url", gw.http_url, token=desk.bob)
+            ).exit_code == 0
         script = f"/help\n/take {first}\n/take {second[:8]}\nto the second\n/switch {first[:8]}\nto the first\n/end {second[:8]}\n/quit\n"
-        result = await asyncio.to_thread(run, "console", "--url", gw.http_url, "--name", "Bob B.", token=desk.bob, stdin=script)
+        result = await asyncio.to_thread(
+            run, "console", "--url", gw.http_url, "--name", "Bob B.", token=desk.bob, stdin=script
+        )
         assert result.returncode == 0, result.stderr
         out = result.stdout
         assert "/switch ID" in out and "\x1b" not in out  # plain text without a terminal
@@ -206,7 +231,9 @@ async def test_piped_commands_take_two_conversations_and_switch_between_them(des
         assert ended["conversation_id"] == second
 
 
-async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path, consoles: list[Console]) -> None:
+async def test_the_console_reconnects_when_the_gateway_restarts(
+    tmp_path: Path, consoles: list[Console]
+) -> None:
     key, database = new_key(), tmp_path / "restart.db"
     gateway = GatewayProcess(database, [key]).start()
     try:

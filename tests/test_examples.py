@@ -68,7 +68,9 @@ def run_program(path: Path, key: str, base_url: str, tmp_path: Path) -> subproce
         shutil.copy(path, workdir / path.name)
         command, cwd = [node, path.name], workdir
     try:
-        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=cwd, env=env)
+        return subprocess.run(
+            command, check=False, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=cwd, env=env
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{path.name} did not end within {RUN_TIMEOUT:g} s:\n{exc.stdout!r}\n{exc.stderr!r}")
 
@@ -98,19 +100,32 @@ def test_example_runs(path: Path, shared_gateway: tuple[GatewayProcess, str], tm
     try:
         if "gateway-args" in spec:
             key = new_key()
-            own = GatewayProcess(tmp_path / "gw.db", [key], args=fill(spec["gateway-args"]).split(), cwd=EXAMPLES,
-                                 console_script=True).start()
+            own = GatewayProcess(
+                tmp_path / "gw.db",
+                [key],
+                args=fill(spec["gateway-args"]).split(),
+                cwd=EXAMPLES,
+                console_script=True,
+            ).start()
             gateway = own
         if "server" in spec:
             secret = re.search(r"webhook secret of \S+ \(shown once\): (whsec_\S+)", "".join(gateway.stdout))
             env = {**os.environ, "CAPTIVATE_BASE_URL": gateway.http_url}
             if secret:
                 env["CAPTIVATE_WEBHOOK_SECRET"] = secret.group(1)
-            server = subprocess.Popen(fill(spec["server"]).split(), cwd=EXAMPLES, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            server = subprocess.Popen(
+                fill(spec["server"]).split(),
+                cwd=EXAMPLES,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
             wait_for_port(agent_port, server)
         result = run_program(client, key, gateway.http_url, tmp_path)
-        assert result.returncode == 0, f"{client.name}:\n{result.stdout}\n{result.stderr}\n{gateway.logs()[-3000:]}"
+        assert result.returncode == 0, (
+            f"{client.name}:\n{result.stdout}\n{result.stderr}\n{gateway.logs()[-3000:]}"
+        )
         if "expect" in spec:
             assert spec["expect"] in result.stdout, result.stdout + result.stderr
     finally:
@@ -125,7 +140,9 @@ def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 30
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the example's server exited ({process.returncode}):\n{process.stdout.read() if process.stdout else ''}")
+            pytest.fail(
+                f"the example's server exited ({process.returncode}):\n{process.stdout.read() if process.stdout else ''}"
+            )
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return

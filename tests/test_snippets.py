@@ -25,10 +25,14 @@ def test_banner_snippets_run_as_pasted(tmp_path: Path) -> None:
         python = banner_program(banner, "then `python app.py`:\n", "\n\nCtrl+C stops")
         npm = banner_program(banner, "then `node app.js`:\n", "\n\nPython (this SDK)")
         (tmp_path / "app.py").write_text(python)
-        ran = subprocess.run([sys.executable, "app.py"], check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        ran = subprocess.run(
+            [sys.executable, "app.py"], check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
         assert ran.returncode == 0 and ran.stdout.strip() == "You said: Hello!", ran.stdout + ran.stderr
         (tmp_path / "app.js").write_text(npm)
-        ran = run_program(tmp_path / "app.js", "not-read: the key is in the snippet", "http://unused.invalid", tmp_path)
+        ran = run_program(
+            tmp_path / "app.js", "not-read: the key is in the snippet", "http://unused.invalid", tmp_path
+        )
         assert ran.returncode == 0 and "ai_agent You said: Hello!" in ran.stdout, ran.stdout + ran.stderr
     finally:
         gateway.stop()

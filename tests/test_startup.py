@@ -19,12 +19,22 @@ from harness.gateway import POSTGRES_URL, GatewayProcess
 CLI = [sys.executable, "-m", "captivate_chat_api.cli"]
 
 
-def run(*args: str, blocked: str | None = None, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, blocked: str | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``captivate-chat ARGS``; ``blocked`` names a module made unimportable, as if its extra were missing."""
     prelude = f"import sys; sys.modules[{blocked!r}] = None; " if blocked else "import sys; "
-    code = prelude + "from captivate_chat_api.cli import main; sys.argv = ['captivate-chat', *sys.argv[1:]]; main()"
+    code = (
+        prelude
+        + "from captivate_chat_api.cli import main; sys.argv = ['captivate-chat', *sys.argv[1:]]; main()"
+    )
     return subprocess.run(
-        [sys.executable, "-c", code, *args], check=False, capture_output=True, text=True, timeout=60, cwd=cwd,
+        [sys.executable, "-c", code, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
         env={**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info", **(env or {})},
     )
 
@@ -73,14 +83,20 @@ def test_first_start_on_a_busy_port_loses_no_dev_key(tmp_path: Path, busy_port: 
 
 
 def test_unknown_database_scheme() -> None:
-    assert_one_line(run("serve", "--port", "0", "--database", "mysql://db.internal/chat"), "'mysql'", "sqlite:///PATH")
-    debug = run("serve", "--port", "0", "--database", "mysql://db.internal/chat", env={"CAPTIVATE_LOG_LEVEL": "debug"})
+    assert_one_line(
+        run("serve", "--port", "0", "--database", "mysql://db.internal/chat"), "'mysql'", "sqlite:///PATH"
+    )
+    debug = run(
+        "serve", "--port", "0", "--database", "mysql://db.internal/chat", env={"CAPTIVATE_LOG_LEVEL": "debug"}
+    )
     assert debug.returncode == 2 and "Traceback" in debug.stderr  # the env twin of --debug
     assert debug.stderr.strip().splitlines()[-1].startswith("error: unsupported database URL scheme")
 
 
 def test_sqlite_url_without_a_path() -> None:
-    assert_one_line(run("serve", "--port", "0", "--database", "sqlite:///"), "names no file", "sqlite:///PATH")
+    assert_one_line(
+        run("serve", "--port", "0", "--database", "sqlite:///"), "names no file", "sqlite:///PATH"
+    )
 
 
 def test_database_folder_not_writable(tmp_path: Path) -> None:
@@ -89,7 +105,9 @@ def test_database_folder_not_writable(tmp_path: Path) -> None:
     result = run("serve", "--port", "0", "--database", f"sqlite:///{blocker / 'gw.db'}")
     assert_one_line(result, "is a file, not a folder", "--database")
     # a folder nobody (not even root) may create files in
-    assert_one_line(run("serve", "--port", "0", "--database", "sqlite:////proc/captivate-test.db"), "/proc", "--database")
+    assert_one_line(
+        run("serve", "--port", "0", "--database", "sqlite:////proc/captivate-test.db"), "/proc", "--database"
+    )
 
 
 def make_read_only(path: Path) -> None:
@@ -100,9 +118,15 @@ def make_read_only(path: Path) -> None:
         path.parent.chmod(0o555)
         return
     chattr = shutil.which("chattr")
-    done = subprocess.run([chattr, "+i", str(path)], check=False, capture_output=True, text=True) if chattr else None
+    done = (
+        subprocess.run([chattr, "+i", str(path)], check=False, capture_output=True, text=True)
+        if chattr
+        else None
+    )
     if done is None or done.returncode != 0:
-        pytest.skip(f"cannot make {path} read-only for root here (chattr +i: {done.stderr if done else 'missing'})")
+        pytest.skip(
+            f"cannot make {path} read-only for root here (chattr +i: {done.stderr if done else 'missing'})"
+        )
 
 
 def undo_read_only(path: Path) -> None:
@@ -123,36 +147,64 @@ def test_read_only_database(tmp_path: Path) -> None:
     try:
         assert_one_line(run("serve", "--port", "0", "--database", url), "read-only", "--database")
         debug = run("serve", "--port", "0", "--database", url, "--debug")
-        assert debug.returncode == 2 and "Traceback" in debug.stderr and "read-only" in debug.stderr.splitlines()[-1]
+        assert (
+            debug.returncode == 2
+            and "Traceback" in debug.stderr
+            and "read-only" in debug.stderr.splitlines()[-1]
+        )
     finally:
         undo_read_only(database)
 
 
 def test_postgresql_not_listening() -> None:
     url = f"postgresql://postgres@127.0.0.1:{closed_port()}/test"
-    assert_one_line(run("serve", "--port", "0", "--database", url), "cannot connect to PostgreSQL", "is it running")
+    assert_one_line(
+        run("serve", "--port", "0", "--database", url), "cannot connect to PostgreSQL", "is it running"
+    )
 
 
 def test_missing_extras(tmp_path: Path) -> None:
     assert_one_line(
-        run("serve", "--port", "0", "--database", POSTGRES_URL, blocked="asyncpg"), "captivate-chat-api[postgres]"
+        run("serve", "--port", "0", "--database", POSTGRES_URL, blocked="asyncpg"),
+        "captivate-chat-api[postgres]",
     )
-    result = run("serve", "--port", "0", "--database", f"sqlite:///{tmp_path / 'gw.db'}", "--broker", "redis://127.0.0.1:6379/0", blocked="redis")
+    result = run(
+        "serve",
+        "--port",
+        "0",
+        "--database",
+        f"sqlite:///{tmp_path / 'gw.db'}",
+        "--broker",
+        "redis://127.0.0.1:6379/0",
+        blocked="redis",
+    )
     assert_one_line(result, "captivate-chat-api[redis]")
 
 
 def test_broker_not_listening(tmp_path: Path) -> None:
-    result = run("serve", "--port", "0", "--database", f"sqlite:///{tmp_path / 'gw.db'}", "--broker", f"redis://127.0.0.1:{closed_port()}/0")
+    result = run(
+        "serve",
+        "--port",
+        "0",
+        "--database",
+        f"sqlite:///{tmp_path / 'gw.db'}",
+        "--broker",
+        f"redis://127.0.0.1:{closed_port()}/0",
+    )
     assert_one_line(result, "cannot reach the broker", "connection refused")
 
 
 def test_bad_agent_is_refused_at_start(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'gw.db'}"
-    assert_one_line(run("serve", "--port", "0", "--database", url, "--agent", "carrier-pigeon"), "unknown agent spec")
+    assert_one_line(
+        run("serve", "--port", "0", "--database", url, "--agent", "carrier-pigeon"), "unknown agent spec"
+    )
     missing = run("serve", "--port", "0", "--database", url, "--agent", "python:no_such_agent_module:answer")
     assert_one_line(missing, "no module no_such_agent_module")
     (tmp_path / "broken_agent.py").write_text("answer = 42\n")
-    not_callable = run("serve", "--port", "0", "--database", url, "--agent", "python:broken_agent:answer", cwd=tmp_path)
+    not_callable = run(
+        "serve", "--port", "0", "--database", url, "--agent", "python:broken_agent:answer", cwd=tmp_path
+    )
     assert_one_line(not_callable, "is not callable")
 
 

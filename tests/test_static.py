@@ -1,4 +1,5 @@
-"""Static checks CI holds the code to: ``ruff check`` over src and tests, ``mypy --strict`` over all of src."""
+"""Static checks CI holds the code to: ``ruff check`` over src and tests, ``ruff format --check`` over the
+whole tree, ``mypy --strict`` over all of src."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ def run(*command: str) -> subprocess.CompletedProcess[str]:
 def test_ruff_finds_nothing() -> None:
     done = run("ruff", "check", "--no-cache", "src", "tests")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_tree_is_formatted() -> None:
+    done = run("ruff", "format", "--check", "--no-cache", ".")
+    assert done.returncode == 0, "run `ruff format .`\n" + done.stdout + done.stderr
 
 
 def test_mypy_strict_over_all_of_src() -> None:

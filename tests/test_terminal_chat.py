@@ -105,7 +105,9 @@ def test_bot_first_shows_the_greeting_then_resume_keeps_the_history(
     first.expect("bot> " + ANSI + "Hello! I am the Captivate Chat demo agent")
     first.say("remember me")
     first.expect("You said: remember me")
-    first.expect(PROMPT)  # back at the prompt: a ^D typed while a line is printed would be the tty's, not ours
+    first.expect(
+        PROMPT
+    )  # back at the prompt: a ^D typed while a line is printed would be the tty's, not ours
     first.child.sendeof()  # Ctrl+D leaves like /quit
     assert first.exit_status() == 0
 
@@ -120,7 +122,9 @@ def test_bot_first_shows_the_greeting_then_resume_keeps_the_history(
     assert again.exit_status() == 0
 
 
-def test_other_tabs_messages_leave_the_typed_line_intact_and_a_delete_ends_the_chat(gateway: GatewayProcess, api_key: str, chats: list[Chat]) -> None:
+def test_other_tabs_messages_leave_the_typed_line_intact_and_a_delete_ends_the_chat(
+    gateway: GatewayProcess, api_key: str, chats: list[Chat]
+) -> None:
     chat = start(chats, gateway.http_url, key=api_key)
     conversation_id = chat.expect(CONVERSATION.pattern).group(1)
     chat.expect(PROMPT)
@@ -210,7 +214,11 @@ def test_help_never_shows_the_key_from_the_environment() -> None:
 def run_piped(url: str, key: str, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "captivate_chat_api.cli", "chat", "--url", url, *args],
-        input=stdin, capture_output=True, text=True, timeout=60, check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ, "CAPTIVATE_API_KEY": key},
     )
 
@@ -220,14 +228,16 @@ def test_without_a_terminal_lines_are_read_from_stdin(gateway: GatewayProcess, a
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "\x1b" not in result.stdout  # plain text: no prompt, no colours
-    assert lines.index("bot> Hello! I am the Captivate Chat demo agent. Type 'help' to see what I can do.") < lines.index(
-        "bot> You said: hello"
-    )
+    assert lines.index(
+        "bot> Hello! I am the Captivate Chat demo agent. Type 'help' to see what I can do."
+    ) < lines.index("bot> You said: hello")
     assert ["bot> a | b", "     --+--", "     1 | 2"] == lines[lines.index("bot> You said: table") + 1 :][:3]
     assert "--- transcript: 6 messages ---" in lines
 
 
-def test_attach_in_a_terminal(gateway: GatewayProcess, api_key: str, chats: list[Chat], tmp_path: Path) -> None:
+def test_attach_in_a_terminal(
+    gateway: GatewayProcess, api_key: str, chats: list[Chat], tmp_path: Path
+) -> None:
     report = tmp_path / "report.txt"
     report.write_text("quarterly numbers\n")
     chat = start(chats, gateway.http_url, key=api_key)
@@ -242,7 +252,9 @@ def test_attach_in_a_terminal(gateway: GatewayProcess, api_key: str, chats: list
     assert api_key not in chat.screen.getvalue() and "Traceback" not in chat.screen.getvalue()
 
 
-def test_attach_uploads_a_file_with_progress_and_sends_it(gateway: GatewayProcess, api_key: str, tmp_path: Path) -> None:
+def test_attach_uploads_a_file_with_progress_and_sends_it(
+    gateway: GatewayProcess, api_key: str, tmp_path: Path
+) -> None:
     notes = tmp_path / "my notes.txt"
     notes.write_text("the word is Quokka\n")
     size = notes.stat().st_size
@@ -258,7 +270,10 @@ def test_attach_uploads_a_file_with_progress_and_sends_it(gateway: GatewayProces
     assert "[error: /attach needs a file: /attach PATH [message]]" in lines
     shown = lines[next(i for i, line in enumerate(lines) if line.startswith("--- transcript: ")) :]
     assert any(re.fullmatch(r"  \S+ user: see the notes", line) for line in shown)
-    assert any(re.fullmatch(r" +file: my notes\.txt \(text/plain\) http://127\.0\.0\.1:\d+/files/\S+", line) for line in shown)
+    assert any(
+        re.fullmatch(r" +file: my notes\.txt \(text/plain\) http://127\.0\.0\.1:\d+/files/\S+", line)
+        for line in shown
+    )
     assert api_key not in result.stdout + result.stderr
 
 
@@ -284,17 +299,25 @@ def test_tables_become_aligned_rows() -> None:
 
 
 def test_each_message_type_renders_readably() -> None:
-    assert render_content({"type": "button", "buttons": {"title": "Pick", "options": ["A", {"text": "B"}]}}) == [
+    assert render_content(
+        {"type": "button", "buttons": {"title": "Pick", "options": ["A", {"text": "B"}]}}
+    ) == [
         "Pick",
         "  1. A",
         "  2. B",
     ]
     assert render_content(
-        {"type": "cards", "cards": [{"text": "T", "description": "D", "link": "https://x.test/"}, {"text": "U"}]}
+        {
+            "type": "cards",
+            "cards": [{"text": "T", "description": "D", "link": "https://x.test/"}, {"text": "U"}],
+        }
     ) == ["- T: D", "  https://x.test/", "- U"]
     assert render_content({"type": "html", "html": "<b>bold</b> move"}) == ["bold move"]
     assert render_content(
-        {"type": "files", "files": [{"type": "application/pdf", "url": "https://x.test/r.pdf", "filename": "r.pdf"}]}
+        {
+            "type": "files",
+            "files": [{"type": "application/pdf", "url": "https://x.test/r.pdf", "filename": "r.pdf"}],
+        }
     ) == ["file: r.pdf (application/pdf) https://x.test/r.pdf"]
     assert render_content([{"type": "text", "text": "two\nlines"}, "bare"]) == ["two", "lines", "bare"]
     assert render_content({"type": "poll", "question": "?"}) == ['[poll] {"type": "poll", "question": "?"}']
@@ -306,9 +329,15 @@ def test_each_event_kind_is_shown_distinctly() -> None:
         return [block.prefix + block.lines[0], *block.lines[1:]]
 
     assert shown(describe(BotMessage(content={"type": "text", "text": "hi"}), set())) == ["bot> hi"]
-    assert shown(describe(LivechatMessage(content={"type": "text", "text": "a human"}), set())) == ["agent> a human"]
-    assert shown(describe(Action(actions=[{"id": "go", "data": {"n": 1}}]), set())) == ['[action go {"n": 1}]']
-    assert shown(describe(ConversationUpdate(type="livechat_started", data=None), set())) == ["[livechat_started]"]
+    assert shown(describe(LivechatMessage(content={"type": "text", "text": "a human"}), set())) == [
+        "agent> a human"
+    ]
+    assert shown(describe(Action(actions=[{"id": "go", "data": {"n": 1}}]), set())) == [
+        '[action go {"n": 1}]'
+    ]
+    assert shown(describe(ConversationUpdate(type="livechat_started", data=None), set())) == [
+        "[livechat_started]"
+    ]
     assert shown(describe(GeneralError(error_code=404, error_desc="gone"), set())) == ["[error 404: gone]"]
     echo = UserMessageEcho(content={"type": "text", "text": "mine"}, client_msg_id="m1")
     assert describe(echo, {"m1"}) is None  # our own message is already on screen as typed

@@ -35,7 +35,7 @@ filterwarnings = error
 asyncio_default_fixture_loop_scope = function
 """
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 from captivate_chat_api import BotMessage
 
@@ -76,7 +76,7 @@ async def test_a_wrong_expectation_fails(captivate_gateway, captivate_api):
     captivate_gateway.agent.reply("Bonjour")
     conversation = await captivate_api.create_conversation("customer-3")
     assert await bot_texts(conversation, 1) == ["Hello"]
-'''
+"""
 
 
 def test_the_plugin_is_registered_for_pytest() -> None:
@@ -93,7 +93,9 @@ def test_a_user_test_run_with_the_fixtures(pytester: pytest.Pytester) -> None:
     result.stdout.no_fnmatch_line("*Warning*")
 
 
-def test_without_the_server_extra_only_the_fixture_fails(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_server_extra_only_the_fixture_fails(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # a client-only install: the gateway's web framework cannot be imported
     blocker = pytester.mkdir("no_server_extra") / "fastapi"
     blocker.mkdir()
@@ -195,7 +197,10 @@ def test_run_gateway_keeps_a_given_database(tmp_path: Path) -> None:
     with run_gateway(api_keys=[key], database=database) as gateway:
         conversation_id = asyncio.run(start(gateway.base_url))
     with run_gateway(api_keys=[key], database=f"sqlite:///{database}") as gateway:
-        assert asyncio.run(transcript(gateway.base_url, conversation_id)) == ["remember me", "You said: remember me"]
+        assert asyncio.run(transcript(gateway.base_url, conversation_id)) == [
+            "remember me",
+            "You said: remember me",
+        ]
 
 
 def test_the_generated_key_never_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
@@ -213,7 +218,9 @@ def test_the_generated_key_never_reaches_the_log(caplog: pytest.LogCaptureFixtur
     assert not [line for line in server_side if gateway.api_key in line]  # ... without its key
 
 
-async def test_the_fixtures_in_this_suite(captivate_gateway: LocalGateway, captivate_api: CaptivateChatAPI) -> None:
+async def test_the_fixtures_in_this_suite(
+    captivate_gateway: LocalGateway, captivate_api: CaptivateChatAPI
+) -> None:
     captivate_gateway.agent.reply("fixture greeting")
     conversation = await captivate_api.create_conversation("fixture-user")
     (greeting,) = await collect(conversation.events(), 1)  # the bot-first trigger's echo is not shown

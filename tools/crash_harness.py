@@ -176,8 +176,10 @@ def count(ledger: Ledger, transcripts: dict[str, list[dict[str, Any]]]) -> Count
         first = copies[0]
         if (first.get("message_id"), first.get("seq")) != (ack.message_id, ack.seq):
             counts.mismatched += 1
-            counts.examples.append(f"{text} acknowledged as {ack.message_id}/{ack.seq}, stored as "
-                                   f"{first.get('message_id')}/{first.get('seq')}")
+            counts.examples.append(
+                f"{text} acknowledged as {ack.message_id}/{ack.seq}, stored as "
+                f"{first.get('message_id')}/{first.get('seq')}"
+            )
         conversation, sender, number = TEXT.match(text).groups()  # type: ignore[union-attr]
         by_sender[(conversation, sender)].append((int(first["seq"]), int(number)))
     for sender_key, pairs in by_sender.items():
@@ -207,8 +209,12 @@ def gateway_env(synchronous: str) -> dict[str, str]:
 
 
 def user_message(cid: str, text: str, client_msg_id: str) -> dict[str, Any]:
-    payload = {"conversation_id": cid, "type": "message_create", "client_msg_id": client_msg_id,
-               "content": {"type": "text", "text": text}}
+    payload = {
+        "conversation_id": cid,
+        "type": "message_create",
+        "client_msg_id": client_msg_id,
+        "content": {"type": "text", "text": text},
+    }
     return {"action": "sendMessage", "event": {"event_type": "user_message", "event_payload": payload}}
 
 
@@ -220,8 +226,15 @@ async def backoff(delay: float, rng: random.Random) -> float:
 # senders ------------------------------------------------------------------------------------------
 
 
-async def http_sender(http: httpx.AsyncClient, run: str, ledger: Ledger, conv: int, sender: int,
-                      stop: asyncio.Event, rng: random.Random) -> None:
+async def http_sender(
+    http: httpx.AsyncClient,
+    run: str,
+    ledger: Ledger,
+    conv: int,
+    sender: int,
+    stop: asyncio.Event,
+    rng: random.Random,
+) -> None:
     """Send numbered messages one after another; resend each (same id and content) until acknowledged."""
     cid, number = ledger.conversations[conv], 0
     while not stop.is_set():
@@ -274,8 +287,16 @@ async def ws_ack(ws: Any, client_msg_id: str) -> dict[str, Any]:
             raise Refused(f"general_error {payload}")
 
 
-async def ws_sender(ws_url: str, key: str, run: str, ledger: Ledger, conv: int, sender: int,
-                    stop: asyncio.Event, rng: random.Random) -> None:
+async def ws_sender(
+    ws_url: str,
+    key: str,
+    run: str,
+    ledger: Ledger,
+    conv: int,
+    sender: int,
+    stop: asyncio.Event,
+    rng: random.Random,
+) -> None:
     """As :func:`http_sender`, with each message a WebSocket frame acknowledged by its echo."""
     cid, number, ws = ledger.conversations[conv], 0, None
     try:
@@ -293,8 +314,13 @@ async def ws_sender(ws_url: str, key: str, run: str, ledger: Ledger, conv: int, 
                 incarnation, ack = ledger.incarnation, None
                 try:
                     if ws is None:
-                        ws = await websockets.connect(f"{ws_url}/dev?apiKey={key}", open_timeout=5, close_timeout=1,
-                                                      ping_interval=None, max_size=None)
+                        ws = await websockets.connect(
+                            f"{ws_url}/dev?apiKey={key}",
+                            open_timeout=5,
+                            close_timeout=1,
+                            ping_interval=None,
+                            max_size=None,
+                        )
                         await asyncio.wait_for(ws.recv(), 5)  # socket_connected
                     await ws.send(frame)
                     ack = await ws_ack(ws, client_msg_id)
@@ -332,7 +358,9 @@ async def start_gateway(database: Path, key: str, env: dict[str, str], port: int
         raise
 
 
-async def read_transcripts(http_url: str, key: str, conversations: list[str]) -> dict[str, list[dict[str, Any]]]:
+async def read_transcripts(
+    http_url: str, key: str, conversations: list[str]
+) -> dict[str, list[dict[str, Any]]]:
     async with httpx.AsyncClient(base_url=http_url, headers={"x-api-key": key}, timeout=30) as http:
         out = {}
         for cid in conversations:
@@ -345,8 +373,10 @@ async def read_transcripts(http_url: str, key: str, conversations: list[str]) ->
 async def start_conversations(http: httpx.AsyncClient, count_: int) -> dict[int, str]:
     out = {}
     for index in range(count_):
-        body = {"action": "sendMessage", "event": {"event_type": "conversation_start",
-                                                   "event_payload": {"userId": f"crash-{index:02d}"}}}
+        body = {
+            "action": "sendMessage",
+            "event": {"event_type": "conversation_start", "event_payload": {"userId": f"crash-{index:02d}"}},
+        }
         response = await http.post(MESSAGE_PATH, json=body)
         response.raise_for_status()
         out[index] = response.json()["conversation_id"]
@@ -367,8 +397,9 @@ async def run_crash(options: Options) -> dict[str, Any]:
         port = gateway.port
         try:
             limits = httpx.Limits(max_connections=options.conversations * options.senders + 4)
-            async with httpx.AsyncClient(base_url=gateway.http_url, headers={"x-api-key": key},
-                                         timeout=REQUEST_TIMEOUT, limits=limits) as http:
+            async with httpx.AsyncClient(
+                base_url=gateway.http_url, headers={"x-api-key": key}, timeout=REQUEST_TIMEOUT, limits=limits
+            ) as http:
                 ledger.conversations = await start_conversations(http, options.conversations)
                 stop = asyncio.Event()
                 senders = []
@@ -397,7 +428,9 @@ async def run_crash(options: Options) -> dict[str, Any]:
                     for task in senders:
                         task.cancel()
                     for outcome in await asyncio.gather(*senders, return_exceptions=True):
-                        if isinstance(outcome, Exception):  # a bug in a sender must not pass as "unacknowledged"
+                        if isinstance(
+                            outcome, Exception
+                        ):  # a bug in a sender must not pass as "unacknowledged"
                             ledger.errors.append(f"a sender failed: {outcome!r}")
             # every acknowledgement, those of the drain included, must survive one more SIGKILL
             await asyncio.to_thread(gateway.kill)
@@ -421,10 +454,16 @@ async def run_lost_acks(options: Options) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lost-acks-") as tmp:
         gateway = await start_gateway(Path(tmp) / "gateway.db", key, gateway_env(options.synchronous))
         try:
-            async with FaultProxy("127.0.0.1", gateway.port) as proxy, \
-                    CaptivateChatAPI(key, base_url=proxy.url, retry=policy, request_timeout=REQUEST_TIMEOUT) as api:
-                conversations = [await api.create_conversation(f"lost-acks-{i:02d}", mode="user-first")
-                                 for i in range(options.conversations)]
+            async with (
+                FaultProxy("127.0.0.1", gateway.port) as proxy,
+                CaptivateChatAPI(
+                    key, base_url=proxy.url, retry=policy, request_timeout=REQUEST_TIMEOUT
+                ) as api,
+            ):
+                conversations = [
+                    await api.create_conversation(f"lost-acks-{i:02d}", mode="user-first")
+                    for i in range(options.conversations)
+                ]
                 ledger.conversations = {i: c.conversation_id for i, c in enumerate(conversations)}
                 proxy.rng = random.Random(rng.random())
                 proxy.loss_rate = options.loss
@@ -457,8 +496,9 @@ async def run_lost_acks(options: Options) -> dict[str, Any]:
     return result
 
 
-def report(options: Options, ledger: Ledger, counts: Counts, started: float, *, kills: int,
-           in_flight_at_kills: int) -> dict[str, Any]:
+def report(
+    options: Options, ledger: Ledger, counts: Counts, started: float, *, kills: int, in_flight_at_kills: int
+) -> dict[str, Any]:
     latencies = [ack.latency * 1000 for ack in ledger.acks.values()]
     clean = [ack.latency * 1000 for ack in ledger.acks.values() if ack.attempts == 1]
     websocket = options.mode == "crash" and options.transport == "websocket"
@@ -485,8 +525,12 @@ def report(options: Options, ledger: Ledger, counts: Counts, started: float, *, 
         "errors": len(ledger.errors),
         "failed_attempts": dict(ledger.failures.most_common()),
         "examples": (counts.examples + ledger.errors)[:10],
-        "latency_ms": {"p50": round(percentile(latencies, 0.5), 1), "p99": round(percentile(latencies, 0.99), 1),
-                       "max": round(max(latencies, default=0.0), 1), "first_attempt_p50": round(percentile(clean, 0.5), 1)},
+        "latency_ms": {
+            "p50": round(percentile(latencies, 0.5), 1),
+            "p99": round(percentile(latencies, 0.99), 1),
+            "max": round(max(latencies, default=0.0), 1),
+            "first_attempt_p50": round(percentile(clean, 0.5), 1),
+        },
         "passed": counts.passed and not ledger.errors,
     }
 
@@ -494,22 +538,31 @@ def report(options: Options, ledger: Ledger, counts: Counts, started: float, *, 
 def render(result: dict[str, Any]) -> str:
     o, lat = result["options"], result["latency_ms"]
     if o["mode"] == "crash":
-        head = (f"crash harness: {result['kills']} SIGKILLs in {o['cycles']} cycles of ~{o['seconds_per_cycle']:g} s, "
-                f"{o['conversations']} conversations x {o['senders']} senders, transport {o['transport']}, "
-                f"SQLite synchronous {o['synchronous']}")
-        extra = [("requests in flight at the kills", result["in_flight_at_kills"]),
-                 ("gateway restart mean / max", f"{result['restart_s']['mean']} / {result['restart_s']['max']} s"),
-                 ("acked by a restarted gateway", result["acked_after_restart"])]
+        head = (
+            f"crash harness: {result['kills']} SIGKILLs in {o['cycles']} cycles of ~{o['seconds_per_cycle']:g} s, "
+            f"{o['conversations']} conversations x {o['senders']} senders, transport {o['transport']}, "
+            f"SQLite synchronous {o['synchronous']}"
+        )
+        extra = [
+            ("requests in flight at the kills", result["in_flight_at_kills"]),
+            ("gateway restart mean / max", f"{result['restart_s']['mean']} / {result['restart_s']['max']} s"),
+            ("acked by a restarted gateway", result["acked_after_restart"]),
+        ]
     else:
-        head = (f"lost acknowledgements: {o['messages']} messages over {o['conversations']} conversations, "
-                f"{o['loss']:.0%} of HTTP responses dropped by the fault proxy, Python SDK retries")
+        head = (
+            f"lost acknowledgements: {o['messages']} messages over {o['conversations']} conversations, "
+            f"{o['loss']:.0%} of HTTP responses dropped by the fault proxy, Python SDK retries"
+        )
         extra = [("responses dropped by the proxy", result["acks_lost"])]
     rows = [
         ("messages sent", result["sent"]),
         ("acknowledged", result["acked"]),
         *extra,
         ("send attempts", result["attempts"]),
-        ("failed attempts by cause", ", ".join(f"{k} {v}" for k, v in result["failed_attempts"].items()) or "-"),
+        (
+            "failed attempts by cause",
+            ", ".join(f"{k} {v}" for k, v in result["failed_attempts"].items()) or "-",
+        ),
         ("retried (an ack was lost)", result["retried"]),
         ("answered as duplicates", "n/a" if result["duplicate_acks"] is None else result["duplicate_acks"]),
         ("unacknowledged at the end (stored)", f"{result['unacked']} ({result['unacked_stored']})"),
@@ -529,31 +582,66 @@ def render(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--mode", choices=("crash", "lost-acks"), default="crash")
     parser.add_argument("--cycles", type=int, default=5, help="SIGKILLs under load (crash mode)")
     parser.add_argument("--conversations", type=int, default=None, help="default: 20 (crash), 4 (lost-acks)")
-    parser.add_argument("--senders", type=int, default=4, help="concurrent senders per conversation (crash mode)")
-    parser.add_argument("--seconds-per-cycle", type=float, default=3.0,
-                        help="each kill comes 0.3 to 1.0 times this after the gateway is up")
-    parser.add_argument("--synchronous", type=str.upper, choices=("NORMAL", "FULL"), default="NORMAL",
-                        help="the gateway's CAPTIVATE_SQLITE_SYNCHRONOUS")
+    parser.add_argument(
+        "--senders", type=int, default=4, help="concurrent senders per conversation (crash mode)"
+    )
+    parser.add_argument(
+        "--seconds-per-cycle",
+        type=float,
+        default=3.0,
+        help="each kill comes 0.3 to 1.0 times this after the gateway is up",
+    )
+    parser.add_argument(
+        "--synchronous",
+        type=str.upper,
+        choices=("NORMAL", "FULL"),
+        default="NORMAL",
+        help="the gateway's CAPTIVATE_SQLITE_SYNCHRONOUS",
+    )
     parser.add_argument("--transport", choices=("http", "websocket"), default="http", help="crash mode")
     parser.add_argument("--messages", type=int, default=300, help="lost-acks mode")
-    parser.add_argument("--loss", type=float, default=0.1, help="fraction of HTTP responses lost (lost-acks mode)")
+    parser.add_argument(
+        "--loss", type=float, default=0.1, help="fraction of HTTP responses lost (lost-acks mode)"
+    )
     parser.add_argument("--drain-seconds", type=float, default=20.0, help="time to finish retries at the end")
     parser.add_argument("--seed", type=int, default=None, help="seeds the kill moments and the losses")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the report as JSON")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also write the report as JSON"
+    )
     args = parser.parse_args(argv)
-    if min(args.cycles, args.senders, args.messages) < 1 or min(args.seconds_per_cycle, args.drain_seconds) <= 0:
-        parser.error("--cycles, --senders, --messages, --seconds-per-cycle and --drain-seconds must be positive")
+    if (
+        min(args.cycles, args.senders, args.messages) < 1
+        or min(args.seconds_per_cycle, args.drain_seconds) <= 0
+    ):
+        parser.error(
+            "--cycles, --senders, --messages, --seconds-per-cycle and --drain-seconds must be positive"
+        )
     if not 0 <= args.loss < 1:
         parser.error("--loss must be in [0, 1)")
-    conversations = args.conversations if args.conversations is not None else (20 if args.mode == "crash" else 4)
+    conversations = (
+        args.conversations if args.conversations is not None else (20 if args.mode == "crash" else 4)
+    )
     if conversations < 1:
         parser.error("--conversations must be positive")
-    options = Options(args.mode, args.cycles, conversations, args.senders, args.seconds_per_cycle, args.synchronous,
-                      args.transport, args.messages, args.loss, args.drain_seconds, args.seed)
+    options = Options(
+        args.mode,
+        args.cycles,
+        conversations,
+        args.senders,
+        args.seconds_per_cycle,
+        args.synchronous,
+        args.transport,
+        args.messages,
+        args.loss,
+        args.drain_seconds,
+        args.seed,
+    )
     return options, args.json
 
 

@@ -70,15 +70,32 @@ def summary(crash: dict[str, Any], lost: dict[str, Any], rows: list[tuple[str, A
     o = crash["options"]
     once = lost["acked"] - lost["lost"] - lost["duplicated"]
     table = [
-        ("gateway SIGKILLs under load", (f"{crash['kills']} ({o['cycles']} cycles, SQLite synchronous "
-                                        f"{o['synchronous']}, transport {o['transport']})")),
-        ("messages acknowledged (crash run)", (f"{crash['acked']} of {crash['sent']} sent "
-                                              f"({crash['acked_after_restart']} by a restarted gateway)")),
+        (
+            "gateway SIGKILLs under load",
+            (
+                f"{crash['kills']} ({o['cycles']} cycles, SQLite synchronous "
+                f"{o['synchronous']}, transport {o['transport']})"
+            ),
+        ),
+        (
+            "messages acknowledged (crash run)",
+            (
+                f"{crash['acked']} of {crash['sent']} sent "
+                f"({crash['acked_after_restart']} by a restarted gateway)"
+            ),
+        ),
         ("lost / duplicated / reordered", f"{crash['lost']} / {crash['duplicated']} / {crash['reordered']}"),
-        ("lost-ack run: responses dropped", (f"{lost['acks_lost']} of {lost['attempts']} attempts "
-                                            f"({lost['options']['loss']:.0%} drop rate)")),
-        ("lost-ack run: stored exactly once", (f"{once} of {lost['sent']} (lost {lost['lost']}, duplicated "
-                                              f"{lost['duplicated']}, reordered {lost['reordered']})")),
+        (
+            "lost-ack run: responses dropped",
+            (f"{lost['acks_lost']} of {lost['attempts']} attempts ({lost['options']['loss']:.0%} drop rate)"),
+        ),
+        (
+            "lost-ack run: stored exactly once",
+            (
+                f"{once} of {lost['sent']} (lost {lost['lost']}, duplicated "
+                f"{lost['duplicated']}, reordered {lost['reordered']})"
+            ),
+        ),
         *rows,
     ]
     lines = ["RELIABILITY REPORT", *(f"  {name:<36} {value}" for name, value in table)]
@@ -107,12 +124,32 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.loss < 1:
         parser.error("--loss must be in [0, 1)")
     rows, fields, external_ok = external_rows(args.fuzz_json, args.bola_json)  # bad files fail before any run
-    crash = asyncio.run(run_crash(Options(
-        "crash", args.cycles, args.conversations, args.senders, args.seconds_per_cycle, args.synchronous,
-        args.transport, seed=args.seed)))
-    lost = asyncio.run(run_lost_acks(Options(
-        "lost-acks", conversations=4, synchronous=args.synchronous, messages=args.messages, loss=args.loss,
-        seed=args.seed)))
+    crash = asyncio.run(
+        run_crash(
+            Options(
+                "crash",
+                args.cycles,
+                args.conversations,
+                args.senders,
+                args.seconds_per_cycle,
+                args.synchronous,
+                args.transport,
+                seed=args.seed,
+            )
+        )
+    )
+    lost = asyncio.run(
+        run_lost_acks(
+            Options(
+                "lost-acks",
+                conversations=4,
+                synchronous=args.synchronous,
+                messages=args.messages,
+                loss=args.loss,
+                seed=args.seed,
+            )
+        )
+    )
     passed = crash["passed"] and lost["passed"] and external_ok
     if not args.quiet:
         print(render(crash), render(lost), "", sep="\n")

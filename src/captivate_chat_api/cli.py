@@ -40,8 +40,12 @@ else:
     DEV_CHANNEL = "dev"  # the channel (and key label) of the key serve makes on the first start
     BANNER_CHANNELS = 5
 
-    app = typer.Typer(help="Captivate Chat gateway: the custom-channel protocol, self-hosted.", no_args_is_help=True)
-    keys_app = typer.Typer(help="Manage API keys (each key belongs to one channel, i.e. tenant).", no_args_is_help=True)
+    app = typer.Typer(
+        help="Captivate Chat gateway: the custom-channel protocol, self-hosted.", no_args_is_help=True
+    )
+    keys_app = typer.Typer(
+        help="Manage API keys (each key belongs to one channel, i.e. tenant).", no_args_is_help=True
+    )
     app.add_typer(keys_app, name="keys")
     tokens_app = typer.Typer(
         help="Manage agent tokens: `push` (an AI agent answering later) or `human` (live-chat agents).",
@@ -52,12 +56,20 @@ else:
 
     DatabaseOption = Annotated[
         str | None,
-        typer.Option("--database", envvar="CAPTIVATE_DATABASE", help="sqlite:///PATH (default: user data dir) or postgresql://USER@HOST/DB[?schema=NAME]."),
+        typer.Option(
+            "--database",
+            envvar="CAPTIVATE_DATABASE",
+            help="sqlite:///PATH (default: user data dir) or postgresql://USER@HOST/DB[?schema=NAME].",
+        ),
     ]
 
     ConfigOption = Annotated[
         str | None,
-        typer.Option("--config", envvar="CAPTIVATE_CONFIG", help="A TOML settings file (flags > env > file > defaults)."),
+        typer.Option(
+            "--config",
+            envvar="CAPTIVATE_CONFIG",
+            help="A TOML settings file (flags > env > file > defaults).",
+        ),
     ]
 
     def _fail(message: str) -> NoReturn:
@@ -141,19 +153,25 @@ else:
 
         async def run(store: Store) -> None:
             channels = [await register_key(store, key) for key in settings.api_keys]
-            channels += [await store.get_channel(k.channel_id) for k in await store.list_keys() if _is_dev_key(k)]
+            channels += [
+                await store.get_channel(k.channel_id) for k in await store.list_keys() if _is_dev_key(k)
+            ]
             if agent:
                 for channel in {c.id: c for c in channels if c is not None}.values():
                     if channel.agent != agent:
                         secret = await _set_agent(store, channel.id, agent)
                         if secret:
-                            out.print(f"webhook secret of {channel.id} (shown once): {secret}", highlight=False)
+                            out.print(
+                                f"webhook secret of {channel.id} (shown once): {secret}", highlight=False
+                            )
             for channel, _keys in await _served_channels(store):
                 for spec in {channel.agent, *channel.agents.values()}:
                     try:
                         check_loadable(spec)
                     except ValueError as exc:
-                        raise StartupError(f"channel {channel.id}: {exc}: fix it with `captivate-chat keys set-agent`") from None
+                        raise StartupError(
+                            f"channel {channel.id}: {exc}: fix it with `captivate-chat keys set-agent`"
+                        ) from None
 
         await _with_store(settings, run)
         check_writable(settings.database)
@@ -178,7 +196,9 @@ else:
             dev_key = None
             if settings.create_dev_key and not await store.list_keys():
                 dev_key = generate_key()
-                channel = await store.create_channel_with_key(DEV_CHANNEL, hash_key(dev_key), display_prefix(dev_key))
+                channel = await store.create_channel_with_key(
+                    DEV_CHANNEL, hash_key(dev_key), display_prefix(dev_key)
+                )
                 if agent:
                     secret = await _set_agent(store, channel.id, agent)
                     if secret:
@@ -213,22 +233,40 @@ else:
         from .server.snippets import npm_snippet, python_snippet
 
         http = f"http://{host}:{port}"
-        key = dev_key or "YOUR_API_KEY"  # a key given with --api-key is never echoed: stdout often ends up in logs
+        key = (
+            dev_key or "YOUR_API_KEY"
+        )  # a key given with --api-key is never echoed: stdout often ends up in logs
         say = functools.partial(out.print, highlight=False, markup=False, soft_wrap=True)
         out.print(f"[bold green]Captivate Chat gateway[/] listening on [bold]{http}[/]", highlight=False)
-        say(f"WebSocket: ws://{host}:{port}/dev?apiKey=…   database: {redact_value('database', settings.database)}")
-        chat = f"{http}/?key={dev_key}" if dev_key else f"{http}/"  # the page stores the key and drops it from the URL
+        say(
+            f"WebSocket: ws://{host}:{port}/dev?apiKey=…   database: {redact_value('database', settings.database)}"
+        )
+        chat = (
+            f"{http}/?key={dev_key}" if dev_key else f"{http}/"
+        )  # the page stores the key and drops it from the URL
         say(f"Web chat: {chat}   agent console: {http}/console")
         if dev_key:
-            out.print(f"[bold yellow]Dev API key (shown once, stored hashed):[/] {dev_key}", highlight=False, soft_wrap=True)
+            out.print(
+                f"[bold yellow]Dev API key (shown once, stored hashed):[/] {dev_key}",
+                highlight=False,
+                soft_wrap=True,
+            )
         elif not settings.api_keys:
-            say("API key: the dev key was printed on the first start; `captivate-chat keys create` makes a new one.")
-        say(f"Channels ({len(channels)}):" if channels else "Channels: none yet (`captivate-chat keys create`)")
+            say(
+                "API key: the dev key was printed on the first start; `captivate-chat keys create` makes a new one."
+            )
+        say(
+            f"Channels ({len(channels)}):"
+            if channels
+            else "Channels: none yet (`captivate-chat keys create`)"
+        )
         for line in channels[:BANNER_CHANNELS]:
             say(f"  {line}")
         if len(channels) > BANNER_CHANNELS:
             say(f"  … and {len(channels) - BANNER_CHANNELS} more: `captivate-chat keys list`")
-        say("\nnpm client (Node 20+): save as app.js (CommonJS), `npm install captivate-chat-api@7.0.0`, then `node app.js`:")
+        say(
+            "\nnpm client (Node 20+): save as app.js (CommonJS), `npm install captivate-chat-api@7.0.0`, then `node app.js`:"
+        )
         say(npm_snippet(http, key))
         say("\nPython (this SDK): save as app.py, then `python app.py`:")
         say(python_snippet(http, key))
@@ -237,7 +275,9 @@ else:
     @app.command()
     def serve(
         host: Annotated[str | None, typer.Option(envvar="CAPTIVATE_HOST", help="Interface to bind.")] = None,
-        port: Annotated[int | None, typer.Option(envvar="CAPTIVATE_PORT", help="Port (0 picks a free one).")] = None,
+        port: Annotated[
+            int | None, typer.Option(envvar="CAPTIVATE_PORT", help="Port (0 picks a free one).")
+        ] = None,
         database: DatabaseOption = None,
         api_key: Annotated[
             list[str] | None,
@@ -248,16 +288,24 @@ else:
             ),
         ] = None,
         sqlite_synchronous: Annotated[
-            str | None, typer.Option(envvar="CAPTIVATE_SQLITE_SYNCHRONOUS", help="NORMAL (default: survives process crashes) or FULL (also power loss).")
+            str | None,
+            typer.Option(
+                envvar="CAPTIVATE_SQLITE_SYNCHRONOUS",
+                help="NORMAL (default: survives process crashes) or FULL (also power loss).",
+            ),
         ] = None,
         log_level: Annotated[str | None, typer.Option(envvar="CAPTIVATE_LOG_LEVEL")] = None,
         log_format: Annotated[
-            str | None, typer.Option(envvar="CAPTIVATE_LOG_FORMAT", help="text (default) or json (one object per line).")
+            str | None,
+            typer.Option(envvar="CAPTIVATE_LOG_FORMAT", help="text (default) or json (one object per line)."),
         ] = None,
         config: ConfigOption = None,
         broker: Annotated[
             str | None,
-            typer.Option(envvar="CAPTIVATE_BROKER", help="redis://HOST:PORT/DB to run several gateway processes as one."),
+            typer.Option(
+                envvar="CAPTIVATE_BROKER",
+                help="redis://HOST:PORT/DB to run several gateway processes as one.",
+            ),
         ] = None,
         agent: Annotated[
             str | None,
@@ -277,7 +325,11 @@ else:
             ),
         ] = None,
         debug: Annotated[
-            bool, typer.Option("--debug", help="Debug logs, and the traceback of a start-up error (env: CAPTIVATE_LOG_LEVEL=debug).")
+            bool,
+            typer.Option(
+                "--debug",
+                help="Debug logs, and the traceback of a start-up error (env: CAPTIVATE_LOG_LEVEL=debug).",
+            ),
         ] = False,
     ) -> None:
         """Run the gateway and print its URL, a dev key on the first start, its channels' agents, and client snippets."""
@@ -289,9 +341,17 @@ else:
         if api_key and len(api_key) == 1 and "," in api_key[0]:
             api_key = [k.strip() for k in api_key[0].split(",") if k.strip()]
         settings = _settings(
-            host=host, port=port, database=database, api_keys=api_key, sqlite_synchronous=sqlite_synchronous,
-            log_level="debug" if debug else log_level, broker=broker, log_format=log_format, config=config,
-            agent=agent, workers=workers,
+            host=host,
+            port=port,
+            database=database,
+            api_keys=api_key,
+            sqlite_synchronous=sqlite_synchronous,
+            log_level="debug" if debug else log_level,
+            broker=broker,
+            log_format=log_format,
+            config=config,
+            agent=agent,
+            workers=workers,
         )
         debug = debug or settings.log_level.lower() == "debug"
         configure_logging(settings.log_level, settings.log_format)
@@ -314,7 +374,9 @@ else:
         def ready(bound_host: str, bound_port: int) -> None:
             if settings.public_url is None:
                 settings.port = bound_port
-            dev_key, channels = _in_thread(_first_start(settings, spec))  # only now: a failed start loses no key
+            dev_key, channels = _in_thread(
+                _first_start(settings, spec)
+            )  # only now: a failed start loses no key
             if count != 1:
                 out.print(f"{count} worker processes share the port", highlight=False)
             _banner(bound_host, bound_port, dev_key, channels, settings)
@@ -355,7 +417,9 @@ else:
                 await store.add_key(channel, hash_key(key), display_prefix(key), name)
                 channel_id = channel
             else:
-                channel_id = (await store.create_channel_with_key(name, hash_key(key), display_prefix(key))).id
+                channel_id = (
+                    await store.create_channel_with_key(name, hash_key(key), display_prefix(key))
+                ).id
             secret = await _set_agent(store, channel_id, spec) if spec else None
             return channel_id, secret
 
@@ -368,9 +432,12 @@ else:
     @keys_app.command("set-agent")
     def keys_set_agent(
         channel: Annotated[str, typer.Argument(help="Channel id (ch_…), as `keys list` shows.")],
-        spec: Annotated[str, typer.Argument(help="demo | webhook:URL | openai:MODEL | python:MODULE:ATTRIBUTE")],
+        spec: Annotated[
+            str, typer.Argument(help="demo | webhook:URL | openai:MODEL | python:MODULE:ATTRIBUTE")
+        ],
         name: Annotated[
-            str | None, typer.Option(help="Register it as a named agent (for escalate_to_agent) instead of the default.")
+            str | None,
+            typer.Option(help="Register it as a named agent (for escalate_to_agent) instead of the default."),
         ] = None,
         database: DatabaseOption = None,
     ) -> None:
@@ -378,11 +445,15 @@ else:
         checked = _checked_spec(spec)
         assert checked is not None
         try:
-            secret = asyncio.run(_with_store(_settings(database=database), lambda s: _set_agent(s, channel, checked, name)))
+            secret = asyncio.run(
+                _with_store(_settings(database=database), lambda s: _set_agent(s, channel, checked, name))
+            )
         except KeyError:
             out.print(f"error: no channel {channel}", highlight=False)
             raise typer.Exit(1) from None
-        out.print(f"{channel}: {'agent ' + name if name else 'default agent'} is now {checked}", highlight=False)
+        out.print(
+            f"{channel}: {'agent ' + name if name else 'default agent'} is now {checked}", highlight=False
+        )
         if secret:
             out.print(f"webhook secret (shown once): {secret}", highlight=False)
 
@@ -408,7 +479,9 @@ else:
         matches = exact or [i for i in items if bare and i.id.startswith(bare)]
         if len(matches) != 1:
             shown = ", ".join(f"{i.id} ({i.prefix})" for i in matches[:5])
-            out.print(f"no single {what} matches {given!r}" + (f": {shown}" if matches else ""), highlight=False)
+            out.print(
+                f"no single {what} matches {given!r}" + (f": {shown}" if matches else ""), highlight=False
+            )
             raise typer.Exit(1)
         return matches[0]
 
@@ -417,8 +490,14 @@ else:
         """List keys (prefixes only: keys are stored hashed)."""
         keys = asyncio.run(_with_store(_settings(database=database), lambda s: s.list_keys()))
         rows = [
-            {"id": k.id, "prefix": k.prefix, "channel": k.channel_id, "label": k.label, "created": k.created_at,
-             "revoked": k.revoked_at or ""}
+            {
+                "id": k.id,
+                "prefix": k.prefix,
+                "channel": k.channel_id,
+                "label": k.label,
+                "created": k.created_at,
+                "revoked": k.revoked_at or "",
+            }
             for k in keys
         ]
         _listing(rows, as_json)
@@ -442,7 +521,9 @@ else:
     @tokens_app.command("create")
     def tokens_create(
         channel: Annotated[str, typer.Option(help="The channel id (ch_…) the token is scoped to.")],
-        role: Annotated[str, typer.Option(help="push (AI agent pushes) or human (live-chat agent).")] = "human",
+        role: Annotated[
+            str, typer.Option(help="push (AI agent pushes) or human (live-chat agent).")
+        ] = "human",
         label: Annotated[str, typer.Option(help="A name (for human agents: the name users see).")] = "",
         database: DatabaseOption = None,
     ) -> None:
@@ -456,7 +537,9 @@ else:
             if await store.get_channel(channel) is None:
                 out.print(f"error: no channel {channel}", highlight=False)
                 raise typer.Exit(1)
-            return (await store.add_agent_token(channel, hash_key(token), display_prefix(token), role, label)).id
+            return (
+                await store.add_agent_token(channel, hash_key(token), display_prefix(token), role, label)
+            ).id
 
         token_id = asyncio.run(_with_store(_settings(database=database), run))
         out.print(f"token {token_id} ({role}, channel {channel})", highlight=False)
@@ -467,21 +550,32 @@ else:
         """List agent tokens (prefixes only)."""
         tokens = asyncio.run(_with_store(_settings(database=database), lambda s: s.list_agent_tokens()))
         rows = [
-            {"id": t.id, "prefix": t.prefix, "role": t.role, "channel": t.channel_id, "label": t.label,
-             "created": t.created_at, "revoked": t.revoked_at or ""}
+            {
+                "id": t.id,
+                "prefix": t.prefix,
+                "role": t.role,
+                "channel": t.channel_id,
+                "label": t.label,
+                "created": t.created_at,
+                "revoked": t.revoked_at or "",
+            }
             for t in tokens
         ]
         _listing(rows, as_json)
 
     @tokens_app.command("revoke")
     def tokens_revoke(
-        token_id: Annotated[str, typer.Argument(help="Token id (tok_…) or its prefix as `tokens list` shows it.")],
+        token_id: Annotated[
+            str, typer.Argument(help="Token id (tok_…) or its prefix as `tokens list` shows it.")
+        ],
         database: DatabaseOption = None,
     ) -> None:
         """Revoke an agent token (live agent sockets using it are closed within seconds)."""
 
         async def run(store: Store) -> AgentTokenInfo | None:
-            return await store.revoke_agent_token(_pick(await store.list_agent_tokens(), token_id, "token").id)
+            return await store.revoke_agent_token(
+                _pick(await store.list_agent_tokens(), token_id, "token").id
+            )
 
         info = asyncio.run(_with_store(_settings(database=database), run))
         if info is None:
@@ -491,25 +585,42 @@ else:
 
     @app.command()
     def chat(
-        url: Annotated[str, typer.Option(envvar="CAPTIVATE_URL", help="The gateway's HTTP base URL.")] = "http://127.0.0.1:8000",
+        url: Annotated[
+            str, typer.Option(envvar="CAPTIVATE_URL", help="The gateway's HTTP base URL.")
+        ] = "http://127.0.0.1:8000",
         key: Annotated[
-            str | None, typer.Option(envvar="CAPTIVATE_API_KEY", help="API key (better: env CAPTIVATE_API_KEY).", show_default=False)
+            str | None,
+            typer.Option(
+                envvar="CAPTIVATE_API_KEY",
+                help="API key (better: env CAPTIVATE_API_KEY).",
+                show_default=False,
+            ),
         ] = None,
-        user: Annotated[str | None, typer.Option(help="User id of a new conversation (default: terminal-$USER).")] = None,
-        bot_first: Annotated[bool, typer.Option("--bot-first", help="The agent speaks first (a greeting).")] = False,
-        conversation: Annotated[str | None, typer.Option(help="Resume this conversation id instead of starting one.")] = None,
+        user: Annotated[
+            str | None, typer.Option(help="User id of a new conversation (default: terminal-$USER).")
+        ] = None,
+        bot_first: Annotated[
+            bool, typer.Option("--bot-first", help="The agent speaks first (a greeting).")
+        ] = False,
+        conversation: Annotated[
+            str | None, typer.Option(help="Resume this conversation id instead of starting one.")
+        ] = None,
     ) -> None:
         """Chat with the agent in the terminal (/transcript, /metadata, /quit)."""
         from .terminal import ChatOptions, chat_main
 
-        options = ChatOptions(url=url, key=key or "", user_id=user, bot_first=bot_first, conversation_id=conversation)
+        options = ChatOptions(
+            url=url, key=key or "", user_id=user, bot_first=bot_first, conversation_id=conversation
+        )
         raise typer.Exit(chat_main(options))
 
     AgentUrlOption = Annotated[str, typer.Option(envvar="CAPTIVATE_URL", help="The gateway's HTTP base URL.")]
     AgentTokenOption = Annotated[
         str | None,
         typer.Option(
-            envvar="CAPTIVATE_AGENT_TOKEN", help="A human agent token (better: env CAPTIVATE_AGENT_TOKEN).", show_default=False
+            envvar="CAPTIVATE_AGENT_TOKEN",
+            help="A human agent token (better: env CAPTIVATE_AGENT_TOKEN).",
+            show_default=False,
         ),
     ]
 
@@ -517,7 +628,10 @@ else:
     def console(
         url: AgentUrlOption = "http://127.0.0.1:8000",
         token: AgentTokenOption = None,
-        name: Annotated[str | None, typer.Option(help="Deprecated: the name users see is the token's label (tokens create --label).")] = None,
+        name: Annotated[
+            str | None,
+            typer.Option(help="Deprecated: the name users see is the token's label (tokens create --label)."),
+        ] = None,
     ) -> None:
         """Live chat for human agents: see who waits, /take a conversation, answer its user, /end it."""
         from .console import ConsoleOptions, console_main

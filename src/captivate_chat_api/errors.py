@@ -72,9 +72,13 @@ class ConversationNotFound(NotFoundError, LookupError):
 class HandoffConflict(ProtocolError):
     """The hand-off step ``name`` is not allowed from the conversation's ``state`` (or another human owns it)."""
 
-    def __init__(self, name: str, state: str, conversation_id: str | None = None, *, by_other: bool = False) -> None:
+    def __init__(
+        self, name: str, state: str, conversation_id: str | None = None, *, by_other: bool = False
+    ) -> None:
         owned = " by another human agent" if by_other and state == "human" else ""
-        super().__init__(409, f"cannot {name.replace('_', ' ')}: the conversation is {state}{owned}", conversation_id)
+        super().__init__(
+            409, f"cannot {name.replace('_', ' ')}: the conversation is {state}{owned}", conversation_id
+        )
         self.name = name
         self.state = state
         self.by_other = by_other
@@ -90,7 +94,11 @@ class PayloadTooLargeError(ProtocolError):
 
 class RateLimitError(ProtocolError):
     def __init__(
-        self, error_code: int, error_desc: str, conversation_id: str | None = None, retry_after: float | None = None
+        self,
+        error_code: int,
+        error_desc: str,
+        conversation_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(error_code, error_desc, conversation_id)
         self.retry_after = retry_after

@@ -225,7 +225,9 @@ class FileManager:
         urls: Sequence[str] | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> FileInput:
-        result = self._loop.run(self._manager.create_multiple(files, storage=storage, urls=urls, on_progress=on_progress))
+        result = self._loop.run(
+            self._manager.create_multiple(files, storage=storage, urls=urls, on_progress=on_progress)
+        )
         return FileInput(result, self._loop)
 
 
@@ -308,7 +310,9 @@ class Conversation:
 
     # sending --------------------------------------------------------------------------------------
 
-    def send_message(self, content: str | dict[str, Any] | list[Any], *, client_msg_id: str | None = None) -> SentMessage:
+    def send_message(
+        self, content: str | dict[str, Any] | list[Any], *, client_msg_id: str | None = None
+    ) -> SentMessage:
         """Send a user message (a string becomes ``{type: "text", text}``)."""
         return self._loop.run(self._conversation.send_message(content, client_msg_id=client_msg_id))
 
@@ -366,7 +370,13 @@ class CaptivateChatAPI:
     _owns_loop: bool
 
     def __init__(
-        self, api_key: str, mode: Mode = "prod", *, base_url: str | None = None, timeout: float | None = None, **options: Any
+        self,
+        api_key: str,
+        mode: Mode = "prod",
+        *,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        **options: Any,
     ) -> None:
         loop = LoopThread(timeout)
         try:
@@ -437,7 +447,9 @@ class CaptivateChatAPI:
         return Conversation(conversation, self._loop)
 
     def get_conversation(self, conversation_id: str, *, after_seq: int | None = None) -> Conversation:
-        return Conversation(self._loop.run(self._api.get_conversation(conversation_id, after_seq=after_seq)), self._loop)
+        return Conversation(
+            self._loop.run(self._api.get_conversation(conversation_id, after_seq=after_seq)), self._loop
+        )
 
     def get_user_conversations(
         self,
@@ -449,7 +461,9 @@ class CaptivateChatAPI:
         api_keys: list[str] | None = None,
     ) -> UserConversations:
         result = self._loop.run(
-            self._api.get_user_conversations(user_id, filter=filter, search=search, pagination=pagination, api_keys=api_keys)
+            self._api.get_user_conversations(
+                user_id, filter=filter, search=search, pagination=pagination, api_keys=api_keys
+            )
         )
         return UserConversations.wrap(result, self._loop)
 
@@ -468,7 +482,9 @@ class CaptivateChatAPI:
 class CaptivateChatManager:
     """A blocking :class:`captivate_chat_api.CaptivateChatManager`: one client per key, one loop thread."""
 
-    def __init__(self, api_keys: list[str], mode: Mode = "prod", *, timeout: float | None = None, **options: Any) -> None:
+    def __init__(
+        self, api_keys: list[str], mode: Mode = "prod", *, timeout: float | None = None, **options: Any
+    ) -> None:
         self._loop = LoopThread(timeout)
         try:
             self._manager = self._loop.call(AsyncCaptivateChatManager, api_keys, mode, **options)
@@ -522,6 +538,8 @@ class CaptivateChatManager:
         pagination: dict[str, int | str] | None = None,
     ) -> UserConversations:
         result = self._loop.run(
-            self._manager.get_user_conversations(user_id, api_keys=api_keys, filter=filter, search=search, pagination=pagination)
+            self._manager.get_user_conversations(
+                user_id, api_keys=api_keys, filter=filter, search=search, pagination=pagination
+            )
         )
         return UserConversations.wrap(result, self._loop)

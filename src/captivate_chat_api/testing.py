@@ -78,7 +78,9 @@ class ScriptedAgent:
         self._default: ReplyFunction | None = None
         self._demo: Agent | None = None
 
-    def reply(self, *messages: Message | AgentResponse, actions: dict[str, Any] | None = None) -> ScriptedAgent:
+    def reply(
+        self, *messages: Message | AgentResponse, actions: dict[str, Any] | None = None
+    ) -> ScriptedAgent:
         """Queue the answer to one turn: its messages, and ``actions`` (``{action_id: payload}``)."""
         if len(messages) == 1 and isinstance(messages[0], AgentResponse):
             response = messages[0]
@@ -144,7 +146,9 @@ def _as_response(result: object) -> AgentResponse:
         return _response([result])
     if isinstance(result, list) and all(isinstance(m, str | dict) for m in result):
         return _response(result)
-    raise TypeError(f"a scripted reply must be an AgentResponse, a str, a dict or a list of these, not {result!r}")
+    raise TypeError(
+        f"a scripted reply must be an AgentResponse, a str, a dict or a list of these, not {result!r}"
+    )
 
 
 def _response(messages: list[Message]) -> AgentResponse:
@@ -243,7 +247,9 @@ class InProcessGateway:
         from .client.transport import InProcessTransport
 
         transport = InProcessTransport(self.app, messages=messages)
-        return CaptivateChatAPI(options.pop("api_key", self.api_key), base_url=self.base_url, transport=transport, **options)
+        return CaptivateChatAPI(
+            options.pop("api_key", self.api_key), base_url=self.base_url, transport=transport, **options
+        )
 
 
 @contextlib.asynccontextmanager
@@ -286,8 +292,12 @@ def _settings(
     url = str(database) if str(database).startswith("sqlite:") else f"sqlite:///{database}"
     key = generate_key()
     settings = Settings(
-        database=url, api_keys=[key, *(api_keys or [])], access_log=False, create_dev_key=False,
-        shutdown_grace_seconds=5.0, **where,
+        database=url,
+        api_keys=[key, *(api_keys or [])],
+        access_log=False,
+        create_dev_key=False,
+        shutdown_grace_seconds=5.0,
+        **where,
     )
     return settings, key, url
 
@@ -325,7 +335,9 @@ if pytest is not None:
             """A connected async ``CaptivateChatAPI`` for ``captivate_gateway``, closed after the test."""
             from .client import CaptivateChatAPI
 
-            async with CaptivateChatAPI(captivate_gateway.api_key, base_url=captivate_gateway.base_url) as api:
+            async with CaptivateChatAPI(
+                captivate_gateway.api_key, base_url=captivate_gateway.base_url
+            ) as api:
                 yield api
 
     else:

@@ -96,7 +96,9 @@ def verify_webhook(
     if age > tolerance:
         raise WebhookVerificationError(f"the webhook timestamp is {age:.0f} s old (tolerance {tolerance} s)")
     if age < -tolerance:
-        raise WebhookVerificationError(f"the webhook timestamp is {-age:.0f} s in the future (tolerance {tolerance} s)")
+        raise WebhookVerificationError(
+            f"the webhook timestamp is {-age:.0f} s in the future (tolerance {tolerance} s)"
+        )
 
 
 __all__ = [

@@ -81,9 +81,16 @@ async def test_events_iterator_yields_typed_events_in_seq_order(api: CaptivateCh
     while not any(isinstance(e, ConversationUpdate) for e in seen):
         seen.append(await stream.next(timeout=5))
     assert [e.seq for e in seen] == sorted(e.seq for e in seen)
-    assert isinstance(seen[0], UserMessageEcho) and seen[0].content == {"type": "text", "text": "title Refund"}
+    assert isinstance(seen[0], UserMessageEcho) and seen[0].content == {
+        "type": "text",
+        "text": "title Refund",
+    }
     update = seen[-1]
-    assert isinstance(update, ConversationUpdate) and update.type == "title_changed" and update.data == {"title": "Refund"}
+    assert (
+        isinstance(update, ConversationUpdate)
+        and update.type == "title_changed"
+        and update.data == {"title": "Refund"}
+    )
     assert conv.last_seq == seen[-1].seq
 
 
@@ -100,7 +107,9 @@ async def test_update_and_action_callbacks(api: CaptivateChatAPI, user_id: str) 
     assert updates[0].type == "title_changed" and updates[0].conversation_id == conv.conversation_id
 
 
-async def test_conversations_on_one_client_get_only_their_own_events(api: CaptivateChatAPI, user_id: str) -> None:
+async def test_conversations_on_one_client_get_only_their_own_events(
+    api: CaptivateChatAPI, user_id: str
+) -> None:
     first = await api.create_conversation(user_id, mode="user-first")
     second = await api.create_conversation(user_id, mode="user-first")
     got: dict[str, list[str]] = {first.conversation_id: [], second.conversation_id: []}
@@ -113,7 +122,9 @@ async def test_conversations_on_one_client_get_only_their_own_events(api: Captiv
 
 
 async def test_metadata_private_metadata_and_ttl(api: CaptivateChatAPI, user_id: str) -> None:
-    conv = await api.create_conversation(user_id, metadata={"plan": "free"}, mode="user-first", private_metadata={"crm_id": 7})
+    conv = await api.create_conversation(
+        user_id, metadata={"plan": "free"}, mode="user-first", private_metadata={"crm_id": 7}
+    )
     await conv.set_metadata({"plan": "pro"})
     await conv.set_private_metadata({"token": "hidden"})
     await conv.set_time_to_live(30)
@@ -148,7 +159,10 @@ async def test_large_message_arrives_through_the_413_fallback(api: CaptivateChat
 
 
 async def test_listing_v1_v2_and_deletes(api: CaptivateChatAPI, user_id: str) -> None:
-    convs = [await api.create_conversation(user_id, metadata={"plan": "pro" if i else "free"}, mode="user-first") for i in range(3)]
+    convs = [
+        await api.create_conversation(user_id, metadata={"plan": "pro" if i else "free"}, mode="user-first")
+        for i in range(3)
+    ]
     v1 = await api.get_user_conversations(user_id)
     assert sorted(c.conversation_id for c in v1.conversations) == sorted(c.conversation_id for c in convs)
     assert v1.pagination is None
@@ -163,7 +177,9 @@ async def test_listing_v1_v2_and_deletes(api: CaptivateChatAPI, user_id: str) ->
     assert (await api.get_user_conversations(user_id)).conversations == []
 
 
-async def test_get_conversation_resumes_after_a_stored_seq(gateway: GatewayProcess, api_key: str, transport: str, user_id: str) -> None:
+async def test_get_conversation_resumes_after_a_stored_seq(
+    gateway: GatewayProcess, api_key: str, transport: str, user_id: str
+) -> None:
     async with CaptivateChatAPI(api_key, base_url=gateway.http_url, transport=transport) as first:  # type: ignore[arg-type]
         conv = await first.create_conversation(user_id, mode="user-first")
         replies: list[Any] = []
@@ -181,7 +197,9 @@ async def test_get_conversation_resumes_after_a_stored_seq(gateway: GatewayProce
         assert isinstance(replayed[1], BotMessage) and replayed[1].content["text"] == "You said: two"
 
 
-async def test_multi_key_listing_and_manager(gateway: GatewayProcess, tenant_keys: list[str], user_id: str) -> None:
+async def test_multi_key_listing_and_manager(
+    gateway: GatewayProcess, tenant_keys: list[str], user_id: str
+) -> None:
     async with CaptivateChatManager(tenant_keys, base_url=gateway.http_url) as manager:
         a = await manager.get_api(tenant_keys[0]).create_conversation(user_id, mode="user-first")
         b = await manager.get_api(tenant_keys[1]).create_conversation(user_id, mode="user-first")
@@ -215,7 +233,9 @@ async def test_state_changes_are_observable(gateway: GatewayProcess, api_key: st
     assert states == [ConnectionState.CONNECTING, ConnectionState.CONNECTED, ConnectionState.CLOSED]
 
 
-async def test_debug_logs_never_show_the_key(gateway: GatewayProcess, api_key: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_debug_logs_never_show_the_key(
+    gateway: GatewayProcess, api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     caplog.set_level(logging.DEBUG)

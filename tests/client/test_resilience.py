@@ -46,7 +46,9 @@ async def test_events_sent_while_the_socket_was_cut_arrive_once_in_order(
                 proxy.black_hole = False
                 for n in range(3):  # meanwhile another tab talks in the same conversation
                     await other_tab.say(conv.conversation_id, f"r{round_}-{n}")
-                await until(lambda: api.state is ConnectionState.CONNECTED and seqs and seqs[-1] >= conv.last_seq)
+                await until(
+                    lambda: api.state is ConnectionState.CONNECTED and seqs and seqs[-1] >= conv.last_seq
+                )
             await until(lambda: len(seqs) >= 18)
             await asyncio.sleep(0.3)
     assert seqs == list(range(1, len(seqs) + 1)), "every event exactly once, in order"

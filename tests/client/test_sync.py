@@ -41,7 +41,11 @@ def loop_threads() -> list[threading.Thread]:
 def bot_reply(events: EventIterator, text: str) -> BotMessage:
     """The first bot message whose text is ``text`` (earlier events, e.g. the greeting, are skipped)."""
     for event in events:
-        if isinstance(event, BotMessage) and isinstance(event.content, dict) and event.content.get("text") == text:
+        if (
+            isinstance(event, BotMessage)
+            and isinstance(event.content, dict)
+            and event.content.get("text") == text
+        ):
             return event
     raise AssertionError(f"the stream ended before the bot said {text!r}")
 
@@ -79,7 +83,12 @@ def test_a_plain_script_chats_and_exits(gateway: GatewayProcess, api_key: str, t
     env = {**os.environ, "CAPTIVATE_KEY": api_key, "CAPTIVATE_URL": gateway.http_url}
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-W", "error", str(script)], check=False, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-W", "error", str(script)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -190,12 +199,17 @@ def test_metadata_transcript_edit_and_actions(sync_api: CaptivateChatAPI) -> Non
     ]
 
 
-def test_listing_resuming_and_deleting(gateway: GatewayProcess, sync_api: CaptivateChatAPI, api_key: str) -> None:
+def test_listing_resuming_and_deleting(
+    gateway: GatewayProcess, sync_api: CaptivateChatAPI, api_key: str
+) -> None:
     who = user()
     first = sync_api.create_conversation(who, mode="user-first")
     second = sync_api.create_conversation(who, mode="user-first")
     listing = sync_api.get_user_conversations(who)
-    assert {c.conversation_id for c in listing.conversations} == {first.conversation_id, second.conversation_id}
+    assert {c.conversation_id for c in listing.conversations} == {
+        first.conversation_id,
+        second.conversation_id,
+    }
     assert all(isinstance(c, Conversation) for c in listing.conversations)
     assert first in listing.conversations  # views of one conversation are equal
     page = sync_api.get_user_conversations(who, pagination={"page": 1, "limit": 1})
@@ -213,7 +227,9 @@ def test_listing_resuming_and_deleting(gateway: GatewayProcess, sync_api: Captiv
     rest = list(events)  # the stream ends, at most with the deletion itself
     assert all(isinstance(e, ConversationUpdate) and e.type == "deleted" for e in rest), rest
     assert first.closed
-    assert [c.conversation_id for c in sync_api.get_user_conversations(who).conversations] == [second.conversation_id]
+    assert [c.conversation_id for c in sync_api.get_user_conversations(who).conversations] == [
+        second.conversation_id
+    ]
     assert sync_api.delete_user_conversations(who) == 1
     assert sync_api.get_user_conversations(who).conversations == []
 
@@ -222,7 +238,10 @@ def test_the_manager_lists_across_keys(gateway: GatewayProcess, tenant_keys: lis
     who, before = user(), len(loop_threads())
     with CaptivateChatManager.create(tenant_keys, base_url=gateway.http_url) as manager:
         assert set(manager.apis) == set(tenant_keys)
-        ids = {manager.get_api(key).create_conversation(who, mode="user-first").conversation_id for key in tenant_keys}
+        ids = {
+            manager.get_api(key).create_conversation(who, mode="user-first").conversation_id
+            for key in tenant_keys
+        }
         listing = manager.get_user_conversations(who)
         assert {c.conversation_id for c in listing.conversations} == ids
         assert all(api.is_connected for api in manager.apis.values())

@@ -32,11 +32,18 @@ class FileAgent:
             for info in captivate.get_files() or []:
                 try:
                     content = (await captivate.download_file_to_memory(info)).getvalue()
-                    got: dict[str, Any] = {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+                    got: dict[str, Any] = {
+                        "bytes": len(content),
+                        "sha256": hashlib.sha256(content).hexdigest(),
+                    }
                 except Exception as exc:  # noqa: BLE001  reported to the test, which fails on it
                     got = {"download_error": repr(exc)}
                 report["files"].append(
-                    {"filename": info.get("filename"), "text": info.get("textContent", {}).get("text", ""), **got}
+                    {
+                        "filename": info.get("filename"),
+                        "text": info.get("textContent", {}).get("text", ""),
+                        **got,
+                    }
                 )
             self.seen.append(report)
             captivate.set_response([TextMessageModel(text=f"agent saw {len(report['files'])} file(s)")])

@@ -40,7 +40,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory, agent: FileAgent) -> Iterato
         gateway.stop()
 
 
-async def upload(gateway: GatewayProcess, key: str, conversation_id: str, name: str, data: bytes) -> dict[str, Any]:
+async def upload(
+    gateway: GatewayProcess, key: str, conversation_id: str, name: str, data: bytes
+) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=gateway.http_url, timeout=60) as http:
         response = await http.post(
             "/api/file-to-text",
@@ -62,16 +64,40 @@ async def test_a_captivate_ai_api_agent_reads_and_downloads_the_files(
         stored = await upload(gateway, key, conversation, "report.pdf", pdf)
         own_url = stored["presignedUrl"]  # a developer's own URL (storage false): here the gateway's link
         files = [
-            {"filename": "report.pdf", "type": "application/pdf", "file": {},
-             "textContent": {"type": "file_content", "text": stored["text"], "metadata": {"source": "file_attachment"}},
-             # a stale URL in the message: the agent still gets one that works (re-presigned for the turn)
-             "storage": {**{k: stored[k] for k in ("fileKey", "expiresIn", "fileSize", "processingTime")},
-                         "presignedUrl": "http://127.0.0.1:9/stale"}},
-            {"filename": "scan.png", "type": "image/png", "url": own_url,
-             "textContent": {"type": "file_content", "text": "", "metadata": {"source": "file_attachment"}}},
+            {
+                "filename": "report.pdf",
+                "type": "application/pdf",
+                "file": {},
+                "textContent": {
+                    "type": "file_content",
+                    "text": stored["text"],
+                    "metadata": {"source": "file_attachment"},
+                },
+                # a stale URL in the message: the agent still gets one that works (re-presigned for the turn)
+                "storage": {
+                    **{k: stored[k] for k in ("fileKey", "expiresIn", "fileSize", "processingTime")},
+                    "presignedUrl": "http://127.0.0.1:9/stale",
+                },
+            },
+            {
+                "filename": "scan.png",
+                "type": "image/png",
+                "url": own_url,
+                "textContent": {
+                    "type": "file_content",
+                    "text": "",
+                    "metadata": {"source": "file_attachment"},
+                },
+            },
         ]
-        await client.ok("user_message", {"conversation_id": conversation, "type": "message_create",
-                                         "content": {"type": "files", "files": files}})
+        await client.ok(
+            "user_message",
+            {
+                "conversation_id": conversation,
+                "type": "message_create",
+                "content": {"type": "files", "files": files},
+            },
+        )
         deadline = time.monotonic() + 15
         while not agent.seen and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -91,10 +117,15 @@ def test_files_context_is_bounded_and_named() -> None:
     small = {"filename": "small.csv", "type": "text/csv", "textContent": {"text": "a,b"}}
     text = files_context([big, small, big, big], per_file=100)
     assert "[attached file: big.txt (text/plain)]" in text and "[attached file: small.csv (text/csv)]" in text
-    assert text.count("y") == 297  # 100 + 100 + 97: the turn holds three times the per-file bound (3 went to a,b)
+    assert (
+        text.count("y") == 297
+    )  # 100 + 100 + 97: the turn holds three times the per-file bound (3 went to a,b)
     assert "400 more characters of this file left out" in text and "403 more characters" in text
     request = ChatRequest(session_id="s", user_input="summarise", files=[small])
     message = current_message(request, 100)
-    assert message["content"].startswith("summarise\n\n[attached file: small.csv") and "a,b" in message["content"]
+    assert (
+        message["content"].startswith("summarise\n\n[attached file: small.csv")
+        and "a,b" in message["content"]
+    )
     files_only = current_message(ChatRequest(session_id="s", user_input="", files=[small]), 100)
     assert files_only["content"].startswith("[attached file: small.csv")

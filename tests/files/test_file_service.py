@@ -47,9 +47,13 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def service(store: Store, database_url: str, tmp_path: Path) -> AsyncIterator[tuple[FileService, Clock]]:
+async def service(
+    store: Store, database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[FileService, Clock]]:
     clock = Clock()
-    settings = Settings(database=database_url, files_storage=str(tmp_path / "objects"), files_extract_timeout=20)
+    settings = Settings(
+        database=database_url, files_storage=str(tmp_path / "objects"), files_extract_timeout=20
+    )
     opened = await FileService.open(settings, store, clock=clock)
     yield opened, clock
     await opened.close()
@@ -62,13 +66,21 @@ async def channel_with_conversation(store: Store, name: str) -> tuple[Channel, s
     return channel, conversation_id
 
 
-async def put(service: FileService, channel: Channel, conversation_id: str, ttl_days: int | None) -> FileRecord:
+async def put(
+    service: FileService, channel: Channel, conversation_id: str, ttl_days: int | None
+) -> FileRecord:
     data = samples.txt()
     scratch = service.scratch_file()
     scratch.write_bytes(data)
     done = await service.upload(
-        channel, conversation_id, scratch, filename="notes.txt", size=len(data), sha256="0" * 64,
-        storage=True, ttl_days=ttl_days,
+        channel,
+        conversation_id,
+        scratch,
+        filename="notes.txt",
+        size=len(data),
+        sha256="0" * 64,
+        storage=True,
+        ttl_days=ttl_days,
     )
     assert done.record is not None and samples.WORD in done.text
     assert not scratch.exists()
@@ -104,7 +116,9 @@ async def test_ttl_expiry_sweep_and_extension(service: tuple[FileService, Clock]
     assert refused.value.status == 404
 
 
-async def test_a_hard_deleted_conversation_loses_its_files(service: tuple[FileService, Clock], store: Store) -> None:
+async def test_a_hard_deleted_conversation_loses_its_files(
+    service: tuple[FileService, Clock], store: Store
+) -> None:
     files, _ = service
     channel, conversation_id = await channel_with_conversation(store, "delete")
     other_id = str(uuid.uuid4())
@@ -117,13 +131,17 @@ async def test_a_hard_deleted_conversation_loses_its_files(service: tuple[FileSe
     assert await files.records.get(kept.file_key) is not None
 
 
-async def test_quota_and_signatures(service: tuple[FileService, Clock], store: Store, database_url: str, tmp_path: Path) -> None:
+async def test_quota_and_signatures(
+    service: tuple[FileService, Clock], store: Store, database_url: str, tmp_path: Path
+) -> None:
     files, clock = service
     channel, conversation_id = await channel_with_conversation(store, "quota")
     record = await put(files, channel, conversation_id, ttl_days=None)
     assert await files.records.channel_bytes(channel.id) == record.size
 
-    quota = Settings(database=database_url, files_storage=str(tmp_path / "q"), files_quota_bytes_per_channel=record.size)
+    quota = Settings(
+        database=database_url, files_storage=str(tmp_path / "q"), files_quota_bytes_per_channel=record.size
+    )
     limited = await FileService.open(quota, store, clock=clock)
     try:
         with pytest.raises(FileError) as refused:
@@ -141,7 +159,9 @@ async def test_quota_and_signatures(service: tuple[FileService, Clock], store: S
     assert not signer.valid("c/key", "abc", good, now=1.0)
 
 
-async def test_a_killed_worker_is_replaced(service: tuple[FileService, Clock], store: Store, tmp_path: Path) -> None:
+async def test_a_killed_worker_is_replaced(
+    service: tuple[FileService, Clock], store: Store, tmp_path: Path
+) -> None:
     files, _ = service
     from PIL import Image
 
@@ -161,7 +181,9 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-async def test_limits_types_rate_and_leftovers(service: tuple[FileService, Clock], store: Store, tmp_path: Path) -> None:
+async def test_limits_types_rate_and_leftovers(
+    service: tuple[FileService, Clock], store: Store, tmp_path: Path
+) -> None:
     import os
 
     from captivate_chat_api.server.files.extract import PDF
@@ -192,7 +214,9 @@ async def test_limits_types_rate_and_leftovers(service: tuple[FileService, Clock
     assert not stale.exists() and fresh.exists()
 
 
-async def test_agents_get_fresh_urls_for_their_channels_files_only(service: tuple[FileService, Clock], store: Store) -> None:
+async def test_agents_get_fresh_urls_for_their_channels_files_only(
+    service: tuple[FileService, Clock], store: Store
+) -> None:
     files, clock = service
     mine, conversation_id = await channel_with_conversation(store, "mine")
     theirs, their_conversation = await channel_with_conversation(store, "theirs")
@@ -217,8 +241,14 @@ async def test_storage_false_keeps_nothing(service: tuple[FileService, Clock], s
     scratch = files.scratch_file()
     scratch.write_bytes(samples.csv())
     done = await files.upload(
-        channel, conversation_id, scratch, filename="d.csv", size=len(samples.csv()), sha256="0" * 64,
-        storage=False, ttl_days=None,
+        channel,
+        conversation_id,
+        scratch,
+        filename="d.csv",
+        size=len(samples.csv()),
+        sha256="0" * 64,
+        storage=False,
+        ttl_days=None,
     )
     assert samples.WORD in done.text and done.record is None and not scratch.exists()
     assert await files.records.channel_bytes(channel.id) == 0

@@ -50,7 +50,9 @@ async def upload(
     if path is not None:
         form["path"] = path
     async with httpx.AsyncClient(base_url=gateway.http_url, timeout=60) as http:
-        return await http.post("/api/file-to-text", files={"file": (name, data, "application/octet-stream")}, data=form)
+        return await http.post(
+            "/api/file-to-text", files={"file": (name, data, "application/octet-stream")}, data=form
+        )
 
 
 async def conversation(gateway: GatewayProcess, key: str, user: str = "u1") -> str:
@@ -84,13 +86,20 @@ async def test_a_hostile_file_gets_a_clear_4xx(gateway: GatewayProcess, keys: li
     assert body["success"] is False and words in body["error"]
 
 
-def test_other_conversations_keep_their_latency_while_a_slow_file_is_read(keys: list[str], tmp_path: Path) -> None:
+def test_other_conversations_keep_their_latency_while_a_slow_file_is_read(
+    keys: list[str], tmp_path: Path
+) -> None:
     from PIL import Image
 
     noise = tmp_path / "noise.png"
     Image.effect_noise((3000, 3000), 80).save(noise)  # OCR of noise runs past the 1.5 s limit set here
-    env = {**ENV, "CAPTIVATE_FILES_EXTRACT_TIMEOUT": "1.5", "CAPTIVATE_FILES_MAX_BYTES": str(16 * 1024 * 1024),
-           "CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
+    env = {
+        **ENV,
+        "CAPTIVATE_FILES_EXTRACT_TIMEOUT": "1.5",
+        "CAPTIVATE_FILES_MAX_BYTES": str(16 * 1024 * 1024),
+        "CAPTIVATE_RATE_PER_SOCKET": "0",
+        "CAPTIVATE_RATE_PER_KEY": "0",
+    }
     slow_gateway = GatewayProcess(tmp_path / "gw.db", keys, env=env).start()
     try:
         asyncio.run(_latency_during_extraction(slow_gateway, keys, noise))
@@ -110,7 +119,9 @@ async def _latency_during_extraction(gateway: GatewayProcess, keys: list[str], n
             return time.perf_counter() - started
 
         idle = min([await round_trip() for _ in range(5)])
-        slow = asyncio.create_task(upload(gateway, f"{keys[0]}/{conversation_id}", "noise.png", noise.read_bytes()))
+        slow = asyncio.create_task(
+            upload(gateway, f"{keys[0]}/{conversation_id}", "noise.png", noise.read_bytes())
+        )
         await asyncio.sleep(0.3)
         busy = []
         while not slow.done():
@@ -121,7 +132,9 @@ async def _latency_during_extraction(gateway: GatewayProcess, keys: list[str], n
     assert sorted(busy)[len(busy) // 2] < max(0.25, idle * 10), (idle, busy)
 
 
-async def test_an_oversize_upload_is_413_before_the_body_is_read(gateway: GatewayProcess, keys: list[str]) -> None:
+async def test_an_oversize_upload_is_413_before_the_body_is_read(
+    gateway: GatewayProcess, keys: list[str]
+) -> None:
     conversation_id = await conversation(gateway, keys[0])
     big = b"a" * (5 * 1024 * 1024)
     response = await upload(gateway, f"{keys[0]}/{conversation_id}", "big.txt", big)
@@ -135,7 +148,9 @@ async def test_an_oversize_upload_is_413_before_the_body_is_read(gateway: Gatewa
 
     async with httpx.AsyncClient(base_url=gateway.http_url, timeout=30) as http:
         response = await http.post(
-            "/api/file-to-text", content=chunked(), headers={"content-type": "multipart/form-data; boundary=b"}
+            "/api/file-to-text",
+            content=chunked(),
+            headers={"content-type": "multipart/form-data; boundary=b"},
         )
     assert response.status_code == 413
     assert (await stored(gateway, keys[0], conversation_id))["success"] is True  # still serving
@@ -148,11 +163,16 @@ def sign(secret: str, key: str, expires: int) -> str:
 
 async def test_signed_urls_refuse_tampering_and_expiry(gateway: GatewayProcess, keys: list[str]) -> None:
     conversation_id = await conversation(gateway, keys[0])
-    first, second = await stored(gateway, keys[0], conversation_id), await stored(gateway, keys[0], conversation_id)
+    first, second = (
+        await stored(gateway, keys[0], conversation_id),
+        await stored(gateway, keys[0], conversation_id),
+    )
     url = urlsplit(first["presignedUrl"])
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
     with sqlite3.connect(str(gateway.database)) as db:
-        secret = db.execute("SELECT value FROM deployment_secrets WHERE name = 'file_url_signing'").fetchone()[0]
+        secret = db.execute(
+            "SELECT value FROM deployment_secrets WHERE name = 'file_url_signing'"
+        ).fetchone()[0]
     assert secret not in gateway.logs()
     past = int(time.time()) - 10
     base = f"{gateway.http_url}{url.path}"
@@ -182,7 +202,10 @@ async def test_html_is_never_served_inline(gateway: GatewayProcess, keys: list[s
     async with httpx.AsyncClient(timeout=10) as http:
         got = await http.get(response.json()["presignedUrl"])
     assert got.headers["content-disposition"].startswith("attachment;")
-    assert got.headers["x-content-type-options"] == "nosniff" and "sandbox" in got.headers["content-security-policy"]
+    assert (
+        got.headers["x-content-type-options"] == "nosniff"
+        and "sandbox" in got.headers["content-security-policy"]
+    )
 
 
 async def test_cross_tenant_attempts_all_fail(gateway: GatewayProcess, keys: list[str]) -> None:
@@ -263,7 +286,9 @@ def test_without_the_files_extra_the_endpoints_say_501(tmp_path: Path) -> None:
     hide = tmp_path / "hide"
     hide.mkdir()
     # None in sys.modules: `import pypdf` fails and find_spec says it is not there, as when not installed
-    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['pypdf'] = sys.modules['pytesseract'] = None\n")
+    (hide / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['pypdf'] = sys.modules['pytesseract'] = None\n"
+    )
     key = new_key()
     process = GatewayProcess(tmp_path / "gw.db", [key], env={"PYTHONPATH": str(hide)}).start()
     try:
@@ -282,9 +307,13 @@ async def test_a_message_with_too_many_files_is_refused(gateway: GatewayProcess,
     async with WireClient(gateway.http_url, gateway.ws_url, keys[0]) as client:
         conversation_id = await client.start("many-files")
         payload = {"conversation_id": conversation_id, "type": "message_create"}
-        response = await client.post("user_message", {**payload, "content": {"type": "text", "text": "x", "files": [one] * 11}})
+        response = await client.post(
+            "user_message", {**payload, "content": {"type": "text", "text": "x", "files": [one] * 11}}
+        )
         assert response.status_code == 400 and "at most 10 files" in response.json()["error_desc"]
-        ok = await client.ok("user_message", {**payload, "content": {"type": "text", "text": "x", "files": [one] * 10}})
+        ok = await client.ok(
+            "user_message", {**payload, "content": {"type": "text", "text": "x", "files": [one] * 10}}
+        )
         assert ok["status"] == "success"
 
 
@@ -296,13 +325,14 @@ def test_a_crash_mid_upload_leaves_no_half_file_visible(keys: list[str], tmp_pat
     conversation_id = asyncio.run(conversation(gateway, keys[0]))
     boundary = "crashboundary"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\n{keys[0]}/{conversation_id}\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"half.txt\"\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n{keys[0]}/{conversation_id}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.txt"\r\n\r\n'
     ).encode()
     with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
         sock.sendall(
             b"POST /api/file-to-text HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n"
-            + f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + head
+            + f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+            + head
         )
         sock.sendall(b"x" * 2_000_000)  # two thirds of the declared body, then the gateway dies
         time.sleep(0.5)

@@ -49,7 +49,9 @@ def files_gateway(tmp_path_factory: pytest.TempPathFactory, keys: list[str]) -> 
 
 
 @pytest.fixture(scope="module")
-def npm(files_gateway: GatewayProcess, keys: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def npm(
+    files_gateway: GatewayProcess, keys: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("samples")
     samples.write_all(folder)
     env = {
@@ -104,7 +106,9 @@ def test_create_multiple(npm: dict[str, Any]) -> None:
 
 def test_storage_false_keeps_the_url_and_stores_nothing(npm: dict[str, Any]) -> None:
     result = step(npm, "storage_false_with_url")
-    assert result["hasWord"] and result["url"] == "https://example.org/notes.txt" and result["storage"] is None
+    assert (
+        result["hasWord"] and result["url"] == "https://example.org/notes.txt" and result["storage"] is None
+    )
 
 
 @pytest.mark.parametrize("name", ["refresh_secure_url", "get_secure_file_url"])
@@ -124,7 +128,9 @@ def test_presigning_an_unknown_key_is_refused(npm: dict[str, Any]) -> None:
 def test_set_time_to_live_applies_to_uploads(npm: dict[str, Any], files_gateway: GatewayProcess) -> None:
     result = step(npm, "set_time_to_live")
     with sqlite3.connect(str(files_gateway.database)) as db:
-        ttl, expires = db.execute("SELECT ttl_days, expires_at FROM files WHERE file_key = ?", (result["fileKey"],)).fetchone()
+        ttl, expires = db.execute(
+            "SELECT ttl_days, expires_at FROM files WHERE file_key = ?", (result["fileKey"],)
+        ).fetchone()
     assert ttl == 7 and abs(expires - (time.time() + 7 * 86400)) < 600
 
 
@@ -152,7 +158,9 @@ def test_transcript_has_the_normalised_files(npm: dict[str, Any]) -> None:
 
 def test_transcript_refresh_is_pushed_back(npm: dict[str, Any]) -> None:
     result = step(npm, "get_transcript_after_refresh")
-    assert result["expiresIn"] > time.time() + 7000  # the first getTranscript() refreshed it and edited the message
+    assert (
+        result["expiresIn"] > time.time() + 7000
+    )  # the first getTranscript() refreshed it and edited the message
     assert result["presignedUrl"] != "stale" and result["download"]["status"] == 200
 
 
@@ -163,12 +171,16 @@ def test_uploads_to_conversations_not_of_the_key_are_refused(npm: dict[str, Any]
     assert len(same) == 1, "another tenant's conversation must get the same answer as an unknown one"
 
 
-def test_an_oversize_upload_is_413_and_the_gateway_serves_on(npm: dict[str, Any], files_gateway: GatewayProcess) -> None:
+def test_an_oversize_upload_is_413_and_the_gateway_serves_on(
+    npm: dict[str, Any], files_gateway: GatewayProcess
+) -> None:
     assert "413" in step(npm, "oversize")["message"]
     assert step(npm, "after_oversize")["hasWord"]
 
 
-def test_the_log_never_holds_a_key(npm: dict[str, Any], files_gateway: GatewayProcess, keys: list[str]) -> None:
+def test_the_log_never_holds_a_key(
+    npm: dict[str, Any], files_gateway: GatewayProcess, keys: list[str]
+) -> None:
     logs = files_gateway.logs()
     assert "/api/file-to-text" in logs
     assert all(key not in logs for key in keys)

@@ -20,7 +20,11 @@ from harness.gateway import GatewayProcess, new_key
 from harness.wire import WireClient
 
 BUCKET = "captivate-files"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def free_port() -> int:
@@ -34,7 +38,9 @@ def s3_endpoint() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **CREDENTIALS},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **CREDENTIALS},
     )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -56,7 +62,12 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def bucket(s3_endpoint: str) -> Any:
-    client = boto3.client("s3", endpoint_url=s3_endpoint, **{k.lower(): v for k, v in CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"}, region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        **{k.lower(): v for k, v in CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"},
+        region_name="us-east-1",
+    )
     client.create_bucket(Bucket=BUCKET)
     return client
 
@@ -67,7 +78,9 @@ def keys() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, keys: list[str], s3_endpoint: str, bucket: Any) -> Iterator[GatewayProcess]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, keys: list[str], s3_endpoint: str, bucket: Any
+) -> Iterator[GatewayProcess]:
     env = {**CREDENTIALS, "CAPTIVATE_FILES_STORAGE": f"s3://{BUCKET}/uploads?endpoint={s3_endpoint}"}
     process = GatewayProcess(tmp_path_factory.mktemp("s3") / "gw.db", keys, env=env).start()
     yield process
@@ -78,7 +91,9 @@ def objects(bucket: Any) -> list[str]:
     return [o["Key"] for o in bucket.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
 
 
-async def test_uploads_become_objects_with_presigned_urls(gateway: GatewayProcess, keys: list[str], bucket: Any) -> None:
+async def test_uploads_become_objects_with_presigned_urls(
+    gateway: GatewayProcess, keys: list[str], bucket: Any
+) -> None:
     pdf = samples.pdf()  # made once: each one carries its own creation time
     async with WireClient(gateway.http_url, gateway.ws_url, keys[0]) as client:
         conversation_id = await client.start("s3-user")
@@ -98,7 +113,8 @@ async def test_uploads_become_objects_with_presigned_urls(gateway: GatewayProces
             assert got.headers["content-disposition"].startswith("attachment;")
             assert got.headers["content-type"] == "application/pdf"
             fresh = await http.post("/api/presigned-url", json={"fileKey": body["fileKey"], "expiresIn": 60})
-            assert fresh.status_code == 200 and (await http.get(fresh.json()["presignedUrl"])).status_code == 200
+            assert (
+                fresh.status_code == 200 and (await http.get(fresh.json()["presignedUrl"])).status_code == 200
+            )
         await client.ok("delete_conversation", {"conversation_id": conversation_id, "softdelete": False})
     assert f"uploads/{body['fileKey']}" not in objects(bucket)
-

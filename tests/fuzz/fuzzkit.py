@@ -117,13 +117,16 @@ def check_memory(target: Target, module: str) -> None:
     """Gateway RSS after the module's cases stays within MEMORY_BOUND_KIB of the warmed-up RSS; and no
     error was logged on the way (a background task can fail where no reply shows it)."""
     assert target.gateway.proc is not None and target.gateway.proc.poll() is None, "the gateway process died"
-    errors = [line for line in target.gateway.logs().splitlines() if " ERROR " in line and KNOWN_NOISE not in line]
+    errors = [
+        line for line in target.gateway.logs().splitlines() if " ERROR " in line and KNOWN_NOISE not in line
+    ]
     assert not errors, "\n".join(errors[:20])
     after = rss_kib(target.pid)
     MEMORY[module] = {"rss_before_kib": target.rss_before, "rss_after_kib": after}
-    print(f"\n{module}: gateway RSS {target.rss_before} KiB -> {after} KiB ({after - target.rss_before:+d} KiB)")
+    print(
+        f"\n{module}: gateway RSS {target.rss_before} KiB -> {after} KiB ({after - target.rss_before:+d} KiB)"
+    )
     assert after - target.rss_before < MEMORY_BOUND_KIB, MEMORY[module]
-
 
 
 def strict_json(raw: str | bytes) -> Any:
@@ -145,7 +148,9 @@ def check_frame(raw: str | bytes) -> dict[str, Any]:
     assert isinstance(event.get("event_payload"), dict), raw[:300]
     if event["event_type"] == "general_error":
         payload = event["event_payload"]
-        assert isinstance(payload.get("error_code"), int) and isinstance(payload.get("error_desc"), str), raw[:300]
+        assert isinstance(payload.get("error_code"), int) and isinstance(payload.get("error_desc"), str), raw[
+            :300
+        ]
         assert 400 <= payload["error_code"] < 500, f"server error over WebSocket: {raw[:300]}"
     return frame
 
@@ -157,7 +162,9 @@ def check_http(response: httpx.Response, sent: int) -> None:
     body = strict_json(response.content)
     assert isinstance(body, dict), response.text[:300]
     if status >= 400:
-        assert body.get("error_code") == status and isinstance(body.get("error_desc"), str), response.text[:300]
+        assert body.get("error_code") == status and isinstance(body.get("error_desc"), str), response.text[
+            :300
+        ]
     else:
         assert status == 200, response.text[:300]
     if sent > LIMIT:
@@ -230,7 +237,11 @@ class Harness:
                     waiter.set_result(frame)
                     continue
                 event = frame["event"]
-                OUTCOMES[" ".join(["ws", event["event_type"], str(event["event_payload"].get("error_code", ""))]).strip()] += 1
+                OUTCOMES[
+                    " ".join(
+                        ["ws", event["event_type"], str(event["event_payload"].get("error_code", ""))]
+                    ).strip()
+                ] += 1
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -251,7 +262,9 @@ class Harness:
     async def post(self, body: bytes) -> httpx.Response:
         """One case as an HTTP POST body."""
         body = self.fill(body)
-        response = await self.http.post(MESSAGE_PATH, content=body, headers={"content-type": "application/json"})
+        response = await self.http.post(
+            MESSAGE_PATH, content=body, headers={"content-type": "application/json"}
+        )
         check_http(response, len(body))
         OUTCOMES[f"http {response.status_code}"] += 1
         await self._counted()
@@ -266,7 +279,9 @@ class Harness:
         except websockets.ConnectionClosed as exc:
             if size <= LIMIT:  # over the limit, the gateway may close while the message is still being sent
                 sizes = [len(p.encode() if isinstance(p, str) else p) for p in parts][:20]
-                raise AssertionError(f"socket closed ({exc}) while sending {size} bytes in frames of {sizes}") from exc
+                raise AssertionError(
+                    f"socket closed ({exc}) while sending {size} bytes in frames of {sizes}"
+                ) from exc
         if size > LIMIT:
             await self.expect_close(1009, or_reset=True)
         else:

@@ -15,23 +15,83 @@ SOCKET = "@@own-socket-id@@"
 """Stands for the fuzzing WebSocket's current ``socket_id`` (it changes when the socket is reopened)."""
 
 EVENT_TYPES = [
-    "conversation_start", "user_message", "metadata", "metadata_request", "action", "edit_message",
-    "delete_conversation", "delete_user_conversations", "get_user_conversations", "get_user_conversations_v2",
-    "conversation_transcript_request", "subscribe",
+    "conversation_start",
+    "user_message",
+    "metadata",
+    "metadata_request",
+    "action",
+    "edit_message",
+    "delete_conversation",
+    "delete_user_conversations",
+    "get_user_conversations",
+    "get_user_conversations_v2",
+    "conversation_transcript_request",
+    "subscribe",
 ]
 EDGE_TEXTS = [
-    "", " ", "\x00", "a\x00b", "\u202eevil.exe", "\u200f\u200e\u061c", "\ufeff", "\uffff", "\U0010ffff", "\U0001f600",
-    "e\u0301\u0301\u0301", "\r\n\t\x0b\x1b[31m", "\\", '"', "'; DROP TABLE conversations; --", "%s%n%x",
-    "../../etc/passwd", "<script>alert(1)</script>", "null", "NaN", "__proto__", "constructor", "9" * 5000,
+    "",
+    " ",
+    "\x00",
+    "a\x00b",
+    "\u202eevil.exe",
+    "\u200f\u200e\u061c",
+    "\ufeff",
+    "\uffff",
+    "\U0010ffff",
+    "\U0001f600",
+    "e\u0301\u0301\u0301",
+    "\r\n\t\x0b\x1b[31m",
+    "\\",
+    '"',
+    "'; DROP TABLE conversations; --",
+    "%s%n%x",
+    "../../etc/passwd",
+    "<script>alert(1)</script>",
+    "null",
+    "NaN",
+    "__proto__",
+    "constructor",
+    "9" * 5000,
 ]
 LONE_SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff", "a\ud83db", "\ude00\ud83d"]
-HUGE_NUMBERS: list[Any] = [2**70, -(2**70), -1, 0, 2**63, 2**63 - 1, -(2**63) - 1, 2**53 + 1, 1e308, -1e308, 5e-324, -0.0]
+HUGE_NUMBERS: list[Any] = [
+    2**70,
+    -(2**70),
+    -1,
+    0,
+    2**63,
+    2**63 - 1,
+    -(2**63) - 1,
+    2**53 + 1,
+    1e308,
+    -1e308,
+    5e-324,
+    -0.0,
+]
 NOT_NUMBERS = [float("nan"), float("inf"), float("-inf")]
 """json.dumps writes these as the bare words NaN, Infinity and -Infinity."""
 RAW_DOCUMENTS = [
-    b"", b" ", b"null", b"[]", b"{}", b"NaN", b"Infinity", b"-Infinity", b"1e308", b"1e999", b"9" * 5000,
-    b"{", b'{"event":', b"{} {}", b'{"event": {}}', b'{"event": {"event_type": null}}', b'\xef\xbb\xbf{"event": {}}',
-    b"\xff\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b'{"event": {"event_type": "user_message\xed\xa0\x80"}}',
+    b"",
+    b" ",
+    b"null",
+    b"[]",
+    b"{}",
+    b"NaN",
+    b"Infinity",
+    b"-Infinity",
+    b"1e308",
+    b"1e999",
+    b"9" * 5000,
+    b"{",
+    b'{"event":',
+    b"{} {}",
+    b'{"event": {}}',
+    b'{"event": {"event_type": null}}',
+    b'\xef\xbb\xbf{"event": {}}',
+    b"\xff\xfe",
+    b"\xc0\xaf",
+    b"\xed\xa0\x80",
+    b'{"event": {"event_type": "user_message\xed\xa0\x80"}}',
     b'{"event": {"event_type": "get_user_conversations", "event_payload": {"userId": "\\ud800"}}}',
     b'{"event": {"event_type": "get_user_conversations", "event_payload": {"userId": "u", "userId": 1}}}',
     b'{"event": {"event_type": "conversation_start", "event_payload": {"userId": "nan", "metadata": {"a": NaN}}}}',
@@ -49,14 +109,25 @@ long_texts = st.builds(
     st.sampled_from(["x", "\u00e9", "\U0001f600", "\u202e", "\x00", "\\"]),
     st.sampled_from([1_000, 20_000, 70_000, LIMIT]),
 )
-texts = rarely(st.text(max_size=30) | st.sampled_from(EDGE_TEXTS), st.sampled_from(LONE_SURROGATES) | long_texts)
-keys = rarely(st.text(max_size=12) | st.sampled_from(EDGE_TEXTS[:12] + ["private", "type"]), st.sampled_from(LONE_SURROGATES))
+texts = rarely(
+    st.text(max_size=30) | st.sampled_from(EDGE_TEXTS), st.sampled_from(LONE_SURROGATES) | long_texts
+)
+keys = rarely(
+    st.text(max_size=12) | st.sampled_from(EDGE_TEXTS[:12] + ["private", "type"]),
+    st.sampled_from(LONE_SURROGATES),
+)
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-    rarely(st.sampled_from(HUGE_NUMBERS), st.sampled_from(NOT_NUMBERS)), texts,
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    rarely(st.sampled_from(HUGE_NUMBERS), st.sampled_from(NOT_NUMBERS)),
+    texts,
 )
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4), max_leaves=12
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
+    max_leaves=12,
 )
 
 
@@ -73,7 +144,11 @@ def valid_payload(event_type: str, conversation_id: str) -> dict[str, Any]:
         "delete_conversation": {"conversation_id": conversation_id, "softdelete": True},
         "delete_user_conversations": {"userId": "fuzz-user-gone", "softdelete": True},
         "get_user_conversations": {"userId": "fuzz-user"},
-        "get_user_conversations_v2": {"userId": "fuzz-user", "filter": {"a": 1}, "pagination": {"page": 1, "limit": 5}},
+        "get_user_conversations_v2": {
+            "userId": "fuzz-user",
+            "filter": {"a": 1},
+            "pagination": {"page": 1, "limit": 5},
+        },
         "conversation_transcript_request": {"conversation_id": conversation_id},
         "subscribe": {"conversation_id": conversation_id, "after_seq": 0},
     }[event_type]
@@ -156,7 +231,9 @@ def envelope_bytes(draw: st.DrawFn, conversation_ids: list[str]) -> bytes:
     if shape == "mutated":
         event["event_payload"] = draw(mutated_payloads(event_type, conversation_ids))
     elif shape == "unknown_type":
-        event["event_type"] = draw(texts | st.sampled_from([t.upper() for t in EVENT_TYPES] + ["user_message "]))
+        event["event_type"] = draw(
+            texts | st.sampled_from([t.upper() for t in EVENT_TYPES] + ["user_message "])
+        )
         event["event_payload"] = draw(json_values)
     elif shape == "broken":
         where = draw(st.sampled_from(["envelope", "event", "event_type", "event_payload", "missing"]))
@@ -168,7 +245,9 @@ def envelope_bytes(draw: st.DrawFn, conversation_ids: list[str]) -> bytes:
             target, field = (envelope, "event") if where == "event" else (event, where)
             target[field] = draw(json_values)
     if isinstance(envelope, dict) and isinstance(envelope.get("event"), dict):
-        extra = draw(st.sampled_from(["none", "none", "own_socket", "own_socket", "junk_socket", "request_id"]))
+        extra = draw(
+            st.sampled_from(["none", "none", "own_socket", "own_socket", "junk_socket", "request_id"])
+        )
         if extra == "own_socket":
             envelope["event"]["socket_id"] = SOCKET
         elif extra == "junk_socket":
@@ -180,7 +259,9 @@ def envelope_bytes(draw: st.DrawFn, conversation_ids: list[str]) -> bytes:
         depth = draw(st.sampled_from([27, 28, 29, 30, 40, 1_000, 100_000]))
         event["event_payload"] = valid_payload(event_type, draw(st.sampled_from(conversation_ids)))
         event["event_payload"]["metadata"] = "@@deep@@"
-        text = json.dumps(envelope).replace('"@@deep@@"', deep_document(depth, draw(st.sampled_from(["list", "dict"]))))
+        text = json.dumps(envelope).replace(
+            '"@@deep@@"', deep_document(depth, draw(st.sampled_from(["list", "dict"])))
+        )
         return text.encode()
     ascii_only = draw(st.booleans())
     # ensure_ascii writes a lone surrogate as a \\ud800 escape; without it, as raw (invalid UTF-8) bytes.

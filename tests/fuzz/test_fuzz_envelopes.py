@@ -18,7 +18,9 @@ from hypothesis import example, given
 NAN_METADATA = b'{"event": {"event_type": "conversation_start", "event_payload": {"userId": "fuzz-user", "metadata": {"a": NaN}}}}'
 HUGE_FLOAT = b'{"event": {"event_type": "conversation_start", "event_payload": {"userId": "fuzz-user", "metadata": {"a": 1e999}}}}'
 SURROGATE_ESCAPE = b'{"event": {"event_type": "conversation_start", "event_payload": {"userId": "\\udc00"}}}'
-SURROGATE_BYTES = b'{"event": {"event_type": "conversation_start", "event_payload": {"userId": "\xed\xa0\x80"}}}'
+SURROGATE_BYTES = (
+    b'{"event": {"event_type": "conversation_start", "event_payload": {"userId": "\xed\xa0\x80"}}}'
+)
 
 
 def fuzz(target: Target, name: str, transport: str) -> None:
@@ -33,7 +35,9 @@ def fuzz(target: Target, name: str, transport: str) -> None:
             @example(body=Body(SURROGATE_ESCAPE))
             @example(body=Body(SURROGATE_BYTES))
             def case(body: Body) -> None:
-                runner.run(harness.post(body.data) if transport == "http" else harness.send_envelope(body.data))
+                runner.run(
+                    harness.post(body.data) if transport == "http" else harness.send_envelope(body.data)
+                )
 
             case()
             runner.run(harness.control_check())
@@ -57,11 +61,15 @@ async def test_non_json_numbers_and_lone_surrogates_are_refused_not_stored(fuzz_
             assert (await harness.post(body)).status_code == 400, body
             await harness.send_envelope(body)
         cid = harness.conversation_ids[0]
-        metadata = {"event": {"event_type": "metadata", "event_payload": {"conversation_id": cid, "metadata": {}}}}
+        metadata = {
+            "event": {"event_type": "metadata", "event_payload": {"conversation_id": cid, "metadata": {}}}
+        }
         for value in ("NaN", "-Infinity", "1e400", '"\\ud800"'):
             body = json.dumps(metadata).replace("{}}}}", f'{{"x": {value}}}}}}}').encode()
             assert (await harness.post(body)).status_code == 400, body
-        listing = b'{"event": {"event_type": "get_user_conversations", "event_payload": {"userId": "fuzz-user"}}}'
+        listing = (
+            b'{"event": {"event_type": "get_user_conversations", "event_payload": {"userId": "fuzz-user"}}}'
+        )
         assert (await harness.post(listing)).status_code == 200
         subscribe = {"conversation_id": cid, "after_seq": 2**70}
         await harness.send(json.dumps({"event": {"event_type": "subscribe", "event_payload": subscribe}}))

@@ -51,7 +51,9 @@ def test_binary_frames(harness: tuple[asyncio.Runner, Harness]) -> None:
     @fuzz_settings(0.5)
     @given(data=st.binary(max_size=4096).map(Body) | envelopes(fuzzer.conversation_ids))
     @example(data=Body(b""))
-    @example(data=Body(b'{"event": {"event_type": "get_user_conversations", "event_payload": {"userId": "u"}}}'))
+    @example(
+        data=Body(b'{"event": {"event_type": "get_user_conversations", "event_payload": {"userId": "u"}}}')
+    )
     def case(data: Body) -> None:
         runner.run(fuzzer.send(fuzzer.fill(data.data)))
 
@@ -75,7 +77,11 @@ def test_fragmented_messages(harness: tuple[asyncio.Runner, Harness]) -> None:
     runner, fuzzer = harness
 
     @fuzz_settings(0.5)
-    @given(body=envelopes(fuzzer.conversation_ids), cuts=st.lists(st.integers(0, 10**6), max_size=8), binary=st.booleans())
+    @given(
+        body=envelopes(fuzzer.conversation_ids),
+        cuts=st.lists(st.integers(0, 10**6), max_size=8),
+        binary=st.booleans(),
+    )
     @example(body=Body(b""), cuts=[0, 0, 0], binary=False)
     @example(body=Body(b""), cuts=[0, 0], binary=True)
     def case(body: Body, cuts: list[int], binary: bool) -> None:
@@ -103,7 +109,9 @@ async def test_a_fragmented_envelope_is_served_like_a_whole_one(fuzz_target: Tar
 
 @pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
 @pytest.mark.parametrize("fragmented", [False, True], ids=["whole", "fragmented"])
-async def test_size_limit_exactly_and_one_byte_over(fuzz_target: Target, binary: bool, fragmented: bool) -> None:
+async def test_size_limit_exactly_and_one_byte_over(
+    fuzz_target: Target, binary: bool, fragmented: bool
+) -> None:
     """A message of exactly the limit is served; one byte more closes the socket with 1009.
 
     Fragmented messages are sent without permessage-deflate: with it, the websockets client ends a
@@ -117,7 +125,9 @@ async def test_size_limit_exactly_and_one_byte_over(fuzz_target: Target, binary:
             text, request_id = padded(size)
             data: str | bytes = text.encode() if binary else text
             reply = fuzzer.expect_reply(request_id)
-            await fuzzer.send(split(data, [size // 3, size // 2]) if fragmented else data)  # 1009 expected over
+            await fuzzer.send(
+                split(data, [size // 3, size // 2]) if fragmented else data
+            )  # 1009 expected over
             if size == LIMIT:
                 assert (await asyncio.wait_for(reply, 20))["event"]["event_type"] == "user_conversations"
             else:

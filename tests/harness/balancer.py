@@ -44,7 +44,9 @@ class Front(LoopbackServer):
                     continue
                 self.routed.append(index)
                 up_writer.write(first)
-                await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True)
+                await asyncio.gather(
+                    self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
+                )
                 with contextlib.suppress(Exception):
                     up_writer.transport.abort()
                 return

@@ -51,8 +51,21 @@ class RedisServer:
         if exe is None:
             missing("redis-server is not installed (Debian package redis-server)")
         assert exe is not None
-        cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--daemonize", "no", "--loglevel", "warning"]
+        cmd = [
+            exe,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not self._answers():
@@ -81,8 +94,6 @@ def new_schema_url() -> tuple[str, str]:
     return f"{POSTGRES_URL}?schema={schema}", schema
 
 
-
-
 async def prepare(database: str, keys: list[str]) -> None:
     """Create the schema and register ``keys`` once, so that gateways started together race for nothing."""
     from captivate_chat_api.server.gateway import register_key
@@ -97,7 +108,9 @@ async def prepare(database: str, keys: list[str]) -> None:
         await store.close()
 
 
-def start_gateways(database: str, keys: list[str], broker: str, count: int, env: dict[str, str] | None = None) -> list[GatewayProcess]:
+def start_gateways(
+    database: str, keys: list[str], broker: str, count: int, env: dict[str, str] | None = None
+) -> list[GatewayProcess]:
     """``count`` gateway processes sharing ``database`` and ``broker``, started side by side."""
     asyncio.run(prepare(database, keys))
     shared = {**QUIET, "CAPTIVATE_BROKER": broker, **(env or {})}

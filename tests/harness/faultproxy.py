@@ -71,7 +71,9 @@ class FaultProxy(LoopbackServer):
             with contextlib.suppress(Exception):
                 w.transport.abort()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link, state, *, upstream_bound: bool) -> None:  # type: ignore[no-untyped-def]
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link, state, *, upstream_bound: bool
+    ) -> None:  # type: ignore[no-untyped-def]
         while True:
             chunk = await reader.read(65536)
             if not chunk:

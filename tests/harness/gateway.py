@@ -88,8 +88,14 @@ def new_key() -> str:
 
 class GatewayProcess:
     def __init__(
-        self, database: Path | str, api_keys: list[str], env: dict[str, str] | None = None, port: int = 0,
-        args: list[str] | None = None, cwd: Path | None = None, console_script: bool = False,
+        self,
+        database: Path | str,
+        api_keys: list[str],
+        env: dict[str, str] | None = None,
+        port: int = 0,
+        args: list[str] | None = None,
+        cwd: Path | None = None,
+        console_script: bool = False,
     ) -> None:
         # console_script: run the installed `captivate-chat` (whose sys.path lacks the working directory, as
         # for a user) instead of `python -m captivate_chat_api.cli`
@@ -120,8 +126,11 @@ class GatewayProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
-        program = [str(Path(sys.executable).parent / "captivate-chat")] if self.console_script else [
-            sys.executable, "-m", "captivate_chat_api.cli"]
+        program = (
+            [str(Path(sys.executable).parent / "captivate-chat")]
+            if self.console_script
+            else [sys.executable, "-m", "captivate_chat_api.cli"]
+        )
         cmd = [*program, "serve", "--port", str(self.port), "--database", self.database_url]
         for key in self.api_keys:
             cmd += ["--api-key", key]

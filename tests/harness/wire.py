@@ -13,7 +13,9 @@ import websockets
 MESSAGE_PATH = "/api/custom-channel/sockets/message"
 
 
-def envelope(event_type: str, payload: dict[str, Any], socket_id: str | None = None, **extra: Any) -> dict[str, Any]:
+def envelope(
+    event_type: str, payload: dict[str, Any], socket_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
     event: dict[str, Any] = {"event_type": event_type, "event_payload": payload}
     if socket_id is not None:
         event["socket_id"] = socket_id
@@ -36,7 +38,9 @@ class WireClient:
         await self.close()
 
     async def connect(self) -> None:
-        self.ws = await websockets.connect(f"{self.ws_url}/dev?apiKey={self.api_key}", max_size=2**22, close_timeout=1)
+        self.ws = await websockets.connect(
+            f"{self.ws_url}/dev?apiKey={self.api_key}", max_size=2**22, close_timeout=1
+        )
         hello = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
         assert hello["event"]["event_type"] == "socket_connected", hello
         self.socket_id = hello["event"]["event_payload"]["socket_id"]

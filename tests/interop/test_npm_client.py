@@ -228,10 +228,20 @@ def test_get_user_conversations_v1(npm: dict[str, Any], ids: dict[str, str]) -> 
 def test_get_user_conversations_v2_pagination(npm: dict[str, Any], ids: dict[str, str]) -> None:
     first, second = step(npm, "list_v2_page1"), step(npm, "list_v2_page2")
     assert first["pagination"] == {
-        "hasNextPage": True, "hasPrevPage": False, "page": 1, "pageSize": 1, "total": 2, "totalPages": 2,
+        "hasNextPage": True,
+        "hasPrevPage": False,
+        "page": 1,
+        "pageSize": 1,
+        "total": 2,
+        "totalPages": 2,
     }
     assert second["pagination"] == {
-        "hasNextPage": False, "hasPrevPage": True, "page": 2, "pageSize": 1, "total": 2, "totalPages": 2,
+        "hasNextPage": False,
+        "hasPrevPage": True,
+        "page": 2,
+        "pageSize": 1,
+        "total": 2,
+        "totalPages": 2,
     }
     assert len(first["ids"]) == 1 and len(second["ids"]) == 1
     assert sorted(first["ids"] + second["ids"]) == sorted([ids["A"], ids["C"]])  # plan=pro, key1 only
@@ -241,7 +251,12 @@ def test_get_user_conversations_v2_filter_and_search(npm: dict[str, Any], ids: d
     found = step(npm, "list_v2_search")
     assert found["ids"] == [ids["A"]]
     assert found["pagination"] == {
-        "hasNextPage": False, "hasPrevPage": False, "page": 1, "pageSize": 10, "total": 1, "totalPages": 1,
+        "hasNextPage": False,
+        "hasPrevPage": False,
+        "page": 1,
+        "pageSize": 10,
+        "total": 1,
+        "totalPages": 1,
     }
     assert found["metadata"][0]["topic"] == "alpha-npm"
 

@@ -20,12 +20,23 @@ from captivate_chat_api.protocol import (
 
 
 def env(event_type: str, payload: object, **event: object) -> str:
-    return json.dumps({"action": "sendMessage", "event": {"event_type": event_type, "event_payload": payload, **event}})
+    return json.dumps(
+        {"action": "sendMessage", "event": {"event_type": event_type, "event_payload": payload, **event}}
+    )
 
 
 VALID = {
-    "conversation_start": {"userId": "u", "userBasicInfo": {"name": "J"}, "metadata": {"a": 1, "private": {"b": 2}}},
-    "user_message": {"conversation_id": "c", "type": "message_create", "client_msg_id": "m", "content": {"type": "text", "text": "hi"}},
+    "conversation_start": {
+        "userId": "u",
+        "userBasicInfo": {"name": "J"},
+        "metadata": {"a": 1, "private": {"b": 2}},
+    },
+    "user_message": {
+        "conversation_id": "c",
+        "type": "message_create",
+        "client_msg_id": "m",
+        "content": {"type": "text", "text": "hi"},
+    },
     "metadata": {"conversation_id": "c", "metadata": {"a": 1}, "client_msg_id": "metadata-1"},
     "metadata_request": {"conversation_id": "c"},
     "action": {"conversation_id": "c", "type": "normal", "id": "go", "data": {"x": 1}},
@@ -33,7 +44,11 @@ VALID = {
     "delete_conversation": {"conversation_id": "c", "softdelete": False},
     "delete_user_conversations": {"userId": "u", "softdelete": True},
     "get_user_conversations": {"userId": "u"},
-    "get_user_conversations_v2": {"userId": "u", "filter": {"a": 1}, "pagination": {"page": "2", "limit": 10}},
+    "get_user_conversations_v2": {
+        "userId": "u",
+        "filter": {"a": 1},
+        "pagination": {"page": "2", "limit": 10},
+    },
     "conversation_transcript_request": {"conversation_id": "c"},
     "subscribe": {"conversation_id": "c", "after_seq": 3},
 }
@@ -83,12 +98,21 @@ def test_pagination_accepts_numeric_strings() -> None:
         (env("user_message", []), "event_payload must be an object"),
         (env("user_message", {"content": "x"}), "event_payload.conversation_id"),
         (env("conversation_start", {"userId": 7}), "event_payload.userId"),
-        (env("delete_conversation", {"conversation_id": "c", "softdelete": "yes"}), "event_payload.softdelete"),
+        (
+            env("delete_conversation", {"conversation_id": "c", "softdelete": "yes"}),
+            "event_payload.softdelete",
+        ),
         (env("subscribe", {"conversation_id": "c", "after_seq": -1}), "event_payload.after_seq"),
-        (env("get_user_conversations_v2", {"userId": "u", "pagination": {"limit": "many"}}), "pagination.limit"),
+        (
+            env("get_user_conversations_v2", {"userId": "u", "pagination": {"limit": "many"}}),
+            "pagination.limit",
+        ),
         (env("user_message", {"conversation_id": "c", "content": 5}), "event_payload.content"),
         (env("metadata_request", {"conversation_id": "c"}, socket_id=5), "socket_id must be a string"),
-        ('{"event": {"event_type": "metadata_request", "event_payload": ' + "[" * 40 + "]" * 40 + "}}", "nesting"),
+        (
+            '{"event": {"event_type": "metadata_request", "event_payload": ' + "[" * 40 + "]" * 40 + "}}",
+            "nesting",
+        ),
     ],
 )
 def test_bad_envelopes_say_what_is_wrong(raw: str | bytes, fragment: str) -> None:
@@ -107,13 +131,19 @@ def test_error_keeps_the_conversation_id_when_it_has_one() -> None:
 def test_encode_envelope_matches_the_npm_client_shape() -> None:
     assert encode_envelope("metadata_request", {"conversation_id": "c"}, "s") == {
         "action": "sendMessage",
-        "event": {"event_type": "metadata_request", "event_payload": {"conversation_id": "c"}, "socket_id": "s"},
+        "event": {
+            "event_type": "metadata_request",
+            "event_payload": {"conversation_id": "c"},
+            "socket_id": "s",
+        },
     }
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=30,
 )
 

@@ -15,14 +15,18 @@ from captivate_chat_api.protocol import (
 
 
 def test_frames_round_trip_to_typed_events() -> None:
-    frame = encode_frame("bot_message", {"conversation_id": "c", "content": {"type": "text", "text": "hi"}, "seq": 2})
+    frame = encode_frame(
+        "bot_message", {"conversation_id": "c", "content": {"type": "text", "text": "hi"}, "seq": 2}
+    )
     event = parse_frame(frame)
     assert isinstance(event, BotMessage)
     assert (event.conversation_id, event.seq, event.content) == ("c", 2, {"type": "text", "text": "hi"})
 
 
 def test_cloud_frames_without_seq_parse() -> None:
-    event = parse_frame('{"event": {"event_type": "conversation_update", "event_payload": {"type": "livechat_started", "conversation_id": "c", "data": {}}}}')
+    event = parse_frame(
+        '{"event": {"event_type": "conversation_update", "event_payload": {"type": "livechat_started", "conversation_id": "c", "data": {}}}}'
+    )
     assert isinstance(event, ConversationUpdate) and event.seq is None and event.type == "livechat_started"
 
 
@@ -40,14 +44,22 @@ def test_request_id_is_a_top_level_key() -> None:
     assert '"request_id":"r1"' in encode_frame("subscribe_success", {}, request_id="r1")
 
 
-@pytest.mark.parametrize("raw", ["nope", "[]", '{"event": {}}', '{"event": {"event_type": "x", "event_payload": 3}}'])
+@pytest.mark.parametrize(
+    "raw", ["nope", "[]", '{"event": {}}', '{"event": {"event_type": "x", "event_payload": 3}}']
+)
 def test_malformed_frames_raise(raw: str) -> None:
     with pytest.raises(ProtocolError):
         parse_frame(raw)
 
 
 def test_transcript_entry_uses_from_on_the_wire() -> None:
-    wire = {"message_id": "m", "seq": 1, "from": "bot", "content": {"type": "text", "text": "x"}, "created_at": "t"}
+    wire = {
+        "message_id": "m",
+        "seq": 1,
+        "from": "bot",
+        "content": {"type": "text", "text": "x"},
+        "created_at": "t",
+    }
     entry = TranscriptEntry.from_wire(wire)
     assert entry.sender == "bot"
     assert entry.to_wire() == wire
@@ -61,7 +73,10 @@ def test_frames_the_gateway_builds_from_models_keep_their_wire_bytes() -> None:
         '{"event":{"event_type":"bot_message_delta","event_payload":{"conversation_id":"c","message_id":"m","delta":"Hel"}}}'
     )
     connected = AgentConnected(socket_id="s", channel_id="ch")
-    assert connected.to_frame() == '{"event":{"event_type":"agent_connected","event_payload":{"socket_id":"s","channel_id":"ch"}}}'
+    assert (
+        connected.to_frame()
+        == '{"event":{"event_type":"agent_connected","event_payload":{"socket_id":"s","channel_id":"ch"}}}'
+    )
     update = HandoffUpdate(conversation_id="c", state="human", human_agent=None)
     assert update.to_frame(request_id="r") == (
         '{"event":{"event_type":"handoff_update","event_payload":{"conversation_id":"c","state":"human",'

@@ -21,11 +21,18 @@ import reliability_report
 
 
 def must_be_zero(result: dict[str, object]) -> tuple[object, ...]:
-    return tuple(result[name] for name in ("lost", "duplicated", "reordered", "mismatched", "unexpected", "errors"))
+    return tuple(
+        result[name] for name in ("lost", "duplicated", "reordered", "mismatched", "unexpected", "errors")
+    )
 
 
 def entry(text: str, seq: int, message_id: str | None = None) -> dict[str, object]:
-    return {"from": "user", "seq": seq, "message_id": message_id or f"m{seq}", "content": {"type": "text", "text": text}}
+    return {
+        "from": "user",
+        "seq": seq,
+        "message_id": message_id or f"m{seq}",
+        "content": {"type": "text", "text": text},
+    }
 
 
 def test_the_count_sees_loss_duplication_reordering_and_a_wrong_ack() -> None:
@@ -65,7 +72,9 @@ async def test_sigkill_under_http_load_loses_duplicates_and_reorders_nothing() -
 
 
 async def test_lost_acknowledgements_are_retried_into_exactly_one_copy() -> None:
-    result = await harness.run_lost_acks(harness.Options(mode="lost-acks", conversations=4, messages=100, loss=0.1, seed=3))
+    result = await harness.run_lost_acks(
+        harness.Options(mode="lost-acks", conversations=4, messages=100, loss=0.1, seed=3)
+    )
     assert must_be_zero(result) == (0, 0, 0, 0, 0, 0), harness.render(result)
     assert result["acks_lost"] > 0
     assert result["acked"] == result["sent"] == result["stored"] == 100
@@ -73,8 +82,13 @@ async def test_lost_acknowledgements_are_retried_into_exactly_one_copy() -> None
 
 
 def test_bad_sizes_are_refused_before_anything_runs() -> None:
-    done = subprocess.run([sys.executable, str(TOOLS / "crash_harness.py"), "--loss", "1.5"],
-                          check=False, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(TOOLS / "crash_harness.py"), "--loss", "1.5"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "--loss must be in [0, 1)" in done.stderr
 
 
@@ -83,15 +97,43 @@ def test_the_combined_report_over_websocket_with_full_sync_and_external_results(
     fuzz.write_text(json.dumps({"fuzz_cases": 5000, "failures": 0, "cases_by_test": {}}))
     bola.write_text(json.dumps({"attempts": 120, "successes": 0}))
     out = tmp_path / "report.json"
-    command = [sys.executable, str(TOOLS / "reliability_report.py"), "--cycles", "2", "--seconds-per-cycle", "1.5",
-               "--conversations", "4", "--senders", "2", "--transport", "websocket", "--synchronous", "full",
-               "--messages", "40", "--seed", "5", "--fuzz-json", str(fuzz), "--bola-json", str(bola), "--json", str(out)]
+    command = [
+        sys.executable,
+        str(TOOLS / "reliability_report.py"),
+        "--cycles",
+        "2",
+        "--seconds-per-cycle",
+        "1.5",
+        "--conversations",
+        "4",
+        "--senders",
+        "2",
+        "--transport",
+        "websocket",
+        "--synchronous",
+        "full",
+        "--messages",
+        "40",
+        "--seed",
+        "5",
+        "--fuzz-json",
+        str(fuzz),
+        "--bola-json",
+        str(bola),
+        "--json",
+        str(out),
+    ]
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=170)
     assert done.returncode == 0, done.stdout + done.stderr
     words = " ".join(done.stdout.split())
-    for row in ("transport websocket, SQLite synchronous FULL", "lost / duplicated / reordered 0 / 0 / 0",
-                "lost-ack run: stored exactly once 40 of 40", "fuzz cases tried 5000", "cross-tenant SUCCESSES 0",
-                "RESULT: PASS"):
+    for row in (
+        "transport websocket, SQLite synchronous FULL",
+        "lost / duplicated / reordered 0 / 0 / 0",
+        "lost-ack run: stored exactly once 40 of 40",
+        "fuzz cases tried 5000",
+        "cross-tenant SUCCESSES 0",
+        "RESULT: PASS",
+    ):
         assert row in words, done.stdout
     report = json.loads(out.read_text())
     crash, lost = report["crash"], report["lost_acks"]

@@ -58,7 +58,9 @@ def pair(postgres_schema: str, redis_server: RedisServer) -> Iterator[Pair]:
     stop(started.a, started.b)
 
 
-async def frames_until(client: WireClient, conversation_id: str, last_seq: int, timeout: float = 20) -> list[dict[str, Any]]:
+async def frames_until(
+    client: WireClient, conversation_id: str, last_seq: int, timeout: float = 20
+) -> list[dict[str, Any]]:
     """Frames of the conversation that carry a ``seq``, until ``last_seq`` arrived; then half a second more,
     so a duplicate or a stray frame would be seen too."""
     events: list[dict[str, Any]] = []
@@ -92,14 +94,21 @@ async def test_every_event_reaches_the_client_on_the_other_process_once_and_in_o
         cid = await user.start("cross-node")  # posted to B; conversation_start_success arrives on A
         for n in range(3):
             await user.say(cid, f"hello {n}", client_msg_id=f"m{n}")
-        live = await frames_until(user, cid, 6)  # the replies, before a human takes over (they would be dropped)
-        pushed = await b.post("/api/channel/v2/sendMessage", params={"token": pair.push},
-                              json={"session_id": cid, "response": [{"type": "text", "text": "pushed later"}]})
+        live = await frames_until(
+            user, cid, 6
+        )  # the replies, before a human takes over (they would be dropped)
+        pushed = await b.post(
+            "/api/channel/v2/sendMessage",
+            params={"token": pair.push},
+            json={"session_id": cid, "response": [{"type": "text", "text": "pushed later"}]},
+        )
         assert pushed.status_code == 200, pushed.text
         agent = {"x-agent-token": pair.human}
         taken = await b.post(f"/api/agent/conversations/{cid}/take", headers=agent, json={})
         assert taken.status_code == 200 and taken.json()["state"] == "human", taken.text
-        sent = await b.post(f"/api/agent/conversations/{cid}/messages", headers=agent, json={"text": "Alice here"})
+        sent = await b.post(
+            f"/api/agent/conversations/{cid}/messages", headers=agent, json={"text": "Alice here"}
+        )
         assert sent.status_code == 200, sent.text
         await user.say(cid, "thanks Alice", client_msg_id="m3")
         ended = await b.post(f"/api/agent/conversations/{cid}/end", headers=agent)
@@ -109,14 +118,23 @@ async def test_every_event_reaches_the_client_on_the_other_process_once_and_in_o
         live += await frames_until(user, cid, last_seq)
 
     assert seqs(live) == list(range(1, last_seq + 1)), "each event once, in seq order"
-    texts = [(e["event"], (e.get("content") or {}).get("text")) for e in live if e["event"] != "conversation_update"]
+    texts = [
+        (e["event"], (e.get("content") or {}).get("text"))
+        for e in live
+        if e["event"] != "conversation_update"
+    ]
     said = [text for kind, text in texts[:6] if kind == "user_message"]
     replies = [text for kind, text in texts[:6] if kind == "bot_message"]
     assert said == ["hello 0", "hello 1", "hello 2"] and replies == [f"You said: {text}" for text in said]
-    assert all(texts.index(("user_message", t)) < texts.index(("bot_message", f"You said: {t}")) for t in said)
+    assert all(
+        texts.index(("user_message", t)) < texts.index(("bot_message", f"You said: {t}")) for t in said
+    )
     assert texts[6] == ("bot_message", "pushed later")
     assert ("livechat_message", "Alice here") in texts and ("user_message", "thanks Alice") in texts
-    assert [e["type"] for e in live if e["event"] == "conversation_update"] == ["livechat_started", "livechat_ended"]
+    assert [e["type"] for e in live if e["event"] == "conversation_update"] == [
+        "livechat_started",
+        "livechat_ended",
+    ]
 
     # What the socket on A saw live is exactly what a socket on B replays from the store.
     async with WireClient(pair.b.http_url, pair.b.ws_url, pair.key) as replay:
@@ -148,7 +166,9 @@ async def test_a_killed_process_its_clients_reconnect_to_the_other_and_resume(
 ) -> None:
     pair = await asyncio.to_thread(start_pair, postgres_schema, redis_server.url)
     try:
-        async with Front([("127.0.0.1", pair.a.port), ("127.0.0.1", pair.b.port)], websocket_to(0, 2)) as front:
+        async with Front(
+            [("127.0.0.1", pair.a.port), ("127.0.0.1", pair.b.port)], websocket_to(0, 2)
+        ) as front:
             api = CaptivateChatAPI(pair.key, base_url=front.url, reconnect=FAST)
             async with api, httpx.AsyncClient(base_url=pair.b.http_url, timeout=10) as b:
                 conv = await api.create_conversation("failover", mode="user-first")
@@ -160,11 +180,18 @@ async def test_a_killed_process_its_clients_reconnect_to_the_other_and_resume(
                 await until(lambda: texts == ["You said: before"])
                 assert front.routed[0] == 0, "the WebSocket went to A"
 
-                front.prefer = lambda first: [1]  # while A is down, only B answers (as a balancer's health check would)
+                front.prefer = lambda first: [
+                    1
+                ]  # while A is down, only B answers (as a balancer's health check would)
                 pair.a.kill()
-                pushed = await b.post("/api/channel/v2/sendMessage", params={"token": pair.push},
-                                      json={"session_id": conv.conversation_id,
-                                            "response": [{"type": "text", "text": "while you were away"}]})
+                pushed = await b.post(
+                    "/api/channel/v2/sendMessage",
+                    params={"token": pair.push},
+                    json={
+                        "session_id": conv.conversation_id,
+                        "response": [{"type": "text", "text": "while you were away"}],
+                    },
+                )
                 assert pushed.status_code == 200, pushed.text
                 await until(lambda: api.state is ConnectionState.CONNECTED and conv.last_seq >= 3)
                 await conv.send_message("after")
@@ -175,7 +202,13 @@ async def test_a_killed_process_its_clients_reconnect_to_the_other_and_resume(
         stop(pair.a, pair.b)
     assert texts == ["You said: before", "while you were away", "You said: after"]
     assert seen == list(range(1, 6)), "every event once, in order, across the failover"
-    assert [e.content["text"] for e in transcript] == ["before", "You said: before", "while you were away", "after", "You said: after"]
+    assert [e.content["text"] for e in transcript] == [
+        "before",
+        "You said: before",
+        "while you were away",
+        "after",
+        "You said: after",
+    ]
 
 
 async def test_a_redis_outage_loses_nothing_acknowledged(pair: Pair, redis_server: RedisServer) -> None:
@@ -187,7 +220,9 @@ async def test_a_redis_outage_loses_nothing_acknowledged(pair: Pair, redis_serve
         redis_server.stop()
         try:
             acked = [await user.say(cid, f"during {n}", client_msg_id=f"d{n}") for n in range(5)]
-            assert [r["seq"] for r in acked] == sorted({r["seq"] for r in acked})  # the store works: all acknowledged
+            assert [r["seq"] for r in acked] == sorted(
+                {r["seq"] for r in acked}
+            )  # the store works: all acknowledged
             await until(lambda: "broker link lost" in pair.a.logs())
             await asyncio.sleep(2)  # Redis stays down a while; the agent's replies are stored on B meanwhile
         finally:

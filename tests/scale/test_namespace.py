@@ -13,7 +13,9 @@ from harness.cluster import RedisServer
 
 def test_the_default_namespace_follows_the_database_and_never_shows_the_password() -> None:
     one = default_namespace("postgresql://app:secret@db:5432/chat?schema=tenant_a")
-    assert one == default_namespace("postgresql://app:other-secret@db:5432/chat?schema=tenant_a"), "same deployment"
+    assert one == default_namespace("postgresql://app:other-secret@db:5432/chat?schema=tenant_a"), (
+        "same deployment"
+    )
     assert one != default_namespace("postgresql://app:secret@db:5432/chat?schema=tenant_b")
     assert one != default_namespace("postgresql://app:secret@db2:5432/chat?schema=tenant_a")
     assert "secret" not in one and one.startswith("captivate-chat:")
@@ -44,7 +46,9 @@ async def test_two_deployments_on_one_redis_cross_deliver_nothing(redis_server: 
     finally:
         for broker in brokers.values():
             await broker.close()
-    assert [m["frame"] for m in heard["a2"]] == [f"a{n}" for n in range(200)], "the same deployment hears all, in order"
+    assert [m["frame"] for m in heard["a2"]] == [f"a{n}" for n in range(200)], (
+        "the same deployment hears all, in order"
+    )
     assert heard["b1"] == [], "0 cross-deliveries from deployment A to B"
     assert heard["a1"] == [], "a process never handles its own messages"
     assert all(m["node"] == brokers["a1"].node for m in heard["a2"])

@@ -20,17 +20,23 @@ GRACE = 2.0
 CONVERSATIONS = 150
 
 
-async def sender(ws_url: str, http_url: str, key: str, n: int, stop: asyncio.Event, counts: list[int]) -> None:
+async def sender(
+    ws_url: str, http_url: str, key: str, n: int, stop: asyncio.Event, counts: list[int]
+) -> None:
     try:
         async with websockets.connect(f"{ws_url}/dev?apiKey={key}", ping_interval=None) as ws:
             socket_id = json.loads(await ws.recv())["event"]["event_payload"]["socket_id"]
             async with httpx.AsyncClient(base_url=http_url, headers={"x-api-key": key}, timeout=30) as http:
-                start = await http.post(MESSAGE_PATH, json=envelope("conversation_start", {"userId": f"u{n}"}, socket_id))
+                start = await http.post(
+                    MESSAGE_PATH, json=envelope("conversation_start", {"userId": f"u{n}"}, socket_id)
+                )
                 cid = start.json()["conversation_id"]
                 i = 0
                 while not stop.is_set():
                     i += 1
-                    say = envelope("user_message", {"conversation_id": cid, "content": f"m{i}", "client_msg_id": f"c{i}"})
+                    say = envelope(
+                        "user_message", {"conversation_id": cid, "content": f"m{i}", "client_msg_id": f"c{i}"}
+                    )
                     if n % 2:
                         await http.post(MESSAGE_PATH, json=say)
                     else:
@@ -47,14 +53,21 @@ async def test_a_loaded_postgres_redis_gateway_stops_within_its_grace_period(
 ) -> None:
     key = new_key()
     env = {
-        "CAPTIVATE_BROKER": redis_server.url, "CAPTIVATE_SHUTDOWN_GRACE_SECONDS": str(GRACE),
-        "CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0", "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
-        "CAPTIVATE_LOG_LEVEL": "warning", "CAPTIVATE_IN_FLIGHT_PER_KEY": "0",
+        "CAPTIVATE_BROKER": redis_server.url,
+        "CAPTIVATE_SHUTDOWN_GRACE_SECONDS": str(GRACE),
+        "CAPTIVATE_RATE_PER_SOCKET": "0",
+        "CAPTIVATE_RATE_PER_KEY": "0",
+        "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
+        "CAPTIVATE_LOG_LEVEL": "warning",
+        "CAPTIVATE_IN_FLIGHT_PER_KEY": "0",
     }
     gateway = await asyncio.to_thread(GatewayProcess(postgres_schema, [key], env=env).start)
     stop = asyncio.Event()
     counts = [0]
-    tasks = [asyncio.create_task(sender(gateway.ws_url, gateway.http_url, key, n, stop, counts)) for n in range(CONVERSATIONS)]
+    tasks = [
+        asyncio.create_task(sender(gateway.ws_url, gateway.http_url, key, n, stop, counts))
+        for n in range(CONVERSATIONS)
+    ]
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60

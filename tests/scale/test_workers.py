@@ -25,7 +25,9 @@ def workers_of(gateway: GatewayProcess) -> list[int]:
     return [int(pid) for pid in children]
 
 
-async def test_two_workers_share_the_port_and_hand_events_to_each_other(postgres_schema: str, redis_server: RedisServer) -> None:
+async def test_two_workers_share_the_port_and_hand_events_to_each_other(
+    postgres_schema: str, redis_server: RedisServer
+) -> None:
     key = new_key()
     env = {**QUIET, "CAPTIVATE_WORKERS": "2", "CAPTIVATE_BROKER": redis_server.url}
     gateway = GatewayProcess(postgres_schema, [key], env=env).start()
@@ -39,7 +41,9 @@ async def test_two_workers_share_the_port_and_hand_events_to_each_other(postgres
         crossed = 0
         for n, client in enumerate(clients):
             cid = await client.start(f"user-{n}")
-            response = await client.post("user_message", {"conversation_id": cid, "content": {"type": "text", "text": f"hi {n}"}})
+            response = await client.post(
+                "user_message", {"conversation_id": cid, "content": {"type": "text", "text": f"hi {n}"}}
+            )
             assert response.status_code == 200
             reply = await client.expect("bot_message")
             assert reply["content"]["text"] == f"hi {n}".join(("You said: ", "")) and reply["seq"] == 2
@@ -74,7 +78,9 @@ def test_a_failed_worker_stops_the_group_with_an_error(tmp_path: Path, redis_ser
         gateway.stop()
     assert code != 0
     assert "worker 0 exited" in gateway.logs()
-    assert not Path(f"/proc/{second}").exists() or "zombie" in Path(f"/proc/{second}/status").read_text().lower()
+    assert (
+        not Path(f"/proc/{second}").exists() or "zombie" in Path(f"/proc/{second}/status").read_text().lower()
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,8 +93,22 @@ def test_a_failed_worker_stops_the_group_with_an_error(tmp_path: Path, redis_ser
 def test_workers_refused_without_what_they_need(tmp_path: Path, args: list[str], message: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPTIVATE_")}
     result = subprocess.run(
-        [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", "0", "--database", f"sqlite:///{tmp_path / 'x.db'}", *args],
-        check=False, capture_output=True, text=True, timeout=60, env={**env, "COLUMNS": "200"},
+        [
+            sys.executable,
+            "-m",
+            "captivate_chat_api.cli",
+            "serve",
+            "--port",
+            "0",
+            "--database",
+            f"sqlite:///{tmp_path / 'x.db'}",
+            *args,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "COLUMNS": "200"},
     )
     assert result.returncode == 2
     assert message in result.stdout + result.stderr

@@ -132,7 +132,9 @@ async def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
         if fail:
             raise LookupError(n)
 
-    results = await asyncio.gather(*(writer.write(insert, n, n % 3 == 0) for n in range(30)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(writer.write(insert, n, n % 3 == 0) for n in range(30)), return_exceptions=True
+    )
     assert [isinstance(r, LookupError) for r in results] == [n % 3 == 0 for n in range(30)]
     rows = [r[0] for r in sqlite3.connect(path).execute("SELECT n FROM t ORDER BY n")]
     assert rows == [n for n in range(30) if n % 3]
@@ -149,7 +151,9 @@ async def test_concurrent_appends_fan_out_in_seq_order_without_a_lock(tmp_path: 
         connection, fake = world.socket(channel)
         world.hub.bind(a, connection)
         world.hub.bind(b, connection)
-        await asyncio.gather(*(world.timeline.append(channel.id, cid, [text(n)]) for n in range(40) for cid in (a, b)))
+        await asyncio.gather(
+            *(world.timeline.append(channel.id, cid, [text(n)]) for n in range(40) for cid in (a, b))
+        )
         await settle()
         assert fake.seqs(a) == list(range(1, 41))
         assert fake.seqs(b) == list(range(1, 41))
@@ -163,7 +167,10 @@ async def test_subscribe_racing_writers_delivers_every_event_once_in_order(tmp_p
         for n in range(1200):  # more than one replay batch
             await world.store.append_events(channel.id, cid, [text(n)])
         connection, fake = world.socket(channel)
-        writers = [asyncio.ensure_future(world.timeline.append(channel.id, cid, [text(f"live{n}")])) for n in range(50)]
+        writers = [
+            asyncio.ensure_future(world.timeline.append(channel.id, cid, [text(f"live{n}")]))
+            for n in range(50)
+        ]
         last = await world.timeline.subscribe(connection, cid, 0)
         await asyncio.gather(*writers)
         await settle()
@@ -193,7 +200,9 @@ async def test_an_oversize_event_becomes_a_message_link(tmp_path: Path) -> None:
     hub = Hub(max_outbound_frame_bytes=100, message_link_base=lambda: "http://gw/")
     from captivate_chat_api.server.store import StoredEvent
 
-    frame = json.loads(hub.encode(StoredEvent("c", 3, "bot_message", {"content": "x" * 200}, "t", "bot", "m1")))
+    frame = json.loads(
+        hub.encode(StoredEvent("c", 3, "bot_message", {"content": "x" * 200}, "t", "bot", "m1"))
+    )
     payload = frame["event"]["event_payload"]
     assert frame["event"]["event_type"] == "general_error" and payload["error_code"] == 413
     assert payload["message_link"] == "http://gw/api/custom-channel/messages/c/m1" and payload["seq"] == 3
@@ -257,7 +266,9 @@ async def test_handlers_return_replies_and_write_to_no_socket(tmp_path: Path) ->
         assert fake.sent == [], "the handler itself sent nothing"
         cid = reply.body["conversation_id"]
         assert reply.socket_event == ("conversation_start_success", {"conversation_id": cid})
-        reply = await handlers.handle(request("user_message", {"conversation_id": cid, "content": "hi", "client_msg_id": "x"}))
+        reply = await handlers.handle(
+            request("user_message", {"conversation_id": cid, "content": "hi", "client_msg_id": "x"})
+        )
         assert reply.after is not None and reply.ws_event is None
         reply.after()
         for _ in range(50):
@@ -266,7 +277,9 @@ async def test_handlers_return_replies_and_write_to_no_socket(tmp_path: Path) ->
                 break
         kinds = [f["event"]["event_type"] for f in fake.sent]
         assert kinds == ["user_message", "bot_message"], "fan-out of the stored events only"
-        again = await handlers.handle(request("user_message", {"conversation_id": cid, "content": "hi", "client_msg_id": "x"}))
+        again = await handlers.handle(
+            request("user_message", {"conversation_id": cid, "content": "hi", "client_msg_id": "x"})
+        )
         assert again.body["duplicate"] is True and again.ws_event == "user_message" and again.after is None
 
 
@@ -301,7 +314,9 @@ async def test_the_broker_lag_metric_is_set_from_each_message(tmp_path: Path) ->
         assert 4.9 < lag < 6.0
 
 
-async def test_a_write_that_loses_the_whole_transaction_fails_its_batch_and_the_writer_goes_on(tmp_path: Path) -> None:
+async def test_a_write_that_loses_the_whole_transaction_fails_its_batch_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "w.db"
     writer = WriterThread(lambda: sqlite3.connect(path, isolation_level=None, check_same_thread=False))
     await writer.start()
@@ -320,7 +335,9 @@ async def test_a_write_that_loses_the_whole_transaction_fails_its_batch_and_the_
     first = writer.write(insert, 1)
     broken = writer.write(lose_everything)
     results = (await asyncio.gather(busy, first, broken, return_exceptions=True))[1:]
-    assert all(isinstance(r, sqlite3.OperationalError) for r in results), "nothing of that batch is acknowledged"
+    assert all(isinstance(r, sqlite3.OperationalError) for r in results), (
+        "nothing of that batch is acknowledged"
+    )
     await writer.write(insert, 2)  # the writer is still alive
     assert [r[0] for r in sqlite3.connect(path).execute("SELECT n FROM t")] == [2]
     await writer.stop()

@@ -21,7 +21,9 @@ class Desk:
         self.gateway, self.key, self.alice, self.bob, self.push = gateway, key, alice, bob, push
 
     def human(self, token: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=f"{self.gateway.http_url}/api/agent", headers={"x-agent-token": token}, timeout=10)
+        return httpx.AsyncClient(
+            base_url=f"{self.gateway.http_url}/api/agent", headers={"x-agent-token": token}, timeout=10
+        )
 
     def user(self) -> WireClient:
         return WireClient(self.gateway.http_url, self.gateway.ws_url, self.key)
@@ -46,7 +48,10 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
 
 async def transcript(user: WireClient, cid: str) -> list[tuple[str, str | None]]:
     entries = (await user.http.get("/api/transcript", params={"conversation_id": cid})).json()["transcript"]
-    return [(e["from"], (e["content"] or {}).get("text") if isinstance(e["content"], dict) else None) for e in entries]
+    return [
+        (e["from"], (e["content"] or {}).get("text") if isinstance(e["content"], dict) else None)
+        for e in entries
+    ]
 
 
 async def test_live_chat_identity_comes_from_the_token(desk: Desk) -> None:
@@ -57,13 +62,17 @@ async def test_live_chat_identity_comes_from_the_token(desk: Desk) -> None:
         assert taken.json()["human_agent_id"].startswith("tok_")
 
         # Bob types Alice's name: refused, and so is Bob speaking or ending as himself
-        forged = await bob.post(f"/conversations/{cid}/messages", json={"text": "I am Alice", "agent_name": "Alice"})
+        forged = await bob.post(
+            f"/conversations/{cid}/messages", json={"text": "I am Alice", "agent_name": "Alice"}
+        )
         assert forged.status_code == 403, forged.text
         assert (await bob.post(f"/conversations/{cid}/messages", json={"text": "hi"})).status_code == 403
         assert (await bob.post(f"/conversations/{cid}/end")).status_code == 403
         assert (await alice.get(f"/conversations/{cid}")).json()["state"] == "human"
 
-        assert (await alice.post(f"/conversations/{cid}/messages", json={"text": "Alice here"})).status_code == 200
+        assert (
+            await alice.post(f"/conversations/{cid}/messages", json={"text": "Alice here"})
+        ).status_code == 200
         live = await user.expect("livechat_message")
         assert live["content"]["text"] == "Alice here" and live["agent_name"] == "Alice"
 
@@ -71,7 +80,9 @@ async def test_live_chat_identity_comes_from_the_token(desk: Desk) -> None:
         assert (await bob.post(f"/conversations/{cid}/take")).status_code == 409
         over = await bob.post(f"/conversations/{cid}/take", json={"take_over": True})
         assert over.status_code == 200 and over.json()["human_agent"] == "Bob"
-        assert (await alice.post(f"/conversations/{cid}/messages", json={"text": "still me"})).status_code == 403
+        assert (
+            await alice.post(f"/conversations/{cid}/messages", json={"text": "still me"})
+        ).status_code == 403
         assert (await bob.post(f"/conversations/{cid}/messages", json={"text": "Bob now"})).status_code == 200
         ended = await bob.post(f"/conversations/{cid}/end")
         assert ended.status_code == 200 and ended.json()["state"] == "ai"
@@ -88,10 +99,15 @@ async def test_a_client_edits_only_the_users_own_messages(desk: Desk) -> None:
         cid = await user.start("editor")
         sent = await user.say(cid, "hello")
         bot = await user.expect("bot_message")
-        forged = await user.post("edit_message", {"conversation_id": cid, "message_id": bot["message_id"], "content": "I am the bot"})
+        forged = await user.post(
+            "edit_message",
+            {"conversation_id": cid, "message_id": bot["message_id"], "content": "I am the bot"},
+        )
         assert forged.status_code == 403, forged.text
         assert forged.json()["error_code"] == 403
-        own = await user.post("edit_message", {"conversation_id": cid, "message_id": sent["message_id"], "content": "hello!"})
+        own = await user.post(
+            "edit_message", {"conversation_id": cid, "message_id": sent["message_id"], "content": "hello!"}
+        )
         assert own.status_code == 200, own.text
         steps = await transcript(user, cid)
         assert steps == [("user", "hello!"), ("bot", "You said: hello")]
@@ -108,32 +124,49 @@ async def test_one_metadata_limit_for_every_writer_and_a_refused_push_changes_no
                 "metadata": {"internal": {"channelMetadata": {"custom": custom}}},
             }
 
-        big = await http.post("/api/channel/v2/sendMessage", params={"token": desk.push}, json=push({"blob": "x" * 200_000}))
+        big = await http.post(
+            "/api/channel/v2/sendMessage", params={"token": desk.push}, json=push({"blob": "x" * 200_000})
+        )
         assert big.status_code == 413, big.text
-        ok = await http.post("/api/channel/v2/sendMessage", params={"token": desk.push}, json=push({"a": "y" * 10_000}))
+        ok = await http.post(
+            "/api/channel/v2/sendMessage", params={"token": desk.push}, json=push({"a": "y" * 10_000})
+        )
         assert ok.status_code == 200
-        more = await http.post("/api/channel/v2/sendMessage", params={"token": desk.push}, json=push({"b": "z" * 10_000}))
+        more = await http.post(
+            "/api/channel/v2/sendMessage", params={"token": desk.push}, json=push({"b": "z" * 10_000})
+        )
         assert more.status_code == 413  # together over the 16 KiB limit
         assert set((await user.ok("metadata_request", {"conversation_id": cid}))["metadata"]) == {"a"}
         # and the client can still set small metadata
-        assert (await user.post("metadata", {"conversation_id": cid, "metadata": {"c": 1}})).status_code == 200
+        assert (
+            await user.post("metadata", {"conversation_id": cid, "metadata": {"c": 1}})
+        ).status_code == 200
 
         async with desk.human(desk.alice) as alice:
             assert (await alice.post(f"/conversations/{cid}/take")).status_code == 200
             refused = await http.post(
-                "/api/channel/v2/sendMessage", params={"token": desk.push}, json=push({"ticket": 7}, "too late")
+                "/api/channel/v2/sendMessage",
+                params={"token": desk.push},
+                json=push({"ticket": 7}, "too late"),
             )
             assert refused.status_code == 409
-            assert (await user.ok("metadata_request", {"conversation_id": cid}))["metadata"] == {"a": "y" * 10_000, "c": 1}
+            assert (await user.ok("metadata_request", {"conversation_id": cid}))["metadata"] == {
+                "a": "y" * 10_000,
+                "c": 1,
+            }
             await alice.post(f"/conversations/{cid}/end")
         assert ("bot", "too late") not in await transcript(user, cid)
 
 
 async def test_user_basic_info_has_a_limit(desk: Desk) -> None:
     async with desk.user() as user:
-        refused = await user.post("conversation_start", {"userId": "big", "userBasicInfo": {"bio": "b" * 100_000}})
+        refused = await user.post(
+            "conversation_start", {"userId": "big", "userBasicInfo": {"bio": "b" * 100_000}}
+        )
         assert refused.status_code == 413, refused.text
-        assert (await user.post("conversation_start", {"userId": "small", "userBasicInfo": {"name": "Ann"}})).status_code == 200
+        assert (
+            await user.post("conversation_start", {"userId": "small", "userBasicInfo": {"name": "Ann"}})
+        ).status_code == 200
 
 
 async def test_ambiguous_credentials_are_refused(desk: Desk) -> None:
@@ -143,7 +176,9 @@ async def test_ambiguous_credentials_are_refused(desk: Desk) -> None:
     assert refused.value.response.status_code == 400
     body = envelope("get_user_conversations", {"userId": "u1"})
     async with httpx.AsyncClient(base_url=gw.http_url, timeout=10) as http:
-        twice = await http.post(MESSAGE_PATH, json=body, headers=[("x-api-key", desk.key), ("x-api-key", "bad")])
+        twice = await http.post(
+            MESSAGE_PATH, json=body, headers=[("x-api-key", desk.key), ("x-api-key", "bad")]
+        )
         assert twice.status_code == 400 and "ambiguous" in twice.json()["error_desc"]
         once = await http.post(MESSAGE_PATH, json=body, headers={"x-api-key": desk.key})
         assert once.status_code == 200

@@ -23,8 +23,12 @@ def test_token_bucket_refills_at_its_rate() -> None:
 def limited_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, list[str]]]:
     """A gateway with low limits and a handful of keys: each test takes fresh ones (full buckets, no waits)."""
     keys = [new_key() for _ in range(6)]
-    env = {"CAPTIVATE_RATE_PER_SOCKET": "2", "CAPTIVATE_BURST_PER_SOCKET": "3",
-           "CAPTIVATE_RATE_PER_KEY": "5", "CAPTIVATE_BURST_PER_KEY": "8"}
+    env = {
+        "CAPTIVATE_RATE_PER_SOCKET": "2",
+        "CAPTIVATE_BURST_PER_SOCKET": "3",
+        "CAPTIVATE_RATE_PER_KEY": "5",
+        "CAPTIVATE_BURST_PER_KEY": "8",
+    }
     gateway = GatewayProcess(tmp_path_factory.mktemp("limits") / "gw.db", keys, env=env).start()
     yield gateway, keys
     gateway.stop()
@@ -37,7 +41,9 @@ def limited(limited_gateway: tuple[GatewayProcess, list[str]]) -> tuple[GatewayP
     return gateway, keys.pop
 
 
-async def test_websocket_events_over_the_socket_rate_get_429(limited: tuple[GatewayProcess, Callable[[], str]]) -> None:
+async def test_websocket_events_over_the_socket_rate_get_429(
+    limited: tuple[GatewayProcess, Callable[[], str]],
+) -> None:
     gateway, fresh_key = limited
     async with WireClient(gateway.http_url, gateway.ws_url, fresh_key()) as client:
         for n in range(6):
@@ -52,24 +58,32 @@ async def test_websocket_events_over_the_socket_rate_get_429(limited: tuple[Gate
         assert (await client.recv())["event"]["event_type"] == "user_conversations"  # the socket carries on
 
 
-async def test_http_over_the_key_rate_gets_429_with_retry_after(limited: tuple[GatewayProcess, Callable[[], str]]) -> None:
+async def test_http_over_the_key_rate_gets_429_with_retry_after(
+    limited: tuple[GatewayProcess, Callable[[], str]],
+) -> None:
     gateway, fresh_key = limited
     async with WireClient(gateway.http_url, gateway.ws_url, fresh_key()) as client:
         cid = await client.start("rl-http")  # one event
         statuses = []
         for n in range(12):
-            response = await client.post("user_message", {"conversation_id": cid, "content": f"m{n}"}, socket=False)
+            response = await client.post(
+                "user_message", {"conversation_id": cid, "content": f"m{n}"}, socket=False
+            )
             statuses.append(response.status_code)
             if response.status_code == 429:
                 assert int(response.headers["retry-after"]) >= 1
                 assert response.json()["error_code"] == 429
         assert 429 in statuses and statuses.count(200) <= 8
-        transcript = (await client.http.get("/api/transcript", params={"conversation_id": cid})).json()["transcript"]
+        transcript = (await client.http.get("/api/transcript", params={"conversation_id": cid})).json()[
+            "transcript"
+        ]
         stored = [e for e in transcript if e["from"] == "user"]
         assert len(stored) == statuses.count(200)  # refused messages were not stored
 
 
-async def test_the_sdk_waits_out_a_rate_limit_on_both_transports(limited: tuple[GatewayProcess, Callable[[], str]]) -> None:
+async def test_the_sdk_waits_out_a_rate_limit_on_both_transports(
+    limited: tuple[GatewayProcess, Callable[[], str]],
+) -> None:
     from captivate_chat_api import CaptivateChatAPI
 
     gateway, fresh_key = limited

@@ -21,14 +21,23 @@ TESTS = str(Path(__file__).resolve().parent.parent)
 
 class Setup:
     def __init__(
-        self, gateway: GatewayProcess, key: str, human: str, push: str, other_key: str, other_human: str, bob: str
+        self,
+        gateway: GatewayProcess,
+        key: str,
+        human: str,
+        push: str,
+        other_key: str,
+        other_human: str,
+        bob: str,
     ) -> None:
         self.gateway, self.key, self.human_token, self.push_token, self.bob = gateway, key, human, push, bob
         self.other_key, self.other_human = other_key, other_human
 
     def human(self, token: str | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=f"{self.gateway.http_url}/api/agent", headers={"x-agent-token": token or self.human_token}, timeout=10
+            base_url=f"{self.gateway.http_url}/api/agent",
+            headers={"x-agent-token": token or self.human_token},
+            timeout=10,
         )
 
 
@@ -59,7 +68,11 @@ async def quiet(client: WireClient, event_type: str, seconds: float = 0.8) -> No
 
 async def test_hand_off_round_trip(setup: Setup) -> None:
     gw = setup.gateway
-    async with WireClient(gw.http_url, gw.ws_url, setup.key) as user, setup.human() as alice, setup.human(setup.bob) as bob:
+    async with (
+        WireClient(gw.http_url, gw.ws_url, setup.key) as user,
+        setup.human() as alice,
+        setup.human(setup.bob) as bob,
+    ):
         cid = await user.start("handoff-user")
         await user.say(cid, "human")
         assert (await user.expect("bot_message"))["content"]["text"] == "You said: human"
@@ -69,14 +82,20 @@ async def test_hand_off_round_trip(setup: Setup) -> None:
         await user.say(cid, "are you there?")
         await quiet(user, "bot_message")  # the AI is not called while the conversation waits for a human
 
-        waiting = (await alice.get("/conversations", params={"state": "waiting_human"})).json()["conversations"]
+        waiting = (await alice.get("/conversations", params={"state": "waiting_human"})).json()[
+            "conversations"
+        ]
         assert cid in [c["conversation_id"] for c in waiting]
 
         async with websockets.connect(f"{gw.ws_url}/api/agent/ws?token={setup.human_token}") as feed:
             hello = json.loads(await feed.recv())["event"]
             socket_id = hello["event_payload"]["socket_id"]
             taken = await alice.post(f"/conversations/{cid}/take", json={"socket_id": socket_id})
-            assert taken.status_code == 200 and taken.json()["state"] == "human" and taken.json()["human_agent"] == "Alice"
+            assert (
+                taken.status_code == 200
+                and taken.json()["state"] == "human"
+                and taken.json()["human_agent"] == "Alice"
+            )
             second = await bob.post(f"/conversations/{cid}/take")
             assert second.status_code == 409 and second.json()["error_code"] == 409
 
@@ -100,7 +119,9 @@ async def test_hand_off_round_trip(setup: Setup) -> None:
         await user.say(cid, "back to the bot")
         assert (await user.expect("bot_message"))["content"]["text"] == "You said: back to the bot"
 
-        transcript = (await user.http.get("/api/transcript", params={"conversation_id": cid})).json()["transcript"]
+        transcript = (await user.http.get("/api/transcript", params={"conversation_id": cid})).json()[
+            "transcript"
+        ]
         steps = [(e["from"], e["content"].get("text")) for e in transcript]
         assert steps == [
             ("user", "human"),
@@ -119,19 +140,28 @@ async def test_hand_off_round_trip(setup: Setup) -> None:
 
 async def test_agent_api_is_scoped_to_its_channel_and_needs_a_token(setup: Setup) -> None:
     gw = setup.gateway
-    async with WireClient(gw.http_url, gw.ws_url, setup.key) as user, setup.human(setup.other_human) as mallory:
+    async with (
+        WireClient(gw.http_url, gw.ws_url, setup.key) as user,
+        setup.human(setup.other_human) as mallory,
+    ):
         cid = await user.start("scoped")
         await user.say(cid, "human")
         await user.expect("conversation_update")
         listed = (await mallory.get("/conversations")).json()["conversations"]
         assert cid not in [c["conversation_id"] for c in listed]
-        for method, path in (("get", f"/conversations/{cid}"), ("post", f"/conversations/{cid}/take"),
-                             ("post", f"/conversations/{cid}/end"), ("post", f"/conversations/{cid}/messages")):
+        for method, path in (
+            ("get", f"/conversations/{cid}"),
+            ("post", f"/conversations/{cid}/take"),
+            ("post", f"/conversations/{cid}/end"),
+            ("post", f"/conversations/{cid}/messages"),
+        ):
             response = await mallory.request(method.upper(), path, json={"text": "x"})
             assert response.status_code == 404, path
     async with httpx.AsyncClient(base_url=gw.http_url) as anonymous:
         assert (await anonymous.get("/api/agent/conversations")).status_code == 401
-        assert (await anonymous.get("/api/agent/conversations", headers={"x-agent-token": setup.push_token})).status_code == 401
+        assert (
+            await anonymous.get("/api/agent/conversations", headers={"x-agent-token": setup.push_token})
+        ).status_code == 401
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(f"{gw.ws_url}/api/agent/ws?token=wrong")
 
@@ -152,7 +182,10 @@ async def test_manual_escalation_and_take_from_ai(setup: Setup) -> None:
 
 async def test_async_push_v2_and_v1(setup: Setup) -> None:
     gw = setup.gateway
-    async with WireClient(gw.http_url, gw.ws_url, setup.key) as user, httpx.AsyncClient(base_url=gw.http_url) as http:
+    async with (
+        WireClient(gw.http_url, gw.ws_url, setup.key) as user,
+        httpx.AsyncClient(base_url=gw.http_url) as http,
+    ):
         cid = await user.start("push-user")
         body = {
             "response": [{"type": "text", "text": "pushed later"}],
@@ -164,21 +197,35 @@ async def test_async_push_v2_and_v1(setup: Setup) -> None:
         pushed = await http.post("/api/channel/v2/sendMessage", params={"token": setup.push_token}, json=body)
         assert pushed.status_code == 200, pushed.text
         assert (await user.expect("bot_message"))["content"]["text"] == "pushed later"
-        assert (await user.expect("action"))["actions"] == [{"id": "open_url", "data": {"url": "https://example.com"}}]
+        assert (await user.expect("action"))["actions"] == [
+            {"id": "open_url", "data": {"url": "https://example.com"}}
+        ]
         assert (await user.ok("metadata_request", {"conversation_id": cid}))["metadata"] == {"ticket": 42}
 
-        v1 = {"idChat": cid, "channel": "custom-channel", "message": {"messages": [{"type": "text", "text": "v1 push"}]}}
-        assert (await http.post("/api/channel/sendMessage", headers={"x-agent-token": setup.push_token}, json=v1)).status_code == 200
+        v1 = {
+            "idChat": cid,
+            "channel": "custom-channel",
+            "message": {"messages": [{"type": "text", "text": "v1 push"}]},
+        }
+        assert (
+            await http.post("/api/channel/sendMessage", headers={"x-agent-token": setup.push_token}, json=v1)
+        ).status_code == 200
         assert (await user.expect("bot_message"))["content"]["text"] == "v1 push"
 
         assert (await http.post("/api/channel/v2/sendMessage", json=body)).status_code == 401
         foreign = {**body, "session_id": "not-a-conversation"}
-        assert (await http.post("/api/channel/v2/sendMessage", params={"token": setup.push_token}, json=foreign)).status_code == 404
-        bad = await http.post("/api/channel/v2/sendMessage", params={"token": setup.push_token}, content=b"{nope")
+        assert (
+            await http.post("/api/channel/v2/sendMessage", params={"token": setup.push_token}, json=foreign)
+        ).status_code == 404
+        bad = await http.post(
+            "/api/channel/v2/sendMessage", params={"token": setup.push_token}, content=b"{nope"
+        )
         assert bad.status_code == 400
 
         async with setup.human() as alice:
             await alice.post(f"/conversations/{cid}/take")
-            during = await http.post("/api/channel/v2/sendMessage", params={"token": setup.push_token}, json=body)
+            during = await http.post(
+                "/api/channel/v2/sendMessage", params={"token": setup.push_token}, json=body
+            )
             assert during.status_code == 409  # the bot never talks over a person
             await quiet(user, "bot_message")

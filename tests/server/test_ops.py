@@ -77,7 +77,11 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPTIVATE_")}
     return subprocess.run(
         [sys.executable, "-m", "captivate_chat_api.cli", *args],
-        check=False, capture_output=True, text=True, timeout=60, env={**clean, "COLUMNS": "200", **(env or {})},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, "COLUMNS": "200", **(env or {})},
     )
 
 
@@ -94,14 +98,21 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
     """A gateway with a demo channel and a channel whose webhook agent is down (its URL carries a token)."""
     database = tmp_path_factory.mktemp("ops") / "gw.db"
     dead_hook = f"webhook:http://127.0.0.1:{free_port()}/hook?token=hooktoken{new_key()[-12:]}"
-    created = cli("keys", "create", "--name", "down", "--agent", dead_hook, "--database", f"sqlite:///{database}")
+    created = cli(
+        "keys", "create", "--name", "down", "--agent", dead_hook, "--database", f"sqlite:///{database}"
+    )
     assert created.returncode == 0, created.stdout + created.stderr
     failing_key = re.search(r"API key \(shown once\): (\S+)", created.stdout).group(1)  # type: ignore[union-attr]
     webhook_secret = re.search(r"webhook secret \(shown once\): (\S+)", created.stdout).group(1)  # type: ignore[union-attr]
     key = new_key()
     gateway = GatewayProcess(database, [key]).start()
     try:
-        yield Traffic(gateway, key, failing_key, [key, failing_key, webhook_secret, dead_hook.split("?")[1], dead_hook[8:]])
+        yield Traffic(
+            gateway,
+            key,
+            failing_key,
+            [key, failing_key, webhook_secret, dead_hook.split("?")[1], dead_hook[8:]],
+        )
     finally:
         gateway.stop()
 
@@ -118,7 +129,9 @@ async def test_metrics_follow_traffic_sockets_and_errors(traffic: Traffic) -> No
         await user.expect("bot_message")
         await user.send_ws("conversation_start", {"userId": "metrics-user"})  # over the WebSocket
         await user.expect("conversation_start_success")
-        assert (await user.post("user_message", {"conversation_id": "nope", "content": "x"})).status_code == 404
+        assert (
+            await user.post("user_message", {"conversation_id": "nope", "content": "x"})
+        ).status_code == 404
         await user.ws.send("not json")
         await user.expect("general_error", lambda p: p["error_code"] == 400)
         with pytest.raises(websockets.InvalidStatus):
@@ -152,8 +165,16 @@ async def test_a_failing_agent_and_a_human_agent_show_up(traffic: Traffic) -> No
     human_token = await add_token(gw.database, traffic.failing_key, "human", "Alice")
     agent_socket = await websockets.connect(f"{gw.ws_url}/api/agent/ws?token={human_token}")
     try:
-        assert json.loads(await asyncio.wait_for(agent_socket.recv(), 10))["event"]["event_type"] == "agent_connected"
-        assert await sockets_open(gw.http_url, "human", value(before, "captivate_open_sockets", role="human") + 1) == 1
+        assert (
+            json.loads(await asyncio.wait_for(agent_socket.recv(), 10))["event"]["event_type"]
+            == "agent_connected"
+        )
+        assert (
+            await sockets_open(
+                gw.http_url, "human", value(before, "captivate_open_sockets", role="human") + 1
+            )
+            == 1
+        )
         async with WireClient(gw.http_url, gw.ws_url, traffic.failing_key) as user:
             cid = await user.start("down-user")
             await user.say(cid, "is anyone there?")
@@ -163,7 +184,9 @@ async def test_a_failing_agent_and_a_human_agent_show_up(traffic: Traffic) -> No
                 base_url=f"{gw.http_url}/api/agent", headers={"x-agent-token": human_token}, timeout=10
             ) as alice:
                 assert (await alice.post(f"/conversations/{cid}/take", json={})).status_code == 200
-                assert (await alice.post(f"/conversations/{cid}/messages", json={"text": "Hi, Alice here"})).status_code == 200
+                assert (
+                    await alice.post(f"/conversations/{cid}/messages", json={"text": "Hi, Alice here"})
+                ).status_code == 200
             await user.expect("livechat_message")
             during, text = await scrape(gw.http_url)
     finally:
@@ -182,7 +205,9 @@ async def test_a_failing_agent_and_a_human_agent_show_up(traffic: Traffic) -> No
 
 def test_two_apps_in_one_process_keep_their_own_registries(tmp_path: Path) -> None:
     first = create_app(Settings(database=f"sqlite:///{tmp_path / 'a.db'}"))
-    second = create_app(Settings(database=f"sqlite:///{tmp_path / 'b.db'}"))  # a shared registry would refuse this
+    second = create_app(
+        Settings(database=f"sqlite:///{tmp_path / 'b.db'}")
+    )  # a shared registry would refuse this
     first.state.metrics.conversation_started()
     assert "captivate_conversations_started_total 1.0" in first.state.metrics.render().decode()
     assert "captivate_conversations_started_total 0.0" in second.state.metrics.render().decode()
@@ -197,7 +222,10 @@ async def test_readyz_follows_the_store_and_healthz_stays_live(tmp_path: Path) -
     try:
         async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
             ready = await http.get("/readyz")
-            assert (ready.status_code, ready.json()) == (200, {"status": "ready", "store": "ok", "store_write": "ok"})
+            assert (ready.status_code, ready.json()) == (
+                200,
+                {"status": "ready", "store": "ok", "store_write": "ok"},
+            )
             # the database file is damaged under the running gateway (all of it checkpointed into the file first)
             with sqlite3.connect(database) as conn:
                 for _ in range(50):
@@ -244,7 +272,11 @@ async def test_json_logs_from_a_config_file_with_env_and_flags_above_it(tmp_path
     lines = [json.loads(line) for line in "".join(gateway.stderr).splitlines() if line.strip()]
     assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
     assert any(entry["level"] == "DEBUG" for entry in lines)
-    stored = {entry["event_type"]: entry for entry in lines if entry.get("event_type") in ("user_message", "bot_message")}
+    stored = {
+        entry["event_type"]: entry
+        for entry in lines
+        if entry.get("event_type") in ("user_message", "bot_message")
+    }
     assert set(stored) == {"user_message", "bot_message"}
     assert all(entry["conversation_id"] == cid for entry in stored.values())
     assert any(entry["message"].startswith("POST /api/custom-channel/sockets/message 200") for entry in lines)
@@ -276,11 +308,22 @@ def test_config_show_redacts_secrets_and_names_sources(tmp_path: Path) -> None:
         'database = "postgresql://chat:hunter2pw@db.example/chat"\n'
         'public_url = "https://chat.example.com/?token=tokensecretvalue"\n'
     )
-    result = cli("config", "show", "--config", str(config), env={"CAPTIVATE_PORT": "9200", "CAPTIVATE_LOG_FORMAT": "JSON"})
+    result = cli(
+        "config",
+        "show",
+        "--config",
+        str(config),
+        env={"CAPTIVATE_PORT": "9200", "CAPTIVATE_LOG_FORMAT": "JSON"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     text = result.stdout
     shown = tomllib.loads(text)  # valid TOML: usable as a config file once the secrets are filled in
-    assert (shown["port"], shown["log_format"], shown["log_level"], shown["host"]) == (9200, "json", "warning", "127.0.0.1")
+    assert (shown["port"], shown["log_format"], shown["log_level"], shown["host"]) == (
+        9200,
+        "json",
+        "warning",
+        "127.0.0.1",
+    )
     for line in ("port = 9200  # env", 'log_level = "warning"  # file', 'host = "127.0.0.1"  # default'):
         assert line in text.splitlines()
     assert shown["api_keys"] == [display_prefix(key)]

@@ -35,7 +35,9 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
             senders = [asyncio.create_task(sender(cid)) for cid in conversations]
             deadline = asyncio.get_running_loop().time() + 60
             while sum(len(v) for v in acked.values()) < 60:
-                assert asyncio.get_running_loop().time() < deadline, "the gateway acknowledged too few messages"
+                assert asyncio.get_running_loop().time() < deadline, (
+                    "the gateway acknowledged too few messages"
+                )
                 assert not all(task.done() for task in senders), "every sender stopped early"
                 await asyncio.sleep(0.01)
             gateway.kill()
@@ -49,7 +51,9 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
     try:
         async with httpx.AsyncClient(base_url=restarted.http_url, headers={"x-api-key": key}) as http:
             for cid, message_ids in acked.items():
-                transcript = (await http.get("/api/transcript", params={"conversation_id": cid})).json()["transcript"]
+                transcript = (await http.get("/api/transcript", params={"conversation_id": cid})).json()[
+                    "transcript"
+                ]
                 stored = [e["message_id"] for e in transcript if e["from"] == "user"]
                 lost = set(message_ids) - set(stored)
                 assert not lost, f"{len(lost)} acknowledged messages lost in {cid}"

@@ -59,13 +59,17 @@ async def test_sockets_per_key_are_capped(guarded: tuple[GatewayProcess, list[st
         await ws.recv()
 
 
-async def test_conversation_starts_and_metadata_size_are_limited(guarded: tuple[GatewayProcess, list[str]]) -> None:
+async def test_conversation_starts_and_metadata_size_are_limited(
+    guarded: tuple[GatewayProcess, list[str]],
+) -> None:
     gateway, keys = guarded
     async with WireClient(gateway.http_url, gateway.ws_url, keys[0]) as client:
         big = await client.post("conversation_start", {"userId": "u", "metadata": {"blob": "x" * 300}})
         assert big.status_code == 413 and big.json()["error_code"] == 413
         cid = await client.start("u", metadata={"plan": "pro"})
-        grown = await client.post("metadata", {"conversation_id": cid, "metadata": {"private": {"notes": "y" * 300}}})
+        grown = await client.post(
+            "metadata", {"conversation_id": cid, "metadata": {"private": {"notes": "y" * 300}}}
+        )
         assert grown.status_code == 413
         assert (await client.ok("metadata_request", {"conversation_id": cid}))["metadata"] == {"plan": "pro"}
         statuses = [(await client.post("conversation_start", {"userId": "u"})).status_code for _ in range(8)]
@@ -77,20 +81,42 @@ async def test_revoking_a_key_closes_its_live_sockets(tmp_path_factory: pytest.T
     doomed, spared = new_key(), new_key()
     gateway = GatewayProcess(database, [doomed, spared], env={"CAPTIVATE_REVALIDATE_SECONDS": "0.3"}).start()
     try:
-        async with websockets.connect(f"{gateway.ws_url}/dev?apiKey={doomed}") as victim, websockets.connect(
-            f"{gateway.ws_url}/dev?apiKey={spared}"
-        ) as bystander:
+        async with (
+            websockets.connect(f"{gateway.ws_url}/dev?apiKey={doomed}") as victim,
+            websockets.connect(f"{gateway.ws_url}/dev?apiKey={spared}") as bystander,
+        ):
             await victim.recv()
             await bystander.recv()
             listed = subprocess.run(  # noqa: ASYNC221 (the CLI, as an operator runs it, while the sockets wait)
-                [sys.executable, "-m", "captivate_chat_api.cli", "keys", "list", "--database", f"sqlite:///{database}"],
-                capture_output=True, text=True, check=True, env={"COLUMNS": "250", "PATH": ""},
+                [
+                    sys.executable,
+                    "-m",
+                    "captivate_chat_api.cli",
+                    "keys",
+                    "list",
+                    "--database",
+                    f"sqlite:///{database}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={"COLUMNS": "250", "PATH": ""},
             ).stdout
             row = next(line for line in listed.splitlines() if doomed[:10] in line)
             key_id = row.split()[1]
             subprocess.run(  # noqa: ASYNC221
-                [sys.executable, "-m", "captivate_chat_api.cli", "keys", "revoke", key_id, "--database", f"sqlite:///{database}"],
-                check=True, capture_output=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "captivate_chat_api.cli",
+                    "keys",
+                    "revoke",
+                    key_id,
+                    "--database",
+                    f"sqlite:///{database}",
+                ],
+                check=True,
+                capture_output=True,
             )
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(victim.recv(), 10)

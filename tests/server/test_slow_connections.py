@@ -66,7 +66,11 @@ async def test_an_oversize_handshake_is_answered_at_once(tmp_path: Path) -> None
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
         writer.write(
-            b"GET /dev?apiKey=" + key.encode() + b"&pad=" + b"p" * 100_000 + b" HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
+            b"GET /dev?apiKey="
+            + key.encode()
+            + b"&pad="
+            + b"p" * 100_000
+            + b" HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
             b"connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
         )
         with contextlib.suppress(ConnectionError):

@@ -38,8 +38,15 @@ class Captured(logging.Handler):
 async def local_gateway(tmp_path: Path) -> AsyncIterator[tuple[str, str, object, Captured]]:
     """A gateway in this process (its store reachable, to limit the file's size), on a loopback port."""
     key = new_key()
-    settings = Settings(host="127.0.0.1", port=0, database=f"sqlite:///{tmp_path / 'gw.db'}", api_keys=[key],
-                        access_log=False, create_dev_key=False, revalidate_seconds=0)
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        database=f"sqlite:///{tmp_path / 'gw.db'}",
+        api_keys=[key],
+        access_log=False,
+        create_dev_key=False,
+        revalidate_seconds=0,
+    )
     app = create_app(settings)
     bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     server = GatewayServer(config_for(settings, app), app, lambda host, port: bound.set_result(port))
@@ -73,7 +80,10 @@ async def test_sqlite_disk_full_is_507_logged_once_and_readiness_follows(local_g
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(store._writer, limit, store._wconn, None)  # the file may not grow any more
         big = {"userId": "u2", "metadata": {"pad": "x" * 15_000}}
-        answers = [await http.post(MESSAGE_PATH, json=envelope("conversation_start", {**big, "userId": f"u{i}"})) for i in range(20)]
+        answers = [
+            await http.post(MESSAGE_PATH, json=envelope("conversation_start", {**big, "userId": f"u{i}"}))
+            for i in range(20)
+        ]
         assert {a.status_code for a in answers} == {507}, {a.status_code for a in answers}
         assert answers[0].json() == {"error_code": 507, "error_desc": answers[0].json()["error_desc"]}
         assert "insufficient storage" in answers[0].json()["error_desc"]
@@ -93,13 +103,17 @@ async def test_a_held_sqlite_lock_fails_writes_fast_with_503_and_reads_carry_on(
     key = new_key()
     gateway = GatewayProcess(database, [key], env={"CAPTIVATE_SQLITE_BUSY_TIMEOUT": "1"}).start()
     try:
-        async with httpx.AsyncClient(base_url=gateway.http_url, headers={"x-api-key": key}, timeout=30) as http:
+        async with httpx.AsyncClient(
+            base_url=gateway.http_url, headers={"x-api-key": key}, timeout=30
+        ) as http:
             started = (await http.post(MESSAGE_PATH, json=start_body())).json()["conversation_id"]
             holder = sqlite3.connect(database, isolation_level=None)
             holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
             try:
                 began = time.monotonic()
-                answers = await asyncio.gather(*(http.post(MESSAGE_PATH, json=start_body(f"w{i}")) for i in range(8)))
+                answers = await asyncio.gather(
+                    *(http.post(MESSAGE_PATH, json=start_body(f"w{i}")) for i in range(8))
+                )
                 took = time.monotonic() - began
                 assert {a.status_code for a in answers} == {503}, [a.text for a in answers]
                 assert all(a.headers.get("retry-after") for a in answers)
@@ -129,23 +143,36 @@ async def test_a_silent_postgres_fails_fast_with_503_and_the_gateway_recovers(po
 
     upstream = urlsplit(POSTGRES_URL)
     async with FaultProxy(upstream.hostname or "127.0.0.1", upstream.port or 5432) as proxy:
-        url = POSTGRES_URL.replace(f"{upstream.hostname}:{upstream.port}", f"127.0.0.1:{proxy.port}") + f"?schema={schema}"
+        url = (
+            POSTGRES_URL.replace(f"{upstream.hostname}:{upstream.port}", f"127.0.0.1:{proxy.port}")
+            + f"?schema={schema}"
+        )
         key = new_key()
-        env = {"CAPTIVATE_PG_STATEMENT_TIMEOUT": "1", "CAPTIVATE_PG_ACQUIRE_TIMEOUT": "1", "CAPTIVATE_PG_CONNECT_TIMEOUT": "1"}
+        env = {
+            "CAPTIVATE_PG_STATEMENT_TIMEOUT": "1",
+            "CAPTIVATE_PG_ACQUIRE_TIMEOUT": "1",
+            "CAPTIVATE_PG_CONNECT_TIMEOUT": "1",
+        }
         gateway = GatewayProcess(url, [key], env=env)
         await asyncio.to_thread(gateway.start)
         try:
-            async with httpx.AsyncClient(base_url=gateway.http_url, headers={"x-api-key": key}, timeout=30) as http:
+            async with httpx.AsyncClient(
+                base_url=gateway.http_url, headers={"x-api-key": key}, timeout=30
+            ) as http:
                 assert (await http.post(MESSAGE_PATH, json=start_body())).status_code == 200
                 # NUL in an id: 400 on PostgreSQL as on SQLite, and the keep-alive connection carries on
                 nul = await http.get("/api/transcript", params={"conversation_id": "a\x00b"})
                 assert nul.status_code == 400
-                nul_event = await http.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": "u\x001"}))
+                nul_event = await http.post(
+                    MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": "u\x001"})
+                )
                 assert nul_event.status_code == 400, nul_event.text
 
                 proxy.black_hole = True
                 began = time.monotonic()
-                answers = await asyncio.gather(*(http.post(MESSAGE_PATH, json=start_body(f"p{i}")) for i in range(6)))
+                answers = await asyncio.gather(
+                    *(http.post(MESSAGE_PATH, json=start_body(f"p{i}")) for i in range(6))
+                )
                 took = time.monotonic() - began
                 assert {a.status_code for a in answers} == {503}, [a.text for a in answers]
                 assert all(a.headers.get("retry-after") for a in answers)
@@ -182,7 +209,13 @@ async def test_nul_in_a_static_path_is_404_and_a_half_sent_body_is_quiet(tmp_pat
             assert (await http.get("/static/favicon.svg%00.js")).status_code == 404
             assert (await http.get("/static/favicon.svg")).status_code == 200
         _reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-        writer.write(b"POST " + MESSAGE_PATH.encode() + b" HTTP/1.1\r\nhost: x\r\nx-api-key: " + key.encode() + b"\r\ncontent-length: 1000\r\n\r\n{")
+        writer.write(
+            b"POST "
+            + MESSAGE_PATH.encode()
+            + b" HTTP/1.1\r\nhost: x\r\nx-api-key: "
+            + key.encode()
+            + b"\r\ncontent-length: 1000\r\n\r\n{"
+        )
         await writer.drain()
         await asyncio.sleep(0.3)
         writer.close()
@@ -200,14 +233,20 @@ async def test_the_sdk_retries_a_503_the_gateway_told_it_to_retry(tmp_path: Path
     key = new_key()
     gateway = GatewayProcess(database, [key], env={"CAPTIVATE_SQLITE_BUSY_TIMEOUT": "0.5"}).start()
     try:
-        api = CaptivateChatAPI(key, base_url=gateway.http_url, transport="http",
-                               retry=ReconnectPolicy(initial_delay=0.2, max_delay=1.0, max_attempts=10))
+        api = CaptivateChatAPI(
+            key,
+            base_url=gateway.http_url,
+            transport="http",
+            retry=ReconnectPolicy(initial_delay=0.2, max_delay=1.0, max_attempts=10),
+        )
         async with api:
             holder = sqlite3.connect(database, isolation_level=None)
             holder.execute("BEGIN IMMEDIATE")
             loop = asyncio.get_running_loop()
             loop.call_later(1.5, lambda: (holder.execute("ROLLBACK"), holder.close()))
-            conversation = await api.create_conversation("retried", mode="user-first")  # not idempotent, yet safe
+            conversation = await api.create_conversation(
+                "retried", mode="user-first"
+            )  # not idempotent, yet safe
             assert conversation.conversation_id
     finally:
         gateway.stop()

@@ -28,7 +28,15 @@ async def ws_start(client: WireClient, user: str = "ws-user", **payload: object)
 async def test_a_1x_client_gets_legacy_replies(client: WireClient) -> None:
     user = f"legacy-{uuid.uuid4().hex[:6]}"
     cid = await ws_start(client, user, metadata={"plan": "free", "private": {"x": 1}})
-    await client.send_ws("user_message", {"conversation_id": cid, "type": "message_create", "client_msg_id": "w1", "content": {"type": "text", "text": "hi"}})
+    await client.send_ws(
+        "user_message",
+        {
+            "conversation_id": cid,
+            "type": "message_create",
+            "client_msg_id": "w1",
+            "content": {"type": "text", "text": "hi"},
+        },
+    )
     echo = await client.expect("user_message")
     assert echo["client_msg_id"] == "w1" and echo["seq"] == 1
     assert (await client.expect("bot_message"))["content"]["text"] == "You said: hi"
@@ -52,8 +60,12 @@ async def test_a_1x_client_gets_legacy_replies(client: WireClient) -> None:
 
 async def test_bad_frames_get_general_error_and_the_socket_stays_open(client: WireClient) -> None:
     cid = await ws_start(client)
-    for frame in ["not json", "[]", json.dumps({"event": {"event_type": "warp", "event_payload": {}}}),
-                  json.dumps({"event": {"event_type": "user_message", "event_payload": {"conversation_id": cid}}})]:
+    for frame in [
+        "not json",
+        "[]",
+        json.dumps({"event": {"event_type": "warp", "event_payload": {}}}),
+        json.dumps({"event": {"event_type": "user_message", "event_payload": {"conversation_id": cid}}}),
+    ]:
         await client.ws.send(frame)
         error = await client.expect("general_error")
         assert error["error_code"] == 400 and error["error_desc"]
@@ -67,8 +79,15 @@ async def test_bad_frames_get_general_error_and_the_socket_stays_open(client: Wi
 
 async def test_request_id_is_echoed_on_direct_replies(client: WireClient) -> None:
     cid = await ws_start(client)
-    await client.ws.send(json.dumps({"action": "sendMessage", "request_id": "r-42",
-                                     "event": {"event_type": "metadata_request", "event_payload": {"conversation_id": cid}}}))
+    await client.ws.send(
+        json.dumps(
+            {
+                "action": "sendMessage",
+                "request_id": "r-42",
+                "event": {"event_type": "metadata_request", "event_payload": {"conversation_id": cid}},
+            }
+        )
+    )
     while True:
         frame = await client.recv()
         if frame["event"]["event_type"] == "conversation_metadata":
@@ -93,10 +112,13 @@ async def test_wrong_key_is_refused_before_the_upgrade(gateway: GatewayProcess) 
         assert json.loads(refused.value.response.body)["error_code"] == 401
 
 
-async def test_two_tabs_bound_to_one_conversation_both_get_events(gateway: GatewayProcess, api_key: str) -> None:
-    async with WireClient(gateway.http_url, gateway.ws_url, api_key) as tab1, WireClient(
-        gateway.http_url, gateway.ws_url, api_key
-    ) as tab2:
+async def test_two_tabs_bound_to_one_conversation_both_get_events(
+    gateway: GatewayProcess, api_key: str
+) -> None:
+    async with (
+        WireClient(gateway.http_url, gateway.ws_url, api_key) as tab1,
+        WireClient(gateway.http_url, gateway.ws_url, api_key) as tab2,
+    ):
         cid = await tab1.start("tabs")
         # tab2 binds by naming its socket in any client event of the conversation
         await tab2.ok("metadata_request", {"conversation_id": cid})
@@ -156,9 +178,10 @@ async def test_subscribe_over_http_with_socket_id(client: WireClient) -> None:
 
 
 async def test_deleting_tells_bound_sockets(gateway: GatewayProcess, api_key: str) -> None:
-    async with WireClient(gateway.http_url, gateway.ws_url, api_key) as tab1, WireClient(
-        gateway.http_url, gateway.ws_url, api_key
-    ) as tab2:
+    async with (
+        WireClient(gateway.http_url, gateway.ws_url, api_key) as tab1,
+        WireClient(gateway.http_url, gateway.ws_url, api_key) as tab2,
+    ):
         cid = await tab1.start("deleter")
         await tab2.ok("metadata_request", {"conversation_id": cid})
         await tab1.ok("delete_conversation", {"conversation_id": cid, "softdelete": True})

@@ -58,8 +58,15 @@ def test_every_asset_the_pages_name_is_served_with_its_type(http: httpx.Client) 
 
 @pytest.mark.parametrize(
     "path",
-    ["/static/../routes/pages.py", "/static/%2e%2e/routes/pages.py", "/static/%2e%2e/%2e%2e/server/app.py",
-     "/static/chat", "/static/js/", "/static/nothing.js", "/static/..%2f..%2fsettings.py"],
+    [
+        "/static/../routes/pages.py",
+        "/static/%2e%2e/routes/pages.py",
+        "/static/%2e%2e/%2e%2e/server/app.py",
+        "/static/chat",
+        "/static/js/",
+        "/static/nothing.js",
+        "/static/..%2f..%2fsettings.py",
+    ],
 )
 def test_nothing_outside_static_is_served(http: httpx.Client, path: str) -> None:
     response = http.get(path)

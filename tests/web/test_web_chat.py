@@ -65,11 +65,21 @@ class AgentConsole:
 async def ask_for_a_human(http_url: str, key: str, user_id: str, info: dict[str, str]) -> None:
     """A conversation of another visitor, over plain HTTP, that the demo agent hands to a human."""
     async with httpx.AsyncClient(base_url=http_url, headers={"x-api-key": key}, timeout=10) as http:
-        start = await http.post(MESSAGE_PATH, json=envelope("conversation_start", {"userId": user_id, "userBasicInfo": info}))
+        start = await http.post(
+            MESSAGE_PATH, json=envelope("conversation_start", {"userId": user_id, "userBasicInfo": info})
+        )
         cid = start.json()["conversation_id"]
         said = await http.post(
             MESSAGE_PATH,
-            json=envelope("user_message", {"conversation_id": cid, "type": "message_create", "client_msg_id": "m1", "content": {"type": "text", "text": "human"}}),
+            json=envelope(
+                "user_message",
+                {
+                    "conversation_id": cid,
+                    "type": "message_create",
+                    "client_msg_id": "m1",
+                    "content": {"type": "text", "text": "human"},
+                },
+            ),
         )
         assert said.status_code == 200, said.text
 
@@ -77,7 +87,11 @@ async def ask_for_a_human(http_url: str, key: str, user_id: str, info: dict[str,
 async def stored_texts(http_url: str, key: str, conversation_id: str) -> list[tuple[str, str]]:
     """(from, text) of every text message the gateway stored, oldest first."""
     async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.get(f"{http_url}/api/transcript", params={"conversation_id": conversation_id}, headers={"x-api-key": key})
+        response = await http.get(
+            f"{http_url}/api/transcript",
+            params={"conversation_id": conversation_id},
+            headers={"x-api-key": key},
+        )
     response.raise_for_status()
     out = []
     for entry in response.json()["transcript"]:
@@ -101,7 +115,9 @@ async def test_visitor_and_human_agent_through_handoff_reload_and_gateway_restar
             await visitor.page.goto(f"{gateway.http_url}/?key={key}&user={VISITOR}")
 
             # bot-first: the agent greets at once; the key left the address bar
-            await expect(chat.bubbles("bot").first).to_contain_text("Hello! I am the Captivate Chat demo agent")
+            await expect(chat.bubbles("bot").first).to_contain_text(
+                "Hello! I am the Captivate Chat demo agent"
+            )
             await expect(chat.status).to_have_text("Online")
             assert "key=" not in visitor.page.url
 
@@ -136,19 +152,25 @@ async def test_visitor_and_human_agent_through_handoff_reload_and_gateway_restar
             await expect(agent_tab.page.locator("#info")).to_contain_text("web-chat")  # the metadata
             await agent_tab.page.get_by_role("button", name="Take conversation").click()
             await expect(agent_tab.page.locator("#c-state")).to_have_text("Live · Alice")
-            await expect(agent_tab.page.locator("#live .queue__item", has_text=VISITOR)).to_contain_text("with you")
+            await expect(agent_tab.page.locator("#live .queue__item", has_text=VISITOR)).to_contain_text(
+                "with you"
+            )
 
             # the visitor learns it, and the human's messages look like a person's, not the bot's
             await expect(chat.notes().last).to_have_text("Alice joined the conversation.")
             await expect(chat.banner).to_have_text("You are chatting with a human agent.")
             await agent.reply("Hi, I am Alice. How can I help?")
             await expect(chat.bubbles("human").last).to_have_text("Hi, I am Alice. How can I help?")
-            await expect(visitor.page.locator("#history .row--human .row__sender").last).to_have_text("Human agent")
+            await expect(visitor.page.locator("#history .row--human .row__sender").last).to_have_text(
+                "Human agent"
+            )
             await chat.say("My order is late")
             await expect(agent.transcript.locator(".row--user .bubble").last).to_have_text("My order is late")
 
             # another visitor asks for a human: the queue updates by itself
-            await ask_for_a_human(gateway.http_url, key, "visitor-bob", {"firstName": "Bob", "lastName": "Jones"})
+            await ask_for_a_human(
+                gateway.http_url, key, "visitor-bob", {"firstName": "Bob", "lastName": "Jones"}
+            )
             await expect(agent_tab.page.locator("#waiting .queue__item")).to_contain_text("Bob Jones")
             await expect(agent_tab.page.locator("#waiting-count")).to_have_text("1")
             await visitor.shot("chat-live")
@@ -160,7 +182,9 @@ async def test_visitor_and_human_agent_through_handoff_reload_and_gateway_restar
             await expect(chat.status).to_have_text("Online")
             await expect(visitor.page.locator("#history .row")).to_have_count(len(before))
             assert await chat.texts() == before
-            await expect(visitor.page.locator("#history .row").last).to_be_in_viewport()  # scrolled to the end
+            await expect(
+                visitor.page.locator("#history .row").last
+            ).to_be_in_viewport()  # scrolled to the end
             await expect(chat.banner).to_have_text("You are chatting with a human agent.")
 
             # the gateway crashes mid-chat; the visitor writes while it is down; it comes back
@@ -168,7 +192,9 @@ async def test_visitor_and_human_agent_through_handoff_reload_and_gateway_restar
             gateway.kill()
             before_restart = gateway.logs() + "\n---- restart ----\n"
             await expect(chat.status).to_have_text("Connection lost · reconnecting…")
-            await expect(agent_tab.page.locator("#status-text")).to_have_text("Connection lost · reconnecting…")
+            await expect(agent_tab.page.locator("#status-text")).to_have_text(
+                "Connection lost · reconnecting…"
+            )
             await chat.say("Are you still there?")
             pending = visitor.page.locator("#pending .row--user")
             await expect(pending).to_contain_text("Waiting for the connection…")
@@ -177,7 +203,9 @@ async def test_visitor_and_human_agent_through_handoff_reload_and_gateway_restar
             await expect(chat.status).to_have_text("Online")
             await expect(pending).to_have_count(0)
             await expect(chat.bubbles("user").last).to_have_text("Are you still there?")
-            await expect(agent.transcript.locator(".row--user .bubble").last).to_have_text("Are you still there?")
+            await expect(agent.transcript.locator(".row--user .bubble").last).to_have_text(
+                "Are you still there?"
+            )
             await agent.reply("Yes, still here.")
             await expect(chat.bubbles("human").last).to_have_text("Yes, still here.")
 
@@ -187,7 +215,9 @@ async def test_visitor_and_human_agent_through_handoff_reload_and_gateway_restar
             await expect(chat.banner).to_be_hidden()
             await chat.say("thanks")
             await expect(chat.bubbles("bot").last).to_have_text("You said: thanks")
-            await expect(agent_tab.page.locator("#reply-hint")).to_have_text("The AI agent is answering this conversation.")
+            await expect(agent_tab.page.locator("#reply-hint")).to_have_text(
+                "The AI agent is answering this conversation."
+            )
             await expect(agent.transcript.locator(".row--bot .bubble").last).to_have_text("You said: thanks")
 
             # what the visitor sees is exactly what the gateway stored: every text message, once, in order
@@ -204,7 +234,9 @@ async def test_visitor_and_human_agent_through_handoff_reload_and_gateway_restar
                 if sender:
                     shown.append((sender, text))
             assert [s for s in stored if s in shown] == stored, "a stored message is missing from the page"
-            assert [s for s in shown if s in stored] == stored, "the page shows a message twice or out of order"
+            assert [s for s in shown if s in stored] == stored, (
+                "the page shows a message twice or out of order"
+            )
             # the transcript the visitor can download is the stored one
             async with visitor.page.expect_download() as download_info:
                 await visitor.page.get_by_role("button", name="Download the transcript").click()

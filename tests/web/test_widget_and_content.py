@@ -51,8 +51,6 @@ class Site:
     push_token: str
 
 
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """A gateway with two channels: the demo agent, and an OpenAI-compatible agent that streams."""
@@ -113,14 +111,18 @@ async def test_one_tag_puts_the_chat_on_any_site(site: Site) -> None:
         await expect(frame_locator.locator("#history .row")).to_have_count(0)  # user-first: no greeting
         await frame_locator.locator("#input").fill("Do you ship to Norway?")
         await frame_locator.locator("#input").press("Enter")
-        await expect(frame_locator.locator("#history .row--bot .bubble").last).to_have_text("You said: Do you ship to Norway?")
+        await expect(frame_locator.locator("#history .row--bot .bubble").last).to_have_text(
+            "You said: Do you ship to Norway?"
+        )
         assert site.key not in chat_frame(tab.page).url  # the key left the frame's address too
         await tab.shot("widget")
 
         await frame_locator.get_by_role("button", name="Close the chat").click()
         await expect(tab.page.locator("iframe[title='Shop help']")).to_be_hidden()
         await tab.page.get_by_role("button", name="Open the chat").click()
-        await expect(frame_locator.locator("#history .row--bot .bubble").last).to_have_text("You said: Do you ship to Norway?")
+        await expect(frame_locator.locator("#history .row--bot .bubble").last).to_have_text(
+            "You said: Do you ship to Norway?"
+        )
         assert tab.errors == []
 
 
@@ -130,7 +132,9 @@ async def test_rich_content_renders_and_agent_html_cannot_run_script(site: Site)
         page = tab.page
         await page.goto(f"{site.gateway.http_url}/?key={site.key}")
         await expect(page.locator("#history .row--bot .bubble").first).to_contain_text("Hello!")
-        conversation_id = await page.evaluate("JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id")
+        conversation_id = await page.evaluate(
+            "JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id"
+        )
 
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.post(
@@ -140,9 +144,24 @@ async def test_rich_content_renders_and_agent_html_cannot_run_script(site: Site)
                     "session_id": conversation_id,
                     "response": [
                         {"type": "html", "html": HOSTILE_HTML},
-                        {"type": "files", "files": [{"type": "application/pdf", "url": "https://example.com/r.pdf", "filename": "report.pdf"}]},
+                        {
+                            "type": "files",
+                            "files": [
+                                {
+                                    "type": "application/pdf",
+                                    "url": "https://example.com/r.pdf",
+                                    "filename": "report.pdf",
+                                }
+                            ],
+                        },
                         {"type": "weather", "city": "Oslo", "celsius": 4},
-                        {"type": "button", "buttons": {"title": "Track it?", "options": [{"label": "Track", "value": "track my order"}]}},
+                        {
+                            "type": "button",
+                            "buttons": {
+                                "title": "Track it?",
+                                "options": [{"label": "Track", "value": "track my order"}],
+                            },
+                        },
                     ],
                 },
             )
@@ -150,12 +169,26 @@ async def test_rich_content_renders_and_agent_html_cannot_run_script(site: Site)
 
         html = page.locator("#history .m-html").last
         await expect(html.locator("b")).to_have_text("order")
-        await expect(html.locator("a", has_text="ships today")).to_have_attribute("href", "https://example.com/track")
-        await expect(html.locator("a", has_text="ships today")).to_have_attribute("rel", "noopener noreferrer nofollow")
+        await expect(html.locator("a", has_text="ships today")).to_have_attribute(
+            "href", "https://example.com/track"
+        )
+        await expect(html.locator("a", has_text="ships today")).to_have_attribute(
+            "rel", "noopener noreferrer nofollow"
+        )
         await expect(html).to_contain_text("overlay")  # the text stays, its styling does not
-        for hostile in ("script", "iframe", "img", "[onclick]", "[onerror]", "[style]", "a[href^='javascript']"):
+        for hostile in (
+            "script",
+            "iframe",
+            "img",
+            "[onclick]",
+            "[onerror]",
+            "[style]",
+            "a[href^='javascript']",
+        ):
             assert await html.locator(hostile).count() == 0, hostile
-        await expect(page.locator("#history .m-file a")).to_have_attribute("href", "https://example.com/r.pdf")
+        await expect(page.locator("#history .m-file a")).to_have_attribute(
+            "href", "https://example.com/r.pdf"
+        )
         await expect(page.locator("#history .m-file")).to_contain_text("report.pdf")
         await expect(page.locator("#history .m-custom summary")).to_have_text("Custom message: weather")
         await page.get_by_role("button", name="Track").click()  # an option object sends its value
@@ -169,13 +202,17 @@ async def test_rich_content_renders_and_agent_html_cannot_run_script(site: Site)
         await expect(card.locator(".card__link")).to_have_attribute("href", f"{site.gateway.http_url}/")
         image = card.locator("img")
         await expect(image).to_have_attribute("src", f"{site.gateway.http_url}/static/demo-card.svg")
-        await page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=await image.element_handle())
+        await page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=await image.element_handle()
+        )
         await tab.shot("chat-rich")
 
         # an agent action is shown as such; a new title shows in the header
         await page.fill("#input", "action")
         await page.press("#input", "Enter")
-        await expect(page.locator("#history .row--event summary")).to_have_text("The agent sent an action: demo_action")
+        await expect(page.locator("#history .row--event summary")).to_have_text(
+            "The agent sent an action: demo_action"
+        )
         await page.fill("#input", "title Order 1234")
         await page.press("#input", "Enter")
         await expect(page.locator("#title")).to_have_text("Order 1234")
@@ -206,7 +243,10 @@ async def test_rich_content_renders_and_agent_html_cannot_run_script(site: Site)
         )
         for html, (out, problems) in zip(SANITIZER_VECTORS, outputs):
             assert problems == [], (html, out, problems)
-        assert outputs[-1][0] == '<a href="https://ok.example/" target="_blank" rel="noopener noreferrer nofollow">fine</a>'
+        assert (
+            outputs[-1][0]
+            == '<a href="https://ok.example/" target="_blank" rel="noopener noreferrer nofollow">fine</a>'
+        )
         assert await page.evaluate("window.__pwned") is None
 
         # the 413 fallback: a reply too large for a frame is fetched from its message link, shown folded
@@ -215,14 +255,18 @@ async def test_rich_content_renders_and_agent_html_cannot_run_script(site: Site)
         more = page.get_by_role("button", name="Show all 307,200 characters")
         await expect(more).to_be_visible()
         await more.click()
-        length = await page.locator("#history .row--bot .m-text").last.evaluate("node => node.textContent.length")
+        length = await page.locator("#history .row--bot .m-text").last.evaluate(
+            "node => node.textContent.length"
+        )
         assert length == 300 * 1024
 
         # a new conversation: a fresh greeting, a fresh id
         await page.get_by_role("button", name="Start a new conversation").click()
         await expect(page.locator("#history .row")).to_have_count(1)
         await expect(page.locator("#history .row--bot .bubble")).to_contain_text("Hello!")
-        fresh = await page.evaluate("JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id")
+        fresh = await page.evaluate(
+            "JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id"
+        )
         assert fresh != conversation_id
         assert tab.errors == []
 

@@ -93,7 +93,9 @@ class CaptivateChatAPI:
         self.reconnect_policy = reconnect or ReconnectPolicy()
         self.resume = self.endpoints.is_gateway if resume is None else resume
         retry = retry or ReconnectPolicy(initial_delay=0.2, max_delay=5.0, max_attempts=6)
-        self._transport = make_transport(transport, api_key, self.endpoints, request_timeout, retry, http_client)
+        self._transport = make_transport(
+            transport, api_key, self.endpoints, request_timeout, retry, http_client
+        )
         self.transport = self._transport.name
         self.files = FileService(self._transport.http.client, self.endpoints.files_base)
         """The file service (``/api/file-to-text``, ``/api/presigned-url``): the cloud's, or the gateway's."""
@@ -189,7 +191,10 @@ class CaptivateChatAPI:
     async def _open_socket(self) -> None:
         url = f"{self.endpoints.ws_url}?apiKey={quote(self.api_key, safe='')}"
         socket = await self._transport.connect(
-            url, timeout=self.connect_timeout, ping_interval=self.ping_interval, ping_timeout=self.ping_timeout
+            url,
+            timeout=self.connect_timeout,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
         )
         try:
             while True:
@@ -217,7 +222,9 @@ class CaptivateChatAPI:
             self._set_state(ConnectionState.RECONNECTING)
             if not await self._reconnect():
                 self._set_state(ConnectionState.CLOSED)
-                self._link.fail_waiters(ChatConnectionError("the connection was lost and could not be restored"))
+                self._link.fail_waiters(
+                    ChatConnectionError("the connection was lost and could not be restored")
+                )
                 self._link.finish_all()
                 return
             self._set_state(ConnectionState.CONNECTED)
@@ -305,19 +312,30 @@ class CaptivateChatAPI:
     ) -> UserConversations:
         """The user's conversations; v2 (with a ``pagination`` block) when any option is given."""
         payload: dict[str, Any] = {"userId": user_id}
-        for key, value in (("filter", filter), ("search", search), ("pagination", pagination), ("apiKeys", api_keys)):
+        for key, value in (
+            ("filter", filter),
+            ("search", search),
+            ("pagination", pagination),
+            ("apiKeys", api_keys),
+        ):
             if value:
                 payload[key] = value
         event_type = "get_user_conversations_v2" if len(payload) > 1 else "get_user_conversations"
         body = await self._link.request(event_type, payload)
-        data = body.get("event", {}).get("event_payload", body) if isinstance(body.get("event"), dict) else body
+        data = (
+            body.get("event", {}).get("event_payload", body) if isinstance(body.get("event"), dict) else body
+        )
         conversations = [
-            (await self._client_for(item.get("apiKey")))._link.attach(item["conversation_id"], item.get("metadata") or {})
+            (await self._client_for(item.get("apiKey")))._link.attach(
+                item["conversation_id"], item.get("metadata") or {}
+            )
             for item in data.get("conversations", [])
             if isinstance(item, dict) and isinstance(item.get("conversation_id"), str)
         ]
         block = data.get("pagination")
-        return UserConversations(conversations, PageInfo.from_wire(block) if isinstance(block, dict) else None)
+        return UserConversations(
+            conversations, PageInfo.from_wire(block) if isinstance(block, dict) else None
+        )
 
     async def _client_for(self, api_key: Any) -> CaptivateChatAPI:
         """The client of a listed conversation's own key (as npm gives each item its ``apiKey``): this
@@ -349,7 +367,8 @@ class CaptivateChatAPI:
         """Delete every conversation of the user; returns how many (None if the platform does not say)."""
         if not user_id:
             raise ValueError("user_id is required")
-        body = await self._link.request("delete_user_conversations", {"userId": user_id, "softdelete": soft_delete})
+        body = await self._link.request(
+            "delete_user_conversations", {"userId": user_id, "softdelete": soft_delete}
+        )
         deleted = body.get("deleted")
         return deleted if isinstance(deleted, int) else None
-

@@ -37,7 +37,9 @@ class ConversationLink(Protocol):
     api_key: str
     files: FileService
 
-    async def request(self, event_type: str, payload: dict[str, Any], *, idempotent: bool = False) -> dict[str, Any]: ...
+    async def request(
+        self, event_type: str, payload: dict[str, Any], *, idempotent: bool = False
+    ) -> dict[str, Any]: ...
 
     async def send_message(self, payload: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -130,7 +132,9 @@ class Conversation:
             )
         return self._file_manager
 
-    async def send_message(self, content: str | dict[str, Any] | list[Any], *, client_msg_id: str | None = None) -> SentMessage:
+    async def send_message(
+        self, content: str | dict[str, Any] | list[Any], *, client_msg_id: str | None = None
+    ) -> SentMessage:
         """Send a user message (a string becomes ``{type: "text", text}``). Files go in ``files``: a
         :class:`FileInput`, a :class:`FileObject` or a list of them (``{"text": "…", "files": fi}``).
 
@@ -139,7 +143,12 @@ class Conversation:
         """
         body = wire_content(content) if not isinstance(content, str) else text_content(content)
         msg_id = client_msg_id or str(uuid.uuid4())
-        payload = {"type": "message_create", "client_msg_id": msg_id, "conversation_id": self.conversation_id, "content": body}
+        payload = {
+            "type": "message_create",
+            "client_msg_id": msg_id,
+            "conversation_id": self.conversation_id,
+            "content": body,
+        }
         ack = await self._link.send_message(payload)
         seq = ack.get("seq")
         return SentMessage(
@@ -156,7 +165,11 @@ class Conversation:
             raise TypeError("metadata must be a dict")
         await self._link.request(
             "metadata",
-            {"metadata": metadata, "client_msg_id": f"metadata-{uuid.uuid4()}", "conversation_id": self.conversation_id},
+            {
+                "metadata": metadata,
+                "client_msg_id": f"metadata-{uuid.uuid4()}",
+                "conversation_id": self.conversation_id,
+            },
         )
         self.metadata.update({k: v for k, v in metadata.items() if k != "private"})
 
@@ -183,7 +196,8 @@ class Conversation:
 
     async def send_action(self, action_id: str, data: dict[str, Any] | None = None) -> None:
         await self._link.request(
-            "action", {"type": "normal", "id": action_id, "data": data or {}, "conversation_id": self.conversation_id}
+            "action",
+            {"type": "normal", "id": action_id, "data": data or {}, "conversation_id": self.conversation_id},
         )
 
     async def edit_message(self, message_id: str, content: str | dict[str, Any]) -> None:
@@ -219,12 +233,16 @@ class Conversation:
         return entry.model_copy(update={"files": files})
 
     async def delete(self, *, soft_delete: bool = True) -> None:
-        await self._link.request("delete_conversation", {"conversation_id": self.conversation_id, "softdelete": soft_delete})
+        await self._link.request(
+            "delete_conversation", {"conversation_id": self.conversation_id, "softdelete": soft_delete}
+        )
         self._link.forget(self.conversation_id)
 
     async def subscribe(self, after_seq: int | None = None) -> dict[str, Any]:
         """Replay every event after ``after_seq`` (default: the last one received), then live (gateway only)."""
-        return await self._link.subscribe(self.conversation_id, self.last_seq if after_seq is None else after_seq)
+        return await self._link.subscribe(
+            self.conversation_id, self.last_seq if after_seq is None else after_seq
+        )
 
 
 class EventStream:
@@ -258,7 +276,6 @@ class EventStream:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,9 +79,13 @@ class HttpChannel:
         self, event_type: str, payload: dict[str, Any], socket_id: str | None, *, idempotent: bool
     ) -> dict[str, Any]:
         """POST one client event (see :meth:`send_envelope`)."""
-        return await self.send_envelope(encode_envelope(event_type, payload), socket_id, idempotent=idempotent)
+        return await self.send_envelope(
+            encode_envelope(event_type, payload), socket_id, idempotent=idempotent
+        )
 
-    async def send_envelope(self, envelope: dict[str, Any], socket_id: str | None, *, idempotent: bool) -> dict[str, Any]:
+    async def send_envelope(
+        self, envelope: dict[str, Any], socket_id: str | None, *, idempotent: bool
+    ) -> dict[str, Any]:
         """POST one envelope. ``idempotent`` events (a message with its ``client_msg_id``) are retried on
         lost connections, timeouts, 429 and 5xx with the same body; others only when nothing was sent, or
         when the gateway said to retry (429 or 503 with ``Retry-After``: refused before anything was done,
@@ -122,7 +126,9 @@ class HttpChannel:
             log.debug("retrying %s in %.2fs after %r", event_type, delay, failure)
             await asyncio.sleep(delay)
 
-    async def get_json(self, url: str, *, authenticated: bool = True, conversation_id: str | None = None) -> dict[str, Any]:
+    async def get_json(
+        self, url: str, *, authenticated: bool = True, conversation_id: str | None = None
+    ) -> dict[str, Any]:
         try:
             response = await self._client.get(url, headers=self._headers if authenticated else None)
         except httpx.TimeoutException as exc:

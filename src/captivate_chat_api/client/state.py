@@ -38,7 +38,9 @@ def check_transition(current: ConnectionState, new: ConnectionState) -> None:
         raise RuntimeError(f"invalid connection state change {current.value} -> {new.value}")
 
 
-def announce(previous: ConnectionState, state: ConnectionState, callbacks: list[Callable[[ConnectionState], Any]]) -> None:
+def announce(
+    previous: ConnectionState, state: ConnectionState, callbacks: list[Callable[[ConnectionState], Any]]
+) -> None:
     """Check the change, then call every ``on_state_change`` callback (a coroutine runs as a task)."""
     check_transition(previous, state)
     log.debug("connection %s -> %s", previous.value, state.value)

@@ -76,7 +76,9 @@ class AgentAPI:
         self.name = name
         self._token = token
         self._timeout = timeout
-        self._http = httpx.AsyncClient(base_url=f"{self.url}/api/agent", headers={"x-agent-token": token}, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=f"{self.url}/api/agent", headers={"x-agent-token": token}, timeout=timeout
+        )
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -95,7 +97,9 @@ class AgentAPI:
         try:
             data = response.json()
         except ValueError:
-            raise ChatConnectionError(f"{self.url} did not answer as a Captivate Chat gateway (no JSON)") from None
+            raise ChatConnectionError(
+                f"{self.url} did not answer as a Captivate Chat gateway (no JSON)"
+            ) from None
         return data if isinstance(data, dict) else {}
 
     def _who(self, socket_id: str | None) -> dict[str, Any]:
@@ -119,20 +123,27 @@ class AgentAPI:
         return await self._call("POST", f"/conversations/{conversation_id}/take", self._who(socket_id))
 
     async def send(self, conversation_id: str, text: str, socket_id: str | None = None) -> dict[str, Any]:
-        return await self._call("POST", f"/conversations/{conversation_id}/messages", {"text": text, **self._who(socket_id)})
+        return await self._call(
+            "POST", f"/conversations/{conversation_id}/messages", {"text": text, **self._who(socket_id)}
+        )
 
     async def end(self, conversation_id: str) -> dict[str, Any]:
         return await self._call("POST", f"/conversations/{conversation_id}/end")
 
     async def escalate(self, conversation_id: str, reason: str | None = None) -> dict[str, Any]:
-        return await self._call("POST", f"/conversations/{conversation_id}/escalate", {"reason": reason} if reason else {})
+        return await self._call(
+            "POST", f"/conversations/{conversation_id}/escalate", {"reason": reason} if reason else {}
+        )
 
     async def open_feed(self) -> AgentFeed:
         """Connect the live feed and wait for ``agent_connected``."""
         try:
             ws = await websockets.connect(
-                self.ws_url, additional_headers={"x-agent-token": self._token}, open_timeout=self._timeout,
-                close_timeout=2, max_size=2**24,
+                self.ws_url,
+                additional_headers={"x-agent-token": self._token},
+                open_timeout=self._timeout,
+                close_timeout=2,
+                max_size=2**24,
             )
         except websockets.InvalidStatus as exc:
             status = exc.response.status_code
@@ -153,4 +164,3 @@ class AgentAPI:
             pass
         await ws.close()
         raise ChatConnectionError("the live feed closed before agent_connected")
-

@@ -20,7 +20,9 @@ from .session import COMMANDS, ConsoleSession
 FULL_ID_LENGTH = 32  # conversation ids are 32 hex digits; shorter is a prefix
 
 # A help text that names the option, not a password.
-TOKEN_HINT = "check --token or CAPTIVATE_AGENT_TOKEN (a human token: captivate-chat tokens create --role human)"  # nosec B105
+TOKEN_HINT = (
+    "check --token or CAPTIVATE_AGENT_TOKEN (a human token: captivate-chat tokens create --role human)"  # nosec B105
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,9 @@ def _error(exc: CaptivateChatError, url: str, conversation_id: str | None = None
 
 def _api(url: str, token: str, name: str | None, screen: Screen) -> AgentAPI | None:
     if not token:
-        screen.fail("a human agent token is needed: --token TOKEN or the CAPTIVATE_AGENT_TOKEN environment variable")
+        screen.fail(
+            "a human agent token is needed: --token TOKEN or the CAPTIVATE_AGENT_TOKEN environment variable"
+        )
         return None
     if name is not None and not 0 < len(name) <= 100:
         screen.fail("--name must be 1 to 100 characters")
@@ -116,7 +120,9 @@ async def run_handoff(url: str, token: str, conversation_id: str, reason: str | 
         return 1
     finally:
         await api.close()
-    screen.show(system_block(f"conversation {conversation_id}: {record.get('state')} (a human can take it now)"))
+    screen.show(
+        system_block(f"conversation {conversation_id}: {record.get('state')} (a human can take it now)")
+    )
     return 0
 
 

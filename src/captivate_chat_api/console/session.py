@@ -24,7 +24,12 @@ COMMANDS = {
 }
 FEED_RECONNECT = ReconnectPolicy(initial_delay=0.25, max_delay=2.0, max_attempts=30)
 """About a minute of attempts: a restarting gateway is back within seconds, a console waits for it."""
-SENDERS = {"user": "user_message", "bot": "bot_message", "human_agent": "livechat_message", "system": "system_message"}
+SENDERS = {
+    "user": "user_message",
+    "bot": "bot_message",
+    "human_agent": "livechat_message",
+    "system": "system_message",
+}
 
 
 class UsageError(Exception):
@@ -68,7 +73,11 @@ class ConsoleSession:
         if event.type == "handoff_update" and cid:
             state, human = event.payload.get("state"), event.payload.get("human_agent")
             if state in ("waiting_human", "human"):
-                self.known[cid] = {**self.known.get(cid, {"conversation_id": cid}), "state": state, "human_agent": human}
+                self.known[cid] = {
+                    **self.known.get(cid, {"conversation_id": cid}),
+                    "state": state,
+                    "human_agent": human,
+                }
             else:
                 self.known.pop(cid, None)
             self.screen.show(queue_block(event.payload))
@@ -138,7 +147,9 @@ class ConsoleSession:
             for entry in data.get("transcript") or []:
                 if isinstance(entry.get("seq"), int) and entry["seq"] > self.taken[cid]:
                     payload = {"conversation_id": cid, "content": entry.get("content"), "seq": entry["seq"]}
-                    await self.on_event(FeedEvent(SENDERS.get(str(entry.get("from")), "system_message"), payload))
+                    await self.on_event(
+                        FeedEvent(SENDERS.get(str(entry.get("from")), "system_message"), payload)
+                    )
 
     # commands ---------------------------------------------------------------------------------------
 
@@ -149,13 +160,19 @@ class ConsoleSession:
             raise UsageError("which conversation? give its id (a prefix is enough)")
         wanted = prefix.lower()
         for attempt in range(2):
-            pool = list(among) if among is not None else [*self.known, *(c for c in self.taken if c not in self.known)]
+            pool = (
+                list(among)
+                if among is not None
+                else [*self.known, *(c for c in self.taken if c not in self.known)]
+            )
             matches = [c for c in pool if c.lower().startswith(wanted)]
             if len(matches) == 1:
                 return matches[0]
             if len(matches) > 1:
                 listed = ", ".join(short(c) for c in matches[:5])
-                raise UsageError(f"{prefix} matches {len(matches)} conversations ({listed}): type more of the id")
+                raise UsageError(
+                    f"{prefix} matches {len(matches)} conversations ({listed}): type more of the id"
+                )
             if among is not None or attempt:
                 break
             self.known = {str(c["conversation_id"]): c for c in await self.api.conversations()}
@@ -163,7 +180,9 @@ class ConsoleSession:
             raise UsageError(f"you have no conversation {prefix} (/list marks yours with +)")
         if len(prefix) >= 32:
             return prefix  # a full id: any conversation of the channel (an AI one can be taken too)
-        raise UsageError(f"no waiting or live conversation starts with {prefix} (/list shows them; a full id names any)")
+        raise UsageError(
+            f"no waiting or live conversation starts with {prefix} (/list shows them; a full id names any)"
+        )
 
     async def take(self, arg: str) -> None:
         cid = await self.resolve(arg)
@@ -181,17 +200,23 @@ class ConsoleSession:
             if data.get("state") == "human" and owner and owner == self.me:  # ours, from an earlier run
                 data = await self.api.conversation(cid, self.feed.socket_id)  # follow it again
                 self.taken[cid], self.current = int(data.get("last_seq") or 0), cid
-                self.screen.show(system_block(f"[{short(cid)} is live with you already: it is now the current one]"))
+                self.screen.show(
+                    system_block(f"[{short(cid)} is live with you already: it is now the current one]")
+                )
                 return
             if data.get("state") == "human":
-                raise UsageError(f"{short(cid)} is already taken by {owner or 'another human'} (409)") from None
+                raise UsageError(
+                    f"{short(cid)} is already taken by {owner or 'another human'} (409)"
+                ) from None
             raise UsageError(f"cannot take {short(cid)}: it is {data.get('state')} (409)") from None
         self.me = record.get("human_agent") or self.me  # the token's label: who we are to the gateway
         self.known[cid] = record
         self.taken[cid], self.current = int(record.get("last_seq") or 0), cid
         self.screen.show(
-            system_block(f"[you took {short(cid)} (user {record.get('user_id')}) as {record.get('human_agent')}: "
-                         "plain lines go to this user; /end hands it back to the AI]")
+            system_block(
+                f"[you took {short(cid)} (user {record.get('user_id')}) as {record.get('human_agent')}: "
+                "plain lines go to this user; /end hands it back to the AI]"
+            )
         )
         data = await self.api.conversation(cid)
         for block in context_blocks(data):
@@ -226,7 +251,9 @@ class ConsoleSession:
         except ProtocolError as exc:
             if exc.error_code == 409:
                 self._drop(cid)
-                raise UsageError(f"cannot send to {short(cid)}: it is no longer yours ({exc.error_desc})") from None
+                raise UsageError(
+                    f"cannot send to {short(cid)}: it is no longer yours ({exc.error_desc})"
+                ) from None
             raise
         if not self.screen.interactive:  # typed lines are on a terminal already, not in a log of piped input
             self.screen.show(Block("agent", text.splitlines() or [""], f"agent {short(cid)}> "))
@@ -290,7 +317,9 @@ class ConsoleSession:
             await asyncio.gather(following, return_exceptions=True)
             if self.taken:
                 ids = ", ".join(short(c) for c in self.taken)
-                self.screen.show(system_block(f"[still live with you: {ids}; their users wait until the chat is ended]"))
+                self.screen.show(
+                    system_block(f"[still live with you: {ids}; their users wait until the chat is ended]")
+                )
             return reading.result()
         reading.cancel()
         await asyncio.gather(reading, return_exceptions=True)

@@ -29,7 +29,9 @@ def clock(iso: Any) -> str:
         when = datetime.fromisoformat(str(iso)).astimezone()
     except ValueError:
         return str(iso or "")
-    return when.strftime("%H:%M:%S" if when.date() == datetime.now().astimezone().date() else "%Y-%m-%d %H:%M")
+    return when.strftime(
+        "%H:%M:%S" if when.date() == datetime.now().astimezone().date() else "%Y-%m-%d %H:%M"
+    )
 
 
 def state_text(state: Any, human_agent: Any) -> str:
@@ -45,14 +47,18 @@ def listing_block(conversations: list[dict[str, Any]], taken: set[str], current:
         cid = str(item.get("conversation_id"))
         mark = "*" if cid == current else "+" if cid in taken else " "
         state = state_text(item.get("state"), item.get("human_agent"))
-        lines.append(f"{mark} {short(cid)}  {state:<22} user {item.get('user_id')}  {clock(item.get('updated_at'))}")
+        lines.append(
+            f"{mark} {short(cid)}  {state:<22} user {item.get('user_id')}  {clock(item.get('updated_at'))}"
+        )
     return Block("info", lines)
 
 
 def queue_block(payload: dict[str, Any]) -> Block:
     """A ``handoff_update``: ``[queue] a1b2c3d4 waiting_human``."""
     cid = str(payload.get("conversation_id"))
-    return Block("update", [f"[queue] {short(cid)} {state_text(payload.get('state'), payload.get('human_agent'))}"])
+    return Block(
+        "update", [f"[queue] {short(cid)} {state_text(payload.get('state'), payload.get('human_agent'))}"]
+    )
 
 
 def _text(content: Any) -> list[str]:
@@ -77,7 +83,9 @@ def event_block(event: FeedEvent) -> Block | None:
     if event.type == "user_action":
         return Block("echo", [f"[{s} user action {p.get('id')} {compact(p.get('data') or {})}]"])
     if event.type == "general_error":
-        return Block("error", [f"[{s} error {p.get('error_code')}: {p.get('error_desc') or 'unknown error'}]"])
+        return Block(
+            "error", [f"[{s} error {p.get('error_code')}: {p.get('error_desc') or 'unknown error'}]"]
+        )
     return None  # deltas of a streamed reply, acks: the stored message follows
 
 
@@ -118,6 +126,13 @@ def context_blocks(data: dict[str, Any]) -> list[Block]:
     entries = _entries(data)
     blocks = [header_block(data)]
     if len(entries) > TAKE_CONTEXT:
-        blocks.append(Block("info", [f"({len(entries) - TAKE_CONTEXT} earlier messages: /open {short(str(data.get('conversation_id')))})"]))
+        blocks.append(
+            Block(
+                "info",
+                [
+                    f"({len(entries) - TAKE_CONTEXT} earlier messages: /open {short(str(data.get('conversation_id')))})"
+                ],
+            )
+        )
     blocks.append(transcript_block(entries[-TAKE_CONTEXT:]))
     return blocks

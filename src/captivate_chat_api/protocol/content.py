@@ -22,4 +22,9 @@ def normalize_content(value: Any) -> Any:
 def is_empty_text(content: Any) -> bool:
     """True for ``{type: "text", text: ""}``: the bot-first trigger, not a user utterance (a files-only
     message, ``{type: "text", text: "", files}``, is one)."""
-    return isinstance(content, dict) and content.get("type") == "text" and content.get("text") == "" and not content.get("files")
+    return (
+        isinstance(content, dict)
+        and content.get("type") == "text"
+        and content.get("text") == ""
+        and not content.get("files")
+    )

@@ -155,4 +155,3 @@ def needs_refresh(file: dict[str, Any], now: float, window: float = REFRESH_WIND
     if not isinstance(expires, (int, float)) or isinstance(expires, bool):
         return True  # an unknown expiry (null) is refreshed rather than trusted
     return expires - now < window
-

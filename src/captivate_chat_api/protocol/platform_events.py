@@ -9,7 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ProtocolError
 
-UPDATE_TYPES = ("livechat_started", "livechat_ended", "agent_changed", "title_changed", "metadata_changed", "deleted")
+UPDATE_TYPES = (
+    "livechat_started",
+    "livechat_ended",
+    "agent_changed",
+    "title_changed",
+    "metadata_changed",
+    "deleted",
+)
 
 
 class PlatformEvent(BaseModel):
@@ -22,7 +29,11 @@ class PlatformEvent(BaseModel):
 
     def to_frame(self, request_id: str | None = None) -> str:
         """The frame of this event, with exactly the fields it was built with (in declaration order)."""
-        return encode_frame(self.event_type, self.model_dump(exclude={"event_type"}, exclude_unset=True), request_id=request_id)
+        return encode_frame(
+            self.event_type,
+            self.model_dump(exclude={"event_type"}, exclude_unset=True),
+            request_id=request_id,
+        )
 
 
 class SocketConnected(PlatformEvent):
@@ -189,7 +200,9 @@ _MODELS: tuple[type[PlatformEvent], ...] = (
     HandoffUpdate,
     *LEGACY_REPLY_MODELS,
 )
-PLATFORM_EVENT_MODELS: dict[str, type[PlatformEvent]] = {model.model_fields["event_type"].default: model for model in _MODELS}
+PLATFORM_EVENT_MODELS: dict[str, type[PlatformEvent]] = {
+    model.model_fields["event_type"].default: model for model in _MODELS
+}
 
 
 def make_frame(event_type: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:

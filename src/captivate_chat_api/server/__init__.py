@@ -27,7 +27,9 @@ def __getattr__(name: str) -> Any:
             from .settings import Settings
 
             return Settings
-    except ModuleNotFoundError as exc:  # a client-only install: say which extra, not "No module named 'fastapi'"
+    except (
+        ModuleNotFoundError
+    ) as exc:  # a client-only install: say which extra, not "No module named 'fastapi'"
         raise ModuleNotFoundError(
             f"captivate_chat_api.server.{name} needs the server extra ({exc.name} is not installed): {INSTALL_HINT}",
             name=exc.name,

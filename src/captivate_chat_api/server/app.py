@@ -60,7 +60,11 @@ class AccessLog:
             await self.app(scope, receive, record)
         finally:
             access_log.info(
-                '%s %s %d %.1fms', scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
             )
 
 
@@ -115,7 +119,9 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
         await gateway.start()
         app.state.gateway = gateway
         app.state.files = await open_files(settings, gateway)
-        trimmer = asyncio.get_running_loop().create_task(trim_after_load(lambda: len(gateway.hub.connections())))
+        trimmer = asyncio.get_running_loop().create_task(
+            trim_after_load(lambda: len(gateway.hub.connections()))
+        )
         try:
             yield
         finally:
@@ -184,7 +190,9 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = http.describe_hot_routes(get_openapi(title=app.title, version=app.version, routes=app.routes))
+            app.openapi_schema = http.describe_hot_routes(
+                get_openapi(title=app.title, version=app.version, routes=app.routes)
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

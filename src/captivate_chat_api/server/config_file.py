@@ -101,7 +101,9 @@ def _without_password(text: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
 
 
-def sources(settings_cls: type[BaseSettings], flags: dict[str, Any], file_values: dict[str, Any]) -> dict[str, str]:
+def sources(
+    settings_cls: type[BaseSettings], flags: dict[str, Any], file_values: dict[str, Any]
+) -> dict[str, str]:
     """Where each setting's value came from: flag, env, file or default."""
     env = EnvSettingsSource(settings_cls)()
     origin = {}

@@ -35,7 +35,9 @@ class Connection:
 
     is_remote = False
 
-    def __init__(self, websocket: WebSocketLike, channel: Channel, queue_frames: int, role: str = "client") -> None:
+    def __init__(
+        self, websocket: WebSocketLike, channel: Channel, queue_frames: int, role: str = "client"
+    ) -> None:
         self.socket_id = uuid.uuid4().hex
         self.channel = channel
         self.role = role
@@ -154,7 +156,9 @@ class Connection:
                 await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
             except (TimeoutError, asyncio.CancelledError):
                 self._writer.cancel()
-                with contextlib.suppress(Exception):  # bounded: a peer that stopped reading would hang shutdown
+                with contextlib.suppress(
+                    Exception
+                ):  # bounded: a peer that stopped reading would hang shutdown
                     await asyncio.wait_for(self._websocket.close(code, reason), flush_timeout)
 
     async def stop(self) -> None:

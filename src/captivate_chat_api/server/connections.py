@@ -42,9 +42,16 @@ def raise_fd_limit() -> tuple[int, int]:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError) as exc:
-            log.warning("file descriptor limit: could not raise the soft limit %d to %d: %s", soft, target, exc)
+            log.warning(
+                "file descriptor limit: could not raise the soft limit %d to %d: %s", soft, target, exc
+            )
             target = soft
-    log.info("file descriptor limit: soft %d (was %d), hard %s", target, soft, "unlimited" if hard == resource.RLIM_INFINITY else hard)
+    log.info(
+        "file descriptor limit: soft %d (was %d), hard %s",
+        target,
+        soft,
+        "unlimited" if hard == resource.RLIM_INFINITY else hard,
+    )
     _raised = (target, hard)
     return _raised
 
@@ -57,7 +64,12 @@ def connection_cap(configured: int, soft_limit: int) -> int:
 
 def _status_bytes(status: int, reason: str, desc: str, retry_after: int | None = None) -> bytes:
     body = json.dumps({"error_code": status, "error_desc": desc}).encode()
-    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}", "connection: close"]
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+    ]
     if retry_after:
         head.append(f"retry-after: {retry_after}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -75,17 +87,24 @@ def websocket_accepted(protocol: object, http_protocol: object) -> bool:
     return bool(event is not None and event.is_set())
 
 
-def protocol_class(*, header_timeout: float, max_connections: int, max_head_bytes: int) -> type[asyncio.Protocol] | None:
+def protocol_class(
+    *, header_timeout: float, max_connections: int, max_head_bytes: int
+) -> type[asyncio.Protocol] | None:
     """uvicorn's httptools protocol with the bounds above; None when httptools is not installed (uvicorn's
     h11 protocol is used then, with its own limit on a request head's size but no header deadline)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
         return None
-    full = _status_bytes(503, "Service Unavailable", f"too many open connections (limit {max_connections}); retry", 1)
-    slow = _status_bytes(408, "Request Timeout", f"request head or handshake not complete within {header_timeout:g} s")
+    full = _status_bytes(
+        503, "Service Unavailable", f"too many open connections (limit {max_connections}); retry", 1
+    )
+    slow = _status_bytes(
+        408, "Request Timeout", f"request head or handshake not complete within {header_timeout:g} s"
+    )
     large = _status_bytes(
-        431, "Request Header Fields Too Large",
+        431,
+        "Request Header Fields Too Large",
         f"request head too large (limit {max_head_bytes} bytes; a WebSocket handshake: {WS_MAX_LINE} bytes a line)",
     )
 
@@ -176,7 +195,12 @@ def uvicorn_options(settings: Any) -> dict[str, Any]:
         options["http"] = protocol
     else:  # pragma: no cover
         options["limit_concurrency"] = cap
-    log.debug("open connections capped at %d; request heads within %g s and %d bytes", cap, settings.header_timeout, settings.max_head_bytes)
+    log.debug(
+        "open connections capped at %d; request heads within %g s and %d bytes",
+        cap,
+        settings.header_timeout,
+        settings.max_head_bytes,
+    )
     return options
 
 

@@ -45,20 +45,32 @@ class Gateway:
     _revalidation: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(cls, settings: Settings, agent: Agent | None = None, *, metrics: Metrics | None = None) -> Gateway:
+    def build(
+        cls, settings: Settings, agent: Agent | None = None, *, metrics: Metrics | None = None
+    ) -> Gateway:
         """Wire the parts; ``agent``, when given, answers for every channel (embedding, tests)."""
         metrics = metrics or Metrics()
         store = store_from_url(
-            settings.database, synchronous=settings.sqlite_synchronous, busy_timeout=settings.sqlite_busy_timeout,
-            connect_timeout=settings.pg_connect_timeout, statement_timeout=settings.pg_statement_timeout,
+            settings.database,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout=settings.sqlite_busy_timeout,
+            connect_timeout=settings.pg_connect_timeout,
+            statement_timeout=settings.pg_statement_timeout,
             acquire_timeout=settings.pg_acquire_timeout,
         )
-        hub = Hub(max_outbound_frame_bytes=settings.max_outbound_frame_bytes, message_link_base=lambda: settings.base_url)
+        hub = Hub(
+            max_outbound_frame_bytes=settings.max_outbound_frame_bytes,
+            message_link_base=lambda: settings.base_url,
+        )
         metrics.watch_sockets(hub.connections)
         timeline = Timeline(store, hub, metrics=metrics)
         livechat = LiveChat(timeline)
         runner = AgentRunner(
-            timeline, livechat, timeout=settings.agent_timeout, agent=agent, metrics=metrics,
+            timeline,
+            livechat,
+            timeout=settings.agent_timeout,
+            agent=agent,
+            metrics=metrics,
             max_metadata_bytes=settings.max_metadata_bytes,
             base_url=lambda: settings.base_url,
         )
@@ -67,8 +79,12 @@ class Gateway:
         broker = broker_from_url(settings.broker, namespace) if settings.broker else MemoryBroker()
         relay = Relay(hub, store, broker, metrics=metrics)
         limits = Limits(
-            settings.rate_per_socket, settings.burst_per_socket, settings.rate_per_key, settings.burst_per_key,
-            in_flight_per_key=settings.in_flight_per_key, in_flight_total=settings.in_flight_total,
+            settings.rate_per_socket,
+            settings.burst_per_socket,
+            settings.rate_per_key,
+            settings.burst_per_key,
+            in_flight_per_key=settings.in_flight_per_key,
+            in_flight_total=settings.in_flight_total,
         )
         handlers = Handlers(
             store,
@@ -81,7 +97,20 @@ class Gateway:
             starts_per_minute=settings.starts_per_minute_per_key,
             metrics=metrics,
         )
-        return cls(settings, store, hub, timeline, runner, livechat, auth, handlers, limits, metrics, relay, broker=broker if settings.broker else None)
+        return cls(
+            settings,
+            store,
+            hub,
+            timeline,
+            runner,
+            livechat,
+            auth,
+            handlers,
+            limits,
+            metrics,
+            relay,
+            broker=broker if settings.broker else None,
+        )
 
     async def start(self) -> None:
         await self.store.open()
@@ -119,7 +148,9 @@ class Gateway:
             if not verdict:
                 self.auth.forget(credential)  # refused from now on, not only after the cache expires
                 closed += 1
-                asyncio.get_running_loop().create_task(connection.close(CLOSE_POLICY_VIOLATION, "credential revoked"))
+                asyncio.get_running_loop().create_task(
+                    connection.close(CLOSE_POLICY_VIOLATION, "credential revoked")
+                )
         return closed
 
     async def stop(self) -> None:
@@ -140,6 +171,8 @@ async def register_key(store: Store, key: str, name: str | None = None) -> Chann
     digest = hash_key(key)
     if await store.key_exists(digest):
         return await store.channel_for_key_hash(digest)
-    channel = await store.create_channel_with_key(name or f"channel {display_prefix(key)}", digest, display_prefix(key))
+    channel = await store.create_channel_with_key(
+        name or f"channel {display_prefix(key)}", digest, display_prefix(key)
+    )
     log.info("registered API key %s as channel %s", display_prefix(key), channel.id)
     return channel

@@ -168,7 +168,9 @@ class Handlers:
         self.runner = runner
         self.auth = auth
         self.max_files_per_message = 10
-        self.fresh_file_urls: Callable[[str, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]] | None = None
+        self.fresh_file_urls: (
+            Callable[[str, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]] | None
+        ) = None
         """Gives the agent's copy of a message's stored files fresh download URLs (the file service)."""
         self.on_hard_delete: Callable[[], Awaitable[int]] | None = None
         """Called after a hard delete (the file service removes the deleted conversations' files)."""
@@ -205,7 +207,9 @@ class Handlers:
         else:
             self.hub.bind(conversation_id, connection)
 
-    async def conversation(self, request: Request, conversation_id: str, *, bind: bool = True) -> ConversationRecord:
+    async def conversation(
+        self, request: Request, conversation_id: str, *, bind: bool = True
+    ) -> ConversationRecord:
         """The caller's live conversation, bound to the caller's socket; 404 for unknown, deleted or foreign ids."""
         record = await self.store.get_conversation(request.channel.id, conversation_id)
         if record is None:
@@ -220,7 +224,9 @@ class Handlers:
     async def conversation_start(self, request: Request, payload: ConversationStart) -> Reply:
         wait = self.starts.take(request.channel.id)
         if wait:
-            raise RateLimitError(429, f"too many conversations started; retry in {wait:.1f} s", retry_after=wait)
+            raise RateLimitError(
+                429, f"too many conversations started; retry in {wait:.1f} s", retry_after=wait
+            )
         self.check_metadata_size(payload.public_metadata, payload.private_metadata)
         check_size(self.max_user_info_bytes, "userBasicInfo", payload.userBasicInfo)
         conversation_id = str(uuid.uuid4())
@@ -248,7 +254,11 @@ class Handlers:
     async def user_message(self, request: Request, payload: UserMessage) -> Reply:
         await self.check(request, payload.conversation_id)
         if len(content_files(payload.content)) > self.max_files_per_message:
-            raise ProtocolError(400, f"a message may carry at most {self.max_files_per_message} files", payload.conversation_id)
+            raise ProtocolError(
+                400,
+                f"a message may carry at most {self.max_files_per_message} files",
+                payload.conversation_id,
+            )
         try:
             event, created, record = await self.timeline.append_user_turn(
                 request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
@@ -286,14 +296,18 @@ class Handlers:
         public = {k: v for k, v in payload.metadata.items() if k != "private"}
         current = await self.conversation(request, payload.conversation_id)
         self.check_metadata_size({**current.metadata, **public}, {**current.private_metadata, **private})
-        record = await self.store.update_metadata(request.channel.id, payload.conversation_id, public, private)
+        record = await self.store.update_metadata(
+            request.channel.id, payload.conversation_id, public, private
+        )
         if record is None:
             raise ConversationNotFound(payload.conversation_id)
         if public:
             await self._append(
                 request,
                 payload.conversation_id,
-                NewEvent("conversation_update", {"type": "metadata_changed", "data": {"metadata": record.metadata}}),
+                NewEvent(
+                    "conversation_update", {"type": "metadata_changed", "data": {"metadata": record.metadata}}
+                ),
             )
         return Reply(
             {"status": "success", "conversation_id": payload.conversation_id, "metadata": record.metadata},
@@ -312,7 +326,9 @@ class Handlers:
     async def action(self, request: Request, payload: ClientAction) -> Reply:
         await self.check(request, payload.conversation_id)
         (event,) = await self._append(
-            request, payload.conversation_id, NewEvent("user_action", {"id": payload.id, "data": payload.data})
+            request,
+            payload.conversation_id,
+            NewEvent("user_action", {"id": payload.id, "data": payload.data}),
         )
         channel, conversation_id = request.channel, payload.conversation_id
         incoming = IncomingAction(id=payload.id, payload=payload.data)
@@ -334,21 +350,31 @@ class Handlers:
             raise ProtocolError(403, str(exc), payload.conversation_id) from None
         if edited is None:
             raise ProtocolError(404, "message not found", payload.conversation_id)
-        body = {"status": "success", "conversation_id": payload.conversation_id, "message_id": payload.message_id}
+        body = {
+            "status": "success",
+            "conversation_id": payload.conversation_id,
+            "message_id": payload.message_id,
+        }
         return Reply(body, replies.EDIT_MESSAGE_SUCCESS, dict(body))
 
     async def delete_conversation(self, request: Request, payload: DeleteConversation) -> Reply:
         conversation_id = payload.conversation_id
         await self.conversation(request, conversation_id, bind=False)
         async with self.timeline.lock(conversation_id):
-            deleted = await self.store.delete_conversation(request.channel.id, conversation_id, payload.softdelete)
+            deleted = await self.store.delete_conversation(
+                request.channel.id, conversation_id, payload.softdelete
+            )
             if not deleted:
                 raise ConversationNotFound(conversation_id)
             self.hub.broadcast(
                 conversation_id,
                 encode_frame(
                     "conversation_update",
-                    {"type": "deleted", "conversation_id": conversation_id, "data": {"soft": payload.softdelete}},
+                    {
+                        "type": "deleted",
+                        "conversation_id": conversation_id,
+                        "data": {"soft": payload.softdelete},
+                    },
                 ),
             )
             self.hub.unbind_all(conversation_id)
@@ -361,7 +387,9 @@ class Handlers:
         )
 
     async def delete_user_conversations(self, request: Request, payload: DeleteUserConversations) -> Reply:
-        count = await self.store.delete_user_conversations(request.channel.id, payload.userId, payload.softdelete)
+        count = await self.store.delete_user_conversations(
+            request.channel.id, payload.userId, payload.softdelete
+        )
         if count and not payload.softdelete and self.on_hard_delete is not None:
             await self.on_hard_delete()
         body = {"status": "success", "userId": payload.userId, "deleted": count}
@@ -370,7 +398,9 @@ class Handlers:
     async def get_user_conversations(self, request: Request, payload: GetUserConversations) -> Reply:
         page = await self.store.list_conversations(ListQuery([request.channel.id], payload.userId))
         conversations = [conversation_item(r, request.api_key) for r in page.items]
-        return Reply({"conversations": conversations}, replies.USER_CONVERSATIONS, {"conversations": conversations})
+        return Reply(
+            {"conversations": conversations}, replies.USER_CONVERSATIONS, {"conversations": conversations}
+        )
 
     async def get_user_conversations_v2(self, request: Request, payload: GetUserConversationsV2) -> Reply:
         keys_by_channel = {request.channel.id: request.api_key}
@@ -406,7 +436,11 @@ class Handlers:
     async def transcript(self, channel: Channel, conversation_id: str) -> list[dict[str, Any]]:
         if await self.store.get_conversation(channel.id, conversation_id) is None:
             raise ConversationNotFound(conversation_id)
-        return [transcript_entry(e) for e in await self.store.messages(conversation_id) if is_transcript_message(e)]
+        return [
+            transcript_entry(e)
+            for e in await self.store.messages(conversation_id)
+            if is_transcript_message(e)
+        ]
 
     async def transcript_request(self, request: Request, payload: TranscriptRequest) -> Reply:
         await self.conversation(request, payload.conversation_id)
@@ -420,14 +454,22 @@ class Handlers:
     async def subscribe(self, request: Request, payload: Subscribe) -> Reply:
         connection = request.connection
         if connection is None:
-            raise ProtocolError(400, "subscribe needs the socket_id of a live WebSocket", payload.conversation_id)
+            raise ProtocolError(
+                400, "subscribe needs the socket_id of a live WebSocket", payload.conversation_id
+            )
         try:
             last_seq = await self.timeline.subscribe(connection, payload.conversation_id, payload.after_seq)
         except LookupError:
             raise NotReplayable(payload.conversation_id) from None
-        body: dict[str, Any] = {"conversation_id": payload.conversation_id, "last_seq": last_seq, "recovered": True}
+        body: dict[str, Any] = {
+            "conversation_id": payload.conversation_id,
+            "last_seq": last_seq,
+            "recovered": True,
+        }
         if payload.after_seq is not None and payload.after_seq > last_seq:
-            body.update(recovered=False, reason="after_seq is ahead of the stored log; events may have been lost")
+            body.update(
+                recovered=False, reason="after_seq is ahead of the stored log; events may have been lost"
+            )
         return Reply(body, replies.SUBSCRIBE_SUCCESS, dict(body))
 
     async def _append(self, request: Request, conversation_id: str, event: NewEvent) -> list[StoredEvent]:

@@ -55,11 +55,15 @@ _JOINED = "{human} joined the conversation."
 _ENDED = "The live chat has ended."
 
 TABLE: dict[tuple[HandoffState, HandoffEvent, Actor], Transition] = {
-    (AI, HandoffEvent.ESCALATE, Actor.ANY): Transition(WAITING, "You are being connected to a human agent.", "livechat_started"),
+    (AI, HandoffEvent.ESCALATE, Actor.ANY): Transition(
+        WAITING, "You are being connected to a human agent.", "livechat_started"
+    ),
     # a human stepped in without an escalation: the client learns that live chat started
     (AI, HandoffEvent.TAKE, Actor.ANY): Transition(HUMAN, _JOINED, "livechat_started"),
     (WAITING, HandoffEvent.TAKE, Actor.ANY): Transition(HUMAN, _JOINED, None),
-    (HUMAN, HandoffEvent.TAKE_OVER, Actor.OTHER): Transition(HUMAN, "{human} took over the conversation from {previous}.", None),
+    (HUMAN, HandoffEvent.TAKE_OVER, Actor.OTHER): Transition(
+        HUMAN, "{human} took over the conversation from {previous}.", None
+    ),
     (HUMAN, HandoffEvent.REPLY, Actor.OWNER): Transition(HUMAN, None, None),
     (WAITING, HandoffEvent.END, Actor.ANY): Transition(AI, _ENDED, "livechat_ended"),
     (HUMAN, HandoffEvent.END, Actor.OWNER): Transition(AI, _ENDED, "livechat_ended"),

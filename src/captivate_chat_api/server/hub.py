@@ -181,8 +181,15 @@ class Hub:
             return
         for connection in tuple(bound):
             last = connection.position(conversation_id)
-            if last is not None and seq > last + 1 and self.on_gap is not None and not connection.replaying(conversation_id):
-                self.on_gap(connection, conversation_id)  # the fill delivers this one too, after the missing ones
+            if (
+                last is not None
+                and seq > last + 1
+                and self.on_gap is not None
+                and not connection.replaying(conversation_id)
+            ):
+                self.on_gap(
+                    connection, conversation_id
+                )  # the fill delivers this one too, after the missing ones
                 continue
             connection.deliver(conversation_id, seq, text)
 

@@ -86,8 +86,14 @@ class Limits:
     """The gateway's rate limits for client events."""
 
     def __init__(
-        self, socket_rate: float, socket_burst: float, key_rate: float, key_burst: float, *,
-        in_flight_per_key: int = 0, in_flight_total: int = 0,
+        self,
+        socket_rate: float,
+        socket_burst: float,
+        key_rate: float,
+        key_burst: float,
+        *,
+        in_flight_per_key: int = 0,
+        in_flight_total: int = 0,
     ) -> None:
         self.per_socket = RateLimiter(socket_rate, socket_burst)
         self.per_key = RateLimiter(key_rate, key_burst)

@@ -26,7 +26,12 @@ class AgentIdentity:
 
 
 def system_message(text: str, **extra: Any) -> NewEvent:
-    return NewEvent("system_message", {"content": text_content(text), **extra}, sender="system", message_id=new_message_id())
+    return NewEvent(
+        "system_message",
+        {"content": text_content(text), **extra},
+        sender="system",
+        message_id=new_message_id(),
+    )
 
 
 class LiveChat:
@@ -41,12 +46,19 @@ class LiveChat:
         return record
 
     def _events(
-        self, rule: Transition, event: HandoffEvent, agent: AgentIdentity | None, current: ConversationRecord,
-        reason: str | None, previous_name: str | None,
+        self,
+        rule: Transition,
+        event: HandoffEvent,
+        agent: AgentIdentity | None,
+        current: ConversationRecord,
+        reason: str | None,
+        previous_name: str | None,
     ) -> list[NewEvent]:
         events: list[NewEvent] = []
         if rule.system_text:
-            text = rule.system_text.format(human=agent.name if agent else "A human agent", previous=previous_name or "another agent")
+            text = rule.system_text.format(
+                human=agent.name if agent else "A human agent", previous=previous_name or "another agent"
+            )
             extra: dict[str, Any] = {"handoff": rule.target.value}
             if event is HandoffEvent.TAKE_OVER and agent is not None:
                 extra["transfer"] = {"from": current.human_agent, "to": agent.id}
@@ -61,8 +73,14 @@ class LiveChat:
         return events
 
     async def apply(
-        self, channel_id: str, conversation_id: str, event: HandoffEvent | str, *, agent: AgentIdentity | None = None,
-        reason: str | None = None, previous_name: str | None = None,
+        self,
+        channel_id: str,
+        conversation_id: str,
+        event: HandoffEvent | str,
+        *,
+        agent: AgentIdentity | None = None,
+        reason: str | None = None,
+        previous_name: str | None = None,
     ) -> ConversationRecord:
         """Run hand-off ``event`` (escalate | take | take_over | end) as ``agent`` (None: the AI agent or the
         platform). Raises HandoffConflict or LookupError.
@@ -94,13 +112,18 @@ class LiveChat:
         self.notify(record, agent.name if agent and rule.target is HandoffState.HUMAN else None)
         return record
 
-    async def human_message(self, channel_id: str, conversation_id: str, agent: AgentIdentity, content: Any) -> StoredEvent:
+    async def human_message(
+        self, channel_id: str, conversation_id: str, agent: AgentIdentity, content: Any
+    ) -> StoredEvent:
         """A message from the human who owns the live chat, delivered as ``livechat_message`` with the
         agent's display name (``agent_name``)."""
         current = await self._current(channel_id, conversation_id)
         next_transition(current.handoff, HandoffEvent.REPLY, actor_of(current.human_agent, agent.id))
         event = NewEvent(
-            "livechat_message", {"content": content, "agent_name": agent.name}, sender="human_agent", message_id=new_message_id()
+            "livechat_message",
+            {"content": content, "agent_name": agent.name},
+            sender="human_agent",
+            message_id=new_message_id(),
         )
         result = await self.timeline.transition(
             channel_id,
@@ -110,17 +133,25 @@ class LiveChat:
             events=[event],
         )
         if result is None:
-            raise HandoffConflict(HandoffEvent.REPLY.value, (await self._current(channel_id, conversation_id)).handoff)
+            raise HandoffConflict(
+                HandoffEvent.REPLY.value, (await self._current(channel_id, conversation_id)).handoff
+            )
         return result[1][0]
 
-    async def switch_agent(self, channel_id: str, conversation_id: str, agent_id: str, data: dict[str, Any]) -> ConversationRecord:
+    async def switch_agent(
+        self, channel_id: str, conversation_id: str, agent_id: str, data: dict[str, Any]
+    ) -> ConversationRecord:
         """``escalate_to_agent`` / ``escalate_to_agent_router``: another AI agent takes the conversation."""
         result = await self.timeline.transition(
             channel_id,
             conversation_id,
             allowed_from=ANY_STATE,
             agent=agent_id,
-            events=[NewEvent("conversation_update", {"type": "agent_changed", "data": {"agent_id": agent_id, **data}})],
+            events=[
+                NewEvent(
+                    "conversation_update", {"type": "agent_changed", "data": {"agent_id": agent_id, **data}}
+                )
+            ],
         )
         if result is None:  # cannot happen: every state is allowed
             raise HandoffConflict("switch agent", "unknown")

@@ -14,11 +14,21 @@ from typing import Any
 
 from ..redact import RedactSecrets, redact
 
-__all__ = ["DropDenialNoise", "JsonFormatter", "RedactSecrets", "TextFormatter", "configure_logging", "redact"]
+__all__ = [
+    "DropDenialNoise",
+    "JsonFormatter",
+    "RedactSecrets",
+    "TextFormatter",
+    "configure_logging",
+    "redact",
+]
 
 # attributes every record has; anything else was passed as ``extra=`` (uvicorn's color_message is noise)
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName", "color_message",
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
 }
 
 

@@ -67,7 +67,9 @@ class _SocketCollector:
         for connection in self.source() if self.source is not None else ():
             if connection.role in counts:
                 counts[connection.role] += 1
-        family = GaugeMetricFamily("captivate_open_sockets", "Open WebSockets, by role (client or human agent)", labels=["role"])
+        family = GaugeMetricFamily(
+            "captivate_open_sockets", "Open WebSockets, by role (client or human agent)", labels=["role"]
+        )
         for role, count in counts.items():
             family.add_metric([role], count)
         yield family
@@ -102,23 +104,34 @@ class Metrics:
             "captivate_conversations_started", "Conversations started", registry=r
         )
         self.client_events = Counter(
-            "captivate_client_events", "Client events served, by event type and transport",
-            ["event_type", "transport"], registry=r,
+            "captivate_client_events",
+            "Client events served, by event type and transport",
+            ["event_type", "transport"],
+            registry=r,
         )
         self.messages = Counter(
-            "captivate_messages", "Messages stored: in (user_message) and out (bot_message, livechat_message)",
-            ["direction", "event_type"], registry=r,
+            "captivate_messages",
+            "Messages stored: in (user_message) and out (bot_message, livechat_message)",
+            ["direction", "event_type"],
+            registry=r,
         )
         self.errors = Counter(
-            "captivate_errors", "Errors by error_code: HTTP answers, WebSocket general_error frames and "
-            "refused upgrades, and agent failures stored as general_error", ["source", "error_code"], registry=r,
+            "captivate_errors",
+            "Errors by error_code: HTTP answers, WebSocket general_error frames and "
+            "refused upgrades, and agent failures stored as general_error",
+            ["source", "error_code"],
+            registry=r,
         )
         self.agent_latency = Histogram(
-            "captivate_agent_latency_seconds", "Agent call duration, by agent kind and outcome (ok, error, timeout)",
-            ["kind", "outcome"], buckets=AGENT_BUCKETS, registry=r,
+            "captivate_agent_latency_seconds",
+            "Agent call duration, by agent kind and outcome (ok, error, timeout)",
+            ["kind", "outcome"],
+            buckets=AGENT_BUCKETS,
+            registry=r,
         )
         self.broker_lag = Gauge(
-            "captivate_broker_lag_seconds", "Delay of events relayed by the broker from other nodes (0: no broker)",
+            "captivate_broker_lag_seconds",
+            "Delay of events relayed by the broker from other nodes (0: no broker)",
             registry=r,
         )
         self._client_event_types = frozenset(CLIENT_EVENT_MODELS)

@@ -31,7 +31,12 @@ GC_YOUNG_THRESHOLD = 20_000
 
 class GatewayServer(uvicorn.Server):
     def __init__(
-        self, config: uvicorn.Config, app: FastAPI, on_ready: Callable[[str, int], None] | None, *, own_process: bool = False
+        self,
+        config: uvicorn.Config,
+        app: FastAPI,
+        on_ready: Callable[[str, int], None] | None,
+        *,
+        own_process: bool = False,
     ) -> None:
         super().__init__(config)
         self._app = app

@@ -144,8 +144,14 @@ class Settings(BaseSettings):
     def export_agent_settings(self) -> None:
         """Hand the ``agent_*`` settings (which may come from the config file) to the ``openai:`` agent,
         which reads them from the environment; a variable already set wins, as env beats the file."""
-        names = ("agent_base_url", "agent_api_key", "agent_system_prompt", "agent_history", "agent_max_retries",
-                 "agent_file_chars")
+        names = (
+            "agent_base_url",
+            "agent_api_key",
+            "agent_system_prompt",
+            "agent_history",
+            "agent_max_retries",
+            "agent_file_chars",
+        )
         for name in names:
             value = getattr(self, name)
             if value is not None:
@@ -208,7 +214,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         path = config_path(getattr(init_settings, "init_kwargs", {}).get("config"))
-        return init_settings, env_settings, dotenv_settings, ConfigFileSource(settings_cls, path), file_secret_settings
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            ConfigFileSource(settings_cls, path),
+            file_secret_settings,
+        )
 
     @property
     def base_url(self) -> str:

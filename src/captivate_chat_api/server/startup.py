@@ -17,7 +17,13 @@ from ..errors import CaptivateChatError
 from ..redact import redact
 
 # A module a feature needs -> the extra that installs it.
-EXTRAS = {"asyncpg": "postgres", "redis": "redis", "openai": "openai", "fastapi": "server", "uvicorn": "server"}
+EXTRAS = {
+    "asyncpg": "postgres",
+    "redis": "redis",
+    "openai": "openai",
+    "fastapi": "server",
+    "uvicorn": "server",
+}
 
 
 class StartupError(CaptivateChatError):
@@ -108,7 +114,9 @@ def _sqlite(exc: sqlite3.Error, database: str) -> str:
         return f"the database {path} is read-only: make the file and its folder writable, or pass --database"
     if "unable to open" in text:
         folder = Path(path).expanduser().parent
-        return f"cannot open the database {path}: is {folder} a writable folder? pass --database sqlite:///PATH"
+        return (
+            f"cannot open the database {path}: is {folder} a writable folder? pass --database sqlite:///PATH"
+        )
     if "not a database" in text or "malformed" in text:
         return f"{path} is not a usable SQLite database ({text}): pass --database with another file"
     return f"the database {path} failed: {text}"

@@ -56,12 +56,20 @@ class Timeline:
             self.metrics.stored(event)
             if debug:
                 log.debug(
-                    "stored %s seq %d", event.event_type, event.seq,
-                    extra={"conversation_id": event.conversation_id, "event_type": event.event_type, "seq": event.seq},
+                    "stored %s seq %d",
+                    event.event_type,
+                    event.seq,
+                    extra={
+                        "conversation_id": event.conversation_id,
+                        "event_type": event.event_type,
+                        "seq": event.seq,
+                    },
                 )
             self.hub.publish(event)
 
-    async def append(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+    async def append(
+        self, channel_id: str, conversation_id: str, events: list[NewEvent]
+    ) -> list[StoredEvent]:
         """Commit ``events`` and deliver them to the bound sockets. Raises LookupError if the conversation is gone."""
         if not events:
             return []
@@ -106,7 +114,9 @@ class Timeline:
             self.publish(result[1])
         return result
 
-    async def subscribe(self, connection: Connection | Subscribable, conversation_id: str, after_seq: int | None) -> int:
+    async def subscribe(
+        self, connection: Connection | Subscribable, conversation_id: str, after_seq: int | None
+    ) -> int:
         """Replay every event after ``after_seq`` to ``connection`` (none when None), then bind it for
         live events. Returns the last ``seq`` of the conversation (at least the last one this socket got). A socket of another process is asked,
         through the broker, to do the same there."""

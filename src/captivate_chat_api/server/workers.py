@@ -80,7 +80,9 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, workers: int, on_ready: Callable[[str, int], None] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, workers: int, on_ready: Callable[[str, int], None] | None = None
+    ) -> None:
         self.settings = settings
         self.workers = workers
         self.on_ready = on_ready
@@ -176,7 +178,11 @@ class Supervisor:
 
     def _shutdown(self, failed: subprocess.Popen[bytes] | None) -> int:
         if failed is not None:
-            log.error("worker %d exited with code %s; stopping the others", self.procs.index(failed), failed.returncode)
+            log.error(
+                "worker %d exited with code %s; stopping the others",
+                self.procs.index(failed),
+                failed.returncode,
+            )
         self._signal_all(self._stop_signal or signal.SIGTERM)
         deadline = time.monotonic() + self.settings.shutdown_grace_seconds + 10
         for proc in self.procs:
@@ -195,7 +201,9 @@ class Supervisor:
 def supervise(settings: Settings, workers: int, on_ready: Callable[[str, int], None] | None = None) -> int:
     check(settings, workers)
     if settings.database.startswith("sqlite"):
-        log.warning("%d workers on one SQLite file: fine for a small setup; use PostgreSQL to go further", workers)
+        log.warning(
+            "%d workers on one SQLite file: fine for a small setup; use PostgreSQL to go further", workers
+        )
     return Supervisor(settings, workers, on_ready).run()
 
 

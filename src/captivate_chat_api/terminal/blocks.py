@@ -50,7 +50,9 @@ def describe(event: PlatformEvent, own_messages: set[str]) -> Block | None:
     if isinstance(event, LivechatMessage):
         return Block("agent", render_content(event.content) or [""], "agent> ")
     if isinstance(event, Action):
-        return Block("action", [f"[action {a.get('id')} {compact(a.get('data') or {})}]" for a in event.actions])
+        return Block(
+            "action", [f"[action {a.get('id')} {compact(a.get('data') or {})}]" for a in event.actions]
+        )
     if isinstance(event, ConversationUpdate):
         data = "" if event.data is None else f" {compact(event.data)}"
         return Block("update", [f"[{event.type}{data}]"])

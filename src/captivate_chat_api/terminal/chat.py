@@ -133,10 +133,16 @@ class ChatSession:
                 self.screen.show(system_block(f"[uploading {p.filename}: {p.sent}{total} bytes]"))
 
         files = await self.conversation.file_manager.create(path, on_progress=progress)
-        self.screen.show(system_block(f"[attached {files.filename} ({files.file_type}): {len(files.text_content)} characters of text]"))
+        self.screen.show(
+            system_block(
+                f"[attached {files.filename} ({files.file_type}): {len(files.text_content)} characters of text]"
+            )
+        )
         msg_id = str(uuid.uuid4())
         self.own_messages.add(msg_id)
-        await self.conversation.send_message({"type": "text", "text": " ".join(words[1:]), "files": files}, client_msg_id=msg_id)
+        await self.conversation.send_message(
+            {"type": "text", "text": " ".join(words[1:]), "files": files}, client_msg_id=msg_id
+        )
 
     async def read_loop(self, read: LineReader, *, greeting: bool = False) -> int:
         """Handle input lines until ``/quit`` or the end of input; without a terminal, one turn at a time."""
@@ -203,13 +209,17 @@ async def _open(api: CaptivateChatAPI, options: ChatOptions) -> tuple[Conversati
         conversation = await api.get_conversation(options.conversation_id)
         return conversation, f"resumed conversation {conversation.conversation_id}"
     user = options.user_id or default_user_id()
-    conversation = await api.create_conversation(user, mode="bot-first" if options.bot_first else "user-first")
+    conversation = await api.create_conversation(
+        user, mode="bot-first" if options.bot_first else "user-first"
+    )
     return conversation, f"conversation {conversation.conversation_id} (user {user})"
 
 
 def _startup_error(exc: CaptivateChatError, options: ChatOptions) -> str:
     if isinstance(exc, AuthenticationError):
-        return f"the API key was refused by {options.url} ({exc.error_code}); check --key or CAPTIVATE_API_KEY"
+        return (
+            f"the API key was refused by {options.url} ({exc.error_code}); check --key or CAPTIVATE_API_KEY"
+        )
     if isinstance(exc, NotFoundError) and options.conversation_id:
         return f"conversation {options.conversation_id} was not found (or belongs to another key)"
     if isinstance(exc, ChatConnectionError):

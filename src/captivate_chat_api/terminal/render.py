@@ -14,8 +14,33 @@ class _HtmlText(HTMLParser):
     """HTML to plain lines: blocks become lines, tables become aligned ``a | b`` rows, links keep their URL."""
 
     BLOCKS = frozenset(
-        {"p", "div", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "header", "footer",
-         "blockquote", "pre", "hr", "table", "thead", "tbody", "tfoot", "caption", "dl", "dt", "dd"}
+        {
+            "p",
+            "div",
+            "ul",
+            "ol",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "section",
+            "article",
+            "header",
+            "footer",
+            "blockquote",
+            "pre",
+            "hr",
+            "table",
+            "thead",
+            "tbody",
+            "tfoot",
+            "caption",
+            "dl",
+            "dt",
+            "dd",
+        }
     )
 
     def __init__(self) -> None:
@@ -225,7 +250,9 @@ def render_content(content: Any) -> list[str]:
     elif kind == "files":
         return file_lines(content.get("files")) or [compact(content)]
     elif isinstance(content.get("text"), str) and kind in (None, "text"):
-        lines = content["text"].splitlines() or ([] if content.get("files") else [""])  # files only: no blank line
+        lines = content["text"].splitlines() or (
+            [] if content.get("files") else [""]
+        )  # files only: no blank line
     else:
         lines = [f"[{kind or 'message'}] {compact(content)}"]
     return lines + file_lines(content.get("files"))

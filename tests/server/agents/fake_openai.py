@@ -33,11 +33,20 @@ def echo(messages: list[dict[str, Any]]) -> str:
 
 
 def error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": None, "code": code}}
+    return {
+        "error": {
+            "message": message,
+            "type": ERROR_TYPES.get(status, "server_error"),
+            "param": None,
+            "code": code,
+        }
+    }
 
 
 class FakeOpenAI:
-    def __init__(self, api_key: str, models: tuple[str, ...] = ("fake-model",), chunk_delay: float = 0.0) -> None:
+    def __init__(
+        self, api_key: str, models: tuple[str, ...] = ("fake-model",), chunk_delay: float = 0.0
+    ) -> None:
         self.api_key = api_key
         self.models = models
         self.chunk_delay = chunk_delay
@@ -86,9 +95,13 @@ class FakeOpenAI:
         try:
             body = await request.json()
         except json.JSONDecodeError:
-            return JSONResponse(error_body(400, "We could not parse the JSON body of your request."), status_code=400)
+            return JSONResponse(
+                error_body(400, "We could not parse the JSON body of your request."), status_code=400
+            )
         if not isinstance(body.get("messages"), list) or not body["messages"]:
-            return JSONResponse(error_body(400, "'messages' must be a non-empty array", "invalid_type"), status_code=400)
+            return JSONResponse(
+                error_body(400, "'messages' must be a non-empty array", "invalid_type"), status_code=400
+            )
         if body.get("model") not in self.models:
             message = f"The model `{body.get('model')}` does not exist or you do not have access to it."
             return JSONResponse(error_body(404, message, "model_not_found"), status_code=404)
@@ -104,7 +117,11 @@ class FakeOpenAI:
             cut = int(fault[1]) if fault and fault[0] == "cut" else None
             chunks = self._chunks(completion_id, created, body["model"], text, cut)
             return StreamingResponse(chunks, media_type="text/event-stream")
-        usage = {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 10 + len(text.split())}
+        usage = {
+            "prompt_tokens": 10,
+            "completion_tokens": len(text.split()),
+            "total_tokens": 10 + len(text.split()),
+        }
         return JSONResponse(
             {
                 "id": completion_id,
@@ -112,7 +129,12 @@ class FakeOpenAI:
                 "created": created,
                 "model": body["model"],
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
                 ],
                 "usage": usage,
             }

@@ -32,8 +32,6 @@ SYSTEM = {"role": "system", "content": SYSTEM_PROMPT}
 CHUNK_DELAY = 0.05
 
 
-
-
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeOpenAI]:
     server = FakeOpenAI(API_KEY, chunk_delay=CHUNK_DELAY).start()
@@ -41,7 +39,9 @@ def fake() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
-def openai_gateway(database: Path, fake: FakeOpenAI, agent_timeout: float) -> Iterator[tuple[GatewayProcess, str]]:
+def openai_gateway(
+    database: Path, fake: FakeOpenAI, agent_timeout: float
+) -> Iterator[tuple[GatewayProcess, str]]:
     key = new_key()
     env = {
         "CAPTIVATE_AGENT_BASE_URL": fake.base_url,
@@ -59,7 +59,9 @@ def openai_gateway(database: Path, fake: FakeOpenAI, agent_timeout: float) -> It
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[tuple[GatewayProcess, str]]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI
+) -> Iterator[tuple[GatewayProcess, str]]:
     # generous: the first turn imports openai (seconds on a loaded machine)
     yield from openai_gateway(tmp_path_factory.mktemp("openai") / "gw.db", fake, 8)
 
@@ -76,7 +78,9 @@ def client_for(gateway: tuple[GatewayProcess, str]) -> WireClient:
 
 
 class Reply:
-    def __init__(self, deltas: list[dict[str, Any]], final: dict[str, Any], first_at: float, final_at: float) -> None:
+    def __init__(
+        self, deltas: list[dict[str, Any]], final: dict[str, Any], first_at: float, final_at: float
+    ) -> None:
         self.deltas, self.final, self.first_at, self.final_at = deltas, final, first_at, final_at
 
     @property
@@ -121,7 +125,10 @@ async def test_reply_streams_as_deltas_then_lands_as_one_message(gateway: tuple[
         warm = await say_and_read(client, cid, "and again")  # the first turn also loaded the openai package
         assert warm.first_at < warm.final_at - 2 * CHUNK_DELAY
         for name, r in (("first turn", reply), ("next turn", warm)):
-            print(f"\n{name}: first delta {r.first_at * 1000:.0f} ms, full reply {r.final_at * 1000:.0f} ms", end="")
+            print(
+                f"\n{name}: first delta {r.first_at * 1000:.0f} ms, full reply {r.final_at * 1000:.0f} ms",
+                end="",
+            )
 
         assert await transcript(client, cid) == [
             ("user", "hello there my friend"),
@@ -129,8 +136,13 @@ async def test_reply_streams_as_deltas_then_lands_as_one_message(gateway: tuple[
             ("user", "and again"),
             ("bot", warm.text),
         ]
-        stored = (await client.http.get("/api/transcript", params={"conversation_id": cid})).json()["transcript"]
-        assert [stored[1]["message_id"], stored[3]["message_id"]] == [reply.final["message_id"], warm.final["message_id"]]
+        stored = (await client.http.get("/api/transcript", params={"conversation_id": cid})).json()[
+            "transcript"
+        ]
+        assert [stored[1]["message_id"], stored[3]["message_id"]] == [
+            reply.final["message_id"],
+            warm.final["message_id"],
+        ]
 
 
 async def test_model_gets_system_prompt_and_history_in_order(
@@ -173,8 +185,12 @@ async def test_messages_sent_back_to_back_each_get_their_own_turn(
         ]
 
 
-async def test_bot_first_asks_the_model_for_a_greeting(gateway: tuple[GatewayProcess, str], fake: FakeOpenAI) -> None:
-    fake.reply = lambda messages: "Welcome to Example Corp!" if messages[-1]["content"] == GREETING_REQUEST else "ok"
+async def test_bot_first_asks_the_model_for_a_greeting(
+    gateway: tuple[GatewayProcess, str], fake: FakeOpenAI
+) -> None:
+    fake.reply = lambda messages: (
+        "Welcome to Example Corp!" if messages[-1]["content"] == GREETING_REQUEST else "ok"
+    )
     try:
         async with client_for(gateway) as client:
             cid = await client.start("greeted-user")
@@ -188,7 +204,11 @@ async def test_bot_first_asks_the_model_for_a_greeting(gateway: tuple[GatewayPro
                 {"role": "assistant", "content": "Welcome to Example Corp!"},
                 {"role": "user", "content": "hi"},
             ]
-            assert await transcript(client, cid) == [("bot", "Welcome to Example Corp!"), ("user", "hi"), ("bot", "ok")]
+            assert await transcript(client, cid) == [
+                ("bot", "Welcome to Example Corp!"),
+                ("user", "hi"),
+                ("bot", "ok"),
+            ]
     finally:
         fake.reply = echo
 
@@ -204,7 +224,9 @@ async def test_a_client_action_reaches_the_model_as_a_user_message(
         assert reply["content"]["text"] == 'You said: [action buy] {"sku": 7}'
 
 
-async def test_one_server_error_is_retried_unseen(gateway: tuple[GatewayProcess, str], fake: FakeOpenAI) -> None:
+async def test_one_server_error_is_retried_unseen(
+    gateway: tuple[GatewayProcess, str], fake: FakeOpenAI
+) -> None:
     async with client_for(gateway) as client:
         cid = await client.start("retry-user")
         attempts = fake.attempts
@@ -223,12 +245,18 @@ async def test_a_failing_model_api_is_a_general_error_and_the_next_message_works
         started = time.monotonic()
         await client.say(cid, "are you ok?")
         error = await client.expect("general_error", lambda p: p["conversation_id"] == cid)
-        print(f"\n500 x3 -> general_error after {time.monotonic() - started:.2f} s (openai's retries with backoff)")
+        print(
+            f"\n500 x3 -> general_error after {time.monotonic() - started:.2f} s (openai's retries with backoff)"
+        )
         assert error["error_code"] == 502 and "answered 500" in error["error_desc"]
 
         reply = await say_and_read(client, cid, "and now?")
         assert reply.text == "You said: and now?"
-        assert await transcript(client, cid) == [("user", "are you ok?"), ("user", "and now?"), ("bot", reply.text)]
+        assert await transcript(client, cid) == [
+            ("user", "are you ok?"),
+            ("user", "and now?"),
+            ("bot", reply.text),
+        ]
 
 
 async def test_a_stream_cut_mid_reply_is_a_general_error_after_the_partial_text(
@@ -238,14 +266,23 @@ async def test_a_stream_cut_mid_reply_is_a_general_error_after_the_partial_text(
         cid = await client.start("cut-user")
         fake.cut(after_words=2)
         await client.say(cid, "tell me everything")
-        partial = [await client.expect("bot_message_delta", lambda p: p["conversation_id"] == cid) for _ in range(2)]
+        partial = [
+            await client.expect("bot_message_delta", lambda p: p["conversation_id"] == cid) for _ in range(2)
+        ]
         assert "".join(p["delta"] for p in partial) == "You said:"
         error = await client.expect("general_error", lambda p: p["conversation_id"] == cid)
-        assert error["error_code"] == 502 and "lost the connection to the model API mid-reply" in error["error_desc"]
+        assert (
+            error["error_code"] == 502
+            and "lost the connection to the model API mid-reply" in error["error_desc"]
+        )
         reply = await say_and_read(client, cid, "try again")
         assert reply.text == "You said: try again"
         # The partial reply was never stored: the transcript is what was said in full.
-        assert await transcript(client, cid) == [("user", "tell me everything"), ("user", "try again"), ("bot", reply.text)]
+        assert await transcript(client, cid) == [
+            ("user", "tell me everything"),
+            ("user", "try again"),
+            ("bot", reply.text),
+        ]
 
 
 async def test_a_refused_key_is_a_general_error_that_does_not_show_the_key(
@@ -314,8 +351,13 @@ def settings(fake: FakeOpenAI, **overrides: Any) -> OpenAISettings:
 
 
 def said(sender: str, text: str, event_type: str | None = None) -> NewEvent:
-    kind = event_type or {"user": "user_message", "bot": "bot_message", "human_agent": "livechat_message"}[sender]
-    return NewEvent(kind, {"content": {"type": "text", "text": text}}, sender=sender, message_id=os.urandom(6).hex())
+    kind = (
+        event_type
+        or {"user": "user_message", "bot": "bot_message", "human_agent": "livechat_message"}[sender]
+    )
+    return NewEvent(
+        kind, {"content": {"type": "text", "text": text}}, sender=sender, message_id=os.urandom(6).hex()
+    )
 
 
 async def test_history_is_the_recent_transcript_with_human_replies_as_assistant(
@@ -382,7 +424,9 @@ async def test_an_unknown_model_is_a_clear_502(fake: FakeOpenAI) -> None:
     finally:
         await agent.aclose()
     assert failed.value.error_code == 502
-    assert failed.value.error_desc == "openai:no-such-model: the model API answered 404 (unknown model or URL)"
+    assert (
+        failed.value.error_desc == "openai:no-such-model: the model API answered 404 (unknown model or URL)"
+    )
 
 
 def test_settings_come_from_the_environment() -> None:
@@ -420,6 +464,11 @@ def test_the_gateway_runs_without_the_openai_package() -> None:
         "except AgentError as exc:\n"
         "    print(exc.error_desc)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "the openai agent needs the openai package: pip install 'captivate-chat-api[openai]'"
+    assert (
+        done.stdout.strip()
+        == "the openai agent needs the openai package: pip install 'captivate-chat-api[openai]'"
+    )

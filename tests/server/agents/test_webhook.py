@@ -49,7 +49,10 @@ class AgentProcess:
     def start(self) -> AgentProcess:
         self.proc = subprocess.Popen(
             [sys.executable, str(APP), "--port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **self.env},
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -88,7 +91,9 @@ async def set_channel(database: Path, key: str, **fields: Any) -> None:
 
 
 class World:
-    def __init__(self, database: Path, gateway: GatewayProcess, agent: AgentProcess, keys: dict[str, str]) -> None:
+    def __init__(
+        self, database: Path, gateway: GatewayProcess, agent: AgentProcess, keys: dict[str, str]
+    ) -> None:
         self.database, self.gateway, self.agent, self.keys = database, gateway, agent, keys
 
     def client(self, name: str = "main") -> WireClient:
@@ -103,11 +108,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     gateway = GatewayProcess(database, list(keys.values()), env={"CAPTIVATE_AUTH_CACHE_SECONDS": "0"}).start()
     try:
         push_token = asyncio.run(add_token(database, keys["main"], "push", "webhook agent"))
-        agent = AgentProcess({"AGENT_SECRET": SECRET, "GATEWAY_URL": gateway.http_url, "PUSH_TOKEN": push_token}).start()
+        agent = AgentProcess(
+            {"AGENT_SECRET": SECRET, "GATEWAY_URL": gateway.http_url, "PUSH_TOKEN": push_token}
+        ).start()
         try:
             spec = f"webhook:{agent.url}/agent"
             asyncio.run(set_channel(database, keys["main"], agent=spec, webhook_secret=SECRET))
-            asyncio.run(set_channel(database, keys["wrongsig"], agent=spec, webhook_secret="not-the-agents-secret"))
+            asyncio.run(
+                set_channel(database, keys["wrongsig"], agent=spec, webhook_secret="not-the-agents-secret")
+            )
             yield World(database, gateway, agent, keys)
         finally:
             agent.stop()
@@ -118,7 +127,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 async def transcript(user: WireClient, cid: str) -> list[tuple[str, Any]]:
     entries = (await user.http.get("/api/transcript", params={"conversation_id": cid})).json()["transcript"]
-    return [(e["from"], e["content"].get("text") if isinstance(e["content"], dict) else e["content"]) for e in entries]
+    return [
+        (e["from"], e["content"].get("text") if isinstance(e["content"], dict) else e["content"])
+        for e in entries
+    ]
 
 
 async def quiet(user: WireClient, event_type: str, seconds: float = 1.0) -> None:
@@ -149,7 +161,10 @@ async def test_replies_buttons_and_cards_from_a_captivate_agent(world: World) ->
     async with world.client() as user:
         cid = await user.start("replies", userBasicInfo={"firstName": "Ada"})
         await user.say(cid, "hi there")
-        assert (await user.expect("bot_message"))["content"] == {"type": "text", "text": "Agent heard: hi there"}
+        assert (await user.expect("bot_message"))["content"] == {
+            "type": "text",
+            "text": "Agent heard: hi there",
+        }
         await user.say(cid, "buttons")
         contents = [(await user.expect("bot_message"))["content"] for _ in range(3)]
         assert contents[0] == {"type": "text", "text": "Pick one"}
@@ -170,8 +185,12 @@ async def test_bot_first_greeting_and_client_actions(world: World) -> None:
         cid = await user.start("actions")
         await user.say(cid, "")  # bot-first: the agent greets
         assert (await user.expect("bot_message"))["content"]["text"] == "Hello from the webhook agent."
-        await user.ok("action", {"conversation_id": cid, "type": "normal", "id": "pick", "data": {"choice": "A"}})
-        assert (await user.expect("bot_message"))["content"]["text"] == 'Agent got action pick {"choice": "A"}'
+        await user.ok(
+            "action", {"conversation_id": cid, "type": "normal", "id": "pick", "data": {"choice": "A"}}
+        )
+        assert (await user.expect("bot_message"))["content"][
+            "text"
+        ] == 'Agent got action pick {"choice": "A"}'
         await user.say(cid, "action")
         assert (await user.expect("bot_message"))["content"]["text"] == "Opening the page."
         action = await user.expect("action")
@@ -187,7 +206,9 @@ async def test_metadata_custom_private_and_title(world: World) -> None:
         metadata = (await user.ok("metadata_request", {"conversation_id": cid}))["metadata"]
         assert metadata["plan"] == "gold" and metadata["source"] == "web"
         assert metadata["conversation_title"] == "Order help"
-        assert "crm_id" not in json.dumps(metadata) and "private" not in metadata  # private never reaches a client
+        assert (
+            "crm_id" not in json.dumps(metadata) and "private" not in metadata
+        )  # private never reaches a client
         await user.say(cid, "whoami")  # the agent gets its private metadata back on the next turn
         seen = await user.expect("bot_message", lambda p: p["content"]["text"].startswith("I see"))
         assert seen["content"]["text"] == 'I see {"crm_id": "c-42", "firstName": null, "plan": "gold"}'
@@ -289,7 +310,9 @@ async def test_agent_down_then_back(tmp_path: Path) -> None:
             await user.say(cid, "is anyone home?")
             error = await user.expect("general_error", timeout=20)
             assert error["error_code"] == 502
-            assert error["error_desc"].startswith("the agent webhook could not be reached (connection refused)")
+            assert error["error_desc"].startswith(
+                "the agent webhook could not be reached (connection refused)"
+            )
             assert ("user", "is anyone home?") in await transcript(user, cid)
             agent.start()  # same port
             await user.say(cid, "hello again")
@@ -303,7 +326,9 @@ async def test_slow_agent_times_out_with_504(tmp_path: Path, world: World) -> No
     key = new_key()
     gateway = GatewayProcess(tmp_path / "gw.db", [key], env={"CAPTIVATE_AGENT_TIMEOUT": "1"}).start()
     try:
-        await set_channel(tmp_path / "gw.db", key, agent=f"webhook:{world.agent.url}/agent", webhook_secret=SECRET)
+        await set_channel(
+            tmp_path / "gw.db", key, agent=f"webhook:{world.agent.url}/agent", webhook_secret=SECRET
+        )
         async with WireClient(gateway.http_url, gateway.ws_url, key) as user:
             cid = await user.start("slow")
             await fails_then_recovers(user, cid, "slow", 504, "did not answer within 1 s")
@@ -368,10 +393,14 @@ BODY = b'{"session_id":"c1","user_input":"hi"}'
 def test_sign_then_verify() -> None:
     headers = sign_webhook(SECRET, BODY, timestamp=1_700_000_000)
     assert headers["X-Captivate-Timestamp"] == "1700000000"
-    assert headers["X-Captivate-Signature"].startswith("sha256=") and len(headers["X-Captivate-Signature"]) == 71
+    assert (
+        headers["X-Captivate-Signature"].startswith("sha256=") and len(headers["X-Captivate-Signature"]) == 71
+    )
     verify_webhook(SECRET, BODY, headers, now=1_700_000_010)
     verify_webhook(SECRET.encode(), BODY, {k.lower(): v for k, v in headers.items()}, now=1_700_000_010)
-    verify_webhook(SECRET, BODY, {k.upper(): v for k, v in sign_webhook(SECRET, BODY).items()})  # now, by the clock
+    verify_webhook(
+        SECRET, BODY, {k.upper(): v for k, v in sign_webhook(SECRET, BODY).items()}
+    )  # now, by the clock
 
 
 def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:

@@ -72,12 +72,16 @@ async def agent(request: Request, background: BackgroundTasks) -> Response:
     return await answer(captivate, entry, data, background)
 
 
-async def answer(captivate: Captivate, entry: dict[str, Any], data: dict[str, Any], background: BackgroundTasks) -> Response:
+async def answer(
+    captivate: Captivate, entry: dict[str, Any], data: dict[str, Any], background: BackgroundTasks
+) -> Response:
     text = (captivate.get_user_input() or "").strip()
     attempts = sum(1 for e in received if e["delivery"] == entry["delivery"])
     actions = captivate.incoming_action or []
     if actions:
-        captivate.set_response([TextMessageModel(text=f"Agent got action {actions[0].id} {json.dumps(actions[0].payload)}")])
+        captivate.set_response(
+            [TextMessageModel(text=f"Agent got action {actions[0].id} {json.dumps(actions[0].payload)}")]
+        )
     elif text == "":
         captivate.set_response([TextMessageModel(text="Hello from the webhook agent.")])
     elif text == "buttons":
@@ -86,14 +90,22 @@ async def answer(captivate: Captivate, entry: dict[str, Any], data: dict[str, An
                 TextMessageModel(text="Pick one"),
                 ButtonMessageModel(buttons={"title": "Plan", "options": ["Basic", "Pro"]}),
                 CardCollectionModel(
-                    cards=[CardMessageModel(text="Pro", description="All in", image_url="https://example.com/p.png",
-                                            link="https://example.com/pro")]
+                    cards=[
+                        CardMessageModel(
+                            text="Pro",
+                            description="All in",
+                            image_url="https://example.com/p.png",
+                            link="https://example.com/pro",
+                        )
+                    ]
                 ),
             ]
         )
     elif text == "action":
         captivate.set_response([TextMessageModel(text="Opening the page.")])
-        captivate.set_outgoing_action([ActionModel(id="open_url", payload={"url": "https://example.com/help"})])
+        captivate.set_outgoing_action(
+            [ActionModel(id="open_url", payload={"url": "https://example.com/help"})]
+        )
     elif text == "meta":
         captivate.set_metadata("plan", "gold")
         captivate.set_private_metadata("crm_id", "c-42")
@@ -101,8 +113,11 @@ async def answer(captivate: Captivate, entry: dict[str, Any], data: dict[str, An
         captivate.set_response([TextMessageModel(text="Noted.")])
     elif text == "whoami":
         user = captivate.get_user()
-        seen = {"plan": captivate.get_metadata("plan"), "crm_id": captivate.get_private_metadata("crm_id"),
-                "firstName": user.firstName if user else None}
+        seen = {
+            "plan": captivate.get_metadata("plan"),
+            "crm_id": captivate.get_private_metadata("crm_id"),
+            "firstName": user.firstName if user else None,
+        }
         captivate.set_response([TextMessageModel(text=f"I see {json.dumps(seen, sort_keys=True)}")])
     elif text == "human":
         captivate.set_response([TextMessageModel(text="Connecting you to a human.")])

@@ -28,22 +28,32 @@ def schema_url(postgres: str):  # type: ignore[no-untyped-def]
 
 async def test_two_stores_append_to_one_conversation_without_gaps(schema_url: str) -> None:
     first, second = store_from_url(schema_url), store_from_url(schema_url)
-    await asyncio.gather(first.open(), second.open())  # both migrate at once: the advisory lock serializes them
+    await asyncio.gather(
+        first.open(), second.open()
+    )  # both migrate at once: the advisory lock serializes them
     try:
         key = generate_key()
         channel = await first.create_channel_with_key("c", hash_key(key), key[:8])
         await first.create_conversation(channel.id, "c1", "u", {}, {}, {})
         event = NewEvent("bot_message", {"content": {"type": "text", "text": "x"}}, "bot")
         batches = await asyncio.gather(
-            *(store.append_events(channel.id, "c1", [event, event]) for store in (first, second) for _ in range(20))
+            *(
+                store.append_events(channel.id, "c1", [event, event])
+                for store in (first, second)
+                for _ in range(20)
+            )
         )
         seqs = sorted(e.seq for batch in batches for e in batch)
         assert seqs == list(range(1, 81))
         for batch in batches:  # a batch is contiguous even when interleaved with another process
             assert [e.seq for e in batch] == list(range(batch[0].seq, batch[0].seq + 2))
         retries = await asyncio.gather(
-            *(store.append_user_message(channel.id, "c1", NewEvent("user_message", {"content": "hi"}, "user", "m", "same-id"))
-              for store in (first, second, first, second))
+            *(
+                store.append_user_message(
+                    channel.id, "c1", NewEvent("user_message", {"content": "hi"}, "user", "m", "same-id")
+                )
+                for store in (first, second, first, second)
+            )
         )
         assert sum(created for _, created in retries) == 1  # one stored, three answered with it
         assert len({event.seq for event, _ in retries}) == 1

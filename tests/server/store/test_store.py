@@ -24,7 +24,9 @@ async def conversation(store: Store, channel_id: str, cid: str, user: str = "u1"
 
 
 def message(text: str, client_msg_id: str | None = None) -> NewEvent:
-    return NewEvent("user_message", {"content": {"type": "text", "text": text}}, "user", f"m-{text}", client_msg_id)
+    return NewEvent(
+        "user_message", {"content": {"type": "text", "text": text}}, "user", f"m-{text}", client_msg_id
+    )
 
 
 async def test_seq_is_consecutive_under_concurrent_appends(store: Store) -> None:
@@ -116,7 +118,9 @@ async def test_delete_user_conversations_counts_only_that_user(store: Store) -> 
 async def test_listing_filters_searches_and_pages(store: Store) -> None:
     ch = await channel(store)
     for i in range(5):
-        await conversation(store, ch, f"c{i}", plan="pro" if i % 2 == 0 else "free", topic=f"order #{i} refund")
+        await conversation(
+            store, ch, f"c{i}", plan="pro" if i % 2 == 0 else "free", topic=f"order #{i} refund"
+        )
     pro = await store.list_conversations(ListQuery([ch], "u1", filter={"plan": "pro"}))
     assert sorted(c.id for c in pro.items) == ["c0", "c2", "c4"]
     found = await store.list_conversations(ListQuery([ch], "u1", search={"topic": "#3 REFUND"}))
@@ -125,7 +129,11 @@ async def test_listing_filters_searches_and_pages(store: Store) -> None:
     assert (page2.total, page2.page, page2.page_size, len(page2.items)) == (5, 2, 2, 2)
     page3 = await store.list_conversations(ListQuery([ch], "u1", page=3, limit=2))
     assert len(page3.items) == 1
-    everything = [c.id for p in (1, 2, 3) for c in (await store.list_conversations(ListQuery([ch], "u1", page=p, limit=2))).items]
+    everything = [
+        c.id
+        for p in (1, 2, 3)
+        for c in (await store.list_conversations(ListQuery([ch], "u1", page=p, limit=2))).items
+    ]
     assert sorted(everything) == [f"c{i}" for i in range(5)]
 
 
@@ -145,7 +153,9 @@ async def test_keys_are_stored_hashed_and_revocable(sqlite_store: Store, sqlite_
     created = await store.create_channel_with_key("c", hash_key(key), key[:8])
     assert (await store.channel_for_key_hash(hash_key(key))) == created
     (info,) = await store.list_keys()
-    raw = sqlite3.connect(database_url.removeprefix("sqlite:///")).execute("SELECT * FROM api_keys").fetchall()
+    raw = (
+        sqlite3.connect(database_url.removeprefix("sqlite:///")).execute("SELECT * FROM api_keys").fetchall()
+    )
     assert key not in repr(raw)
     assert await store.revoke_key(info.id) is not None
     assert await store.channel_for_key_hash(hash_key(key)) is None
@@ -154,7 +164,9 @@ async def test_keys_are_stored_hashed_and_revocable(sqlite_store: Store, sqlite_
 
 async def test_migrations_are_numbered_and_recorded(store: Store) -> None:
     migrations = load("sqlite")
-    assert [m.version for m in load("postgresql")] == [m.version for m in migrations]  # one history, two dialects
+    assert [m.version for m in load("postgresql")] == [
+        m.version for m in migrations
+    ]  # one history, two dialects
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
     assert await store.schema_version() == len(migrations)  # type: ignore[attr-defined]
 
@@ -165,7 +177,9 @@ async def test_an_older_database_is_upgraded_in_place(tmp_path: Path) -> None:
     first = load("sqlite")[0]
     conn = sqlite3.connect(path)
     conn.executescript(first.sql)
-    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
     conn.execute("INSERT INTO schema_migrations VALUES (1, ?, '2026-01-01T00:00:00Z')", (first.name,))
     conn.execute("INSERT INTO channels VALUES ('ch_old', 'old', 'demo', '2026-01-01T00:00:00Z')")
     conn.execute(
@@ -213,7 +227,9 @@ async def test_user_message_is_stored_once_per_client_msg_id_and_content(store: 
         await store.append_user_message(ch, cid, message("hi", "id-1"))
 
 
-async def test_lookups_by_client_msg_id_and_message_id_use_their_indexes(sqlite_store: Store, sqlite_url: str) -> None:
+async def test_lookups_by_client_msg_id_and_message_id_use_their_indexes(
+    sqlite_store: Store, sqlite_url: str
+) -> None:
     database_url = sqlite_url
     conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
     plans = [

@@ -46,7 +46,11 @@ def check_loadable(spec: str) -> str:
 
 
 def agent_from_spec(
-    spec: str, *, channel: Channel | None = None, store: Store | None = None, base_url: Callable[[], str] | None = None
+    spec: str,
+    *,
+    channel: Channel | None = None,
+    store: Store | None = None,
+    base_url: Callable[[], str] | None = None,
 ) -> Agent:
     """The agent a spec names. ``channel`` supplies per-channel secrets (the webhook signing secret),
     ``store`` the conversation history (for ``openai:``), ``base_url`` the gateway's URL (for ``demo``)."""
@@ -66,4 +70,13 @@ def agent_from_spec(
     return load_python_agent(rest)
 
 
-__all__ = ["KNOWN_SPECS", "Agent", "AgentError", "DemoAgent", "StreamingAgent", "agent_from_spec", "check_loadable", "check_spec"]
+__all__ = [
+    "KNOWN_SPECS",
+    "Agent",
+    "AgentError",
+    "DemoAgent",
+    "StreamingAgent",
+    "agent_from_spec",
+    "check_loadable",
+    "check_spec",
+]

@@ -24,4 +24,3 @@ class StreamingAgent(Protocol):
     """An agent that can stream: ``emit(delta)`` for each piece of text, then the full response."""
 
     async def stream(self, request: ChatRequest, emit: Callable[[str], None]) -> AgentResponse: ...
-

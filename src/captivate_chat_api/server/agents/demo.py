@@ -65,7 +65,12 @@ class DemoAgent:
                     card.update(image_url=base + CARD_IMAGE, link=base + "/")
                 messages.append({"type": "cards", "cards": [card]})
             elif keyword == "table":
-                messages.append({"type": "table", "table": "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>"})
+                messages.append(
+                    {
+                        "type": "table",
+                        "table": "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>",
+                    }
+                )
             elif keyword == "action":
                 actions.append(OutgoingAction(id="demo_action", payload={"source": "demo", "text": text}))
             elif keyword.startswith("title "):
@@ -77,11 +82,17 @@ class DemoAgent:
                 messages.append(text_content("Let me find a human for you."))
                 actions.append(OutgoingAction(id="escalateToHuman"))
             elif keyword.startswith("switch "):
-                actions.append(OutgoingAction(id="escalate_to_agent", payload={"agent_id": text[7:].strip(), "reason": "asked"}))
+                actions.append(
+                    OutgoingAction(
+                        id="escalate_to_agent", payload={"agent_id": text[7:].strip(), "reason": "asked"}
+                    )
+                )
             elif keyword == "big":
                 messages.append(text_content("x" * (300 * 1024)))
         if request.files:
-            names = ", ".join(f"{f.get('filename') or 'file'} ({len(file_text(f))} chars)" for f in request.files)
+            names = ", ".join(
+                f"{f.get('filename') or 'file'} ({len(file_text(f))} chars)" for f in request.files
+            )
             messages.append(text_content(f"Files received: {names}"))
         return AgentResponse(
             response=messages,

@@ -58,7 +58,9 @@ class OpenAISettings:
         api_key = env.get("CAPTIVATE_AGENT_API_KEY") or env.get("OPENAI_API_KEY")
         if not api_key:
             if base_url is None:
-                raise AgentError("the openai agent has no API key: set CAPTIVATE_AGENT_API_KEY or OPENAI_API_KEY", 502)
+                raise AgentError(
+                    "the openai agent has no API key: set CAPTIVATE_AGENT_API_KEY or OPENAI_API_KEY", 502
+                )
             api_key = NO_KEY
         return cls(
             api_key=api_key,
@@ -141,11 +143,16 @@ def current_message(request: ChatRequest, file_chars: int = 20_000) -> dict[str,
     """What the user did this turn: their text (with the attached files' text), the actions they sent, or
     (bot-first) a greeting request."""
     if request.incoming_action:
-        lines = [f"[action {a.id}] {json.dumps(a.payload, ensure_ascii=False)}" for a in request.incoming_action]
+        lines = [
+            f"[action {a.id}] {json.dumps(a.payload, ensure_ascii=False)}" for a in request.incoming_action
+        ]
         return {"role": "user", "content": "\n".join(lines)}
     if request.files:
         attached = files_context(request.files, file_chars)
-        return {"role": "user", "content": f"{request.user_input}\n\n{attached}" if request.user_input else attached}
+        return {
+            "role": "user",
+            "content": f"{request.user_input}\n\n{attached}" if request.user_input else attached,
+        }
     if request.user_input:
         return {"role": "user", "content": request.user_input}
     return {"role": "user", "content": GREETING_REQUEST}
@@ -203,7 +210,11 @@ class OpenAIAgent:
             events = await self._store.messages(request.session_id)
             pending = None if request.incoming_action else (request.user_input or "")
             history = earlier_messages(events, pending)[-self.settings.history :]
-        system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
+        system = (
+            [{"role": "system", "content": self.settings.system_prompt}]
+            if self.settings.system_prompt
+            else []
+        )
         return [*system, *history, current_message(request, self.settings.file_chars)]
 
     async def __call__(self, request: ChatRequest) -> AgentResponse:
@@ -228,7 +239,10 @@ class OpenAIAgent:
                         emit(delta)
             finally:
                 await chunks.close()
-        except (self._openai.OpenAIError, httpx.HTTPError) as exc:  # openai < 3 lets a cut stream's httpx error out
+        except (
+            self._openai.OpenAIError,
+            httpx.HTTPError,
+        ) as exc:  # openai < 3 lets a cut stream's httpx error out
             raise self._error(exc, cut=bool(parts)) from None
         return self._response(request, "".join(parts))
 

@@ -51,9 +51,13 @@ def load_python_agent(path: str) -> Agent:
     except ImportError as exc:
         if exc.name != module_name:  # the module exists but an import inside it failed
             raise ValueError(f"agent python:{path}: importing {module_name} failed: {exc}") from exc
-        raise ValueError(f"agent python:{path}: no module {module_name} (looked in {cwd} and sys.path)") from exc
+        raise ValueError(
+            f"agent python:{path}: no module {module_name} (looked in {cwd} and sys.path)"
+        ) from exc
     except Exception as exc:  # the module's own top-level code raised
-        raise ValueError(f"agent python:{path}: importing {module_name} raised {type(exc).__name__}: {exc}") from exc
+        raise ValueError(
+            f"agent python:{path}: importing {module_name} raised {type(exc).__name__}: {exc}"
+        ) from exc
     target = getattr(module, attribute, None)
     if target is None:
         raise ValueError(f"agent python:{path}: {module_name} has no attribute {attribute!r}")

@@ -40,7 +40,11 @@ PLATFORM_ACTIONS = ("escalateToHuman", "escalate_to_agent", "escalate_to_agent_r
 
 
 def build_request(
-    conversation: ConversationRecord, *, user_input: str | None, action: IncomingAction | None, channel: Channel,
+    conversation: ConversationRecord,
+    *,
+    user_input: str | None,
+    action: IncomingAction | None,
+    channel: Channel,
     files: list[dict[str, Any]] | None = None,
 ) -> ChatRequest:
     info = conversation.user_basic_info
@@ -57,7 +61,9 @@ def build_request(
         conversationCreatedAt=conversation.created_at,
         conversationUpdatedAt=conversation.updated_at,
     )
-    metadata = AgentMetadata.model_construct(internal=InternalMetadata.model_construct(channelMetadata=channel_metadata))
+    metadata = AgentMetadata.model_construct(
+        internal=InternalMetadata.model_construct(channelMetadata=channel_metadata)
+    )
     return ChatRequest.model_construct(
         session_id=conversation.id,
         user_input=user_input,
@@ -88,17 +94,27 @@ def response_events(
     if response.metadata is not None:
         channel = response.metadata.channel
         public = {k: v for k, v in channel.custom.items() if conversation.metadata.get(k, object()) != v}
-        private = {k: v for k, v in channel.private.items() if conversation.private_metadata.get(k, object()) != v}
+        private = {
+            k: v for k, v in channel.private.items() if conversation.private_metadata.get(k, object()) != v
+        }
         title = public.get("conversation_title")
         if isinstance(title, str):
-            events.append(NewEvent("conversation_update", {"type": "title_changed", "data": {"title": title}}))
+            events.append(
+                NewEvent("conversation_update", {"type": "title_changed", "data": {"title": title}})
+            )
     return events, public, private
 
 
 class AgentRunner:
     def __init__(
-        self, timeline: Timeline, livechat: LiveChat, *, timeout: float = 30.0, agent: Agent | None = None,
-        metrics: Metrics | None = None, max_metadata_bytes: int = 16 * 1024,
+        self,
+        timeline: Timeline,
+        livechat: LiveChat,
+        *,
+        timeout: float = 30.0,
+        agent: Agent | None = None,
+        metrics: Metrics | None = None,
+        max_metadata_bytes: int = 16 * 1024,
         base_url: Callable[[], str] | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
@@ -126,7 +142,12 @@ class AgentRunner:
         return agent
 
     def schedule(
-        self, channel: Channel, conversation_id: str, *, user_input: str | None = None, action: IncomingAction | None = None,
+        self,
+        channel: Channel,
+        conversation_id: str,
+        *,
+        user_input: str | None = None,
+        action: IncomingAction | None = None,
         files: list[dict[str, Any]] | None = None,
         conversation: ConversationRecord | None = None,
     ) -> None:
@@ -135,7 +156,12 @@ class AgentRunner:
         once (``immediate``: the demo agent, a plain-function ``python:`` agent), the turn runs on the
         caller's stack up to its store write and costs no task (see :mod:`.eager`); any other in a task."""
         turn = self.run_turn(
-            channel, conversation_id, user_input=user_input, action=action, files=files, conversation=conversation
+            channel,
+            conversation_id,
+            user_input=user_input,
+            action=action,
+            files=files,
+            conversation=conversation,
         )
         if conversation is not None and is_immediate(self._agent_or_none(channel, conversation)):
             start_eagerly(turn, self._tasks)
@@ -165,23 +191,42 @@ class AgentRunner:
             await asyncio.wait(tasks, timeout=2.0)
 
     async def run_turn(
-        self, channel: Channel, conversation_id: str, *, user_input: str | None, action: IncomingAction | None,
+        self,
+        channel: Channel,
+        conversation_id: str,
+        *,
+        user_input: str | None,
+        action: IncomingAction | None,
         files: list[dict[str, Any]] | None = None,
         conversation: ConversationRecord | None = None,
     ) -> None:
         try:
             lock = self._turn_locks(conversation_id)
-            if lock.locked():  # an earlier turn of this conversation is still running: ours reads afresh after it
+            if (
+                lock.locked()
+            ):  # an earlier turn of this conversation is still running: ours reads afresh after it
                 conversation = None
             async with lock:
                 await self._turn(channel, conversation_id, user_input, action, files, conversation)
         except LookupError:
-            log.info("conversation %s was deleted during an agent turn", conversation_id, extra={"conversation_id": conversation_id})
+            log.info(
+                "conversation %s was deleted during an agent turn",
+                conversation_id,
+                extra={"conversation_id": conversation_id},
+            )
         except Exception:
-            log.exception("agent turn failed in conversation %s", conversation_id, extra={"conversation_id": conversation_id})
+            log.exception(
+                "agent turn failed in conversation %s",
+                conversation_id,
+                extra={"conversation_id": conversation_id},
+            )
 
     async def _turn(
-        self, channel: Channel, conversation_id: str, user_input: str | None, action: IncomingAction | None,
+        self,
+        channel: Channel,
+        conversation_id: str,
+        user_input: str | None,
+        action: IncomingAction | None,
         files: list[dict[str, Any]] | None = None,
         conversation: ConversationRecord | None = None,
     ) -> None:
@@ -189,7 +234,9 @@ class AgentRunner:
             conversation = await self.timeline.store.get_conversation(channel.id, conversation_id)
         if conversation is None or conversation.handoff != HandoffState.AI:
             return  # a human has (or is about to have) the conversation: the AI stays quiet
-        request = build_request(conversation, user_input=user_input, action=action, channel=channel, files=files)
+        request = build_request(
+            conversation, user_input=user_input, action=action, channel=channel, files=files
+        )
         message_id = new_message_id()
         try:
             agent = self.agent_for(channel, conversation)  # inside: a misconfigured agent is a general_error
@@ -198,29 +245,46 @@ class AgentRunner:
                 call = stream(request, lambda delta: self._delta(conversation_id, message_id, delta))
             else:
                 call = agent(request)
-            kind = "embedded" if self._override is not None else channel.agent_spec(conversation.agent).partition(":")[0]
+            kind = (
+                "embedded"
+                if self._override is not None
+                else channel.agent_spec(conversation.agent).partition(":")[0]
+            )
             timed = self.metrics.time_agent(kind, call)
             if is_immediate(agent):  # no task nor timer for an answer that is there at once
                 response = await await_within(timed, self.timeout)
             else:
                 response = await asyncio.wait_for(timed, self.timeout)
         except TimeoutError:
-            await self._fail(channel, conversation_id, 504, f"the agent did not answer within {self.timeout:g} s")
+            await self._fail(
+                channel, conversation_id, 504, f"the agent did not answer within {self.timeout:g} s"
+            )
             return
         except AgentError as exc:
             await self._fail(channel, conversation_id, exc.error_code, exc.error_desc)
             return
         except Exception as exc:
-            log.exception("agent %s raised", channel.agent_spec(conversation.agent), extra={"conversation_id": conversation_id})
+            log.exception(
+                "agent %s raised",
+                channel.agent_spec(conversation.agent),
+                extra={"conversation_id": conversation_id},
+            )
             await self._fail(channel, conversation_id, 502, f"the agent failed: {type(exc).__name__}")
             return
         try:
             await self.apply(channel, conversation, response, message_id=message_id)
         except ProtocolError as exc:  # e.g. metadata over the limit: the client learns, nothing is stored
-            await self._fail(channel, conversation_id, exc.error_code, f"the agent's answer was refused: {exc.error_desc}")
+            await self._fail(
+                channel, conversation_id, exc.error_code, f"the agent's answer was refused: {exc.error_desc}"
+            )
 
     async def apply(
-        self, channel: Channel, conversation: ConversationRecord, response: AgentResponse, *, message_id: str | None = None
+        self,
+        channel: Channel,
+        conversation: ConversationRecord,
+        response: AgentResponse,
+        *,
+        message_id: str | None = None,
     ) -> bool:
         """Store and deliver an agent response (a turn's, or one pushed later). False if a human has the
         conversation by now: the reply is dropped, never shown over a person, and its metadata is not
@@ -229,18 +293,25 @@ class AgentRunner:
         events, public, private = response_events(conversation, response, message_id)
         if public or private:
             check_size(
-                self.max_metadata_bytes, "metadata",
-                {**conversation.metadata, **public}, {**conversation.private_metadata, **private},
+                self.max_metadata_bytes,
+                "metadata",
+                {**conversation.metadata, **public},
+                {**conversation.private_metadata, **private},
             )
         allowed = frozenset({HandoffState.AI.value})
         if public or private:
             # the state guard first (with no events it only checks), then the metadata, then the events: a
             # client that sees the events (a title_changed) and asks for the metadata finds it written
-            if await self.timeline.transition(channel.id, conversation.id, allowed_from=allowed, events=[]) is None:
+            if (
+                await self.timeline.transition(channel.id, conversation.id, allowed_from=allowed, events=[])
+                is None
+            ):
                 return self._dropped(conversation.id)
             await self.timeline.store.update_metadata(channel.id, conversation.id, public, private)
         if events:
-            result = await self.timeline.transition(channel.id, conversation.id, allowed_from=allowed, events=events)
+            result = await self.timeline.transition(
+                channel.id, conversation.id, allowed_from=allowed, events=events
+            )
             if result is None:
                 return self._dropped(conversation.id)
         for action in response.outgoing_action or []:
@@ -250,7 +321,8 @@ class AgentRunner:
     @staticmethod
     def _dropped(conversation_id: str) -> bool:
         log.info(
-            "dropped an agent reply in %s: a human has the conversation", conversation_id,
+            "dropped an agent reply in %s: a human has the conversation",
+            conversation_id,
             extra={"conversation_id": conversation_id},
         )
         return False
@@ -263,7 +335,12 @@ class AgentRunner:
             except HandoffConflict as exc:
                 log.info("escalateToHuman ignored: %s", exc)
         elif action.id == "escalate_to_agent" and isinstance(body.get("agent_id"), str):
-            await self.livechat.switch_agent(channel.id, conversation_id, body["agent_id"], {k: v for k, v in body.items() if k != "agent_id"})
+            await self.livechat.switch_agent(
+                channel.id,
+                conversation_id,
+                body["agent_id"],
+                {k: v for k, v in body.items() if k != "agent_id"},
+            )
         elif action.id == "escalate_to_agent_router":
             await self.livechat.switch_agent(channel.id, conversation_id, "router", dict(body))
 
@@ -271,7 +348,9 @@ class AgentRunner:
         """Partial text of a streamed reply: sent live, not stored (the full message is)."""
         from ...protocol import BotMessageDelta
 
-        frame = BotMessageDelta(conversation_id=conversation_id, message_id=message_id, delta=delta).to_frame()
+        frame = BotMessageDelta(
+            conversation_id=conversation_id, message_id=message_id, delta=delta
+        ).to_frame()
         self.timeline.hub.broadcast(conversation_id, frame)
 
     async def _fail(self, channel: Channel, conversation_id: str, code: int, desc: str) -> None:

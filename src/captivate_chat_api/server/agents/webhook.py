@@ -80,7 +80,9 @@ class WebhookAgent:
         self.max_retry_after = max_retry_after
         self.max_response_bytes = max_response_bytes
         self._client = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, headers={"User-Agent": f"captivate-chat-gateway/{__version__}"}
+            timeout=timeout,
+            follow_redirects=False,
+            headers={"User-Agent": f"captivate-chat-gateway/{__version__}"},
         )
 
     def __repr__(self) -> str:  # never the secret, nor the URL's query (it may carry a token)
@@ -105,14 +107,23 @@ class WebhookAgent:
                     break
                 log.info(
                     "%s delivery %s attempt %d/%d: %s; retrying in %.2f s",
-                    self.name, delivery, attempt, self.max_attempts, error.error_desc, delay,
+                    self.name,
+                    delivery,
+                    attempt,
+                    self.max_attempts,
+                    error.error_desc,
+                    delay,
                 )
                 await asyncio.sleep(delay)
-        log.warning("%s delivery %s failed after %d attempt(s): %s", self.name, delivery, attempt, error.error_desc)
+        log.warning(
+            "%s delivery %s failed after %d attempt(s): %s", self.name, delivery, attempt, error.error_desc
+        )
         plural = "s" if attempt > 1 else ""
         raise AgentError(f"{error.error_desc} ({attempt} attempt{plural})", error.error_code)
 
-    async def _attempt(self, request: ChatRequest, body: bytes, delivery: str, budget: float) -> AgentResponse:
+    async def _attempt(
+        self, request: ChatRequest, body: bytes, delivery: str, budget: float
+    ) -> AgentResponse:
         headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery}
         if self._secret is not None:
             headers.update(sign_webhook(self._secret, body))
@@ -123,12 +134,22 @@ class WebhookAgent:
             async with asyncio.timeout(budget):
                 status, content, retry_after = await self._post(body, headers, budget)
         except (TimeoutError, httpx.TimeoutException):
-            raise _Retryable(AgentError(f"the agent webhook did not answer within {budget:.3g} s", 504)) from None
+            raise _Retryable(
+                AgentError(f"the agent webhook did not answer within {budget:.3g} s", 504)
+            ) from None
         except httpx.TransportError as exc:
-            raise _Retryable(AgentError(f"the agent webhook could not be reached ({_reason(exc)})", 502)) from None
+            raise _Retryable(
+                AgentError(f"the agent webhook could not be reached ({_reason(exc)})", 502)
+            ) from None
         except httpx.HTTPError as exc:
             raise AgentError(f"the agent webhook call failed ({_reason(exc)})", 502) from None
-        log.debug("%s delivery %s: HTTP %d in %.1f ms", self.name, delivery, status, (time.perf_counter() - started) * 1e3)
+        log.debug(
+            "%s delivery %s: HTTP %d in %.1f ms",
+            self.name,
+            delivery,
+            status,
+            (time.perf_counter() - started) * 1e3,
+        )
         if 200 <= status < 300:
             return self._parse(content, request)
         if status == 429 or status >= 500:
@@ -137,14 +158,20 @@ class WebhookAgent:
         hint = " (does the agent expect another webhook secret?)" if status in (401, 403) else ""
         raise AgentError(f"the agent webhook refused the request: HTTP {status}{hint}", 502)
 
-    async def _post(self, body: bytes, headers: dict[str, str], budget: float) -> tuple[int, bytes, float | None]:
-        async with self._client.stream("POST", self.url, content=body, headers=headers, timeout=budget) as response:
+    async def _post(
+        self, body: bytes, headers: dict[str, str], budget: float
+    ) -> tuple[int, bytes, float | None]:
+        async with self._client.stream(
+            "POST", self.url, content=body, headers=headers, timeout=budget
+        ) as response:
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > self.max_response_bytes:
-                    raise AgentError(f"the agent webhook's answer is larger than {self.max_response_bytes} bytes", 502)
+                    raise AgentError(
+                        f"the agent webhook's answer is larger than {self.max_response_bytes} bytes", 502
+                    )
                 chunks.append(chunk)
             return response.status_code, b"".join(chunks), _retry_after(response.headers.get("Retry-After"))
 
@@ -168,7 +195,9 @@ class WebhookAgent:
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"]) or "body"
-            raise AgentError(f"the agent webhook answered an invalid response ({where}: {first['msg']})", 502) from None
+            raise AgentError(
+                f"the agent webhook answered an invalid response ({where}: {first['msg']})", 502
+            ) from None
 
 
 def _redact(url: httpx.URL) -> str:

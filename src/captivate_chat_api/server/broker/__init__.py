@@ -35,4 +35,11 @@ def default_namespace(database_url: str) -> str:
     return "captivate-chat:" + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
-__all__ = ["Broker", "BrokerMessage", "MessageHandler", "ResyncHandler", "broker_from_url", "default_namespace"]
+__all__ = [
+    "Broker",
+    "BrokerMessage",
+    "MessageHandler",
+    "ResyncHandler",
+    "broker_from_url",
+    "default_namespace",
+]

@@ -45,7 +45,9 @@ class RedisBroker(Broker):
         try:  # a first subscription before serving, if Redis is there; the listener keeps trying otherwise
             await asyncio.wait_for(subscribed.wait(), 5)
         except TimeoutError:
-            log.warning("the broker is not reachable yet; delivering to this process's sockets only until it is")
+            log.warning(
+                "the broker is not reachable yet; delivering to this process's sockets only until it is"
+            )
 
     def publish(self, message: BrokerMessage) -> None:
         message["node"] = self.node
@@ -74,10 +76,14 @@ class RedisBroker(Broker):
                     log.warning("broker publish failed (%s); retrying", type(exc).__name__)
                     await asyncio.sleep(0.5)
                     if self._outbox.qsize() > OUTBOX_LIMIT // 2:
-                        self.dropped += len(batch)  # under a long outage keep the newest; the store has them all
+                        self.dropped += len(
+                            batch
+                        )  # under a long outage keep the newest; the store has them all
                         break
 
-    async def _listen(self, on_message: MessageHandler, on_resync: ResyncHandler, subscribed: asyncio.Event) -> None:
+    async def _listen(
+        self, on_message: MessageHandler, on_resync: ResyncHandler, subscribed: asyncio.Event
+    ) -> None:
         lost = False
         delay = 0.2
         while True:
@@ -116,4 +122,3 @@ class RedisBroker(Broker):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._redis.aclose()
-

@@ -97,11 +97,25 @@ class SubscribeMessage:
 
 
 RelayMessage = (
-    EventMessage | BroadcastMessage | UnbindMessage | NotifyMessage | BindMessage | DirectMessage | SubscribeMessage
+    EventMessage
+    | BroadcastMessage
+    | UnbindMessage
+    | NotifyMessage
+    | BindMessage
+    | DirectMessage
+    | SubscribeMessage
 )
 MESSAGE_TYPES: dict[str, type[Any]] = {
     cls.kind: cls
-    for cls in (EventMessage, BroadcastMessage, UnbindMessage, NotifyMessage, BindMessage, DirectMessage, SubscribeMessage)
+    for cls in (
+        EventMessage,
+        BroadcastMessage,
+        UnbindMessage,
+        NotifyMessage,
+        BindMessage,
+        DirectMessage,
+        SubscribeMessage,
+    )
 }
 
 
@@ -240,7 +254,9 @@ class Relay:
         self._filling[key] = False
         self._spawn(self._fill(connection, conversation_id, key))
 
-    async def _fill(self, connection: Connection, conversation_id: str, key: tuple[str, str] | None = None) -> None:
+    async def _fill(
+        self, connection: Connection, conversation_id: str, key: tuple[str, str] | None = None
+    ) -> None:
         try:
             while True:
                 last = connection.position(conversation_id) or 0

@@ -26,7 +26,14 @@ PNG, JPEG = "image/png", "image/jpeg"
 CSV, TXT, MARKDOWN, HTML, JSON = "text/csv", "text/plain", "text/markdown", "text/html", "application/json"
 ALL_TYPES = (PDF, DOCX, XLSX, PPTX, CSV, TXT, MARKDOWN, HTML, JSON, PNG, JPEG)
 _OOXML = {"word/document.xml": DOCX, "xl/workbook.xml": XLSX, "ppt/presentation.xml": PPTX}
-_TEXT_EXTENSIONS = {".csv": CSV, ".md": MARKDOWN, ".markdown": MARKDOWN, ".html": HTML, ".htm": HTML, ".json": JSON}
+_TEXT_EXTENSIONS = {
+    ".csv": CSV,
+    ".md": MARKDOWN,
+    ".markdown": MARKDOWN,
+    ".html": HTML,
+    ".htm": HTML,
+    ".json": JSON,
+}
 
 
 class ExtractionRefused(Exception):
@@ -66,7 +73,9 @@ def detect(path: Path, filename: str) -> str:
                 return kind
         raise ExtractionRefused(415, "unsupported file type: a ZIP archive that is not DOCX, XLSX or PPTX")
     if b"\x00" in head:
-        raise ExtractionRefused(415, "unsupported file type (binary data that is not PDF, Office or PNG/JPEG)")
+        raise ExtractionRefused(
+            415, "unsupported file type (binary data that is not PDF, Office or PNG/JPEG)"
+        )
     try:
         sample = head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -90,10 +99,18 @@ def _check_zip(path: Path, limits: Limits) -> None:
         total = 0
         for info in z.infolist():
             total += info.file_size
-            if info.compress_size and info.file_size / info.compress_size > limits.max_zip_ratio and info.file_size > 1 << 20:
-                raise ExtractionRefused(422, f"the document looks like a zip bomb ({info.filename} inflates too far)")
+            if (
+                info.compress_size
+                and info.file_size / info.compress_size > limits.max_zip_ratio
+                and info.file_size > 1 << 20
+            ):
+                raise ExtractionRefused(
+                    422, f"the document looks like a zip bomb ({info.filename} inflates too far)"
+                )
         if total > limits.max_unzipped_bytes:
-            raise ExtractionRefused(422, f"the document inflates to {total} bytes (limit {limits.max_unzipped_bytes})")
+            raise ExtractionRefused(
+                422, f"the document inflates to {total} bytes (limit {limits.max_unzipped_bytes})"
+            )
 
 
 def _pdf(path: Path, limits: Limits) -> str:
@@ -202,7 +219,9 @@ def _image(path: Path, limits: Limits) -> str:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 if image.width * image.height > limits.max_pixels:
-                    raise ExtractionRefused(422, f"the image has {image.width}x{image.height} pixels (limit {limits.max_pixels})")
+                    raise ExtractionRefused(
+                        422, f"the image has {image.width}x{image.height} pixels (limit {limits.max_pixels})"
+                    )
                 image.load()
                 return _ocr(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -217,13 +236,17 @@ def _ocr(image: Any) -> str:
     try:
         return str(pytesseract.image_to_string(image)).strip()
     except pytesseract.TesseractNotFoundError:
-        raise ExtractionRefused(501, "OCR needs the tesseract-ocr program (e.g. apt-get install tesseract-ocr)") from None
+        raise ExtractionRefused(
+            501, "OCR needs the tesseract-ocr program (e.g. apt-get install tesseract-ocr)"
+        ) from None
 
 
 _EXTRACTORS = {PDF: _pdf, DOCX: _docx, XLSX: _xlsx, PPTX: _pptx, PNG: _image, JPEG: _image}
 
 
-def extract(path: Path, filename: str, limits: Limits, allowed: tuple[str, ...] = ALL_TYPES) -> dict[str, Any]:
+def extract(
+    path: Path, filename: str, limits: Limits, allowed: tuple[str, ...] = ALL_TYPES
+) -> dict[str, Any]:
     """``{type, text}`` of the file at ``path``."""
     kind = detect(path, filename)
     if kind not in allowed:
@@ -236,5 +259,7 @@ def extract(path: Path, filename: str, limits: Limits, allowed: tuple[str, ...] 
     except MemoryError:
         raise ExtractionRefused(422, "the file needs more memory to read than a file may use") from None
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
-        raise ExtractionRefused(422, f"the file is damaged or not a valid {kind} ({type(exc).__name__})") from None
+        raise ExtractionRefused(
+            422, f"the file is damaged or not a valid {kind} ({type(exc).__name__})"
+        ) from None
     return {"type": kind, "text": text[: limits.max_text_chars]}

@@ -37,9 +37,15 @@ class _Worker:
     @classmethod
     async def start(cls, memory_bytes: int) -> _Worker:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "captivate_chat_api.server.files.worker", str(memory_bytes),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            limit=_LINE_LIMIT, start_new_session=True,  # its own process group: a kill takes tesseract too
+            sys.executable,
+            "-m",
+            "captivate_chat_api.server.files.worker",
+            str(memory_bytes),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            limit=_LINE_LIMIT,
+            start_new_session=True,  # its own process group: a kill takes tesseract too
         )
         return cls(process)
 
@@ -66,8 +72,13 @@ class _Worker:
 
 class ExtractionPool:
     def __init__(
-        self, workers: int = 2, *, timeout: float = 30.0, memory_bytes: int = 1024 * 1024 * 1024,
-        limits: Limits | None = None, allowed: tuple[str, ...] = ALL_TYPES,
+        self,
+        workers: int = 2,
+        *,
+        timeout: float = 30.0,
+        memory_bytes: int = 1024 * 1024 * 1024,
+        limits: Limits | None = None,
+        allowed: tuple[str, ...] = ALL_TYPES,
     ) -> None:
         self.timeout = timeout
         self.memory_bytes = memory_bytes
@@ -79,7 +90,12 @@ class ExtractionPool:
 
     async def extract(self, path: Path, filename: str) -> dict[str, Any]:
         """``{type, text}`` of the file; :class:`ExtractionFailed` with a status when it cannot be read."""
-        job = {"path": str(path), "filename": filename, "limits": asdict(self.limits), "allowed": list(self.allowed)}
+        job = {
+            "path": str(path),
+            "filename": filename,
+            "limits": asdict(self.limits),
+            "allowed": list(self.allowed),
+        }
         async with self._slots:
             worker = await self._take()
             self._busy.add(worker)
@@ -90,7 +106,9 @@ class ExtractionPool:
                 raise ExtractionFailed(422, f"reading the file took longer than {self.timeout:g} s") from None
             except (EOFError, ConnectionError, ValueError):
                 await worker.kill()
-                raise ExtractionFailed(422, "the file needs more memory or time to read than a file may use") from None
+                raise ExtractionFailed(
+                    422, "the file needs more memory or time to read than a file may use"
+                ) from None
             except BaseException:  # cancelled mid-call: its answer would reach the next job, so it goes
                 await worker.kill()
                 raise
@@ -98,7 +116,9 @@ class ExtractionPool:
                 self._busy.discard(worker)
             self._idle.append(worker)
         if not answer.get("ok"):
-            raise ExtractionFailed(int(answer.get("status", 422)), str(answer.get("error", "the file could not be read")))
+            raise ExtractionFailed(
+                int(answer.get("status", 422)), str(answer.get("error", "the file could not be read"))
+            )
         return {"type": answer["type"], "text": answer["text"]}
 
     async def _take(self) -> _Worker:

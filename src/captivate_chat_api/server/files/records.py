@@ -19,8 +19,16 @@ if TYPE_CHECKING:
 from ..store.clock import utc_now
 
 _COLUMNS = (
-    "file_key", "channel_id", "conversation_id", "filename", "content_type", "size", "sha256", "ttl_days",
-    "expires_at", "created_at",
+    "file_key",
+    "channel_id",
+    "conversation_id",
+    "filename",
+    "content_type",
+    "size",
+    "sha256",
+    "ttl_days",
+    "expires_at",
+    "created_at",
 )
 
 
@@ -87,16 +95,22 @@ class SQLiteFileRecords(FileRecords):
 
     async def get(self, file_key: str) -> FileRecord | None:
         return await self.store._read(
-            lambda conn: _record(conn.execute("SELECT * FROM files WHERE file_key = ?", (file_key,)).fetchone())
+            lambda conn: _record(
+                conn.execute("SELECT * FROM files WHERE file_key = ?", (file_key,)).fetchone()
+            )
         )
 
     async def set_expiry(self, file_key: str, expires_at: float) -> None:
         await self.store._write(
-            lambda conn: conn.execute("UPDATE files SET expires_at = ? WHERE file_key = ?", (expires_at, file_key))
+            lambda conn: conn.execute(
+                "UPDATE files SET expires_at = ? WHERE file_key = ?", (expires_at, file_key)
+            )
         )
 
     async def remove(self, file_key: str) -> None:
-        await self.store._write(lambda conn: conn.execute("DELETE FROM files WHERE file_key = ?", (file_key,)))
+        await self.store._write(
+            lambda conn: conn.execute("DELETE FROM files WHERE file_key = ?", (file_key,))
+        )
 
     async def expired(self, now: float, limit: int = 500) -> list[FileRecord]:
         def run(conn: sqlite3.Connection) -> list[FileRecord]:
@@ -121,7 +135,9 @@ class SQLiteFileRecords(FileRecords):
     async def channel_bytes(self, channel_id: str) -> int:
         return await self.store._read(
             lambda conn: int(
-                conn.execute("SELECT COALESCE(SUM(size), 0) FROM files WHERE channel_id = ?", (channel_id,)).fetchone()[0]
+                conn.execute(
+                    "SELECT COALESCE(SUM(size), 0) FROM files WHERE channel_id = ?", (channel_id,)
+                ).fetchone()[0]
             )
         )
 
@@ -131,7 +147,9 @@ class SQLiteFileRecords(FileRecords):
                 "INSERT OR IGNORE INTO deployment_secrets (name, value, created_at) VALUES (?, ?, ?)",
                 (name, secrets.token_urlsafe(32), utc_now()),
             )
-            return str(conn.execute("SELECT value FROM deployment_secrets WHERE name = ?", (name,)).fetchone()[0])
+            return str(
+                conn.execute("SELECT value FROM deployment_secrets WHERE name = ?", (name,)).fetchone()[0]
+            )
 
         return await self.store._write(run)
 
@@ -151,7 +169,9 @@ class PostgresFileRecords(FileRecords):
         return _record(await self.store.pool.fetchrow("SELECT * FROM files WHERE file_key = $1", file_key))
 
     async def set_expiry(self, file_key: str, expires_at: float) -> None:
-        await self.store.pool.execute("UPDATE files SET expires_at = $1 WHERE file_key = $2", expires_at, file_key)
+        await self.store.pool.execute(
+            "UPDATE files SET expires_at = $1 WHERE file_key = $2", expires_at, file_key
+        )
 
     async def remove(self, file_key: str) -> None:
         await self.store.pool.execute("DELETE FROM files WHERE file_key = $1", file_key)
@@ -171,14 +191,22 @@ class PostgresFileRecords(FileRecords):
         return [r for r in map(_record, rows) if r is not None]
 
     async def channel_bytes(self, channel_id: str) -> int:
-        return int(await self.store.pool.fetchval("SELECT COALESCE(SUM(size), 0) FROM files WHERE channel_id = $1", channel_id))
+        return int(
+            await self.store.pool.fetchval(
+                "SELECT COALESCE(SUM(size), 0) FROM files WHERE channel_id = $1", channel_id
+            )
+        )
 
     async def secret(self, name: str) -> str:
         await self.store.pool.execute(
             "INSERT INTO deployment_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-            name, secrets.token_urlsafe(32), utc_now(),
+            name,
+            secrets.token_urlsafe(32),
+            utc_now(),
         )
-        return str(await self.store.pool.fetchval("SELECT value FROM deployment_secrets WHERE name = $1", name))
+        return str(
+            await self.store.pool.fetchval("SELECT value FROM deployment_secrets WHERE name = $1", name)
+        )
 
 
 def records_for(store: Store) -> FileRecords:

@@ -33,10 +33,10 @@ SIGNING_SECRET = "file_url_signing"  # nosec B105: the secret's name in the stor
 DAY = 86400
 
 
-
 def extract_workers(configured: int) -> int:
     """The configured count, or (0) one fewer than the CPU cores, at least one."""
     return configured if configured > 0 else max(1, (os.cpu_count() or 2) - 1)
+
 
 class FileError(Exception):
     """An upload or presign refused: the status and the sentence the client shows (``error``)."""
@@ -81,8 +81,14 @@ def parse_ttl(value: str | None) -> int | None:
 
 class FileService:
     def __init__(
-        self, settings: Settings, store: Store, records: FileRecords, storage: Storage, pool: ExtractionPool,
-        *, clock: Callable[[], float] = time.time,
+        self,
+        settings: Settings,
+        store: Store,
+        records: FileRecords,
+        storage: Storage,
+        pool: ExtractionPool,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -90,11 +96,16 @@ class FileService:
         self.storage = storage
         self.pool = pool
         self.clock = clock
-        self.uploads = RateLimiter(settings.files_uploads_per_minute_per_key / 60.0, max(1.0, settings.files_uploads_per_minute_per_key))
+        self.uploads = RateLimiter(
+            settings.files_uploads_per_minute_per_key / 60.0,
+            max(1.0, settings.files_uploads_per_minute_per_key),
+        )
         self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, settings: Settings, store: Store, *, clock: Callable[[], float] = time.time) -> FileService:
+    async def open(
+        cls, settings: Settings, store: Store, *, clock: Callable[[], float] = time.time
+    ) -> FileService:
         records = records_for(store)
         secret = await records.secret(SIGNING_SECRET)
         target = settings.files_storage
@@ -106,9 +117,11 @@ class FileService:
             storage = LocalStorage(root, UrlSigner(secret), lambda: settings.base_url)
         allowed = tuple(settings.files_allowed_types) or ALL_TYPES
         pool = ExtractionPool(
-            extract_workers(settings.files_extract_workers), timeout=settings.files_extract_timeout,
+            extract_workers(settings.files_extract_workers),
+            timeout=settings.files_extract_timeout,
             memory_bytes=settings.files_extract_memory_mb * 1024 * 1024,
-            limits=Limits(max_pages=settings.files_max_pages), allowed=allowed,
+            limits=Limits(max_pages=settings.files_max_pages),
+            allowed=allowed,
         )
         return cls(settings, store, records, storage, pool, clock=clock)
 
@@ -151,8 +164,16 @@ class FileService:
             raise FileError(429, f"too many uploads for this API key: try again in {math.ceil(wait)} s")
 
     async def upload(
-        self, channel: Channel, conversation_id: str, scratch: Path, *, filename: str, size: int, sha256: str,
-        storage: bool, ttl_days: int | None,
+        self,
+        channel: Channel,
+        conversation_id: str,
+        scratch: Path,
+        *,
+        filename: str,
+        size: int,
+        sha256: str,
+        storage: bool,
+        ttl_days: int | None,
     ) -> Upload:
         """Extract the text of the spooled file and, with ``storage``, keep it. ``scratch`` is consumed."""
         started = time.perf_counter()
@@ -172,8 +193,16 @@ class FileService:
             now = self.clock()
             key = f"{channel.id}/{secrets.token_urlsafe(24)}"
             record = FileRecord(
-                key, channel.id, conversation_id, filename or "file", found["type"], size, sha256, ttl_days,
-                now + ttl_days * DAY if ttl_days else None, utc_now(),
+                key,
+                channel.id,
+                conversation_id,
+                filename or "file",
+                found["type"],
+                size,
+                sha256,
+                ttl_days,
+                now + ttl_days * DAY if ttl_days else None,
+                utc_now(),
             )
             try:
                 await self.storage.put(key, scratch, found["type"])
@@ -189,7 +218,16 @@ class FileService:
                 await self.storage.delete(key)
                 raise
             url, expires = await self._presign(record, DEFAULT_PRESIGN_SECONDS, now)
-            return Upload(found["text"], found["type"], size, sha256, int((time.perf_counter() - started) * 1000), record, url, expires)
+            return Upload(
+                found["text"],
+                found["type"],
+                size,
+                sha256,
+                int((time.perf_counter() - started) * 1000),
+                record,
+                url,
+                expires,
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 scratch.unlink()
@@ -213,7 +251,9 @@ class FileService:
         expires = int(now) + seconds
         if record.expires_at is not None:
             expires = min(expires, int(record.expires_at))
-        return await self.storage.url(record.file_key, expires, record.filename, record.content_type, now), expires
+        return await self.storage.url(
+            record.file_key, expires, record.filename, record.content_type, now
+        ), expires
 
     async def fresh_urls(self, channel_id: str, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The files as an agent gets them: each stored file of this channel with a fresh presigned URL as
@@ -232,7 +272,8 @@ class FileService:
             except FileError:  # deleted or expired: the agent gets what the message had
                 out.append(file)
                 continue
-            out.append({**file, "url": url, "storage": {**storage, "presignedUrl": url, "expiresIn": expires}})  # type: ignore[dict-item]
+            fresh = {**storage, "presignedUrl": url, "expiresIn": expires}  # type: ignore[dict-item]
+            out.append({**file, "url": url, "storage": fresh})
         return out
 
     # removal
@@ -243,7 +284,9 @@ class FileService:
             try:
                 await self.storage.delete(record.file_key)
             except Exception as exc:  # noqa: BLE001  any storage error: retried on the next sweep
-                log.warning("deleting a stored file failed (%s); it is retried on the next sweep", type(exc).__name__)
+                log.warning(
+                    "deleting a stored file failed (%s); it is retried on the next sweep", type(exc).__name__
+                )
                 continue
             await self.records.remove(record.file_key)
             removed += 1

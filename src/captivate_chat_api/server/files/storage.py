@@ -130,7 +130,9 @@ class S3Storage(Storage):
         client = await self.client()
         try:
             # upload_file streams from disk in parts (multipart above its threshold): never the whole file in memory
-            await client.upload_file(str(source), self.bucket, self.object_key(key), ExtraArgs={"ContentType": content_type})
+            await client.upload_file(
+                str(source), self.bucket, self.object_key(key), ExtraArgs={"ContentType": content_type}
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 source.unlink()

@@ -67,7 +67,10 @@ def identity_of(token: AgentTokenInfo, body: dict[str, Any]) -> AgentIdentity:
     identity = AgentIdentity(token.id, token.label or token.id)
     name = body.get("agent_name")
     if name is not None and name != identity.name:
-        raise ProtocolError(403, f"agent_name cannot differ from this token's agent ({identity.name}): identity comes from the token")
+        raise ProtocolError(
+            403,
+            f"agent_name cannot differ from this token's agent ({identity.name}): identity comes from the token",
+        )
     return identity
 
 
@@ -93,7 +96,9 @@ def summary(record: ConversationRecord, names: dict[str, str]) -> dict[str, Any]
 
 
 def bind_socket(request: Request, channel: Channel, body: dict[str, Any], conversation_id: str) -> None:
-    connection = gateway_of(request).hub.find(body.get("socket_id") if isinstance(body.get("socket_id"), str) else None, channel.id)
+    connection = gateway_of(request).hub.find(
+        body.get("socket_id") if isinstance(body.get("socket_id"), str) else None, channel.id
+    )
     if connection is not None and connection.role == "human":
         gateway_of(request).hub.bind(conversation_id, connection)
 
@@ -111,7 +116,9 @@ async def run(coro: Any, conversation_id: str) -> ConversationRecord:
 def conflict(exc: HandoffConflict, conversation_id: str) -> ProtocolError:
     """409 for a state that does not allow it; 403 when another agent owns the live chat (reply, end)."""
     if exc.by_other and exc.name in (HandoffEvent.REPLY.value, HandoffEvent.END.value):
-        return ProtocolError(403, f"{exc}: only the agent who has it may do that (take it over first)", conversation_id)
+        return ProtocolError(
+            403, f"{exc}: only the agent who has it may do that (take it over first)", conversation_id
+        )
     return ProtocolError(409, str(exc), conversation_id)
 
 
@@ -138,8 +145,14 @@ async def get_conversation(request: Request, conversation_id: str) -> dict[str, 
     if record is None:
         raise ConversationNotFound(conversation_id)
     bind_socket(request, channel, dict(request.query_params), conversation_id)
-    transcript = [transcript_entry(e) for e in await store.messages(conversation_id) if is_transcript_message(e)]
-    return {**summary(record, await agent_names(request, channel)), "private_metadata": record.private_metadata, "transcript": transcript}
+    transcript = [
+        transcript_entry(e) for e in await store.messages(conversation_id) if is_transcript_message(e)
+    ]
+    return {
+        **summary(record, await agent_names(request, channel)),
+        "private_metadata": record.private_metadata,
+        "transcript": transcript,
+    }
 
 
 @router.post("/conversations/{conversation_id}/escalate")
@@ -149,7 +162,9 @@ async def escalate(request: Request, conversation_id: str) -> dict[str, Any]:
     body = await body_of(request)
     reason = body.get("reason") if isinstance(body.get("reason"), str) else None
     livechat = gateway_of(request).livechat
-    record = await run(livechat.apply(channel.id, conversation_id, HandoffEvent.ESCALATE, reason=reason), conversation_id)
+    record = await run(
+        livechat.apply(channel.id, conversation_id, HandoffEvent.ESCALATE, reason=reason), conversation_id
+    )
     return summary(record, await agent_names(request, channel))
 
 
@@ -165,7 +180,10 @@ async def take(request: Request, conversation_id: str) -> dict[str, Any]:
     names = await agent_names(request, channel)
     previous = names.get(current.human_agent or "") if event is HandoffEvent.TAKE_OVER else None
     livechat = gateway_of(request).livechat
-    record = await run(livechat.apply(channel.id, conversation_id, event, agent=agent, previous_name=previous), conversation_id)
+    record = await run(
+        livechat.apply(channel.id, conversation_id, event, agent=agent, previous_name=previous),
+        conversation_id,
+    )
     bind_socket(request, channel, body, conversation_id)
     return summary(record, names)
 
@@ -173,8 +191,12 @@ async def take(request: Request, conversation_id: str) -> dict[str, Any]:
 @router.post(
     "/conversations/{conversation_id}/messages",
     openapi_extra=json_body(
-        {"text": {"type": "string"}, "content": {"type": ["object", "array", "string"]},
-         "agent_name": {"type": "string"}, "socket_id": {"type": "string"}}
+        {
+            "text": {"type": "string"},
+            "content": {"type": ["object", "array", "string"]},
+            "agent_name": {"type": "string"},
+            "socket_id": {"type": "string"},
+        }
     ),
 )
 async def send(request: Request, conversation_id: str) -> JSONResponse:
@@ -187,7 +209,9 @@ async def send(request: Request, conversation_id: str) -> JSONResponse:
     livechat = gateway_of(request).livechat
     await conversation_of(request, channel, conversation_id)
     try:
-        event = await livechat.human_message(channel.id, conversation_id, identity_of(token, body), normalize_content(content))
+        event = await livechat.human_message(
+            channel.id, conversation_id, identity_of(token, body), normalize_content(content)
+        )
     except LookupError:
         raise ConversationNotFound(conversation_id) from None
     except HandoffConflict as exc:
@@ -204,7 +228,9 @@ async def end(request: Request, conversation_id: str) -> dict[str, Any]:
     await conversation_of(request, channel, conversation_id)
     agent = identity_of(token, body)
     livechat = gateway_of(request).livechat
-    record = await run(livechat.apply(channel.id, conversation_id, HandoffEvent.END, agent=agent), conversation_id)
+    record = await run(
+        livechat.apply(channel.id, conversation_id, HandoffEvent.END, agent=agent), conversation_id
+    )
     return summary(record, await agent_names(request, channel))
 
 

@@ -113,9 +113,13 @@ def _limited(request: Request, limit: int) -> Request:
 async def _owner(request: Request, path: str | None) -> tuple[Any, str]:
     """The channel and conversation named by ``path`` = ``APIKEY/CONVERSATION_ID``; else 401 (an unknown
     key, an unknown conversation and another tenant's conversation all get the same answer)."""
-    refused = FileError(401, "path must name a valid API key and one of its conversations (APIKEY/CONVERSATION_ID)")
+    refused = FileError(
+        401, "path must name a valid API key and one of its conversations (APIKEY/CONVERSATION_ID)"
+    )
     if not path or "/" not in path:
-        raise FileError(401, "an upload needs path=APIKEY/CONVERSATION_ID (upload through conversation.fileManager)")
+        raise FileError(
+            401, "an upload needs path=APIKEY/CONVERSATION_ID (upload through conversation.fileManager)"
+        )
     key, _, conversation_id = path.rpartition("/")
     gateway: Gateway = request.app.state.gateway
     channel = await gateway.auth.channel(key)
@@ -159,8 +163,14 @@ async def file_to_text(request: Request) -> Response:
                 return failure(413, f"the file is larger than {limit} bytes")
             storage = fields.get("storage", "true").strip().lower() != "false"
             done = await service.upload(
-                channel, conversation_id, scratch, filename=upload.filename or "file", size=size, sha256=sha256,
-                storage=storage, ttl_days=parse_ttl(fields.get("ttlDays")),
+                channel,
+                conversation_id,
+                scratch,
+                filename=upload.filename or "file",
+                size=size,
+                sha256=sha256,
+                storage=storage,
+                ttl_days=parse_ttl(fields.get("ttlDays")),
             )
             scratch = None
         finally:
@@ -173,8 +183,13 @@ async def file_to_text(request: Request) -> Response:
     body = FileToTextResponse(success=True, text=done.text)
     if done.record is not None:
         body = FileToTextResponse(
-            success=True, text=done.text, fileKey=done.record.file_key, presignedUrl=done.presigned_url,
-            expiresIn=done.url_expires, fileSize=done.size, processingTime=done.processing_ms,
+            success=True,
+            text=done.text,
+            fileKey=done.record.file_key,
+            presignedUrl=done.presigned_url,
+            expiresIn=done.url_expires,
+            fileSize=done.size,
+            processingTime=done.processing_ms,
         )
     data = body.model_dump(exclude_none=True)
     if fields.get("includeMetadata", "").lower() == "true":
@@ -198,7 +213,9 @@ async def presigned_url(request: Request) -> Response:
     except FileError as exc:
         return failure(exc.status, exc.error)
     seconds = max(1, min(asked.expiresIn, service.settings.files_presign_max_seconds))
-    return JSONResponse(PresignResponse(success=True, presignedUrl=url, expiresIn=seconds).model_dump(exclude_none=True))
+    return JSONResponse(
+        PresignResponse(success=True, presignedUrl=url, expiresIn=seconds).model_dump(exclude_none=True)
+    )
 
 
 @router.get("/files/{file_key:path}", include_in_schema=False)

@@ -38,6 +38,7 @@ def json_body(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dic
     schema = {"type": "object", "properties": properties, "required": list(required)}
     return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
+
 router = APIRouter(responses=ERROR_RESPONSES)
 MESSAGE_PATH = "/api/custom-channel/sockets/message"
 
@@ -102,7 +103,9 @@ async def post_client_event(request: Request) -> Response:
     connection = gateway.relay.find_client(envelope.socket_id, channel.id)
     gateway.limits.check(channel.id, connection.socket_id if connection else None)
     async with gateway.limits.admission.slot(channel.id):  # fair across tenants (limits.Admission)
-        reply = await gateway.handlers.handle(ClientRequest(channel, key, envelope, connection, via_websocket=False))
+        reply = await gateway.handlers.handle(
+            ClientRequest(channel, key, envelope, connection, via_websocket=False)
+        )
     if connection is not None and (frame := reply.socket_frame(envelope.request_id)) is not None:
         connection.send(frame)
     background = None
@@ -148,10 +151,15 @@ def describe_hot_routes(schema: dict[str, Any]) -> dict[str, Any]:
             "summary": "Send a client event",
             "description": "Every client event of the npm client 7.0.0 (PROTOCOL.md section 4); the body is the reply.",
             "operationId": "post_client_event",
-            "parameters": [{"name": "x-api-key", "in": "header", "required": True, "schema": {"type": "string"}}],
+            "parameters": [
+                {"name": "x-api-key", "in": "header", "required": True, "schema": {"type": "string"}}
+            ],
             **_ENVELOPE_SCHEMA,
             "responses": {
-                "200": {"description": "The direct reply", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "200": {
+                    "description": "The direct reply",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
                 **ERROR_RESPONSES,  # type: ignore[dict-item]  # 400 bad input, 401 bad key, 404 unknown conversation, 413 body too large
             },
         }

@@ -32,7 +32,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def single_flight(owner: Any, name: str, ping: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
+def single_flight(
+    owner: Any, name: str, ping: Callable[[], Awaitable[object]]
+) -> Callable[[], Awaitable[object]]:
     """``ping``, joined by later callers while it runs (one per ``owner`` and ``name``)."""
 
     async def joined() -> object:
@@ -79,7 +81,9 @@ async def readyz(request: Request) -> JSONResponse:
     if fault is not None and checks["store_write"] == "ok":
         checks["store_write"] = f"error: recent writes failed ({fault.kind}, {fault.status})"
     ready = all(result == "ok" for result in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -34,7 +34,11 @@ _COMMON = {
     "Referrer-Policy": "no-referrer",
 }
 CHAT_HEADERS = {**_COMMON, "Content-Security-Policy": _CSP}
-CONSOLE_HEADERS = {**_COMMON, "Content-Security-Policy": _CSP + "; frame-ancestors 'none'", "X-Frame-Options": "DENY"}
+CONSOLE_HEADERS = {
+    **_COMMON,
+    "Content-Security-Policy": _CSP + "; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
 ASSET_HEADERS = {**_COMMON, "Cross-Origin-Resource-Policy": "cross-origin"}
 
 router = APIRouter(include_in_schema=False)

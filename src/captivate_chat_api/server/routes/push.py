@@ -38,7 +38,9 @@ async def deliver(gateway: Gateway, channel: Channel, response: AgentResponse) -
     if conversation is None:
         raise ConversationNotFound(response.session_id)
     if not await gateway.runner.apply(channel, conversation, response):
-        raise ProtocolError(409, "a human agent has this conversation; the AI reply was not delivered", conversation.id)
+        raise ProtocolError(
+            409, "a human agent has this conversation; the AI reply was not delivered", conversation.id
+        )
     return {"status": "success", "session_id": conversation.id}
 
 
@@ -49,8 +51,13 @@ async def read_json(request: Request, gateway: Gateway) -> Any:
 @router.post(
     "/api/channel/v2/sendMessage",
     openapi_extra=json_body(
-        {"session_id": {"type": "string"}, "response": {"type": "array"}, "outgoing_action": {"type": ["array", "null"]},
-         "metadata": {"type": ["object", "null"]}, "hasLivechat": {"type": "boolean"}},
+        {
+            "session_id": {"type": "string"},
+            "response": {"type": "array"},
+            "outgoing_action": {"type": ["array", "null"]},
+            "metadata": {"type": ["object", "null"]},
+            "hasLivechat": {"type": "boolean"},
+        },
         ("session_id",),
     ),
 )
@@ -61,7 +68,9 @@ async def push_v2(request: Request) -> dict[str, Any]:
     try:
         response = AgentResponse.model_validate(await read_json(request, gateway))
     except ValidationError as exc:
-        raise ProtocolError(400, f"invalid response body: {exc.errors(include_url=False)[0]['msg']}") from None
+        raise ProtocolError(
+            400, f"invalid response body: {exc.errors(include_url=False)[0]['msg']}"
+        ) from None
     return await deliver(gateway, channel, response)
 
 
@@ -69,8 +78,14 @@ async def push_v2(request: Request) -> dict[str, Any]:
     "/api/channel/sendMessage",
     deprecated=True,
     openapi_extra=json_body(
-        {"idChat": {"type": "string"}, "channel": {"type": "string"},
-         "message": {"type": "object", "properties": {"messages": {"type": "array"}, "actions": {"type": "array"}}}},
+        {
+            "idChat": {"type": "string"},
+            "channel": {"type": "string"},
+            "message": {
+                "type": "object",
+                "properties": {"messages": {"type": "array"}, "actions": {"type": "array"}},
+            },
+        },
         ("idChat",),
     ),
 )

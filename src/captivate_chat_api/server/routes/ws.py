@@ -23,7 +23,9 @@ log = logging.getLogger("captivate_chat_api.server.ws")
 
 async def refuse(websocket: WebSocket, status: int, desc: str) -> None:
     """Refuse before the upgrade: an HTTP status and JSON body, never a 101."""
-    await websocket.send_denial_response(JSONResponse({"error_code": status, "error_desc": desc}, status_code=status))
+    await websocket.send_denial_response(
+        JSONResponse({"error_code": status, "error_desc": desc}, status_code=status)
+    )
 
 
 def error_frame(exc: ProtocolError, request_id: str | None = None) -> str:
@@ -60,7 +62,9 @@ async def client_socket(websocket: WebSocket) -> None:
         await refuse(websocket, 401, "missing or invalid apiKey")
         return
     if gateway.hub.count_for(channel.id) >= settings.max_sockets_per_key:
-        await refuse(websocket, 429, f"too many open sockets for this key (limit {settings.max_sockets_per_key})")
+        await refuse(
+            websocket, 429, f"too many open sockets for this key (limit {settings.max_sockets_per_key})"
+        )
         return
     await websocket.accept()
     connection = Connection(websocket, channel, settings.send_queue_frames)

@@ -18,8 +18,13 @@ from .base import (
 
 
 def store_from_url(
-    url: str, *, synchronous: str = "NORMAL", busy_timeout: float = 5.0, connect_timeout: float = 5.0,
-    statement_timeout: float = 10.0, acquire_timeout: float = 5.0,
+    url: str,
+    *,
+    synchronous: str = "NORMAL",
+    busy_timeout: float = 5.0,
+    connect_timeout: float = 5.0,
+    statement_timeout: float = 10.0,
+    acquire_timeout: float = 5.0,
 ) -> Store:
     """``sqlite:///PATH`` (or a bare path), or ``postgresql://…[?schema=NAME]`` (needs the postgres extra).
     The timeouts (seconds) bound how long a request waits on the store before it fails with 503."""
@@ -27,9 +32,14 @@ def store_from_url(
         try:
             from .postgres import PostgresStore
         except ImportError as exc:
-            raise ValueError("a postgresql:// database needs: pip install 'captivate-chat-api[postgres]'") from exc
+            raise ValueError(
+                "a postgresql:// database needs: pip install 'captivate-chat-api[postgres]'"
+            ) from exc
         return PostgresStore(
-            url, connect_timeout=connect_timeout, statement_timeout=statement_timeout, acquire_timeout=acquire_timeout
+            url,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            acquire_timeout=acquire_timeout,
         )
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]

@@ -146,7 +146,9 @@ class EditForbidden(Exception):
     """An edit of a message the editor did not write (nothing is changed)."""
 
     def __init__(self, sender: str | None) -> None:
-        super().__init__(f"this message was written by {sender or 'the platform'}: only its author may edit it")
+        super().__init__(
+            f"this message was written by {sender or 'the platform'}: only its author may edit it"
+        )
         self.sender = sender
 
 
@@ -170,7 +172,9 @@ class Store(abc.ABC):
 
     # channels and keys
     @abc.abstractmethod
-    async def create_channel_with_key(self, name: str, key_hash: str, prefix: str, agent: str = "demo") -> Channel: ...
+    async def create_channel_with_key(
+        self, name: str, key_hash: str, prefix: str, agent: str = "demo"
+    ) -> Channel: ...
 
     @abc.abstractmethod
     async def add_key(self, channel_id: str, key_hash: str, prefix: str, label: str = "") -> ApiKeyInfo: ...
@@ -204,10 +208,14 @@ class Store(abc.ABC):
         """Set the default agent spec, merge named agents, set the webhook secret (what is not None)."""
 
     @abc.abstractmethod
-    async def add_agent_token(self, channel_id: str, token_hash: str, prefix: str, role: str, label: str = "") -> AgentTokenInfo: ...
+    async def add_agent_token(
+        self, channel_id: str, token_hash: str, prefix: str, role: str, label: str = ""
+    ) -> AgentTokenInfo: ...
 
     @abc.abstractmethod
-    async def channel_for_agent_token(self, token_hash: str, role: str) -> tuple[Channel, AgentTokenInfo] | None: ...
+    async def channel_for_agent_token(
+        self, token_hash: str, role: str
+    ) -> tuple[Channel, AgentTokenInfo] | None: ...
 
     @abc.abstractmethod
     async def list_agent_tokens(self) -> list[AgentTokenInfo]: ...
@@ -270,7 +278,9 @@ class Store(abc.ABC):
 
     # the event log
     @abc.abstractmethod
-    async def append_events(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+    async def append_events(
+        self, channel_id: str, conversation_id: str, events: list[NewEvent]
+    ) -> list[StoredEvent]:
         """Append in order, assigning consecutive ``seq``; committed when this returns."""
 
     @abc.abstractmethod
@@ -293,7 +303,9 @@ class Store(abc.ABC):
         return stored, created, None
 
     @abc.abstractmethod
-    async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]: ...
+    async def events_after(
+        self, conversation_id: str, after_seq: int, limit: int = 1000
+    ) -> list[StoredEvent]: ...
 
     @abc.abstractmethod
     async def messages(self, conversation_id: str) -> list[StoredEvent]:

@@ -58,9 +58,22 @@ BUSY = Fault("busy", 503, "store busy: the database write lock is held (another 
 _SQLITE_CODES = {13: DISK_FULL, 5: BUSY, 6: BUSY, 8: UNAVAILABLE, 10: UNAVAILABLE}
 """SQLITE_FULL, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR."""
 _NETWORK_ERRNOS = frozenset(
-    {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT, errno.EPIPE}
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+    }
 )
-_PG_STATES = {"53100": DISK_FULL, "55P03": BUSY, "57014": UNAVAILABLE, "57P03": UNAVAILABLE, "53300": UNAVAILABLE}
+_PG_STATES = {
+    "53100": DISK_FULL,
+    "55P03": BUSY,
+    "57014": UNAVAILABLE,
+    "57P03": UNAVAILABLE,
+    "53300": UNAVAILABLE,
+}
 """disk_full, lock_not_available, query_canceled (statement_timeout), cannot_connect_now, too_many_connections;
 and every class 08 (connection exception) state, below."""
 
@@ -86,7 +99,9 @@ def classify(exc: BaseException) -> Fault | None:
         return UNAVAILABLE  # connection closed / lost mid-query
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DISK_FULL
-    if isinstance(exc, (TimeoutError, ConnectionError)) or (isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS):
+    if isinstance(exc, (TimeoutError, ConnectionError)) or (
+        isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS
+    ):
         return UNAVAILABLE
     return None
 
@@ -116,7 +131,10 @@ class FaultLog:
             episode = self._episodes[fault.kind] = _Episode(fault, now, now, 0)
             log.warning(
                 "store fault (%s): %s: %s; answering %d until it clears",
-                fault.kind, type(exc).__name__, str(exc)[:200], fault.status,
+                fault.kind,
+                type(exc).__name__,
+                str(exc)[:200],
+                fault.status,
             )
         episode.count += 1
         episode.last = now
@@ -139,7 +157,10 @@ class FaultLog:
             episode.timer.cancel()
         log.warning(
             "store fault (%s) over: %d request(s) answered %d in %.1f s",
-            kind, episode.count, episode.fault.status, episode.last - episode.started,
+            kind,
+            episode.count,
+            episode.fault.status,
+            episode.last - episode.started,
         )
 
     def active(self, kind: str | None = None) -> Fault | None:

@@ -89,17 +89,29 @@ APPEND_GUARDED = APPEND.format(guard=" AND handoff = ANY($10::text[])")
 
 def append_args(conversation_id: str, channel_id: str, events: list[NewEvent], now: str) -> list[Any]:
     return [
-        conversation_id, channel_id, len(events), now,
-        [e.event_type for e in events], [e.sender for e in events], [e.message_id for e in events],
-        [e.client_msg_id for e in events], [dumps(e.payload) for e in events],
+        conversation_id,
+        channel_id,
+        len(events),
+        now,
+        [e.event_type for e in events],
+        [e.sender for e in events],
+        [e.message_id for e in events],
+        [e.client_msg_id for e in events],
+        [dumps(e.payload) for e in events],
     ]
 
 
 def stored_events(conversation_id: str, first: int, events: list[NewEvent], now: str) -> list[StoredEvent]:
     return [
         StoredEvent(
-            conversation_id=conversation_id, seq=first + i, event_type=e.event_type, payload=e.payload,
-            created_at=now, sender=e.sender, message_id=e.message_id, client_msg_id=e.client_msg_id,
+            conversation_id=conversation_id,
+            seq=first + i,
+            event_type=e.event_type,
+            payload=e.payload,
+            created_at=now,
+            sender=e.sender,
+            message_id=e.message_id,
+            client_msg_id=e.client_msg_id,
         )
         for i, e in enumerate(events)
     ]
@@ -144,11 +156,16 @@ class BoundedPool:
         self._pool.terminate()
 
 
-
 class PostgresStore(Store):
     def __init__(
-        self, url: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 5.0,
-        statement_timeout: float = 10.0, acquire_timeout: float = 5.0,
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 10.0,
+        acquire_timeout: float = 5.0,
     ) -> None:
         self.dsn, self.schema = split_url(url)
         self._pool: BoundedPool | None = None
@@ -176,8 +193,13 @@ class PostgresStore(Store):
             finally:
                 await conn.close()
         pool = await asyncpg.create_pool(
-            self.dsn, min_size=self._sizes[0], max_size=self._sizes[1], server_settings=settings,
-            timeout=connect_timeout, command_timeout=statement_timeout + 1.0, reset=keep_session,
+            self.dsn,
+            min_size=self._sizes[0],
+            max_size=self._sizes[1],
+            server_settings=settings,
+            timeout=connect_timeout,
+            command_timeout=statement_timeout + 1.0,
+            reset=keep_session,
         )
         self._pool = BoundedPool(pool, acquire_timeout)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -205,7 +227,9 @@ class PostgresStore(Store):
             try:
                 await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
             except TimeoutError:
-                log.warning("PostgreSQL connections still busy after %g s at shutdown: terminated", CLOSE_TIMEOUT)
+                log.warning(
+                    "PostgreSQL connections still busy after %g s at shutdown: terminated", CLOSE_TIMEOUT
+                )
                 pool.terminate()
 
     async def ping(self) -> None:
@@ -225,15 +249,26 @@ class PostgresStore(Store):
 
     # channels and keys
 
-    async def create_channel_with_key(self, name: str, key_hash: str, prefix: str, agent: str = "demo") -> Channel:
+    async def create_channel_with_key(
+        self, name: str, key_hash: str, prefix: str, agent: str = "demo"
+    ) -> Channel:
         channel_id, now = f"ch_{secrets.token_hex(8)}", utc_now()
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO channels (id, name, agent, created_at) VALUES ($1, $2, $3, $4)", channel_id, name, agent, now
+                "INSERT INTO channels (id, name, agent, created_at) VALUES ($1, $2, $3, $4)",
+                channel_id,
+                name,
+                agent,
+                now,
             )
             await conn.execute(
                 "INSERT INTO api_keys (id, channel_id, key_hash, prefix, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                f"key_{secrets.token_hex(6)}", channel_id, key_hash, prefix, name, now,
+                f"key_{secrets.token_hex(6)}",
+                channel_id,
+                key_hash,
+                prefix,
+                name,
+                now,
             )
             return channel_row(await conn.fetchrow("SELECT * FROM channels WHERE id = $1", channel_id))
 
@@ -241,7 +276,12 @@ class PostgresStore(Store):
         row = await self.pool.fetchrow(
             "INSERT INTO api_keys (id, channel_id, key_hash, prefix, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
             " RETURNING *",
-            f"key_{secrets.token_hex(6)}", channel_id, key_hash, prefix, label, utc_now(),
+            f"key_{secrets.token_hex(6)}",
+            channel_id,
+            key_hash,
+            prefix,
+            label,
+            utc_now(),
         )
         return key_row(row)
 
@@ -269,7 +309,8 @@ class PostgresStore(Store):
                 return None
             row = await conn.fetchrow(
                 f"UPDATE {table} SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 RETURNING *",  # nosec B608
-                rows[0]["id"], utc_now(),
+                rows[0]["id"],
+                utc_now(),
             )
             return mapper(row)
 
@@ -299,17 +340,29 @@ class PostgresStore(Store):
             )
             return channel_row(row)
 
-    async def add_agent_token(self, channel_id: str, token_hash: str, prefix: str, role: str, label: str = "") -> AgentTokenInfo:
+    async def add_agent_token(
+        self, channel_id: str, token_hash: str, prefix: str, role: str, label: str = ""
+    ) -> AgentTokenInfo:
         row = await self.pool.fetchrow(
             "INSERT INTO agent_tokens (id, channel_id, token_hash, prefix, role, label, created_at)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
-            f"tok_{secrets.token_hex(6)}", channel_id, token_hash, prefix, role, label, utc_now(),
+            f"tok_{secrets.token_hex(6)}",
+            channel_id,
+            token_hash,
+            prefix,
+            role,
+            label,
+            utc_now(),
         )
         return token_row(row)
 
-    async def channel_for_agent_token(self, token_hash: str, role: str) -> tuple[Channel, AgentTokenInfo] | None:
+    async def channel_for_agent_token(
+        self, token_hash: str, role: str
+    ) -> tuple[Channel, AgentTokenInfo] | None:
         token = await self.pool.fetchrow(
-            "SELECT * FROM agent_tokens WHERE token_hash = $1 AND role = $2 AND revoked_at IS NULL", token_hash, role
+            "SELECT * FROM agent_tokens WHERE token_hash = $1 AND role = $2 AND revoked_at IS NULL",
+            token_hash,
+            role,
         )
         if token is None:
             return None
@@ -317,7 +370,9 @@ class PostgresStore(Store):
         return (channel_row(channel), token_row(token)) if channel else None
 
     async def list_agent_tokens(self) -> list[AgentTokenInfo]:
-        return [token_row(r) for r in await self.pool.fetch("SELECT * FROM agent_tokens ORDER BY created_at, id")]
+        return [
+            token_row(r) for r in await self.pool.fetch("SELECT * FROM agent_tokens ORDER BY created_at, id")
+        ]
 
     async def revoke_agent_token(self, token_id_or_prefix: str) -> AgentTokenInfo | None:
         return await self._revoke("agent_tokens", token_id_or_prefix, token_row)
@@ -337,7 +392,13 @@ class PostgresStore(Store):
         row = await self.pool.fetchrow(
             "INSERT INTO conversations (id, channel_id, user_id, user_basic_info, metadata, private_metadata,"
             " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *",
-            conversation_id, channel_id, user_id, dumps(user_basic_info), dumps(metadata), dumps(private_metadata), now,
+            conversation_id,
+            channel_id,
+            user_id,
+            dumps(user_basic_info),
+            dumps(metadata),
+            dumps(private_metadata),
+            now,
         )
         return conversation_row(row)
 
@@ -366,7 +427,9 @@ class PostgresStore(Store):
         if soft:
             status = await self.pool.execute(
                 "UPDATE conversations SET deleted_at = $3 WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL",
-                conversation_id, channel_id, utc_now(),
+                conversation_id,
+                channel_id,
+                utc_now(),
             )
         else:
             status = await self.pool.execute(
@@ -378,7 +441,9 @@ class PostgresStore(Store):
         if soft:
             status = await self.pool.execute(
                 "UPDATE conversations SET deleted_at = $3 WHERE channel_id = $1 AND user_id = $2 AND deleted_at IS NULL",
-                channel_id, user_id, utc_now(),
+                channel_id,
+                user_id,
+                utc_now(),
             )
         else:
             status = await self.pool.execute(
@@ -392,7 +457,9 @@ class PostgresStore(Store):
             return ConversationPage([], 0, query.page, query.limit or 0)
         limit = query.limit or V1_MAX_CONVERSATIONS
         conditions, extra = postgres_where(query.filter, query.search, 3)
-        where = " AND ".join(["channel_id = ANY($1::text[]) AND user_id = $2 AND deleted_at IS NULL", *conditions])
+        where = " AND ".join(
+            ["channel_id = ANY($1::text[]) AND user_id = $2 AND deleted_at IS NULL", *conditions]
+        )
         params = [query.channel_ids, query.user_id, *extra]
         n = len(params)
         async with self.pool.acquire() as conn:
@@ -400,7 +467,9 @@ class PostgresStore(Store):
             total = await conn.fetchval(f"SELECT count(*) FROM conversations WHERE {where}", *params)  # nosec B608
             rows = await conn.fetch(
                 f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id LIMIT ${n + 1} OFFSET ${n + 2}",  # nosec B608
-                *params, limit, (query.page - 1) * limit,
+                *params,
+                limit,
+                (query.page - 1) * limit,
             )
         items = [conversation_row(r) for r in rows]
         return ConversationPage(items, int(total), query.page, query.limit or len(items))
@@ -411,7 +480,8 @@ class PostgresStore(Store):
         rows = await self.pool.fetch(
             "SELECT * FROM conversations WHERE channel_id = $1 AND handoff = ANY($2::text[]) AND deleted_at IS NULL"
             " ORDER BY updated_at, id",
-            channel_id, states,
+            channel_id,
+            states,
         )
         return [conversation_row(r) for r in rows]
 
@@ -427,7 +497,13 @@ class PostgresStore(Store):
         events: list[NewEvent],
         require_human_agent: str | None = None,
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
-        if events and handoff is None and human_agent is None and agent is None and require_human_agent is None:
+        if (
+            events
+            and handoff is None
+            and human_agent is None
+            and agent is None
+            and require_human_agent is None
+        ):
             # an agent's reply: a guarded append, one autocommitted statement
             async with self.pool.acquire() as conn:
                 stored, record = await self._append(conn, channel_id, conversation_id, events, allowed_from)
@@ -452,7 +528,9 @@ class PostgresStore(Store):
                 target != "ai",
             )
             if not events:
-                return conversation_row(await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id)), []
+                return conversation_row(
+                    await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id)
+                ), []
             stored, updated = await self._append(conn, channel_id, conversation_id, events)
             assert updated is not None
             return updated, stored
@@ -460,12 +538,18 @@ class PostgresStore(Store):
     # the event log
 
     @staticmethod
-    async def _insert(conn: Conn, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+    async def _insert(
+        conn: Conn, channel_id: str, conversation_id: str, events: list[NewEvent]
+    ) -> list[StoredEvent]:
         return (await PostgresStore._append(conn, channel_id, conversation_id, events))[0]
 
     @staticmethod
     async def _append(
-        conn: Conn, channel_id: str, conversation_id: str, events: list[NewEvent], allowed_from: frozenset[str] | None = None
+        conn: Conn,
+        channel_id: str,
+        conversation_id: str,
+        events: list[NewEvent],
+        allowed_from: frozenset[str] | None = None,
     ) -> tuple[list[StoredEvent], ConversationRecord | None]:
         """:data:`APPEND` (one round trip): the stored events and the conversation as they left it; with
         ``allowed_from``, ``([], None)`` when the conversation is not in one of those states."""
@@ -476,19 +560,25 @@ class PostgresStore(Store):
         else:
             rows = await conn.fetch(APPEND_GUARDED, *args, list(allowed_from))
         if not rows:
-            if allowed_from is not None and await conn.fetchval(LIVE.replace("*", "1", 1), conversation_id, channel_id):
+            if allowed_from is not None and await conn.fetchval(
+                LIVE.replace("*", "1", 1), conversation_id, channel_id
+            ):
                 return [], None  # there, but in another state
             raise LookupError(conversation_id)
         record = json_conversation(rows[0]["conversation"])
         return stored_events(conversation_id, record.last_seq - len(events) + 1, events, now), record
 
-    async def append_events(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+    async def append_events(
+        self, channel_id: str, conversation_id: str, events: list[NewEvent]
+    ) -> list[StoredEvent]:
         if not events:
             return []
         async with self.pool.acquire() as conn:  # autocommitted: one statement
             return await self._insert(conn, channel_id, conversation_id, events)
 
-    async def append_user_message(self, channel_id: str, conversation_id: str, event: NewEvent) -> tuple[StoredEvent, bool]:
+    async def append_user_message(
+        self, channel_id: str, conversation_id: str, event: NewEvent
+    ) -> tuple[StoredEvent, bool]:
         stored, created, _ = await self.append_user_turn(channel_id, conversation_id, event)
         return stored, created
 
@@ -502,11 +592,17 @@ class PostgresStore(Store):
             async with conn.transaction():
                 # The row lock first, then the look for an earlier copy (a statement of its own, so it sees a
                 # copy committed by whoever held the lock before us), then the append.
-                if await conn.fetchval(LIVE.replace("*", "1", 1) + " FOR UPDATE", conversation_id, channel_id) is None:
+                if (
+                    await conn.fetchval(
+                        LIVE.replace("*", "1", 1) + " FOR UPDATE", conversation_id, channel_id
+                    )
+                    is None
+                ):
                     raise LookupError(conversation_id)
                 rows = await conn.fetch(
                     "SELECT * FROM events WHERE conversation_id = $1 AND client_msg_id = $2 AND sender = 'user' ORDER BY seq",
-                    conversation_id, event.client_msg_id,
+                    conversation_id,
+                    event.client_msg_id,
                 )
                 for row in rows:
                     previous = event_row(row)
@@ -515,16 +611,21 @@ class PostgresStore(Store):
                 (stored,), record = await self._append(conn, channel_id, conversation_id, [event])
                 return stored, True, record
 
-    async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]:
+    async def events_after(
+        self, conversation_id: str, after_seq: int, limit: int = 1000
+    ) -> list[StoredEvent]:
         rows = await self.pool.fetch(
             "SELECT * FROM events WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            conversation_id, after_seq, limit,
+            conversation_id,
+            after_seq,
+            limit,
         )
         return [event_row(r) for r in rows]
 
     async def messages(self, conversation_id: str) -> list[StoredEvent]:
         rows = await self.pool.fetch(
-            "SELECT * FROM events WHERE conversation_id = $1 AND sender IS NOT NULL ORDER BY seq", conversation_id
+            "SELECT * FROM events WHERE conversation_id = $1 AND sender IS NOT NULL ORDER BY seq",
+            conversation_id,
         )
         return [event_row(r) for r in rows]
 
@@ -534,7 +635,8 @@ class PostgresStore(Store):
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT * FROM events WHERE conversation_id = $1 AND message_id = $2 AND sender IS NOT NULL FOR UPDATE",
-                conversation_id, message_id,
+                conversation_id,
+                message_id,
             )
             if row is None:
                 return None
@@ -543,7 +645,10 @@ class PostgresStore(Store):
             payload = {**event_row(row).payload, "content": content}
             row = await conn.fetchrow(
                 "UPDATE events SET payload = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2 RETURNING *",
-                conversation_id, row["seq"], dumps(payload), utc_now(),
+                conversation_id,
+                row["seq"],
+                dumps(payload),
+                utc_now(),
             )
             return event_row(row)
 

@@ -44,13 +44,17 @@ def sqlite_where(filter: dict[str, Any], search: dict[str, Any]) -> tuple[list[s
             conditions.append("json_type(metadata, ?) = 'null'")
             params.append(path)
         else:  # as in Python, True == 1 and 1 == 1.0
-            conditions.append("json_type(metadata, ?) IN ('integer', 'real', 'true', 'false') AND json_extract(metadata, ?) = ?")
+            conditions.append(
+                "json_type(metadata, ?) IN ('integer', 'real', 'true', 'false') AND json_extract(metadata, ?) = ?"
+            )
             params += [path, path, float(expected)]
     for key, needle in search.items():
         if '"' in key:
             return None
         path = f'$."{key}"'
-        conditions.append("json_type(metadata, ?) = 'text' AND instr(lower(json_extract(metadata, ?)), ?) > 0")
+        conditions.append(
+            "json_type(metadata, ?) = 'text' AND instr(lower(json_extract(metadata, ?)), ?) > 0"
+        )
         params += [path, path, _as_text(needle).lower()]
     return conditions, params
 

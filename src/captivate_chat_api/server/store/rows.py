@@ -76,5 +76,3 @@ def key_row(row: Row) -> ApiKeyInfo:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
-
-

@@ -70,7 +70,9 @@ class SQLiteStore(Store):
     # plumbing
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
+        )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
@@ -105,7 +107,9 @@ class SQLiteStore(Store):
         if not self._memory:
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
             self._rconn = await asyncio.get_running_loop().run_in_executor(self._reader, self._connect)
-            await writer.call(lambda conn: conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_BACKSTOP_PAGES}"))
+            await writer.call(
+                lambda conn: conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_BACKSTOP_PAGES}")
+            )
             self._start_checkpoints()
 
     def _start_checkpoints(self) -> None:
@@ -156,7 +160,9 @@ class SQLiteStore(Store):
             conn.execute("COMMIT")
 
     async def schema_version(self) -> int:
-        return await self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0)
+        return await self._read(
+            lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+        )
 
     async def close(self) -> None:
         if self._checkpoints is not None:
@@ -189,7 +195,9 @@ class SQLiteStore(Store):
 
     # channels and keys
 
-    async def create_channel_with_key(self, name: str, key_hash: str, prefix: str, agent: str = "demo") -> Channel:
+    async def create_channel_with_key(
+        self, name: str, key_hash: str, prefix: str, agent: str = "demo"
+    ) -> Channel:
         def run(conn: sqlite3.Connection) -> Channel:
             channel = Channel(id=f"ch_{secrets.token_hex(8)}", name=name, agent=agent)
             now = utc_now()
@@ -229,7 +237,9 @@ class SQLiteStore(Store):
 
     async def key_exists(self, key_hash: str) -> bool:
         return await self._read(
-            lambda c: c.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone() is not None
+            lambda c: (
+                c.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone() is not None
+            )
         )
 
     async def list_keys(self) -> list[ApiKeyInfo]:
@@ -245,7 +255,8 @@ class SQLiteStore(Store):
             if len(rows) != 1:
                 return None
             conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), rows[0]["id"])
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (utc_now(), rows[0]["id"]),
             )
             return key_row(conn.execute("SELECT * FROM api_keys WHERE id = ?", (rows[0]["id"],)).fetchone())
 
@@ -298,10 +309,13 @@ class SQLiteStore(Store):
 
         return await self._write(run)
 
-    async def channel_for_agent_token(self, token_hash: str, role: str) -> tuple[Channel, AgentTokenInfo] | None:
+    async def channel_for_agent_token(
+        self, token_hash: str, role: str
+    ) -> tuple[Channel, AgentTokenInfo] | None:
         def run(conn: sqlite3.Connection) -> tuple[Channel, AgentTokenInfo] | None:
             token = conn.execute(
-                "SELECT * FROM agent_tokens WHERE token_hash = ? AND role = ? AND revoked_at IS NULL", (token_hash, role)
+                "SELECT * FROM agent_tokens WHERE token_hash = ? AND role = ? AND revoked_at IS NULL",
+                (token_hash, role),
             ).fetchone()
             if token is None:
                 return None
@@ -318,14 +332,18 @@ class SQLiteStore(Store):
     async def revoke_agent_token(self, token_id_or_prefix: str) -> AgentTokenInfo | None:
         def run(conn: sqlite3.Connection) -> AgentTokenInfo | None:
             rows = conn.execute(
-                "SELECT * FROM agent_tokens WHERE id = ? OR prefix = ?", (token_id_or_prefix, token_id_or_prefix)
+                "SELECT * FROM agent_tokens WHERE id = ? OR prefix = ?",
+                (token_id_or_prefix, token_id_or_prefix),
             ).fetchall()
             if len(rows) != 1:
                 return None
             conn.execute(
-                "UPDATE agent_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), rows[0]["id"])
+                "UPDATE agent_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (utc_now(), rows[0]["id"]),
             )
-            return token_row(conn.execute("SELECT * FROM agent_tokens WHERE id = ?", (rows[0]["id"],)).fetchone())
+            return token_row(
+                conn.execute("SELECT * FROM agent_tokens WHERE id = ?", (rows[0]["id"],)).fetchone()
+            )
 
         return await self._write(run)
 
@@ -356,7 +374,9 @@ class SQLiteStore(Store):
                     now,
                 ),
             )
-            return conversation_row(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
+            return conversation_row(
+                conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            )
 
         return await self._write(run)
 
@@ -384,7 +404,9 @@ class SQLiteStore(Store):
                     conversation_id,
                 ),
             )
-            return conversation_row(conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone())
+            return conversation_row(
+                conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            )
 
         return await self._write(run)
 
@@ -431,14 +453,23 @@ class SQLiteStore(Store):
             params: list[Any] = [*query.channel_ids, query.user_id]
             if pushed is None:  # a filter on an object or list value: compared in Python
                 rows = conn.execute(
-                    f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id", params  # nosec B608
+                    f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id",
+                    params,  # nosec B608
                 ).fetchall()
-                found = [c for c in map(conversation_row, rows) if matches_query(c.metadata, query.filter, query.search)]
-                return ConversationPage(found[offset : offset + limit], len(found), query.page, query.limit or len(found[:limit]))
+                found = [
+                    c
+                    for c in map(conversation_row, rows)
+                    if matches_query(c.metadata, query.filter, query.search)
+                ]
+                return ConversationPage(
+                    found[offset : offset + limit], len(found), query.page, query.limit or len(found[:limit])
+                )
             conditions, extra = pushed
             where = " AND ".join([where, *conditions])
             # Only "?" placeholders and fixed SQL are formatted in; every value is a bound parameter.
-            total = conn.execute(f"SELECT count(*) FROM conversations WHERE {where}", [*params, *extra]).fetchone()[0]  # nosec B608
+            total = conn.execute(
+                f"SELECT count(*) FROM conversations WHERE {where}", [*params, *extra]
+            ).fetchone()[0]  # nosec B608
             rows = conn.execute(
                 f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",  # nosec B608
                 [*params, *extra, limit, offset],
@@ -490,7 +521,10 @@ class SQLiteStore(Store):
             target = handoff or current.handoff
             new_agent = (agent or None) if agent is not None else current.agent
             changed = dataclasses.replace(
-                current, handoff=target, human_agent=new_owner, agent=new_agent,
+                current,
+                handoff=target,
+                human_agent=new_owner,
+                agent=new_agent,
                 has_livechat=current.has_livechat or target != "ai",
             )
             if changed != current:  # an agent's reply changes nothing but the log: no UPDATE for it
@@ -502,14 +536,18 @@ class SQLiteStore(Store):
             if not events:
                 return changed, []
             stored, appended = self._append(conn, channel_id, conversation_id, events)
-            return dataclasses.replace(changed, last_seq=appended.last_seq, updated_at=appended.updated_at), stored
+            return dataclasses.replace(
+                changed, last_seq=appended.last_seq, updated_at=appended.updated_at
+            ), stored
 
         return await self._write(run)
 
     # the event log
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+    def _insert(
+        conn: sqlite3.Connection, channel_id: str, conversation_id: str, events: list[NewEvent]
+    ) -> list[StoredEvent]:
         return SQLiteStore._append(conn, channel_id, conversation_id, events)[0]
 
     @staticmethod
@@ -553,10 +591,14 @@ class SQLiteStore(Store):
                     client_msg_id=event.client_msg_id,
                 )
             )
-        conn.execute("UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, conversation_id))
+        conn.execute(
+            "UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, conversation_id)
+        )
         return stored, dataclasses.replace(record, last_seq=seq, updated_at=now)
 
-    async def append_events(self, channel_id: str, conversation_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+    async def append_events(
+        self, channel_id: str, conversation_id: str, events: list[NewEvent]
+    ) -> list[StoredEvent]:
         return await self._write(self._insert, channel_id, conversation_id, events)
 
     async def append_user_message(
@@ -586,7 +628,9 @@ class SQLiteStore(Store):
 
         return await self._write(run)
 
-    async def events_after(self, conversation_id: str, after_seq: int, limit: int = 1000) -> list[StoredEvent]:
+    async def events_after(
+        self, conversation_id: str, after_seq: int, limit: int = 1000
+    ) -> list[StoredEvent]:
         return await self._read(
             lambda c: [
                 event_row(r)
@@ -628,7 +672,8 @@ class SQLiteStore(Store):
             )
             return event_row(
                 conn.execute(
-                    "SELECT * FROM events WHERE conversation_id = ? AND seq = ?", (conversation_id, row["seq"])
+                    "SELECT * FROM events WHERE conversation_id = ? AND seq = ?",
+                    (conversation_id, row["seq"]),
                 ).fetchone()
             )
 

@@ -55,7 +55,11 @@ class WriterThread:
         return self._submit(False, fn, args)
 
     def _submit(
-        self, transactional: bool, fn: Callable[..., Any], args: tuple[Any, ...], deadline: float | None = None
+        self,
+        transactional: bool,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        deadline: float | None = None,
     ) -> asyncio.Future[Any]:
         if self._loop is None or self._thread is None or not self._thread.is_alive():
             raise RuntimeError("store is not open")
@@ -115,15 +119,26 @@ class WriterThread:
                 results = [(job[3], None, exc) for job in batch]
             self._settle(results)
 
-    def _execute(self, conn: sqlite3.Connection, batch: list[Any]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    def _execute(
+        self, conn: sqlite3.Connection, batch: list[Any]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         for transactional, fn, args, future, deadline in batch:
             if deadline is not None and time.monotonic() > deadline:
-                done.append((future, None, sqlite3.OperationalError(
-                    "database is locked (the write waited its whole busy timeout in line)")))
+                done.append(
+                    (
+                        future,
+                        None,
+                        sqlite3.OperationalError(
+                            "database is locked (the write waited its whole busy timeout in line)"
+                        ),
+                    )
+                )
                 continue
-            if transactional is None:  # an executor job (:meth:`submit`): answered from here, between transactions
+            if (
+                transactional is None
+            ):  # an executor job (:meth:`submit`): answered from here, between transactions
                 if pending:
                     done += self._commit(conn, pending)
                     pending = []
@@ -170,8 +185,9 @@ class WriterThread:
             done += self._commit(conn, pending)
         return done
 
-    def _commit(self, conn: sqlite3.Connection, pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
-                ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    def _commit(
+        self, conn: sqlite3.Connection, pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         try:
             conn.execute("COMMIT")
         except BaseException as exc:  # noqa: BLE001 -- nothing of the batch is durable: every write of it fails
