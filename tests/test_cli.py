@@ -14,6 +14,7 @@ import httpx
 
 from harness.gateway import GatewayProcess
 
+
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``captivate-chat ARGS`` (``keys``/``tokens``: no server) through the console script's ``main()`` in this
     process: the same code, output and exit status as the command, without an interpreter start per call
