@@ -75,6 +75,8 @@ class BindMessage:
     sid: str
     ch: str
     cid: str
+    seq: int | None = None
+    """The conversation's last ``seq`` as the sender knew it: where the socket starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +153,8 @@ class RemoteSocket:
     def send(self, text: str) -> None:
         self.relay.share(DirectMessage(self.socket_id, self.channel_id, text))
 
-    def bind(self, conversation_id: str) -> None:
-        self.relay.share(BindMessage(self.socket_id, self.channel_id, conversation_id))
+    def bind(self, conversation_id: str, seq: int | None = None) -> None:
+        self.relay.share(BindMessage(self.socket_id, self.channel_id, conversation_id, seq))
 
     def subscribe(self, conversation_id: str, after_seq: int | None) -> None:
         self.relay.share(SubscribeMessage(self.socket_id, self.channel_id, conversation_id, after_seq))
@@ -172,7 +174,7 @@ class Relay:
 
     async def start(self, subscriber: Subscriber) -> None:
         self.subscriber = subscriber
-        await self.broker.start(self.on_broker_message, self.resync)
+        await self.broker.start(self.on_broker_message, self.resync, self.on_watching)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -185,20 +187,35 @@ class Relay:
         """Whether anybody else listens (a lone process on an in-process broker: nobody)."""
         return getattr(self.broker, "shared", True)
 
-    def share(self, message: RelayMessage) -> None:
+    def share(self, message: RelayMessage, conversation_id: str | None = None) -> None:
+        """To every other process, or (``conversation_id``) to those watching the conversation."""
         if self.shared:
-            self.broker.publish(to_wire(message))
+            self.broker.publish(to_wire(message), conversation_id)
 
     # the hub's outlet
 
     def event(self, conversation_id: str, seq: int, frame: str) -> None:
-        self.share(EventMessage(conversation_id, seq, frame))
+        self.share(EventMessage(conversation_id, seq, frame), conversation_id)
 
     def broadcast(self, conversation_id: str, frame: str) -> None:
-        self.share(BroadcastMessage(conversation_id, frame))
+        self.share(BroadcastMessage(conversation_id, frame), conversation_id)
 
     def unbind(self, conversation_id: str) -> None:
-        self.share(UnbindMessage(conversation_id))
+        self.share(UnbindMessage(conversation_id), conversation_id)
+
+    def watch(self, conversation_id: str) -> None:
+        self.broker.watch(conversation_id)
+
+    def unwatch(self, conversation_id: str) -> None:
+        self.broker.unwatch(conversation_id)
+
+    def on_watching(self, conversation_id: str) -> None:
+        """The broker hears the conversation now. What the others published between a socket's bind and
+        this moment was not heard: each bound socket is filled from the store from where it is (the events
+        committed since are in the store; what is published from now on comes live, each ``seq`` once)."""
+        for connection in self.hub.bound(conversation_id):
+            if connection.position(conversation_id) is not None:
+                self.fill_soon(connection, conversation_id)
 
     def notify(self, channel_id: str, frame: str) -> None:
         self.share(NotifyMessage(channel_id, frame))
@@ -236,7 +253,7 @@ class Relay:
             if connection is None:
                 return  # not here, gone, or not that channel's: nothing happens
             if isinstance(message, BindMessage):
-                hub.bind(message.cid, connection)
+                hub.bind(message.cid, connection, message.seq)
             elif isinstance(message, DirectMessage):
                 connection.send(message.frame)
             elif self.subscriber is not None:
