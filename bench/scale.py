@@ -487,6 +487,60 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+DELAY_BUCKET = re.compile(r'^captivate_broker_delay_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)$', re.M)
+
+
+def broker_delays(port: int, workers: int) -> dict[str, list[float]]:
+    """Each worker's ``captivate_broker_delay_seconds`` buckets (cumulative counts by upper bound), read from
+    ``/metrics`` on new connections until every worker answered (the kernel picks one per connection)."""
+    import http.client
+
+    found: dict[str, list[float]] = {}
+    for _ in range(50 * workers):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            response = conn.getresponse()
+            text = response.read().decode()
+            worker = response.getheader("x-captivate-worker") or "0"
+        finally:
+            conn.close()
+        found[worker] = [float(count) for _, count in DELAY_BUCKET.findall(text)]
+        if len(found) >= workers:
+            break
+    return found
+
+
+DELAY_BOUNDS = [
+    float(b) for b in "0.001 0.002 0.005 0.01 0.02 0.035 0.05 0.075 0.1 0.2 0.5 1 2 5 10 inf".split()
+]
+
+
+def delay_percentiles(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict[str, float]:
+    """Broker delay p50/p99 (ms) over the window, from the buckets' growth on all workers (linear within a
+    bucket), and the messages relayed per round trip's worth of ``count``."""
+    counts = [0.0] * len(DELAY_BOUNDS)
+    for worker, buckets in after.items():
+        old = before.get(worker, [0.0] * len(buckets))
+        for i, (a, b) in enumerate(zip(buckets, old, strict=False)):
+            counts[i] += a - b
+    total = counts[-1] if counts else 0.0
+    result = {"messages": total}
+    for name, q in (("p50", 0.50), ("p99", 0.99)):
+        if total <= 0:
+            result[name] = float("nan")
+            continue
+        rank, low, below = q * total, 0.0, 0.0
+        for bound, cumulative in zip(DELAY_BOUNDS, counts, strict=False):
+            if cumulative >= rank:
+                high = bound if bound != float("inf") else low * 2
+                share = (rank - below) / max(1e-9, cumulative - below)
+                result[name] = (low + (high - low) * share) * 1000
+                break
+            low, below = bound, cumulative
+    return result
+
+
 class CpuWatch:
     """CPU seconds of each group of processes, and the machine's busy share, between two readings. PostgreSQL:
     the backends serving this configuration (found by ``application_name``), not the server's background
@@ -513,16 +567,22 @@ class CpuWatch:
 
 
 def run_phase(
-    clients: Clients, watch: CpuWatch, phase: dict[str, Any], profiler: list[str] | None = None
+    clients: Clients,
+    watch: CpuWatch,
+    phase: dict[str, Any],
+    profiler: list[str] | None = None,
+    delays: Any = None,
 ) -> dict[str, Any]:
     clients.send(json.dumps(phase))
     time.sleep(max(0.0, phase["measure_from"] - time.time()))
+    delays_before = delays() if delays else {}
     before = watch.read()
     spy = (
         subprocess.Popen(profiler, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) if profiler else None
     )
     time.sleep(max(0.0, phase["end"] - time.time()))
     after = watch.read()
+    delays_after = delays() if delays else {}
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
@@ -544,6 +604,7 @@ def run_phase(
         "errors": dict(errors),
         "cpu_ms": cpu,
         "busy": busy,
+        "broker": delay_percentiles(delays_before, delays_after) if delays else {},
     }
 
 
@@ -685,11 +746,12 @@ def bench_config(config: Config, args: argparse.Namespace, redis_pids: list[int]
             f"  {config.name}: {result.conversations} conversations connected in {result.connect_seconds:.1f} s; saturating",
             flush=True,
         )
-        result.phases["saturation"] = run_phase(clients, watch, phase("closed", args.seconds))
+        delays = (lambda: broker_delays(gateway.port, config.workers)) if config.broker else None
+        result.phases["saturation"] = run_phase(clients, watch, phase("closed", args.seconds), delays=delays)
         if args.rate:
             print(f"  {config.name}: fixed rate {args.rate:g}/s", flush=True)
             result.phases["rate"] = run_phase(
-                clients, watch, phase("rate", args.rate_seconds, rate=args.rate)
+                clients, watch, phase("rate", args.rate_seconds, rate=args.rate), delays=delays
             )
         if args.profile and config.workers == args.profile_workers and config.broker:
             print(f"  {config.name}: profiling", flush=True)
@@ -731,7 +793,7 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
     head = (
         f"{'configuration':<30} {'conv':>5} {'trips/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'@' + format(args.rate, 'g') + '/s p50':>10} {'p99':>7} {'CPU ms/trip: gw':>16} {'pg':>5} {'redis':>6} "
-        f"{'client':>7} {'busy':>5} {'KiB/conv':>8}"
+        f"{'client':>7} {'busy':>5} {'KiB/conv':>8} {'broker ms p50':>13} {'p99':>6} {'msgs/trip':>9}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -742,7 +804,8 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
             f"{r.config.name:<30} {r.conversations:>5} {s['throughput']:>8.0f} {s['p50']:>7.0f} {s['p99']:>7.0f} "
             f"{rate.get('p50', float('nan')):>10.1f} {rate.get('p99', float('nan')):>7.1f} {cpu['gateway']:>16.2f} "
             f"{cpu['postgres']:>5.2f} {cpu['redis']:>6.2f} {cpu['client']:>7.2f} {s['busy']:>5.0%} "
-            f"{r.kib_per_conversation:>8.1f}"
+            f"{r.kib_per_conversation:>8.1f} {s['broker'].get('p50', float('nan')):>13.1f} "
+            f"{s['broker'].get('p99', float('nan')):>6.1f} {s['broker'].get('messages', 0) / max(1, s['completed']):>9.2f}"
         )
     return "\n".join(lines)
 
@@ -831,7 +894,10 @@ def main() -> None:
     print(
         "\nCPU ms/trip: CPU time per round trip (2 stored events + 1 POST + 2 frames out) of the gateway processes,"
         " of the PostgreSQL backends serving them, of our redis-server and of the client processes; busy: the"
-        " machine's CPUs over the measured window (anything else running counts too)."
+        " machine's CPUs over the measured window (anything else running counts too). broker ms: the delay of each"
+        " message relayed between processes, publish to delivery (captivate_broker_delay_seconds of every worker,"
+        " p50/p99 interpolated within its buckets); msgs/trip: messages relayed per round trip (each process"
+        " hears only the conversations of its own sockets)."
     )
     for r in results:
         if r.pg_updates is not None:

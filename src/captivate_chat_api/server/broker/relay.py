@@ -28,6 +28,7 @@ from .base import Broker, BrokerMessage
 log = logging.getLogger("captivate_chat_api.server.broker")
 
 FILL_BATCH = 500
+REMOTE_BINDS = 20_000
 
 Subscriber = Callable[[Connection, str, "int | None"], Awaitable[int]]
 
@@ -155,6 +156,7 @@ class RemoteSocket:
 
     def bind(self, conversation_id: str, seq: int | None = None) -> None:
         self.relay.share(BindMessage(self.socket_id, self.channel_id, conversation_id, seq))
+        self.relay.remember_bind(self.socket_id, self.channel_id, conversation_id)
 
     def subscribe(self, conversation_id: str, after_seq: int | None) -> None:
         self.relay.share(SubscribeMessage(self.socket_id, self.channel_id, conversation_id, after_seq))
@@ -169,6 +171,9 @@ class Relay:
         self.subscriber: Subscriber | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._filling: dict[tuple[str, str], bool] = {}
+        self._remote_binds: dict[tuple[str, str], set[str]] = {}
+        """What this process bound other processes' sockets to (after checking the conversation), so that
+        a socket's later events for it skip that check (the store write checks again)."""
         hub.outlet = self
         hub.on_gap = self.fill_soon
 
@@ -201,6 +206,7 @@ class Relay:
         self.share(BroadcastMessage(conversation_id, frame), conversation_id)
 
     def unbind(self, conversation_id: str) -> None:
+        self.forget_binds(conversation_id)
         self.share(UnbindMessage(conversation_id), conversation_id)
 
     def watch(self, conversation_id: str) -> None:
@@ -229,8 +235,23 @@ class Relay:
         if connection is not None:
             return connection if connection.role == "client" else None
         if socket_id and self.shared and not self.hub.has(socket_id):
-            return RemoteSocket(self, socket_id, channel_id)
+            bound = self._remote_binds.get((socket_id, channel_id))
+            return RemoteSocket(self, socket_id, channel_id, frozenset(bound or ()))
         return None
+
+    def remember_bind(self, socket_id: str, channel_id: str, conversation_id: str) -> None:
+        key = (socket_id, channel_id)
+        bound = self._remote_binds.pop(key, None) or set()
+        bound.add(conversation_id)
+        self._remote_binds[key] = bound  # the newest last: the oldest go first
+        if len(self._remote_binds) > REMOTE_BINDS:
+            del self._remote_binds[next(iter(self._remote_binds))]
+
+    def forget_binds(self, conversation_id: str) -> None:
+        for key, bound in list(self._remote_binds.items()):
+            bound.discard(conversation_id)
+            if not bound:
+                del self._remote_binds[key]
 
     # the others' news
 
@@ -245,6 +266,7 @@ class Relay:
         elif isinstance(message, BroadcastMessage):
             hub.broadcast(message.cid, message.frame, share=False)
         elif isinstance(message, UnbindMessage):
+            self.forget_binds(message.cid)
             hub.unbind_all(message.cid, share=False)
         elif isinstance(message, NotifyMessage):
             hub.notify_channel(message.ch, message.frame, share=False)
