@@ -487,15 +487,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-DELAY_BUCKET = re.compile(r'^captivate_broker_delay_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)$', re.M)
+DELAY_BUCKET = re.compile(r'^captivate_broker_delay_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)$', re.MULTILINE)
 
 
-def broker_delays(port: int, workers: int) -> dict[str, list[float]]:
+def broker_delays(port: int, workers: int) -> dict[str, list[tuple[float, float]]]:
     """Each worker's ``captivate_broker_delay_seconds`` buckets (cumulative counts by upper bound), read from
     ``/metrics`` on new connections until every worker answered (the kernel picks one per connection)."""
     import http.client
 
-    found: dict[str, list[float]] = {}
+    found: dict[str, list[tuple[float, float]]] = {}
     for _ in range(50 * workers):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
@@ -505,25 +505,23 @@ def broker_delays(port: int, workers: int) -> dict[str, list[float]]:
             worker = response.getheader("x-captivate-worker") or "0"
         finally:
             conn.close()
-        found[worker] = [float(count) for _, count in DELAY_BUCKET.findall(text)]
+        found[worker] = [(float(bound), float(count)) for bound, count in DELAY_BUCKET.findall(text)]
         if len(found) >= workers:
             break
     return found
 
 
-DELAY_BOUNDS = [
-    float(b) for b in "0.001 0.002 0.005 0.01 0.02 0.035 0.05 0.075 0.1 0.2 0.5 1 2 5 10 inf".split()
-]
-
-
-def delay_percentiles(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict[str, float]:
+def delay_percentiles(
+    before: dict[str, list[tuple[float, float]]], after: dict[str, list[tuple[float, float]]]
+) -> dict[str, float]:
     """Broker delay p50/p99 (ms) over the window, from the buckets' growth on all workers (linear within a
-    bucket), and the messages relayed per round trip's worth of ``count``."""
-    counts = [0.0] * len(DELAY_BOUNDS)
+    bucket), and how many messages were relayed."""
+    bounds = [bound for bound, _ in next(iter(after.values()), [])]
+    counts = [0.0] * len(bounds)
     for worker, buckets in after.items():
-        old = before.get(worker, [0.0] * len(buckets))
-        for i, (a, b) in enumerate(zip(buckets, old, strict=False)):
-            counts[i] += a - b
+        old = dict(before.get(worker, []))
+        for i, (bound, count) in enumerate(buckets):
+            counts[i] += count - old.get(bound, 0.0)
     total = counts[-1] if counts else 0.0
     result = {"messages": total}
     for name, q in (("p50", 0.50), ("p99", 0.99)):
@@ -531,7 +529,7 @@ def delay_percentiles(before: dict[str, list[float]], after: dict[str, list[floa
             result[name] = float("nan")
             continue
         rank, low, below = q * total, 0.0, 0.0
-        for bound, cumulative in zip(DELAY_BOUNDS, counts, strict=False):
+        for bound, cumulative in zip(bounds, counts, strict=True):
             if cumulative >= rank:
                 high = bound if bound != float("inf") else low * 2
                 share = (rank - below) / max(1e-9, cumulative - below)
