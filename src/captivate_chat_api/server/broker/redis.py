@@ -3,8 +3,10 @@ conversation for its events (heard only by the processes watching it), one sende
 
 Every name is prefixed by the deployment's namespace (two deployments on one Redis never hear each
 other): ``<namespace>:hub`` and ``<namespace>:c:<conversation id>``. The outbox is drained by one task
-that pipelines everything queued into one round trip, consecutive messages for one channel in one
-``PUBLISH`` (order is kept: one connection, one sender). What a process watches is reconciled with its
+that writes everything queued in one write on a connection of its own, consecutive messages for one
+channel in one ``PUBLISH`` (order is kept: one connection, one sender), and does not wait for the replies
+before the next write (another task reads them): a message waits one loop turn, not a round trip behind
+the previous batch. What a process watches is reconciled with its
 subscriptions by one more task, in one ``SUBSCRIBE``/``UNSUBSCRIBE`` for all that changed meanwhile; once
 Redis confirms a subscription, ``on_watching`` lets the relay fill from the store what was published before.
 """
@@ -18,7 +20,7 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .. import fastjson
 from .base import Broker, BrokerMessage, MessageHandler, ResyncHandler, WatchHandler
@@ -26,7 +28,6 @@ from .base import Broker, BrokerMessage, MessageHandler, ResyncHandler, WatchHan
 log = logging.getLogger("captivate_chat_api.server.broker")
 
 OUTBOX_LIMIT = 100_000
-PIPELINE_MAX = 1000
 
 
 class RedisBroker(Broker):
@@ -38,7 +39,9 @@ class RedisBroker(Broker):
         self.conversation_prefix = f"{namespace}:c:"
         self.lag = 0.0
         self._redis = aioredis.from_url(url, socket_connect_timeout=2, health_check_interval=5)
-        self._outbox: asyncio.Queue[tuple[str, BrokerMessage]] = asyncio.Queue(OUTBOX_LIMIT)
+        self._pending: list[tuple[str, BrokerMessage]] = []
+        self._ready = asyncio.Event()
+        self._link: _PublishLink | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
         self.watching: set[str] = set()
@@ -73,10 +76,11 @@ class RedisBroker(Broker):
         message["node"] = self.node
         message["ts"] = time.time()
         channel = self.hub_channel if conversation_id is None else self.channel_of(conversation_id)
-        try:
-            self._outbox.put_nowait((channel, message))
-        except asyncio.QueueFull:
+        if len(self._pending) >= OUTBOX_LIMIT:
             self.dropped += 1  # the others will catch up from the store after their resync
+            return
+        self._pending.append((channel, message))
+        self._ready.set()
 
     def watch(self, conversation_id: str) -> None:
         if conversation_id not in self.watching:
@@ -95,24 +99,33 @@ class RedisBroker(Broker):
 
     async def _send(self) -> None:
         while True:
-            batch = [await self._outbox.get()]
-            while len(batch) < PIPELINE_MAX and not self._outbox.empty():
-                batch.append(self._outbox.get_nowait())
-            runs = consecutive_runs(batch)
+            await self._ready.wait()
+            self._ready.clear()
+            batch, self._pending = self._pending, []
+            commands = [
+                ("PUBLISH", channel, fastjson.dumps(messages))
+                for channel, messages in consecutive_runs(batch)
+            ]
             while True:
                 try:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for channel, messages in runs:
-                            pipe.publish(channel, fastjson.dumps(messages))
-                        await pipe.execute()
+                    if self._link is None or self._link.broken:
+                        await self._close_link()
+                        self._link = await _PublishLink.open(self._redis)
+                    await self._link.write(commands)
                     break
-                except RedisError as exc:
+                except (RedisError, OSError) as exc:
                     log.warning("broker publish failed (%s); retrying", type(exc).__name__)
+                    await self._close_link()
                     await asyncio.sleep(0.5)
-                    if self._outbox.qsize() > OUTBOX_LIMIT // 2:
+                    if len(self._pending) > OUTBOX_LIMIT // 2:
                         # under a long outage keep the newest; the store has them all
                         self.dropped += len(batch)
                         break
+
+    async def _close_link(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await link.close()
 
     # subscriptions
 
@@ -150,7 +163,7 @@ class RedisBroker(Broker):
             try:
                 initial = set(self.watching)
                 await pubsub.subscribe(self.hub_channel, *(self.channel_of(c) for c in initial))
-                self._subscribed = initial
+                self._subscribed = set(initial)
                 self._pubsub = pubsub
                 self._changed.set()  # what changed while the link was being made
                 async for item in pubsub.listen():
@@ -199,6 +212,7 @@ class RedisBroker(Broker):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_link()
         await self._redis.aclose()
 
 
@@ -211,3 +225,41 @@ def consecutive_runs(batch: list[tuple[str, BrokerMessage]]) -> list[tuple[str, 
         else:
             runs.append((channel, [message]))
     return runs
+
+
+class _PublishLink:
+    """The sender's connection: commands are written without waiting for their replies, which a task of
+    its own reads (and counts: one per ``PUBLISH``); a failed read marks the link broken."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.broken = False
+        self.errors = 0
+        self._reader = asyncio.create_task(self._read(), name="broker-publish-replies")
+
+    @classmethod
+    async def open(cls, client: aioredis.Redis) -> _PublishLink:
+        connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        await connection.connect()
+        return cls(connection)
+
+    async def write(self, commands: list[tuple[str, str, str]]) -> None:
+        await self.connection.send_packed_command(self.connection.pack_commands(commands), check_health=False)
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                try:
+                    await self.connection.read_response()
+                except ResponseError:
+                    self.errors += 1  # Redis refused one PUBLISH; the others went
+        except (RedisError, OSError):
+            self.broken = True
+
+    async def close(self) -> None:
+        self.broken = True
+        self._reader.cancel()
+        with contextlib.suppress(BaseException):
+            await self._reader
+        with contextlib.suppress(Exception):
+            await self.connection.disconnect()
