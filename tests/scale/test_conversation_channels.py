@@ -9,7 +9,9 @@ broker-level tests use :class:`RedisBroker` directly.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,13 @@ import httpx
 import pytest
 
 from captivate_chat_api.server.broker.redis import RedisBroker
+from captivate_chat_api.server.broker.relay import Relay
+from captivate_chat_api.server.connection import Connection
+from captivate_chat_api.server.hub import Hub
+from captivate_chat_api.server.keys import generate_key, hash_key
+from captivate_chat_api.server.store import NewEvent
+from captivate_chat_api.server.store.postgres import PostgresStore
+from captivate_chat_api.server.timeline import Timeline
 from harness.cluster import RedisServer, start_gateways
 from harness.gateway import GatewayProcess, new_key
 from harness.wire import MESSAGE_PATH, WireClient, envelope
@@ -199,3 +208,63 @@ async def test_a_conversation_is_heard_only_by_its_watchers_and_never_across_dep
     assert [m["t"] for m in heard["a3"]] == ["unbind"], "a process watching nothing hears no conversation"
     assert heard["b1"] == [], "0 cross-deliveries between deployments"
     assert heard["a1"] == [], "a process never handles its own messages"
+
+
+class Node:
+    """One process's hub, timeline and relay on a real Redis (the data path of a gateway, in this process)."""
+
+    def __init__(self, database: str, redis_url: str, namespace: str) -> None:
+        self.store = PostgresStore(database, max_size=2)
+        self.hub = Hub(max_outbound_frame_bytes=128 * 1024, message_link_base=lambda: "http://test")
+        self.timeline = Timeline(self.store, self.hub)
+        self.relay = Relay(self.hub, self.store, RedisBroker(redis_url, namespace))
+
+    async def __aenter__(self) -> Node:  # noqa: PYI034 -- a test fixture, never subclassed
+        await self.store.open()
+        await self.relay.start(self.timeline.subscribe)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.relay.close()
+        await self.store.close()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+
+    async def send_text(self, data: str) -> None:
+        self.seqs.append(json.loads(data)["event"]["event_payload"]["seq"])
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        pass
+
+
+async def test_an_event_published_before_the_subscription_took_effect_is_filled_from_the_store(
+    postgres_schema: str, redis_server: RedisServer
+) -> None:
+    """The bind race, forced: A publishes the conversation's last event in the same loop turn as B binds a
+    socket to it, so A's PUBLISH reaches Redis before B's SUBSCRIBE and B does not hear it. No later event
+    will show the gap: B's socket gets it because B fills from the store once its subscription is in effect."""
+    namespace = f"race-{uuid.uuid4().hex[:8]}"
+    async with (
+        Node(postgres_schema, redis_server.url, namespace) as a,
+        Node(postgres_schema, redis_server.url, namespace) as b,
+    ):
+        key = generate_key()
+        channel = await a.store.create_channel_with_key("c", hash_key(key), key[:8])
+        for round_ in range(5):
+            cid = f"race-{round_}-{uuid.uuid4().hex[:6]}"
+            await a.store.create_conversation(channel.id, cid, "u", {}, {}, {})
+            recorder = Recorder()
+            socket = Connection(recorder, channel, queue_frames=100)
+            b.hub.add(socket)
+            socket.start()
+            stored = await a.store.append_events(
+                channel.id, cid, [NewEvent("bot_message", {"content": "last"}, "bot", "m1")]
+            )
+            a.timeline.publish(stored)  # queued for Redis first ...
+            b.hub.bind(cid, socket, 0)  # ... then B starts to watch the conversation
+            await wait_for(lambda recorder=recorder: recorder.seqs == [1], timeout=5)
+            await asyncio.sleep(0.2)
+            assert recorder.seqs == [1], "once"
