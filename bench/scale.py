@@ -898,6 +898,13 @@ def main() -> None:
         " hears only the conversations of its own sockets)."
     )
     for r in results:
+        rate = r.phases.get("rate", {}).get("broker", {})
+        if rate.get("messages"):
+            print(
+                f"  {r.config.name}: broker delay at {args.rate:g} messages/s: p50 {rate['p50']:.1f} ms,"
+                f" p99 {rate['p99']:.1f} ms ({rate['messages']:.0f} messages relayed)"
+            )
+    for r in results:
         if r.pg_updates is not None:
             print(
                 f"  {r.config.name}: PostgreSQL row writes per round trip: 2 INSERT events + {r.pg_updates:.1f} UPDATE conversations"
