@@ -37,11 +37,11 @@ from ..protocol import (
     replies,
 )
 from ..protocol.files import agent_file, content_files, content_text
-from . import fastjson
 from .agents.runner import AgentRunner
 from .auth import Authenticator
 from .broker.relay import RemoteSocket
 from .connection import Connection
+from .fastjson import frame
 from .hub import Hub
 from .limits import RateLimiter, check_size
 from .metrics import Metrics
@@ -83,12 +83,12 @@ class Reply:
     def socket_frame(self, request_id: str | None) -> str | None:
         if self.socket_event is None:
             return None
-        return fastjson.frame(self.socket_event[0], self.socket_event[1], request_id)
+        return frame(self.socket_event[0], self.socket_event[1], request_id)
 
     def ws_frame(self, request_id: str | None) -> str | None:
         if self.ws_event is None:
             return None
-        return fastjson.frame(self.ws_event, self.ws_payload or self.body, request_id)
+        return frame(self.ws_event, self.ws_payload or self.body, request_id)
 
 
 @dataclass(slots=True)

@@ -10,8 +10,8 @@ from starlette.background import BackgroundTask
 from starlette.routing import Route
 
 from ...protocol import ProtocolError, parse_envelope
-from .. import fastjson
 from ..auth import single_credential
+from ..fastjson import dumps
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..store import Channel
@@ -116,7 +116,7 @@ async def post_client_event(request: Request) -> Response:
             after()
 
         background = BackgroundTask(run_after)
-    return Response(fastjson.dumps(reply.body).encode(), media_type="application/json", background=background)
+    return Response(dumps(reply.body).encode(), media_type="application/json", background=background)
 
 
 @router.get("/api/transcript")

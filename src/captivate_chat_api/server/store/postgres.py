@@ -17,7 +17,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from . import migrate
 from .base import (
     AgentTokenInfo,
     ApiKeyInfo,
@@ -31,6 +30,7 @@ from .base import (
     StoredEvent,
 )
 from .clock import utc_now
+from .migrate import pending
 from .query import V1_MAX_CONVERSATIONS, postgres_where
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, loads, token_row
 
@@ -209,7 +209,7 @@ class PostgresStore(Store):
                 " applied_at TEXT NOT NULL)"
             )
             applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            for migration in migrate.pending("postgresql", applied):
+            for migration in pending("postgresql", applied):
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",

@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import migrate
 from .base import (
     AgentTokenInfo,
     ApiKeyInfo,
@@ -35,6 +34,7 @@ from .base import (
     StoredEvent,
 )
 from .clock import utc_now
+from .migrate import pending
 from .query import V1_MAX_CONVERSATIONS, matches_query, sqlite_where
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
 from .sqlite_writer import WriterThread
@@ -144,7 +144,7 @@ class SQLiteStore(Store):
             " applied_at TEXT NOT NULL)"
         )
         applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-        for migration in migrate.pending("sqlite", applied):
+        for migration in pending("sqlite", applied):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for statement in migration.sql.split(";\n"):
