@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConversationNotFound, RateLimitError
+from ..errors import ConversationNotFound, MessageNotFound, RateLimitError
 from ..protocol import (
     ClientAction,
     ClientEnvelope,
@@ -259,12 +259,9 @@ class Handlers:
                 f"a message may carry at most {self.max_files_per_message} files",
                 payload.conversation_id,
             )
-        try:
-            event, created, record = await self.timeline.append_user_turn(
-                request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
-            )
-        except LookupError:
-            raise ConversationNotFound(payload.conversation_id) from None
+        event, created, record = await self.timeline.append_user_turn(
+            request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
+        )
         after = None
         if created:
             channel, conversation_id, text = request.channel, payload.conversation_id, user_input_of(payload)
@@ -344,12 +341,16 @@ class Handlers:
         await self.conversation(request, payload.conversation_id)
         try:
             edited = await self.store.edit_message(
-                payload.conversation_id, payload.message_id, payload.content, senders=editable_by("client")
+                request.channel.id,
+                payload.conversation_id,
+                payload.message_id,
+                payload.content,
+                senders=editable_by("client"),
             )
         except EditForbidden as exc:
             raise ProtocolError(403, str(exc), payload.conversation_id) from None
         if edited is None:
-            raise ProtocolError(404, "message not found", payload.conversation_id)
+            raise MessageNotFound(payload.conversation_id)
         body = {
             "status": "success",
             "conversation_id": payload.conversation_id,
@@ -438,7 +439,7 @@ class Handlers:
             raise ConversationNotFound(conversation_id)
         return [
             transcript_entry(e)
-            for e in await self.store.messages(conversation_id)
+            for e in await self.store.messages(channel.id, conversation_id)
             if is_transcript_message(e)
         ]
 
@@ -459,7 +460,7 @@ class Handlers:
             )
         try:
             last_seq = await self.timeline.subscribe(connection, payload.conversation_id, payload.after_seq)
-        except LookupError:
+        except ConversationNotFound:
             raise NotReplayable(payload.conversation_id) from None
         body: dict[str, Any] = {
             "conversation_id": payload.conversation_id,
@@ -473,7 +474,4 @@ class Handlers:
         return Reply(body, replies.SUBSCRIBE_SUCCESS, dict(body))
 
     async def _append(self, request: Request, conversation_id: str, event: NewEvent) -> list[StoredEvent]:
-        try:
-            return await self.timeline.append(request.channel.id, conversation_id, [event])
-        except LookupError:
-            raise ConversationNotFound(conversation_id) from None
+        return await self.timeline.append(request.channel.id, conversation_id, [event])

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import ProtocolError
+from ...errors import ConversationNotFound, ProtocolError
 from ...protocol import (
     AgentMetadata,
     AgentResponse,
@@ -208,7 +208,7 @@ class AgentRunner:
                 conversation = None
             async with lock:
                 await self._turn(channel, conversation_id, user_input, action, files, conversation)
-        except LookupError:
+        except ConversationNotFound:
             log.info(
                 "conversation %s was deleted during an agent turn",
                 conversation_id,

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from starlette.background import BackgroundTask
 from starlette.routing import Route
 
+from ...errors import MessageNotFound
 from ...protocol import ProtocolError, parse_envelope
 from ..auth import single_credential
 from ..fastjson import dumps
@@ -135,7 +136,7 @@ async def get_large_message(request: Request, conversation_id: str, message_id: 
     for entry in await gateway_of(request).handlers.transcript(channel, conversation_id):
         if entry["message_id"] == message_id:
             return {"botMessage": entry}
-    raise ProtocolError(404, "message not found", conversation_id)
+    raise MessageNotFound(conversation_id)
 
 
 def hot_routes() -> list[Route]:
