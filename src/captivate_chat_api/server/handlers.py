@@ -55,6 +55,7 @@ from .store import (
     StoredEvent,
     editable_by,
 )
+from .store.rules import check_metadata_size
 from .timeline import Timeline
 
 
@@ -218,16 +219,13 @@ class Handlers:
             self.bind(conversation_id, request.connection)
         return record
 
-    def check_metadata_size(self, *parts: dict[str, Any]) -> None:
-        check_size(self.max_metadata_bytes, "metadata", *parts)
-
     async def conversation_start(self, request: Request, payload: ConversationStart) -> Reply:
         wait = self.starts.take(request.channel.id)
         if wait:
             raise RateLimitError(
                 429, f"too many conversations started; retry in {wait:.1f} s", retry_after=wait
             )
-        self.check_metadata_size(payload.public_metadata, payload.private_metadata)
+        check_size(self.max_metadata_bytes, "metadata", payload.public_metadata, payload.private_metadata)
         check_size(self.max_user_info_bytes, "userBasicInfo", payload.userBasicInfo)
         conversation_id = str(uuid.uuid4())
         await self.store.create_conversation(
@@ -292,7 +290,7 @@ class Handlers:
             raise ProtocolError(400, "invalid metadata: event_payload.metadata.private must be an object")
         public = {k: v for k, v in payload.metadata.items() if k != "private"}
         current = await self.conversation(request, payload.conversation_id)
-        self.check_metadata_size({**current.metadata, **public}, {**current.private_metadata, **private})
+        check_metadata_size(self.max_metadata_bytes, current, public, private)
         record = await self.store.update_metadata(
             request.channel.id, payload.conversation_id, public, private
         )
