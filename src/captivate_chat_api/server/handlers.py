@@ -59,12 +59,9 @@ from .store.rules import check_metadata_size
 from .timeline import Timeline
 
 
-class NotReplayable(ProtocolError):
+class NotReplayable(ConversationNotFound):
     """``subscribe`` to a deleted, unknown or foreign conversation (alike, so a tenant learns nothing of
     another's): a 404 that also says explicitly that nothing was recovered."""
-
-    def __init__(self, conversation_id: str) -> None:
-        super().__init__(404, "conversation not found", conversation_id)
 
     def to_body(self) -> dict[str, object]:
         reason = "conversation not found or deleted: its events cannot be replayed"
