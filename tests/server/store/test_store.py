@@ -253,3 +253,12 @@ async def test_lookups_by_client_msg_id_and_message_id_use_their_indexes(
         )
     ]
     assert "events_by_client_msg_id" in plans[0] and "events_by_message_id" in plans[1]
+
+
+async def test_agent_tokens_are_listed_per_channel_or_all(store: Store) -> None:
+    a, b = await channel(store, "a"), await channel(store, "b")
+    first = await store.add_agent_token(a, hash_key(generate_key()), "cat_a", "human", "Alice")
+    second = await store.add_agent_token(b, hash_key(generate_key()), "cat_b", "push")
+    assert [t.id for t in await store.list_agent_tokens(a)] == [first.id]
+    assert [t.id for t in await store.list_agent_tokens(b)] == [second.id]
+    assert {t.id for t in await store.list_agent_tokens()} == {first.id, second.id}
