@@ -464,8 +464,8 @@ class SQLiteStore(Store):
             params: list[Any] = [*query.channel_ids, query.user_id]
             if pushed is None:  # a filter on an object or list value: compared in Python
                 rows = conn.execute(
-                    f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id",
-                    params,  # nosec B608
+                    f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id",  # nosec B608
+                    params,
                 ).fetchall()
                 found = [
                     c
@@ -477,8 +477,9 @@ class SQLiteStore(Store):
             where = " AND ".join([where, *conditions])
             # Only "?" placeholders and fixed SQL are formatted in; every value is a bound parameter.
             total = conn.execute(
-                f"SELECT count(*) FROM conversations WHERE {where}", [*params, *extra]
-            ).fetchone()[0]  # nosec B608
+                f"SELECT count(*) FROM conversations WHERE {where}",  # nosec B608
+                [*params, *extra],
+            ).fetchone()[0]
             rows = conn.execute(
                 f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",  # nosec B608
                 [*params, *extra, limit, offset],
