@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from .. import fastjson
+from ..fastjson import dumps, loads
 from .base import Broker, BrokerMessage, MessageHandler, ResyncHandler, WatchHandler
 
 log = logging.getLogger("captivate_chat_api.server.broker")
@@ -103,8 +103,7 @@ class RedisBroker(Broker):
             self._ready.clear()
             batch, self._pending = self._pending, []
             commands = [
-                ("PUBLISH", channel, fastjson.dumps(messages))
-                for channel, messages in consecutive_runs(batch)
+                ("PUBLISH", channel, dumps(messages)) for channel, messages in consecutive_runs(batch)
             ]
             while True:
                 try:
@@ -198,7 +197,7 @@ class RedisBroker(Broker):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _dispatch(self, data: bytes, on_message: MessageHandler) -> None:
-        decoded = fastjson.loads(data)
+        decoded = loads(data)
         for message in decoded if isinstance(decoded, list) else (decoded,):
             if message.get("node") == self.node:
                 continue
