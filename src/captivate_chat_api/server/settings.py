@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     """``openai:`` agents: characters of each attached file's text sent to the model (default 20000)."""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """WebSocket Origin allow-list; empty allows any origin."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins (``https://shop.example``) whose pages may call the HTTP API from the browser (CORS: the
+    event POST, transcript, message link, file upload, presign and signed downloads); empty: those of
+    ``allowed_origins``, and when both are empty any origin (``*``). Cookies are never allowed (the clients
+    send ``x-api-key``). Env: comma-separated."""
     access_log: bool = True
     """Log one line per HTTP request (secrets redacted)."""
     public_url: str | None = None
@@ -184,7 +189,7 @@ class Settings(BaseSettings):
     files_sweep_seconds: float = Field(default=60.0, gt=0)
     """How often expired (TTL) files and files of hard-deleted conversations are removed."""
 
-    @field_validator("api_keys", "allowed_origins", "files_allowed_types", mode="before")
+    @field_validator("api_keys", "allowed_origins", "cors_origins", "files_allowed_types", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
