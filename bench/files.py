@@ -260,7 +260,8 @@ async def chat_while_extracting(
     idle_p50, busy_p50 = statistics.median(idle_all), statistics.median(busy_all)
     ratios = sorted(statistics.median(b) / statistics.median(i) for i, b in pairs)
     print(
-        f"chat round trip  per-round ratios {', '.join(f'{r:.2f}' for r in ratios)}; machine load average"
+        f"chat round trip  per-round ratios {', '.join(f'{r:.2f}' for r in ratios)}"
+        f" (median {statistics.median(ratios):.2f}x); machine load average"
         f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes' load moves both windows)"
     )
     verdict = "met" if busy_p50 <= 1.5 * idle_p50 else "NOT met"
