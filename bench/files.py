@@ -14,12 +14,13 @@ Run from the repository root (needs the ``files`` and ``test`` extras, and tesse
 3. **RSS** — the gateway's resident memory (``/proc/PID/status`` VmRSS) sampled every 10 ms while a 25 MiB
    file streams in; printed as the growth over its RSS before the upload (flat = streamed).
 4. **chat while extracting** — a chat round trip (``user_message`` -> ``bot_message``, the probe in this
-   process) on another key's conversation, back to back for ``--window`` seconds: idle windows alternated
-   ``--rounds`` times with busy windows, during which two other processes (their client CPU is not the
+   process) on another key's conversation, ``--samples`` of them back to back per window: idle windows
+   alternated ``--rounds`` times with busy windows, during which two other processes (their client CPU is not the
    probe's) upload a 50-page PDF back to back as a file-manager user does (stored, the default), so the
    gateway's extraction workers are busy all the time; before each idle window the gateway and its workers
-   settle (no CPU used). p50 of all idle and all busy round trips; the ratio must stay <= 1.5. Alternating
-   matters on a shared machine: other processes' load drifts, and both windows see the same drift.
+   settle (no CPU used). Printed: each round's p50s and ratio, the median ratio, and the p50 of all idle and
+   all busy round trips; the ratio must stay <= 1.5. Alternating matters on a shared machine: other
+   processes' load drifts, and both windows of a round see about the same.
    ``--chat-only`` runs this part alone; set ``CAPTIVATE_FILES_EXTRACT_WORKERS`` to choose the workers.
 """
 
@@ -117,7 +118,7 @@ async def upload(http: httpx.AsyncClient, path: str, name: str, data: bytes | Pa
             content.close()  # type: ignore[union-attr]
 
 
-async def gateway_phase(folder: Path, repeat: int, rounds: int, window: float, chat_only: bool) -> None:
+async def gateway_phase(folder: Path, repeat: int, rounds: int, count: int, chat_only: bool) -> None:
     keys = [new_key(), new_key()]
     env = {
         "CAPTIVATE_ACCESS_LOG": "false",
@@ -139,7 +140,7 @@ async def gateway_phase(folder: Path, repeat: int, rounds: int, window: float, c
             path = f"{keys[0]}/{conversation}"
             if not chat_only:
                 await upload_phase(http, gateway.proc.pid, path, folder, repeat)
-            await chat_while_extracting(gateway, chat, path, folder, rounds, window)
+            await chat_while_extracting(gateway, chat, path, folder, rounds, count)
     finally:
         gateway.stop()
 
@@ -203,10 +204,12 @@ async def settle(pid: int, quiet_ticks: int = 3, period: float = 0.5, limit: flo
 
 
 async def chat_while_extracting(
-    gateway: GatewayProcess, chat: WireClient, path: str, folder: Path, rounds: int, window: float
+    gateway: GatewayProcess, chat: WireClient, path: str, folder: Path, rounds: int, count: int
 ) -> None:
-    """Idle and busy windows of ``window`` seconds, alternated ``rounds`` times (the machine's own load
-    drifts: alternating puts both under the same conditions); p50 of each, and of all idle/busy samples."""
+    """Idle and busy windows of ``count`` round trips each, alternated ``rounds`` times (the machine's own
+    load drifts: alternating puts both under the same conditions); p50 of each window, the median of the
+    per-round ratios, and the p50 of all idle / all busy round trips (same count per window: no window
+    weighs more for being fast)."""
     assert gateway.proc is not None
     other = await chat.start("bench-chat")
 
@@ -217,11 +220,7 @@ async def chat_while_extracting(
         return time.perf_counter() - started
 
     async def sample() -> list[float]:
-        out: list[float] = []
-        end = time.perf_counter() + window
-        while time.perf_counter() < end:
-            out.append(await round_trip())
-        return out
+        return [await round_trip() for _ in range(count)]
 
     for _ in range(20):
         await round_trip()
@@ -247,7 +246,7 @@ async def chat_while_extracting(
         for loader in loaders:
             loader.terminate()
         for loader in loaders:
-            out, _ = loader.communicate(timeout=30)  # noqa: ASYNC221
+            out, _ = loader.communicate(timeout=30)
             uploads += int(out.strip() or 0)
         idle_all += idle
         busy_all += busy
@@ -302,13 +301,13 @@ def main() -> None:
     parser.add_argument("--pdf-pages", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="idle/busy window pairs of the chat probe")
-    parser.add_argument("--window", type=float, default=4.0, help="seconds of each chat probe window")
+    parser.add_argument("--samples", type=int, default=300, help="chat round trips in each probe window")
     parser.add_argument("--chat-only", action="store_true", help="only the chat-while-extracting phase")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.chat_only:
             asyncio.run(extraction(Path(tmp), args.pdf_pages, args.repeat))
-        asyncio.run(gateway_phase(Path(tmp), args.repeat, args.rounds, args.window, args.chat_only))
+        asyncio.run(gateway_phase(Path(tmp), args.repeat, args.rounds, args.samples, args.chat_only))
 
 
 if __name__ == "__main__":
