@@ -177,8 +177,8 @@ class Settings(BaseSettings):
     files_quota_bytes_per_channel: int = Field(default=0, ge=0)
     """Bytes of stored files one channel may hold (0: no quota); over it an upload gets 507."""
     files_extract_workers: int = Field(default=0, ge=0)
-    """Text-extraction worker processes; 0: one fewer than the CPU cores, at least one (a core stays free for
-    the chats: on 2 cores, 1 worker kept a chat round trip at 1.8x its idle p50 during extraction, 2 at 2.5x)."""
+    """Text-extraction worker processes (at idle CPU priority); 0: one fewer than the CPU cores, at least one,
+    so a core stays free for the chats (docs/benchmarks.md#files measures a chat during extraction)."""
     files_extract_timeout: float = Field(default=30.0, gt=0)
     """Seconds one file's text extraction may take; then its worker is killed and the upload gets 422."""
     files_extract_memory_mb: int = Field(default=1024, ge=64)
