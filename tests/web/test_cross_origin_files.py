@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,9 @@ from playwright.async_api import Route
 
 from harness.gateway import GatewayProcess, new_key
 from harness.wire import WireClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
+from npm_runner import PREFIX, ensure_client  # the published npm client, installed once for the tests
 
 CALLS = """async ([gateway, key, conversation]) => {
   const out = {};
@@ -61,6 +66,24 @@ CALLS = """async ([gateway, key, conversation]) => {
 }"""
 
 
+NPM_CALLS = """async ([gateway, key, conversation]) => {
+  // the one change to the published bundle, as in tests/interop: its cloud file service is this gateway
+  const cloud = "https://file-to-text.prod.captivat.io";
+  const realFetch = window.fetch.bind(window);
+  window.fetch = (url, init) => realFetch(String(url).startsWith(cloud) ? gateway + String(url).slice(cloud.length) : url, init);
+  const { CaptivateChatFileManager } = window;
+  try {
+    const file = new File(["npm bundle Zanzibarite\\n"], "npm-notes.txt", { type: "text/plain" });
+    const manager = await CaptivateChatFileManager.create({ file, apiKey: key, conversationId: conversation });
+    const stored = manager.files[0];
+    const url = await CaptivateChatFileManager.getSecureFileUrl(stored.storage.fileKey, 600);
+    return { stored, url };
+  } catch (error) {
+    return { error: String(error) };
+  }
+}"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -88,19 +111,31 @@ def cors_gateway(
     process.stop()
 
 
-async def run_calls(gateway: GatewayProcess, key: str, origin: str) -> dict[str, Any]:
+async def run_calls(
+    gateway: GatewayProcess, key: str, origin: str, calls: str = CALLS, bundle: Path | None = None
+) -> dict[str, Any]:
     async with WireClient(gateway.http_url, gateway.ws_url, key) as client:
         conversation = await client.start("cross-origin-user")
     async with chromium() as browser:
         tab = await open_tab(browser, "http://127.0.0.1:")  # the gateway and the shop: loopback ports
 
+        script = '<script src="/captivate-chat-api.js"></script>' if bundle else ""
+
         async def serve_shop(route: Route) -> None:
-            await route.fulfill(status=200, content_type="text/html", body="<!doctype html><h1>Shop</h1>")
+            await route.fulfill(
+                status=200, content_type="text/html", body=f"<!doctype html><h1>Shop</h1>{script}"
+            )
 
         await tab.page.context.route(f"{origin}/shop.html", serve_shop)
+        if bundle is not None:
+
+            async def serve_bundle(route: Route) -> None:
+                await route.fulfill(status=200, content_type="text/javascript", body=bundle.read_text())
+
+            await tab.page.context.route(f"{origin}/captivate-chat-api.js", serve_bundle)
         await tab.page.context.grant_permissions(["local-network-access"])
         await tab.page.goto(f"{origin}/shop.html")
-        result: dict[str, Any] = await tab.page.evaluate(CALLS, [gateway.http_url, key, conversation])
+        result: dict[str, Any] = await tab.page.evaluate(calls, [gateway.http_url, key, conversation])
         result["conversation"] = conversation
         tab.save_console(f"cross-origin-{origin.rsplit(':', 1)[1]}")
         return result
@@ -125,3 +160,18 @@ async def test_a_page_on_another_origin_is_refused_by_the_browser(
 ) -> None:
     result = await run_calls(cors_gateway, key, shop_origins[1])
     assert "upload" not in result and "Failed to fetch" in result["error"], result
+
+
+async def test_the_published_npm_bundle_uploads_from_another_origin(
+    cors_gateway: GatewayProcess, key: str, shop_origins: tuple[str, str]
+) -> None:
+    """captivate-chat-api 7.0.0's browser bundle (dist/captivate-chat-api.js, loaded by the shop's page):
+    CaptivateChatFileManager.create and getSecureFileUrl, cross-origin."""
+    ensure_client()
+    bundle = PREFIX / "node_modules" / "captivate-chat-api" / "dist" / "captivate-chat-api.js"
+    result = await run_calls(cors_gateway, key, shop_origins[0], NPM_CALLS, bundle)
+    assert "error" not in result, result
+    assert "Zanzibarite" in json.dumps(result["stored"])
+    assert result["stored"]["storage"]["fileKey"] and result["url"].startswith(
+        cors_gateway.http_url + "/files/"
+    )
