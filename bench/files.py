@@ -15,10 +15,10 @@ Run from the repository root (needs the ``files`` and ``test`` extras, and tesse
    file streams in; printed as the growth over its RSS before the upload (flat = streamed).
 4. **chat while extracting** — a chat round trip (``user_message`` -> ``bot_message``, the probe in this
    process) on another key's conversation, ``--samples`` of them back to back per window: idle windows
-   alternated ``--rounds`` times with busy windows, during which two other processes (their client CPU is not the
-   probe's) upload a 50-page PDF back to back as a file-manager user does (stored, the default), so the
-   gateway's extraction workers are busy all the time; before each idle window the gateway and its workers
-   settle (no CPU used). Printed: each round's p50s and ratio, the median ratio, and the p50 of all idle and
+   alternated ``--rounds`` times with busy windows, during which two other processes (their client CPU is
+   not the probe's; at nice 19: a real user's client runs on their own machine) upload a 50-page PDF back
+   to back as a file-manager user does (stored, the default), so the gateway's extraction workers are busy
+   all the time; before each idle window the gateway and its workers settle (no CPU used). Printed: each round's p50s and ratio, the median ratio, and the p50 of all idle and
    all busy round trips; the ratio must stay <= 1.5. Alternating matters on a shared machine: other
    processes' load drifts, and both windows of a round see about the same.
    ``--chat-only`` runs this part alone; set ``CAPTIVATE_FILES_EXTRACT_WORKERS`` to choose the workers.
@@ -282,6 +282,7 @@ def load(base_url: str, path: str, pdf: str) -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    os.nice(19)  # a real user's client runs on their machine: here it yields the CPU to the gateway and probe
     data = Path(pdf).read_bytes()
     with httpx.Client(base_url=base_url, timeout=300) as http:
         while True:
