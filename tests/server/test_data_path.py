@@ -15,7 +15,7 @@ import pytest
 
 from captivate_chat_api.protocol import parse_envelope
 from captivate_chat_api.server.agents.demo import DemoAgent
-from captivate_chat_api.server.agents.eager import await_within, start_eagerly
+from captivate_chat_api.server.eager import await_within, start_eagerly
 from captivate_chat_api.server.agents.runner import AgentRunner
 from captivate_chat_api.server.auth import Authenticator
 from captivate_chat_api.server.broker.memory import MemoryBroker, MemoryBus

@@ -31,7 +31,7 @@ from ..store import Channel, ConversationRecord, NewEvent
 from ..timeline import Timeline, new_message_id
 from . import agent_from_spec
 from .base import Agent, AgentError, is_immediate
-from .eager import await_within, start_eagerly
+from ..eager import await_within, start_eagerly
 
 log = logging.getLogger("captivate_chat_api.server.agents")
 

@@ -520,14 +520,17 @@ class SQLiteStore(Store):
             new_owner = current.human_agent if human_agent is None else (human_agent or None)
             target = handoff or current.handoff
             new_agent = (agent or None) if agent is not None else current.agent
-            changed = dataclasses.replace(
-                current,
-                handoff=target,
-                human_agent=new_owner,
-                agent=new_agent,
-                has_livechat=current.has_livechat or target != "ai",
-            )
-            if changed != current:  # an agent's reply changes nothing but the log: no UPDATE for it
+            livechat = current.has_livechat or target != "ai"
+            changed = current
+            if (target, new_owner, new_agent, livechat) != (
+                current.handoff,
+                current.human_agent,
+                current.agent,
+                current.has_livechat,
+            ):  # an agent's reply changes nothing but the log: no UPDATE (nor copy) for it
+                changed = dataclasses.replace(
+                    current, handoff=target, human_agent=new_owner, agent=new_agent, has_livechat=livechat
+                )
                 conn.execute(
                     "UPDATE conversations SET handoff = ?, human_agent = ?, agent = ?,"
                     " has_livechat = has_livechat OR ? WHERE id = ?",
@@ -535,10 +538,8 @@ class SQLiteStore(Store):
                 )
             if not events:
                 return changed, []
-            stored, appended = self._append(conn, channel_id, conversation_id, events)
-            return dataclasses.replace(
-                changed, last_seq=appended.last_seq, updated_at=appended.updated_at
-            ), stored
+            stored, after = self._append(conn, channel_id, conversation_id, events, changed)
+            return after, stored
 
         return await self._write(run)
 
@@ -552,14 +553,20 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _append(
-        conn: sqlite3.Connection, channel_id: str, conversation_id: str, events: list[NewEvent]
+        conn: sqlite3.Connection,
+        channel_id: str,
+        conversation_id: str,
+        events: list[NewEvent],
+        record: ConversationRecord | None = None,
     ) -> tuple[list[StoredEvent], ConversationRecord]:
         """Insert ``events`` with the next seqs; also returns the conversation as it is afterwards (read in the
-        same step, so the agent turn that follows needs no read of its own)."""
-        row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
-        if row is None:
-            raise LookupError(conversation_id)
-        record = conversation_row(row)
+        same step, so the agent turn that follows needs no read of its own). ``record``: the conversation as
+        this transaction already read it (saves reading it twice)."""
+        if record is None:
+            row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
+            if row is None:
+                raise LookupError(conversation_id)
+            record = conversation_row(row)
         seq = record.last_seq
         now = utc_now()
         stored = []
