@@ -23,6 +23,7 @@ from .. import __version__
 from ..protocol import ProtocolError
 from .agents import Agent
 from .connections import trim_after_load
+from .fastpath import FastPaths
 from .gateway import Gateway
 from .metrics import Metrics, MetricsMiddleware
 from .routes import agent_api, files, http, ops, pages, push, ws
@@ -201,4 +202,8 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
     if settings.access_log:
         app.add_middleware(AccessLog)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: FastPaths(  # type: ignore[method-assign]
+        app, build_stack(), metrics, access_log=settings.access_log
+    )
     return app
