@@ -15,12 +15,12 @@ import pytest
 
 from captivate_chat_api.protocol import parse_envelope
 from captivate_chat_api.server.agents.demo import DemoAgent
-from captivate_chat_api.server.eager import await_within, start_eagerly
 from captivate_chat_api.server.agents.runner import AgentRunner
 from captivate_chat_api.server.auth import Authenticator
 from captivate_chat_api.server.broker.memory import MemoryBroker, MemoryBus
 from captivate_chat_api.server.broker.relay import EventMessage, Relay, RemoteSocket, from_wire, to_wire
 from captivate_chat_api.server.connection import Connection
+from captivate_chat_api.server.eager import await_within, start_eagerly
 from captivate_chat_api.server.handlers import Handlers, Request
 from captivate_chat_api.server.hub import Hub
 from captivate_chat_api.server.keys import generate_key, hash_key

@@ -19,7 +19,6 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from .eager import Continuation
-
 from .store import Channel
 
 log = logging.getLogger("captivate_chat_api.server.hub")

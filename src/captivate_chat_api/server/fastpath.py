@@ -95,7 +95,7 @@ class FastPaths:
 class _Switch:
     """A ``send`` that counts the handshake's answer, then, once accepted, is the server's own ``send``."""
 
-    __slots__ = ("_handshake", "_send", "_accepted")
+    __slots__ = ("_accepted", "_handshake", "_send")
 
     def __init__(self, handshake: Send, send: Send) -> None:
         self._handshake, self._send, self._accepted = handshake, send, False
