@@ -790,7 +790,7 @@ def main() -> None:
         "--idle-sockets",
         type=int,
         default=1000,
-        help="after a server's cells: open this many idle WebSockets and print the RSS per socket (0: skip)",
+        help="before a server's cells: open this many idle WebSockets and print the RSS per socket (0: skip)",
     )
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -799,6 +799,11 @@ def main() -> None:
         metavar="DIR",
         help="py-spy record the gateway's cells into DIR (raw stacks;"
         " figures measured while profiling are inflated)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="also measure the gateway from another checkout's src directory (e.g. ../main/src)",
     )
     parser.add_argument("--client-compression", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
@@ -836,6 +841,19 @@ def main() -> None:
         plan.append((lambda: start_floor(workdir), args.conversations, args.modes))
     if "gateway" in args.servers:
         plan.append((lambda: start_gateway("gateway (limits off)", workdir), args.conversations, args.modes))
+    if args.baseline_src:  # the same gateway rows for another checkout's code, in the same run
+        source = str(Path(args.baseline_src).resolve())
+        plan.append(
+            (
+                lambda: start_gateway(
+                    f"baseline {Path(source).parent.name}/{Path(source).name} (limits off)",
+                    workdir,
+                    extra_env={"PYTHONPATH": source},
+                ),
+                args.conversations,
+                args.modes,
+            )
+        )
     if "shipped" in args.servers:
         plan.append(
             (lambda: start_gateway("gateway as shipped", workdir, shipped=True), [largest], args.modes)
@@ -868,15 +886,15 @@ def main() -> None:
         for start, counts, modes in plan:
             server = start()
             try:
+                if args.idle_sockets and "FULL" not in server.name:  # first: a fresh heap, no freed memory
+                    compression = "deflate" if server.name == "gateway, deflate on" else None
+                    idle.append((server.name, idle_kib(server, args.idle_sockets, compression)))
                 for count in counts:
                     if server.name == "gateway, deflate on":
                         args.client_compression = "deflate"
                     print(f"  {server.name}: {count} conversations", flush=True)
                     cells += measure(server, count, modes, args)
                     args.client_compression = None
-                if args.idle_sockets and server.name != "floor FULL" and "FULL" not in server.name:
-                    compression = "deflate" if server.name == "gateway, deflate on" else None
-                    idle.append((server.name, idle_kib(server, args.idle_sockets, compression)))
             finally:
                 stops.append(f"{server.name}: stopped {server.stop():.1f} s after SIGTERM")
     finally:
