@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import ProtocolError
+from ...errors import ConversationNotFound, ProtocolError
 from ...protocol import (
     AgentMetadata,
     AgentResponse,
@@ -24,11 +24,11 @@ from ...protocol import (
 from ...protocol.agent import InternalMetadata, UserInfo
 from ..eager import await_within, start_eagerly
 from ..handoff import HandoffConflict, HandoffState
-from ..limits import check_size
 from ..livechat import LiveChat
 from ..locks import KeyedLocks
 from ..metrics import Metrics
 from ..store import Channel, ConversationRecord, NewEvent
+from ..store.rules import check_metadata_size
 from ..timeline import Timeline, new_message_id
 from . import agent_from_spec
 from .base import Agent, AgentError, is_immediate
@@ -208,7 +208,7 @@ class AgentRunner:
                 conversation = None
             async with lock:
                 await self._turn(channel, conversation_id, user_input, action, files, conversation)
-        except LookupError:
+        except ConversationNotFound:
             log.info(
                 "conversation %s was deleted during an agent turn",
                 conversation_id,
@@ -292,12 +292,7 @@ class AgentRunner:
         ProtocolError before anything is written."""
         events, public, private = response_events(conversation, response, message_id)
         if public or private:
-            check_size(
-                self.max_metadata_bytes,
-                "metadata",
-                {**conversation.metadata, **public},
-                {**conversation.private_metadata, **private},
-            )
+            check_metadata_size(self.max_metadata_bytes, conversation, public, private)
         allowed = frozenset({HandoffState.AI.value})
         if public or private:
             # the state guard first (with no events it only checks), then the metadata, then the events: a

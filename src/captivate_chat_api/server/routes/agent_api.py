@@ -57,7 +57,7 @@ async def conversation_of(request: Request, channel: Channel, conversation_id: s
     """The channel's conversation; 404 before anything else (a foreign id looks unknown)."""
     record = await gateway_of(request).store.get_conversation(channel.id, conversation_id)
     if record is None:
-        raise ProtocolError(404, "conversation not found", conversation_id)
+        raise ConversationNotFound(conversation_id)
     return record
 
 
@@ -76,8 +76,8 @@ def identity_of(token: AgentTokenInfo, body: dict[str, Any]) -> AgentIdentity:
 
 async def agent_names(request: Request, channel: Channel) -> dict[str, str]:
     """Display names of the channel's human agents by token id."""
-    tokens = await gateway_of(request).store.list_agent_tokens()
-    return {t.id: t.label or t.id for t in tokens if t.channel_id == channel.id and t.role == "human"}
+    tokens = await gateway_of(request).store.list_agent_tokens(channel.id)
+    return {t.id: t.label or t.id for t in tokens if t.role == "human"}
 
 
 def summary(record: ConversationRecord, names: dict[str, str]) -> dict[str, Any]:
@@ -107,8 +107,6 @@ async def run(coro: Any, conversation_id: str) -> ConversationRecord:
     try:
         result: ConversationRecord = await coro
         return result
-    except LookupError:
-        raise ConversationNotFound(conversation_id) from None
     except HandoffConflict as exc:
         raise conflict(exc, conversation_id) from None
 
@@ -146,7 +144,9 @@ async def get_conversation(request: Request, conversation_id: str) -> dict[str, 
         raise ConversationNotFound(conversation_id)
     bind_socket(request, channel, dict(request.query_params), conversation_id)
     transcript = [
-        transcript_entry(e) for e in await store.messages(conversation_id) if is_transcript_message(e)
+        transcript_entry(e)
+        for e in await store.messages(channel.id, conversation_id)
+        if is_transcript_message(e)
     ]
     return {
         **summary(record, await agent_names(request, channel)),
@@ -212,8 +212,6 @@ async def send(request: Request, conversation_id: str) -> JSONResponse:
         event = await livechat.human_message(
             channel.id, conversation_id, identity_of(token, body), normalize_content(content)
         )
-    except LookupError:
-        raise ConversationNotFound(conversation_id) from None
     except HandoffConflict as exc:
         raise conflict(exc, conversation_id) from None
     bind_socket(request, channel, body, conversation_id)
