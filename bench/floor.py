@@ -884,11 +884,14 @@ def main() -> None:
     stops: list[str] = []
     try:
         for start, counts, modes in plan:
-            server = start()
-            try:
-                if args.idle_sockets and "FULL" not in server.name:  # first: a fresh heap, no freed memory
+            if args.idle_sockets:  # on a server of its own: a fresh heap, with no freed memory to reuse
+                server = start()
+                if "FULL" not in server.name:
                     compression = "deflate" if server.name == "gateway, deflate on" else None
                     idle.append((server.name, idle_kib(server, args.idle_sockets, compression)))
+                server.stop()
+            server = start()
+            try:
                 for count in counts:
                     if server.name == "gateway, deflate on":
                         args.client_compression = "deflate"
