@@ -155,6 +155,10 @@ class Connection:
         self._delivered[conversation_id] = seq
         self.send(text)
 
+    def start_at(self, conversation_id: str, seq: int) -> None:
+        """Bound from ``seq`` on: later events only (unless the socket had some of the conversation already)."""
+        self._delivered.setdefault(conversation_id, seq)
+
     def begin_replay(self, conversation_id: str, after_seq: int) -> None:
         """A ``subscribe``: deliver the conversation from ``after_seq`` on; live events wait for :meth:`end_replay`."""
         self._delivered[conversation_id] = after_seq

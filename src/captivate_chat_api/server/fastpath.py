@@ -5,7 +5,8 @@ the Starlette/FastAPI stack (a dozen middleware and routing layers per request, 
 WebSocket frame) and do themselves the parts of it that apply to them: the error answers of the app's
 exception handlers, the error counts of :class:`.metrics.MetricsMiddleware`, the access log line, and the
 NUL refusal (a request whose query holds a NUL goes down the stack, where :class:`.app.RefuseNul` answers
-it). Everything else (other methods and paths) goes down the stack unchanged.
+it), and a POST from a browser page (it has an ``Origin``) goes down the stack too, for its CORS headers.
+Everything else (other methods and paths) goes down the stack unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from .routes.ws import SOCKET_PATH, client_socket
 access_log = logging.getLogger("captivate_chat_api.access")
 
 
+def _from_browser(scope: Scope) -> bool:
+    """A request with an ``Origin`` (a page's fetch) goes down the stack, through :class:`.cors.BrowserCors`."""
+    return any(name == b"origin" for name, _ in scope["headers"])
+
+
 def _has_nul(scope: Scope) -> bool:
     query = scope.get("query_string", b"")
     return b"%00" in query or b"\x00" in query
@@ -43,7 +49,12 @@ class FastPaths:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["method"] == "POST" and get_route_path(scope) == MESSAGE_PATH and not _has_nul(scope):
+            if (
+                scope["method"] == "POST"
+                and get_route_path(scope) == MESSAGE_PATH
+                and not _has_nul(scope)
+                and not _from_browser(scope)
+            ):
                 await self.post(scope, receive, send)
                 return
         elif kind == "websocket" and get_route_path(scope) == SOCKET_PATH and not _has_nul(scope):
