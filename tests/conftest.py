@@ -40,6 +40,7 @@ WORKERS_PER_CORE = 2
 """Most tests wait (on a gateway, node, a browser or a timer) more than they compute."""
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: ``-p no:xdist`` must still run
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers per core (``PYTEST_XDIST_AUTO_NUM_WORKERS`` still overrides)."""
     configured = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")

@@ -323,6 +323,7 @@ class Harness:
         seen = self.ws.close_code
         assert seen == code or (or_reset and seen == 1006), f"closed with {seen}, expected {code}"
         OUTCOMES[f"ws close {seen}"] += 1
+        self.ws.transport.abort()  # after a reset the old socket may still be open on this side: release it
         await self.connect()
 
     async def control_check(self) -> None:

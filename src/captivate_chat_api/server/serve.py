@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -85,7 +86,8 @@ def run(
         raise StartupError("the gateway's start-up failed (the log above says why; --debug shows more)")
 
 
-def config_for(settings: Settings, app: FastAPI) -> uvicorn.Config:
+def config_for(settings: Settings, app: Any) -> uvicorn.Config:
+    """uvicorn's configuration for ``app`` (the FastAPI app, or an ASGI app wrapping it)."""
     return uvicorn.Config(
         app,
         host=settings.host,

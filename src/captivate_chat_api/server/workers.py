@@ -237,14 +237,15 @@ def run_worker(index: int, ready_fd: int, settings: Settings) -> None:
 
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    app.add_middleware(WorkerHeader, index=index)
+    # outside the whole app (fastpath.FastPaths answers the hot routes above the middleware stack)
+    tagged = WorkerHeader(app, index)
     sock = reuseport_socket(settings.host, settings.port)
 
     def ready(host: str, port: int) -> None:
         os.write(ready_fd, f"{index}\n".encode())
         os.close(ready_fd)
 
-    GatewayServer(config_for(settings, app), app, ready, own_process=True).run(sockets=[sock])
+    GatewayServer(config_for(settings, tagged), app, ready, own_process=True).run(sockets=[sock])
 
 
 def main(argv: list[str]) -> None:
