@@ -65,19 +65,6 @@ class Gateway:
         metrics.watch_sockets(hub.connections)
         timeline = Timeline(store, hub, metrics=metrics)
         livechat = LiveChat(timeline)
-        runner = AgentRunner(
-            timeline,
-            livechat,
-            timeout=settings.agent_timeout,
-            agent=agent,
-            metrics=metrics,
-            max_metadata_bytes=settings.max_metadata_bytes,
-            base_url=lambda: settings.base_url,
-        )
-        auth = Authenticator(store, settings.auth_cache_seconds)
-        namespace = settings.broker_namespace or default_namespace(settings.database)
-        broker = broker_from_url(settings.broker, namespace) if settings.broker else MemoryBroker()
-        relay = Relay(hub, store, broker, metrics=metrics)
         limits = Limits(
             settings.rate_per_socket,
             settings.burst_per_socket,
@@ -86,6 +73,20 @@ class Gateway:
             in_flight_per_key=settings.in_flight_per_key,
             in_flight_total=settings.in_flight_total,
         )
+        runner = AgentRunner(
+            timeline,
+            livechat,
+            timeout=settings.agent_timeout,
+            agent=agent,
+            metrics=metrics,
+            max_metadata_bytes=settings.max_metadata_bytes,
+            base_url=lambda: settings.base_url,
+            admission=limits.admission,  # agent turns take the tenant's slots too
+        )
+        auth = Authenticator(store, settings.auth_cache_seconds)
+        namespace = settings.broker_namespace or default_namespace(settings.database)
+        broker = broker_from_url(settings.broker, namespace) if settings.broker else MemoryBroker()
+        relay = Relay(hub, store, broker, metrics=metrics)
         handlers = Handlers(
             store,
             hub,

@@ -270,11 +270,13 @@ class Store(abc.ABC):
         agent: str | None = None,
         events: list[NewEvent],
         require_human_agent: str | None = None,
+        metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
         """Atomically: if the conversation's hand-off state is in ``allowed_from`` (and, with
-        ``require_human_agent``, that agent owns it), set the new state/agent fields and append ``events``.
-        None when the conversation is in another state (or owned by someone else); LookupError if unknown.
-        ``human_agent`` "" clears the owner."""
+        ``require_human_agent``, that agent owns it), set the new state/agent fields, merge ``metadata``
+        (``(public, private)`` patches, shallow, as :meth:`update_metadata`) and append ``events``.
+        None when the conversation is in another state (or owned by someone else): then nothing changed.
+        LookupError if unknown. ``human_agent`` "" clears the owner."""
 
     # the event log
     @abc.abstractmethod

@@ -496,6 +496,7 @@ class PostgresStore(Store):
         agent: str | None = None,
         events: list[NewEvent],
         require_human_agent: str | None = None,
+        metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
         if (
             events
@@ -503,6 +504,7 @@ class PostgresStore(Store):
             and human_agent is None
             and agent is None
             and require_human_agent is None
+            and metadata is None
         ):
             # an agent's reply: a guarded append, one autocommitted statement
             async with self.pool.acquire() as conn:
@@ -527,6 +529,15 @@ class PostgresStore(Store):
                 (agent or None) if agent is not None else current.agent,
                 target != "ai",
             )
+            if metadata is not None:  # in the same transaction as the guard: a refused change writes nothing
+                public, private = metadata
+                await conn.execute(
+                    "UPDATE conversations SET metadata = $2, private_metadata = $3, updated_at = $4 WHERE id = $1",
+                    conversation_id,
+                    dumps({**current.metadata, **public}),
+                    dumps({**current.private_metadata, **private}),
+                    utc_now(),
+                )
             if not events:
                 return conversation_row(
                     await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id)
