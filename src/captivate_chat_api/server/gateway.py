@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from .agents import Agent
 from .agents.runner import AgentRunner
-from .auth import Authenticator
+from .auth import HUMAN_ROLES, Authenticator
 from .broker import Broker, broker_from_url, default_namespace
 from .broker.memory import MemoryBroker
 from .broker.relay import Relay
@@ -142,8 +142,11 @@ class Gateway:
                 if connection.role == "client":
                     channel = await self.store.channel_for_key_hash(credential)
                     verdict = channel is not None and channel.id == connection.channel.id
-                else:
-                    found = await self.store.channel_for_agent_token(credential, connection.role)
+                else:  # a live-chat socket's token may be a human or a supervisor one
+                    roles = HUMAN_ROLES if connection.role == "human" else (connection.role,)
+                    found = None
+                    for role in roles:
+                        found = found or await self.store.channel_for_agent_token(credential, role)
                     verdict = found is not None and found[0].id == connection.channel.id
                 verdicts[(connection.role, credential)] = verdict
             if not verdict:

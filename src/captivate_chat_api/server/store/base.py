@@ -36,7 +36,8 @@ class AgentTokenInfo:
     channel_id: str
     prefix: str
     role: str
-    """``push`` (an AI agent answering later) or ``human`` (a live-chat agent)."""
+    """``push`` (an AI agent answering later), ``human`` (a live-chat agent) or ``supervisor`` (a live-chat
+    agent who may also reply in and end other agents' live chats)."""
     label: str
     created_at: str
     revoked_at: str | None
