@@ -2,21 +2,26 @@
 
 A benchmark, not a test. Run from the repository root::
 
-    .venv/bin/python bench/fairness.py                  # 8 s phases, 64 flooding connections
-    .venv/bin/python bench/fairness.py --seconds 15 --flood 128
+    .venv/bin/python bench/fairness.py                  # 8 s of each phase, in 3 rounds, 64 flooding connections
+    .venv/bin/python bench/fairness.py --seconds 15 --rounds 5 --flood 128
+    .venv/bin/python bench/fairness.py --also 'per-key 2:CAPTIVATE_IN_FLIGHT_PER_KEY=2'   # one more gateway
+    .venv/bin/python bench/fairness.py --profile /tmp/fair.txt   # + py-spy profile of the fair gateway
 
 For each gateway (``captivate-chat serve`` as a subprocess, fresh SQLite file, access log off, default rate
-limits, demo agent), one with ``CAPTIVATE_IN_FLIGHT_PER_KEY=0`` (admission off: the old behaviour) and one
-with the defaults (fair admission on):
+limits, demo agent), one with ``CAPTIVATE_IN_FLIGHT_PER_KEY=0`` (admission off) and one with the defaults
+(fair admission on), ``--rounds`` times in turn (so a drifting machine load hits both phases alike):
 
 1. **alone**: B sends ``user_message`` events one at a time over HTTP (kept-alive httpx, what the npm
-   client does) and times each POST until its 200: p50 / p99;
-2. **flood**: A's ``--flood`` connections send as fast as the gateway takes them (429s included: A is at
-   its own rate limit) while B measures again.
+   client does), one every 20 ms, and times each POST until its 200;
+2. **flood**: A's ``--flood`` connections, in a process of their own (B's timings must not be taken on a
+   client loop busy with A's), each send the next POST as soon as the last is answered (raw kept-alive
+   HTTP/1.1, pre-encoded: an httpx flood tops out far below the gateway), 429s included, while B measures
+   again.
 
-It prints B's p50/p99 alone and during the flood, the ratio p99(flood) / p99(alone) (the goal: within
-2x), and A's accepted messages per second. All on loopback, bounded in time and count. On a shared,
-loaded machine the client and the gateway compete for the same cores: compare the two gateways of one run.
+It prints B's p50/p99 alone and during the flood, the ratio p99(flood) / p99(alone) (the goal: within 2x),
+A's accepted and refused (429) messages per second, the gateway's CPU (all threads, from /proc) during the
+flood, and the noise: the p99 ratio of B alone in the odd rounds against the even rounds, i.e. what the
+machine alone does to a p99 (on a shared, loaded machine it can exceed 2x with no flood at all).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import os
 import secrets
@@ -127,6 +133,7 @@ async def flood_a(
     flooding: asyncio.Event,
     stop: asyncio.Event,
     counts: dict[str, int],
+    ready: Any = None,
 ) -> None:
     """A's connections, each sending its next POST as soon as the last one is answered. Raw HTTP/1.1 over
     kept-alive sockets with pre-encoded requests: an httpx client tops out far below the gateway (~2 ms of
@@ -145,9 +152,13 @@ async def flood_a(
         )
         return head.encode() + body
 
+    sockets = [await asyncio.open_connection(host, int(port)) for _ in range(connections)]
+    if ready is not None:
+        ready.set()  # connected and idle: B's phases may begin
+
     async def one(i: int) -> None:
         payload = request(cids[i % len(cids)])
-        reader, writer = await asyncio.open_connection(host, int(port))
+        reader, writer = sockets[i]
         try:
             while not stop.is_set():
                 if not flooding.is_set():
@@ -173,7 +184,9 @@ async def flood_a(
     await asyncio.gather(*(one(i) for i in range(connections)))
 
 
-def flood_process(url: str, key: str, connections: int, go: Any, stop: Any, counts_out: Any) -> None:
+def flood_process(
+    url: str, key: str, connections: int, go: Any, stop: Any, counts_out: Any, ready: Any
+) -> None:
     """The flood's own process: A floods while ``go`` is set, idles while not, ends on ``stop``."""
 
     async def main() -> None:
@@ -193,7 +206,7 @@ def flood_process(url: str, key: str, connections: int, go: Any, stop: Any, coun
             flooding.set()
 
         watcher = asyncio.create_task(watch())
-        await flood_a(url, key, connections, flooding, done, counts)
+        await flood_a(url, key, connections, flooding, done, counts, ready)
         await watcher
 
     asyncio.run(main())
@@ -205,14 +218,22 @@ class Flood:
 
     def __init__(self, url: str, key: str, connections: int) -> None:
         context = multiprocessing.get_context("spawn")
-        self._go, self._stop = context.Event(), context.Event()
+        self._go, self._stop, self._ready = context.Event(), context.Event(), context.Event()
         self._counts = context.Array("l", 2)
         self.proc = context.Process(
             target=flood_process,
-            args=(url, key, connections, self._go, self._stop, self._counts),
+            args=(url, key, connections, self._go, self._stop, self._counts, self._ready),
             daemon=True,
         )
         self.proc.start()
+
+    async def ready(self) -> None:
+        """Wait until the flood's process is up and connected (its start-up is not part of B's phases)."""
+        for _ in range(600):
+            if self._ready.is_set():
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError("the flood process did not start")
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -250,6 +271,7 @@ def pct(samples: list[float], q: float) -> float:
 class Result:
     label: str
     alone: list[float] = field(default_factory=list)
+    alone_rounds: list[list[float]] = field(default_factory=list)
     during: list[float] = field(default_factory=list)
     accepted: int = 0
     refused: int = 0
@@ -260,6 +282,17 @@ class Result:
     def ratio(self) -> float:
         return pct(self.during, 0.99) / pct(self.alone, 0.99)
 
+    @property
+    def noise(self) -> float:
+        """The machine's own spread: p99 of B alone in the odd rounds over the even rounds (or the other way
+        round, whichever is larger). A flood ratio near this is indistinguishable from no flood."""
+        odd = [x for r in self.alone_rounds[0::2] for x in r]
+        even = [x for r in self.alone_rounds[1::2] for x in r]
+        if not odd or not even:
+            return math.nan
+        a, b = pct(odd, 0.99), pct(even, 0.99)
+        return max(a, b) / min(a, b)
+
     def line(self) -> str:
         s = self.flood_seconds
         return (
@@ -267,6 +300,7 @@ class Result:
             f" | during A's flood p50 {statistics.median(self.during):5.1f} p99 {pct(self.during, 0.99):6.1f} ms"
             f" | p99 ratio {self.ratio:5.2f}x | A accepted {self.accepted / s:5.0f} msg/s, 429 {self.refused / s:5.0f}/s"
             f" | gateway CPU {self.gateway_cpu / s:4.0%} ({len(self.alone)}/{len(self.during)} B samples)"
+            f" | noise (alone vs alone) {self.noise:4.2f}x"
         )
 
 
@@ -281,6 +315,7 @@ async def run(
     try:
         await gateway.ready()
         flood = Flood(gateway.url, gateway.keys["A"], connections)
+        await flood.ready()
         await measure_b(gateway, 1.0)  # warm-up
         if profile is not None:
             sys.path.insert(0, str(Path(__file__).parent))
@@ -290,7 +325,9 @@ async def run(
             profiler.start()
         chunk = seconds / rounds
         for _ in range(rounds):
-            result.alone += await measure_b(gateway, chunk)
+            alone = await measure_b(gateway, chunk)
+            result.alone += alone
+            result.alone_rounds.append(alone)
             flood.on()
             await asyncio.sleep(0.5)  # the flood is under way
             (accepted, refused), began = flood.counts, time.monotonic()
