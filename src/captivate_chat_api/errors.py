@@ -6,7 +6,8 @@
     ├── ProtocolError              a malformed or refused event (carries error_code / error_desc)
     │   ├── AuthenticationError    401/403: missing, wrong or revoked API key
     │   ├── NotFoundError          404: unknown, deleted or foreign conversation or message
-    │   │   └── ConversationNotFound   404: the conversation (its id in ``conversation_id``)
+    │   │   ├── ConversationNotFound   404: the conversation (its id in ``conversation_id``)
+    │   │   └── MessageNotFound        404: a message of a known conversation
     │   ├── HandoffConflict        409: a hand-off step not allowed from the conversation's state
     │   ├── PayloadTooLargeError   413
     │   ├── RateLimitError         429 (``retry_after`` seconds when the platform said)
@@ -66,6 +67,13 @@ class ConversationNotFound(NotFoundError, LookupError):
     """
 
     def __init__(self, conversation_id: str | None, error_desc: str = "conversation not found") -> None:
+        super().__init__(404, error_desc, conversation_id)
+
+
+class MessageNotFound(NotFoundError):
+    """No message with that id in the conversation (or the message is not one that can be served)."""
+
+    def __init__(self, conversation_id: str | None, error_desc: str = "message not found") -> None:
         super().__init__(404, error_desc, conversation_id)
 
 

@@ -173,7 +173,7 @@ async def test_a_killed_worker_is_replaced(
     assert getattr(slow.value, "status", None) == 422
     files.pool.timeout = 20
     found = await files.pool.extract(_write(tmp_path / "n.txt", samples.txt()), "n.txt")
-    assert samples.WORD in found["text"]
+    assert samples.WORD in found.text
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -347,3 +347,72 @@ def test_a_crash_mid_upload_leaves_no_half_file_visible(keys: list[str], tmp_pat
         assert asyncio.run(stored(restarted, keys[0], conversation_id))["success"] is True
     finally:
         restarted.stop()
+
+
+async def test_the_text_size_and_digest_arrive_exactly(gateway: GatewayProcess, keys: list[str]) -> None:
+    """The upload streams to disk (hashed on the way) and the text is spliced into the answer as the worker
+    encoded it: quotes, backslashes, control characters and non-ASCII text come back byte for byte."""
+    conversation_id = await conversation(gateway, keys[0])
+    text = 'Zanzibarite "quoted" back\\slash tab\there é ü 漢字 🙂\n' * 40_000  # ~2.6 MB: many batches
+    data = text.encode()
+    response = await upload(gateway, f"{keys[0]}/{conversation_id}", "exact.txt", data)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["text"].strip() == text.strip()
+    assert body["fileSize"] == len(data)
+    assert body["metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert list(body)[:2] == ["success", "text"] and body["success"] is True
+
+
+def _multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "bnd") -> bytes:
+    out = b""
+    for name, filename, data in parts:
+        named = f'; filename="{filename}"' if filename is not None else ""
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{named}\r\n\r\n'.encode()
+        out += data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+async def test_malformed_forms_are_400_and_leave_nothing(gateway: GatewayProcess, keys: list[str]) -> None:
+    conversation_id = await conversation(gateway, keys[0])
+    path = f"{keys[0]}/{conversation_id}".encode()
+    scratch = Path(str(gateway.database)).parent / "files" / ".partial"
+    cases = {
+        "two files": (
+            _multipart([("path", None, path), ("file", "a.txt", b"a"), ("file", "b.txt", b"b")]),
+            "one file per upload",
+        ),
+        "no file part": (_multipart([("path", None, path), ("upload", "a.txt", b"a")]), "no `file` part"),
+        "no boundary": (b"whatever", "no boundary"),
+        "garbage": (b"--bnd\r\nnot a header line at all\r\n\r\n", "invalid multipart body"),
+        "huge field": (_multipart([("path", None, b"p" * 100_000), ("file", "a.txt", b"a")]), "longer than"),
+    }
+    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=30) as http:
+        for case, (body, error) in cases.items():
+            content_type = "multipart/form-data" + ("" if case == "no boundary" else "; boundary=bnd")
+            response = await http.post(
+                "/api/file-to-text", content=body, headers={"content-type": content_type}
+            )
+            assert response.status_code == 400, (case, response.text)
+            assert response.json()["success"] is False and error in response.json()["error"], case
+    assert list(scratch.glob("*.part")) == []
+    assert (await stored(gateway, keys[0], conversation_id))["success"] is True
+
+
+def test_a_client_gone_mid_upload_leaves_no_scratch_file(gateway: GatewayProcess, keys: list[str]) -> None:
+    conversation_id = asyncio.run(conversation(gateway, keys[0]))
+    scratch = Path(str(gateway.database)).parent / "files" / ".partial"
+    head = _multipart([("path", None, f"{keys[0]}/{conversation_id}".encode())])[: -len(b"--bnd--\r\n")]
+    head += b'--bnd\r\nContent-Disposition: form-data; name="file"; filename="gone.txt"\r\n\r\n'
+    with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+        sock.sendall(
+            b"POST /api/file-to-text HTTP/1.1\r\nHost: x\r\nContent-Length: 3500000\r\n"
+            b"Content-Type: multipart/form-data; boundary=bnd\r\n\r\n" + head
+        )
+        sock.sendall(b"x" * 3_000_000)  # past a batch: the scratch file exists on disk
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while list(scratch.glob("*.part")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(scratch.glob("*.part")) == []
+    assert asyncio.run(stored(gateway, keys[0], conversation_id))["success"] is True

@@ -23,6 +23,7 @@ from .. import __version__
 from ..protocol import ProtocolError
 from .agents import Agent
 from .connections import trim_after_load
+from .cors import BrowserCors
 from .gateway import Gateway
 from .metrics import Metrics, MetricsMiddleware
 from .routes import agent_api, files, http, ops, pages, push, ws
@@ -201,4 +202,5 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
     if settings.access_log:
         app.add_middleware(AccessLog)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BrowserCors, origins=settings.cors_origins or settings.allowed_origins)  # outermost
     return app

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic.fields import FieldInfo
@@ -20,9 +20,6 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 from ..redact import redact
 from .keys import display_prefix
-
-if TYPE_CHECKING:
-    from .settings import Settings
 
 CONFIG_ENV = "CAPTIVATE_CONFIG"
 REDACTED = "[REDACTED]"
@@ -129,7 +126,7 @@ def _toml(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-def render(settings: Settings, flags: dict[str, Any] | None = None) -> str:
+def render(settings: BaseSettings, flags: dict[str, Any] | None = None) -> str:
     """The effective settings as TOML (usable as a config file once secrets are filled in), each line
     commented with its source."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConversationNotFound, RateLimitError
+from ..errors import ConversationNotFound, MessageNotFound, RateLimitError
 from ..protocol import (
     ClientAction,
     ClientEnvelope,
@@ -37,11 +37,11 @@ from ..protocol import (
     replies,
 )
 from ..protocol.files import agent_file, content_files, content_text
-from . import fastjson
 from .agents.runner import AgentRunner
 from .auth import Authenticator
 from .broker.relay import RemoteSocket
 from .connection import Connection
+from .fastjson import frame
 from .hub import Hub
 from .limits import RateLimiter, check_size
 from .metrics import Metrics
@@ -55,15 +55,13 @@ from .store import (
     StoredEvent,
     editable_by,
 )
+from .store.rules import check_metadata_size
 from .timeline import Timeline
 
 
-class NotReplayable(ProtocolError):
+class NotReplayable(ConversationNotFound):
     """``subscribe`` to a deleted, unknown or foreign conversation (alike, so a tenant learns nothing of
     another's): a 404 that also says explicitly that nothing was recovered."""
-
-    def __init__(self, conversation_id: str) -> None:
-        super().__init__(404, "conversation not found", conversation_id)
 
     def to_body(self) -> dict[str, object]:
         reason = "conversation not found or deleted: its events cannot be replayed"
@@ -83,12 +81,12 @@ class Reply:
     def socket_frame(self, request_id: str | None) -> str | None:
         if self.socket_event is None:
             return None
-        return fastjson.frame(self.socket_event[0], self.socket_event[1], request_id)
+        return frame(self.socket_event[0], self.socket_event[1], request_id)
 
     def ws_frame(self, request_id: str | None) -> str | None:
         if self.ws_event is None:
             return None
-        return fastjson.frame(self.ws_event, self.ws_payload or self.body, request_id)
+        return frame(self.ws_event, self.ws_payload or self.body, request_id)
 
 
 @dataclass(slots=True)
@@ -218,16 +216,13 @@ class Handlers:
             self.bind(conversation_id, request.connection)
         return record
 
-    def check_metadata_size(self, *parts: dict[str, Any]) -> None:
-        check_size(self.max_metadata_bytes, "metadata", *parts)
-
     async def conversation_start(self, request: Request, payload: ConversationStart) -> Reply:
         wait = self.starts.take(request.channel.id)
         if wait:
             raise RateLimitError(
                 429, f"too many conversations started; retry in {wait:.1f} s", retry_after=wait
             )
-        self.check_metadata_size(payload.public_metadata, payload.private_metadata)
+        check_size(self.max_metadata_bytes, "metadata", payload.public_metadata, payload.private_metadata)
         check_size(self.max_user_info_bytes, "userBasicInfo", payload.userBasicInfo)
         conversation_id = str(uuid.uuid4())
         await self.store.create_conversation(
@@ -259,12 +254,9 @@ class Handlers:
                 f"a message may carry at most {self.max_files_per_message} files",
                 payload.conversation_id,
             )
-        try:
-            event, created, record = await self.timeline.append_user_turn(
-                request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
-            )
-        except LookupError:
-            raise ConversationNotFound(payload.conversation_id) from None
+        event, created, record = await self.timeline.append_user_turn(
+            request.channel.id, payload.conversation_id, payload.content, payload.client_msg_id
+        )
         after = None
         if created:
             channel, conversation_id, text = request.channel, payload.conversation_id, user_input_of(payload)
@@ -295,7 +287,7 @@ class Handlers:
             raise ProtocolError(400, "invalid metadata: event_payload.metadata.private must be an object")
         public = {k: v for k, v in payload.metadata.items() if k != "private"}
         current = await self.conversation(request, payload.conversation_id)
-        self.check_metadata_size({**current.metadata, **public}, {**current.private_metadata, **private})
+        check_metadata_size(self.max_metadata_bytes, current, public, private)
         record = await self.store.update_metadata(
             request.channel.id, payload.conversation_id, public, private
         )
@@ -344,12 +336,16 @@ class Handlers:
         await self.conversation(request, payload.conversation_id)
         try:
             edited = await self.store.edit_message(
-                payload.conversation_id, payload.message_id, payload.content, senders=editable_by("client")
+                request.channel.id,
+                payload.conversation_id,
+                payload.message_id,
+                payload.content,
+                senders=editable_by("client"),
             )
         except EditForbidden as exc:
             raise ProtocolError(403, str(exc), payload.conversation_id) from None
         if edited is None:
-            raise ProtocolError(404, "message not found", payload.conversation_id)
+            raise MessageNotFound(payload.conversation_id)
         body = {
             "status": "success",
             "conversation_id": payload.conversation_id,
@@ -438,7 +434,7 @@ class Handlers:
             raise ConversationNotFound(conversation_id)
         return [
             transcript_entry(e)
-            for e in await self.store.messages(conversation_id)
+            for e in await self.store.messages(channel.id, conversation_id)
             if is_transcript_message(e)
         ]
 
@@ -459,7 +455,7 @@ class Handlers:
             )
         try:
             last_seq = await self.timeline.subscribe(connection, payload.conversation_id, payload.after_seq)
-        except LookupError:
+        except ConversationNotFound:
             raise NotReplayable(payload.conversation_id) from None
         body: dict[str, Any] = {
             "conversation_id": payload.conversation_id,
@@ -473,7 +469,4 @@ class Handlers:
         return Reply(body, replies.SUBSCRIBE_SUCCESS, dict(body))
 
     async def _append(self, request: Request, conversation_id: str, event: NewEvent) -> list[StoredEvent]:
-        try:
-            return await self.timeline.append(request.channel.id, conversation_id, [event])
-        except LookupError:
-            raise ConversationNotFound(conversation_id) from None
+        return await self.timeline.append(request.channel.id, conversation_id, [event])

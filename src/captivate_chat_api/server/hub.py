@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Protocol
 
-from . import fastjson
 from .connection import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
@@ -23,6 +22,7 @@ from .connection import (
     Connection,
     WebSocketLike,
 )
+from .fastjson import frame
 from .store import StoredEvent
 
 __all__ = [
@@ -152,9 +152,9 @@ class Hub:
 
     def encode(self, event: StoredEvent) -> str:
         """The frame for a stored event; an oversize message becomes the 413 ``message_link`` fallback."""
-        text = fastjson.frame(event.event_type, event.wire_payload())
+        text = frame(event.event_type, event.wire_payload())
         if len(text) > self._max_outbound and event.message_id is not None:
-            text = fastjson.frame(
+            text = frame(
                 "general_error",
                 {
                     "conversation_id": event.conversation_id,

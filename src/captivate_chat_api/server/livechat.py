@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ConversationNotFound
 from ..protocol import HandoffUpdate, text_content
 from .handoff import (
     Actor,
@@ -52,7 +53,7 @@ class LiveChat:
     async def _current(self, channel_id: str, conversation_id: str) -> ConversationRecord:
         record = await self.timeline.store.get_conversation(channel_id, conversation_id)
         if record is None:
-            raise LookupError(conversation_id)
+            raise ConversationNotFound(conversation_id)
         return record
 
     def _events(
@@ -96,7 +97,7 @@ class LiveChat:
         previous_name: str | None = None,
     ) -> ConversationRecord:
         """Run hand-off ``event`` (escalate | take | take_over | end) as ``agent`` (None: the AI agent or the
-        platform). Raises HandoffConflict or LookupError.
+        platform). Raises HandoffConflict or ConversationNotFound.
 
         The rule is chosen from the state read first, and the store applies it only if the conversation is
         still in that state (and with that owner): a concurrent change makes this a conflict, never a

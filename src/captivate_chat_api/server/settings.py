@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     """``openai:`` agents: characters of each attached file's text sent to the model (default 20000)."""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """WebSocket Origin allow-list; empty allows any origin."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins (``https://shop.example``) whose pages may call the HTTP API from the browser (CORS: the
+    event POST, transcript, message link, file upload, presign and signed downloads); empty: those of
+    ``allowed_origins``, and when both are empty any origin (``*``). Cookies are never allowed (the clients
+    send ``x-api-key``). Env: comma-separated."""
     access_log: bool = True
     """Log one line per HTTP request (secrets redacted)."""
     public_url: str | None = None
@@ -174,8 +179,8 @@ class Settings(BaseSettings):
     files_quota_bytes_per_channel: int = Field(default=0, ge=0)
     """Bytes of stored files one channel may hold (0: no quota); over it an upload gets 507."""
     files_extract_workers: int = Field(default=0, ge=0)
-    """Text-extraction worker processes; 0: one fewer than the CPU cores, at least one (a core stays free for
-    the chats: on 2 cores, 1 worker kept a chat round trip at 1.8x its idle p50 during extraction, 2 at 2.5x)."""
+    """Text-extraction worker processes (at idle CPU priority); 0: one fewer than the CPU cores, at least one,
+    so a core stays free for the chats (docs/benchmarks.md#files measures a chat during extraction)."""
     files_extract_timeout: float = Field(default=30.0, gt=0)
     """Seconds one file's text extraction may take; then its worker is killed and the upload gets 422."""
     files_extract_memory_mb: int = Field(default=1024, ge=64)
@@ -186,7 +191,7 @@ class Settings(BaseSettings):
     files_sweep_seconds: float = Field(default=60.0, gt=0)
     """How often expired (TTL) files and files of hard-deleted conversations are removed."""
 
-    @field_validator("api_keys", "allowed_origins", "files_allowed_types", mode="before")
+    @field_validator("api_keys", "allowed_origins", "cors_origins", "files_allowed_types", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

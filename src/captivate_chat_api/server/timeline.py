@@ -15,6 +15,7 @@ import logging
 import os
 from typing import Any, Protocol
 
+from ..errors import ConversationNotFound
 from .connection import Connection
 from .hub import Hub
 from .locks import KeyedLocks
@@ -70,7 +71,7 @@ class Timeline:
     async def append(
         self, channel_id: str, conversation_id: str, events: list[NewEvent]
     ) -> list[StoredEvent]:
-        """Commit ``events`` and deliver them to the bound sockets. Raises LookupError if the conversation is gone."""
+        """Commit ``events`` and deliver them to the bound sockets. ConversationNotFound if the conversation is gone."""
         if not events:
             return []
         stored = await self.store.append_events(channel_id, conversation_id, events)
@@ -120,9 +121,10 @@ class Timeline:
         """Replay every event after ``after_seq`` to ``connection`` (none when None), then bind it for
         live events. Returns the last ``seq`` of the conversation (at least the last one this socket got). A socket of another process is asked,
         through the broker, to do the same there."""
-        record = await self.store.get_conversation(connection.channel_id, conversation_id)
+        channel_id = connection.channel_id
+        record = await self.store.get_conversation(channel_id, conversation_id)
         if record is None:
-            raise LookupError(conversation_id)
+            raise ConversationNotFound(conversation_id)
         if connection.is_remote:
             connection.subscribe(conversation_id, after_seq)  # type: ignore[union-attr]
             return record.last_seq
@@ -134,7 +136,7 @@ class Timeline:
         self.hub.bind(conversation_id, connection)
         try:
             while True:  # to the end of the log as it is now: what commits later is held, then follows
-                batch = await self.store.events_after(conversation_id, cursor, limit=REPLAY_BATCH)
+                batch = await self.store.events_after(channel_id, conversation_id, cursor, limit=REPLAY_BATCH)
                 for event in batch:  # at the reader's pace
                     await connection.replay(conversation_id, event.seq, self.hub.encode(event))
                 if len(batch) < REPLAY_BATCH:

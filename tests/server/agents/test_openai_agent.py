@@ -379,7 +379,7 @@ async def test_history_is_the_recent_transcript_with_human_replies_as_assistant(
             said("user", "bye"),  # sent right after: its own, later turn
         ],
     )
-    agent = OpenAIAgent("fake-model", settings(fake, history=3), store=store)
+    agent = OpenAIAgent("fake-model", settings(fake, history=3), store=store, channel_id=channel.id)
     try:
         response = await agent(ChatRequest(session_id="conv-1", user_input="thanks"))
     finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from captivate_chat_api.errors import ConversationNotFound
 from captivate_chat_api.server.keys import generate_key, hash_key
 from captivate_chat_api.server.store import ListQuery, NewEvent, Store, store_from_url
 from captivate_chat_api.server.store.migrate import load
@@ -35,7 +36,7 @@ async def test_seq_is_consecutive_under_concurrent_appends(store: Store) -> None
     results = await asyncio.gather(*(store.append_events(ch, cid, [message(str(i))]) for i in range(60)))
     seqs = sorted(event.seq for batch in results for event in batch)
     assert seqs == list(range(1, 61))
-    after = await store.events_after(cid, 0)
+    after = await store.events_after(ch, cid, 0)
     assert [e.seq for e in after] == list(range(1, 61))
     assert (await store.get_conversation(ch, cid)).last_seq == 60  # type: ignore[union-attr]
 
@@ -47,7 +48,7 @@ async def test_batch_append_is_ordered_and_atomic(store: Store) -> None:
     assert [e.seq for e in stored] == [1, 2, 3]
     with pytest.raises(TypeError):  # the second event cannot be stored: the first must not be either
         await store.append_events(ch, cid, [message("d"), NewEvent("x", {"bad": object()})])  # type: ignore[dict-item]
-    assert [e.seq for e in await store.events_after(cid, 0)] == [1, 2, 3]
+    assert [e.seq for e in await store.events_after(ch, cid, 0)] == [1, 2, 3]
 
 
 async def test_data_survives_reopen(database_url: str) -> None:
@@ -62,7 +63,7 @@ async def test_data_survives_reopen(database_url: str) -> None:
     try:
         record = await second.get_conversation(ch, cid)
         assert record is not None and record.metadata == {"plan": "pro"} and record.last_seq == 1
-        (event,) = await second.messages(cid)
+        (event,) = await second.messages(ch, cid)
         assert event.payload["content"]["text"] == "kept" and event.client_msg_id == "k1"
         again, created = await second.append_user_message(ch, cid, message("kept", "k1"))
         assert (again.seq, created) == (1, False)
@@ -76,10 +77,16 @@ async def test_conversations_are_invisible_to_other_channels(store: Store) -> No
     assert await store.get_conversation(b, cid) is None
     assert await store.update_metadata(b, cid, {"x": 1}, {}) is None
     assert await store.delete_conversation(b, cid, soft=False) is False
-    with pytest.raises(LookupError):
+    with pytest.raises(ConversationNotFound):
         await store.append_events(b, cid, [message("intrusion")])
     assert (await store.list_conversations(ListQuery([b], "u1"))).total == 0
     assert await store.get_conversation(a, cid) is not None
+    # the event log too: every method takes the channel, and another channel's reads find nothing
+    (stored,) = await store.append_events(a, cid, [message("kept")])
+    assert await store.events_after(b, cid, 0) == [] and await store.messages(b, cid) == []
+    assert await store.edit_message(b, cid, stored.message_id or "", {"type": "text", "text": "x"}) is None
+    assert [e.payload for e in await store.messages(a, cid)] == [stored.payload]
+    assert [e.seq for e in await store.events_after(a, cid, 0)] == [1]
 
 
 async def test_metadata_patches_merge_and_private_stays_apart(store: Store) -> None:
@@ -100,7 +107,7 @@ async def test_soft_and_hard_delete(store: Store) -> None:
     assert await store.delete_conversation(ch, hard, soft=False)
     assert await store.get_conversation(ch, soft) is None
     assert await store.get_conversation(ch, hard) is None
-    assert await store.events_after(hard, 0) == []  # hard delete removes the log too
+    assert await store.events_after(ch, hard, 0) == []  # hard delete removes the log too
     assert not await store.delete_conversation(ch, soft, soft=True)  # already deleted
 
 
@@ -141,10 +148,10 @@ async def test_edit_message_keeps_seq_and_marks_edited(store: Store) -> None:
     ch = await channel(store)
     cid = await conversation(store, ch, "c1")
     (stored,) = await store.append_events(ch, cid, [message("old")])
-    edited = await store.edit_message(cid, stored.message_id or "", {"type": "text", "text": "new"})
+    edited = await store.edit_message(ch, cid, stored.message_id or "", {"type": "text", "text": "new"})
     assert edited is not None and edited.seq == stored.seq and edited.edited_at
     assert edited.payload["content"]["text"] == "new"
-    assert await store.edit_message(cid, "no-such-message", {}) is None
+    assert await store.edit_message(ch, cid, "no-such-message", {}) is None
 
 
 async def test_keys_are_stored_hashed_and_revocable(sqlite_store: Store, sqlite_url: str) -> None:
@@ -218,12 +225,12 @@ async def test_user_message_is_stored_once_per_client_msg_id_and_content(store: 
     assert not created and retry.message_id == first.message_id and retry.seq == 1
     other, created = await store.append_user_message(ch, cid, message("different", "id-1"))
     assert created and other.seq == 2  # same id, other content: a collision, not a retry
-    assert len(await store.messages(cid)) == 2
+    assert len(await store.messages(ch, cid)) == 2
     other_channel = await channel(store, "other")
-    with pytest.raises(LookupError):
+    with pytest.raises(ConversationNotFound):
         await store.append_user_message(other_channel, cid, message("hi", "id-1"))
     await store.delete_conversation(ch, cid, soft=True)
-    with pytest.raises(LookupError):
+    with pytest.raises(ConversationNotFound):
         await store.append_user_message(ch, cid, message("hi", "id-1"))
 
 
@@ -246,3 +253,12 @@ async def test_lookups_by_client_msg_id_and_message_id_use_their_indexes(
         )
     ]
     assert "events_by_client_msg_id" in plans[0] and "events_by_message_id" in plans[1]
+
+
+async def test_agent_tokens_are_listed_per_channel_or_all(store: Store) -> None:
+    a, b = await channel(store, "a"), await channel(store, "b")
+    first = await store.add_agent_token(a, hash_key(generate_key()), "cat_a", "human", "Alice")
+    second = await store.add_agent_token(b, hash_key(generate_key()), "cat_b", "push")
+    assert [t.id for t in await store.list_agent_tokens(a)] == [first.id]
+    assert [t.id for t in await store.list_agent_tokens(b)] == [second.id]
+    assert {t.id for t in await store.list_agent_tokens()} == {first.id, second.id}

@@ -64,7 +64,9 @@ def agent_from_spec(
     if kind == "openai":
         from .openai_agent import OpenAIAgent
 
-        return OpenAIAgent.from_spec(rest, store=store)
+        if store is not None and channel is None:
+            store = None  # the history is read per channel: without one, none
+        return OpenAIAgent.from_spec(rest, store=store, channel_id=channel.id if channel else None)
     from .python_agent import load_python_agent
 
     return load_python_agent(rest)

@@ -15,9 +15,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from ...protocol import AgentResponse, ChatRequest, OutgoingAction, text_content
+from ...protocol import AgentMetadata, AgentResponse, ChatRequest, OutgoingAction, text_content
 from ...protocol.files import file_text
 
 GREETING = "Hello! I am the Captivate Chat demo agent. Type 'help' to see what I can do."
@@ -25,6 +26,22 @@ HELP = "Try: buttons, cards, table, action, title <new title>, big, human, switc
 
 
 CARD_IMAGE = "/static/demo-card.svg"  # shipped with the package: the pages make no external request
+
+
+TABLE = "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>"
+
+
+@dataclass(slots=True)
+class Turn:
+    """What one turn answers, filled in by the commands."""
+
+    metadata: AgentMetadata
+    """Handed back unchanged unless a command changes it (copied only then: no metadata patch)."""
+    messages: list[Any] = field(default_factory=list)
+    actions: list[OutgoingAction] = field(default_factory=list)
+
+    def say(self, text: str) -> None:
+        self.messages.append(text_content(text))
 
 
 class DemoAgent:
@@ -36,68 +53,84 @@ class DemoAgent:
         """``base_url`` gives the gateway's public URL, for the card's image and link (without it the card
         has neither)."""
         self._base_url = base_url
+        self._commands: dict[str, Callable[[Turn, str], None]] = {
+            "help": lambda turn, _: turn.say(HELP),
+            "buttons": self._buttons,
+            "cards": self._cards,
+            "table": lambda turn, _: turn.messages.append({"type": "table", "table": TABLE}),
+            "action": self._action,
+            "human": self._human,
+            "big": lambda turn, _: turn.say("x" * (300 * 1024)),
+        }
+        self._prefixed: dict[str, Callable[[Turn, str], None]] = {
+            "title ": self._title,
+            "switch ": self._switch,
+        }
 
     async def __call__(self, request: ChatRequest) -> AgentResponse:
-        messages: list[Any] = []
-        actions: list[OutgoingAction] = []
-        metadata = request.metadata  # handed back unchanged: no metadata patch (copied only to change it)
+        turn = Turn(request.metadata)
         if request.incoming_action:
             for action in request.incoming_action:
-                messages.append(text_content(f"Action received: {action.id}"))
-        elif (request.user_input is None or request.user_input == "") and not request.files:
-            messages.append(text_content(GREETING))
-        elif not request.user_input:
-            pass  # a files-only message: answered below
-        else:
-            text = request.user_input.strip()
-            keyword = text.lower()
-            messages.append(text_content(f"You said: {text}"))
-            if keyword == "help":
-                messages.append(text_content(HELP))
-            elif keyword == "buttons":
-                messages.append(
-                    {"type": "button", "buttons": {"title": "Pick one", "options": ["Yes", "No", "Maybe"]}}
-                )
-            elif keyword == "cards":
-                card: dict[str, Any] = {"text": "Captivate Chat", "description": "Self-hosted gateway"}
-                if self._base_url is not None:
-                    base = self._base_url().rstrip("/")
-                    card.update(image_url=base + CARD_IMAGE, link=base + "/")
-                messages.append({"type": "cards", "cards": [card]})
-            elif keyword == "table":
-                messages.append(
-                    {
-                        "type": "table",
-                        "table": "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>",
-                    }
-                )
-            elif keyword == "action":
-                actions.append(OutgoingAction(id="demo_action", payload={"source": "demo", "text": text}))
-            elif keyword.startswith("title "):
-                title = text[len("title ") :].strip()
-                metadata = metadata.model_copy(deep=True)
-                metadata.channel.custom["conversation_title"] = title
-                metadata.channel.custom["title"] = {"type": "title", "title": title}
-            elif keyword == "human":
-                messages.append(text_content("Let me find a human for you."))
-                actions.append(OutgoingAction(id="escalateToHuman"))
-            elif keyword.startswith("switch "):
-                actions.append(
-                    OutgoingAction(
-                        id="escalate_to_agent", payload={"agent_id": text[7:].strip(), "reason": "asked"}
-                    )
-                )
-            elif keyword == "big":
-                messages.append(text_content("x" * (300 * 1024)))
+                turn.say(f"Action received: {action.id}")
+        elif request.user_input:
+            self._answer(turn, request.user_input.strip())
+        elif not request.files:  # empty text, no files: the bot-first start
+            turn.say(GREETING)
         if request.files:
             names = ", ".join(
                 f"{f.get('filename') or 'file'} ({len(file_text(f))} chars)" for f in request.files
             )
-            messages.append(text_content(f"Files received: {names}"))
+            turn.say(f"Files received: {names}")
         return AgentResponse(
-            response=messages,
+            response=turn.messages,
             session_id=request.session_id,
-            metadata=metadata,
-            outgoing_action=actions or None,
+            metadata=turn.metadata,
+            outgoing_action=turn.actions or None,
             hasLivechat=request.hasLivechat,
+        )
+
+    def _answer(self, turn: Turn, text: str) -> None:
+        """The echo, then what the text's keyword (or keyword prefix) adds."""
+        turn.say(f"You said: {text}")
+        keyword = text.lower()
+        command = self._commands.get(keyword)
+        if command is None:
+            command = next((c for p, c in self._prefixed.items() if keyword.startswith(p)), None)
+        if command is not None:
+            command(turn, text)
+
+    @staticmethod
+    def _buttons(turn: Turn, _: str) -> None:
+        turn.messages.append(
+            {"type": "button", "buttons": {"title": "Pick one", "options": ["Yes", "No", "Maybe"]}}
+        )
+
+    def _cards(self, turn: Turn, _: str) -> None:
+        card: dict[str, Any] = {"text": "Captivate Chat", "description": "Self-hosted gateway"}
+        if self._base_url is not None:
+            base = self._base_url().rstrip("/")
+            card.update(image_url=base + CARD_IMAGE, link=base + "/")
+        turn.messages.append({"type": "cards", "cards": [card]})
+
+    @staticmethod
+    def _action(turn: Turn, text: str) -> None:
+        turn.actions.append(OutgoingAction(id="demo_action", payload={"source": "demo", "text": text}))
+
+    @staticmethod
+    def _title(turn: Turn, text: str) -> None:
+        title = text[len("title ") :].strip()
+        turn.metadata = turn.metadata.model_copy(deep=True)
+        turn.metadata.channel.custom["conversation_title"] = title
+        turn.metadata.channel.custom["title"] = {"type": "title", "title": title}
+
+    @staticmethod
+    def _human(turn: Turn, _: str) -> None:
+        turn.say("Let me find a human for you.")
+        turn.actions.append(OutgoingAction(id="escalateToHuman"))
+
+    @staticmethod
+    def _switch(turn: Turn, text: str) -> None:
+        agent_id = text[len("switch ") :].strip()
+        turn.actions.append(
+            OutgoingAction(id="escalate_to_agent", payload={"agent_id": agent_id, "reason": "asked"})
         )

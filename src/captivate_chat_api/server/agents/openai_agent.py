@@ -161,23 +161,37 @@ def current_message(request: ChatRequest, file_chars: int = 20_000) -> dict[str,
 class OpenAIAgent:
     """Streams when the runner lets it (``stream``); ``__call__`` answers in one piece."""
 
-    def __init__(self, model: str, settings: OpenAISettings, *, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        settings: OpenAISettings,
+        *,
+        store: Store | None = None,
+        channel_id: str | None = None,
+    ) -> None:
+        """``store`` and ``channel_id`` (the channel this agent answers for) supply the history."""
+        if store is not None and channel_id is None:
+            raise ValueError("the history is read per channel: give channel_id with store")
         if not _openai_installed():
             raise AgentError(INSTALL_HINT, 502)
         self.name = f"openai:{model}"
         self.model = model
         self.settings = settings
         self._store = store
+        self._channel_id = channel_id or ""
         self._openai: Any = None
         self._client: Any = None
         self._ready = asyncio.Lock()
 
     @classmethod
-    def from_spec(cls, model: str, *, store: Store | None = None) -> OpenAIAgent:
-        """The agent for ``openai:MODEL`` with settings from the environment; ``store`` supplies history."""
+    def from_spec(
+        cls, model: str, *, store: Store | None = None, channel_id: str | None = None
+    ) -> OpenAIAgent:
+        """The agent for ``openai:MODEL`` with settings from the environment; ``store`` supplies the
+        history of ``channel_id``'s conversations."""
         if not _openai_installed():  # the more basic of two mistakes: before the settings
             raise AgentError(INSTALL_HINT, 502)
-        return cls(model, OpenAISettings.from_env(), store=store)
+        return cls(model, OpenAISettings.from_env(), store=store, channel_id=channel_id)
 
     async def _api(self) -> Any:
         """The API client, made on first use. Importing ``openai`` takes ~2 s (its many types): a worker
@@ -207,7 +221,7 @@ class OpenAIAgent:
         """System prompt, recent history, then this turn's input: what the model is sent."""
         history: list[dict[str, str]] = []
         if self._store is not None and request.session_id and self.settings.history:
-            events = await self._store.messages(request.session_id)
+            events = await self._store.messages(self._channel_id, request.session_id)
             pending = None if request.incoming_action else (request.user_input or "")
             history = earlier_messages(events, pending)[-self.settings.history :]
         system = (

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import ProtocolError
+from ...errors import ConversationNotFound, ProtocolError
 from ...protocol import (
     AgentMetadata,
     AgentResponse,
@@ -23,11 +23,12 @@ from ...protocol import (
 )
 from ...protocol.agent import InternalMetadata, UserInfo
 from ..handoff import HandoffConflict, HandoffState
-from ..limits import Admission, check_size
+from ..limits import Admission
 from ..livechat import LiveChat
 from ..locks import KeyedLocks
 from ..metrics import Metrics
 from ..store import Channel, ConversationRecord, NewEvent
+from ..store.rules import check_metadata_size
 from ..timeline import Timeline, new_message_id
 from . import agent_from_spec
 from .base import Agent, AgentError, is_immediate
@@ -213,7 +214,7 @@ class AgentRunner:
                 conversation = None
             async with lock:
                 await self._turn(channel, conversation_id, user_input, action, files, conversation)
-        except LookupError:
+        except ConversationNotFound:
             log.info(
                 "conversation %s was deleted during an agent turn",
                 conversation_id,
@@ -325,12 +326,7 @@ class AgentRunner:
         events, public, private = response_events(conversation, response, message_id)
         patch = None
         if public or private:
-            check_size(
-                self.max_metadata_bytes,
-                "metadata",
-                {**conversation.metadata, **public},
-                {**conversation.private_metadata, **private},
-            )
+            check_metadata_size(self.max_metadata_bytes, conversation, public, private)
             patch = (public, private)
         if events or patch is not None:
             result = await self.timeline.transition(

@@ -15,7 +15,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .. import fastjson
+from ..fastjson import dumps, loads
 from .base import Broker, BrokerMessage, MessageHandler, ResyncHandler
 
 log = logging.getLogger("captivate_chat_api.server.broker")
@@ -69,7 +69,7 @@ class RedisBroker(Broker):
                 try:
                     async with self._redis.pipeline(transaction=False) as pipe:
                         for message in batch:
-                            pipe.publish(self.hub_channel, fastjson.dumps(message))
+                            pipe.publish(self.hub_channel, dumps(message))
                         await pipe.execute()
                     break
                 except RedisError as exc:
@@ -99,7 +99,7 @@ class RedisBroker(Broker):
                 async for item in pubsub.listen():
                     if item.get("type") != "message":
                         continue
-                    message = fastjson.loads(item["data"])
+                    message = loads(item["data"])
                     if message.get("node") == self.node:
                         continue
                     self.lag = max(0.0, time.time() - float(message.get("ts", time.time())))

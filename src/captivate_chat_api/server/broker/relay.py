@@ -260,7 +260,9 @@ class Relay:
         try:
             while True:
                 last = connection.position(conversation_id) or 0
-                batch = await self.store.events_after(conversation_id, last, limit=FILL_BATCH)
+                batch = await self.store.events_after(
+                    connection.channel_id, conversation_id, last, limit=FILL_BATCH
+                )
                 for event in batch:
                     connection.deliver(conversation_id, event.seq, self.hub.encode(event))
                 if len(batch) < FILL_BATCH and not (key is not None and self._filling.get(key)):

@@ -13,14 +13,30 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .extract import ALL_TYPES, Limits
 
 log = logging.getLogger("captivate_chat_api.server.files")
-_LINE_LIMIT = 64 * 1024 * 1024  # one answer (the text) per line
+_LINE_LIMIT = 1024 * 1024  # an answer's header line (the text follows it, counted)
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """A file's detected type and its text, as the JSON string literal the worker wrote (spliced into the
+    HTTP answer as is: the event loop never parses nor re-encodes a big text)."""
+
+    type: str
+    text_json: bytes
+
+    @property
+    def text(self) -> str:
+        value: str = orjson.loads(self.text_json)
+        return value
 
 
 class ExtractionFailed(Exception):
@@ -60,7 +76,12 @@ class _Worker:
         line = await self.process.stdout.readline()
         if not line:
             raise EOFError("the extraction worker exited")
-        answer: dict[str, Any] = json.loads(line)
+        answer: dict[str, Any] = orjson.loads(line)
+        size = int(answer.get("text_bytes", 0))
+        try:
+            answer["text_json"] = await self.process.stdout.readexactly(size) if size else b""
+        except asyncio.IncompleteReadError:
+            raise EOFError("the extraction worker exited") from None
         return answer
 
     async def kill(self) -> None:
@@ -88,8 +109,8 @@ class ExtractionPool:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
 
-    async def extract(self, path: Path, filename: str) -> dict[str, Any]:
-        """``{type, text}`` of the file; :class:`ExtractionFailed` with a status when it cannot be read."""
+    async def extract(self, path: Path, filename: str) -> Extracted:
+        """The file's type and text; :class:`ExtractionFailed` with a status when it cannot be read."""
         job = {
             "path": str(path),
             "filename": filename,
@@ -119,7 +140,7 @@ class ExtractionPool:
             raise ExtractionFailed(
                 int(answer.get("status", 422)), str(answer.get("error", "the file could not be read"))
             )
-        return {"type": answer["type"], "text": answer["text"]}
+        return Extracted(str(answer["type"]), answer["text_json"])
 
     async def _take(self) -> _Worker:
         while self._idle:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -13,8 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+import orjson
 from platformdirs import user_data_dir
 
 from ...protocol.files import DEFAULT_PRESIGN_SECONDS, TTL_DAYS
@@ -49,7 +49,8 @@ class FileError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    text: str
+    text_json: bytes
+    """The text as a JSON string literal (spliced into the answer as is)."""
     content_type: str
     size: int
     sha256: str
@@ -57,6 +58,11 @@ class Upload:
     record: FileRecord | None = None
     presigned_url: str | None = None
     url_expires: int | None = None
+
+    @property
+    def text(self) -> str:
+        value: str = orjson.loads(self.text_json)
+        return value
 
 
 def default_files_dir(database: str) -> Path:
@@ -143,21 +149,6 @@ class FileService:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{secrets.token_hex(16)}.part"
 
-    async def spool(self, source: IO[bytes]) -> tuple[Path, int, str]:
-        """Copy an uploaded part to a scratch file in chunks: its path, size and sha256."""
-
-        def run() -> tuple[Path, int, str]:
-            target = self.scratch_file()
-            digest, size = hashlib.sha256(), 0
-            with target.open("wb") as out:
-                while chunk := source.read(1 << 20):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-            return target, size, digest.hexdigest()
-
-        return await asyncio.to_thread(run)
-
     def check_rate(self, channel: Channel) -> None:
         wait = self.uploads.take(channel.id)
         if wait > 0:
@@ -189,7 +180,7 @@ class FileService:
                 raise FileError(exc.status, exc.message) from None
             elapsed = int((time.perf_counter() - started) * 1000)
             if not storage:
-                return Upload(found["text"], found["type"], size, sha256, elapsed)
+                return Upload(found.text_json, found.type, size, sha256, elapsed)
             now = self.clock()
             key = f"{channel.id}/{secrets.token_urlsafe(24)}"
             record = FileRecord(
@@ -197,7 +188,7 @@ class FileService:
                 channel.id,
                 conversation_id,
                 filename or "file",
-                found["type"],
+                found.type,
                 size,
                 sha256,
                 ttl_days,
@@ -205,7 +196,7 @@ class FileService:
                 utc_now(),
             )
             try:
-                await self.storage.put(key, scratch, found["type"])
+                await self.storage.put(key, scratch, found.type)
             except OSError as exc:
                 log.error("storing an upload failed: %s", type(exc).__name__)
                 raise FileError(507, "the file could not be stored (storage full or unavailable)") from None
@@ -219,8 +210,8 @@ class FileService:
                 raise
             url, expires = await self._presign(record, DEFAULT_PRESIGN_SECONDS, now)
             return Upload(
-                found["text"],
-                found["type"],
+                found.text_json,
+                found.type,
                 size,
                 sha256,
                 int((time.perf_counter() - started) * 1000),

@@ -1,7 +1,9 @@
 """An extraction worker process: ``python -m captivate_chat_api.server.files.worker MEMORY_BYTES``.
 
-Reads one JSON job per line on stdin (``{path, filename, limits, allowed}``) and writes one JSON answer per
-line on stdout (``{ok: true, type, text}`` or ``{ok: false, status, error}``). Its address space is capped
+Reads one JSON job per line on stdin (``{path, filename, limits, allowed}``) and answers each on stdout with
+one JSON line: ``{ok: false, status, error}``, or ``{ok: true, type, text_bytes: N}`` followed by N bytes,
+the text already encoded as a JSON string literal (the gateway splices it into its answer: a 25 MiB text is
+never parsed nor re-encoded on the gateway's event loop). Its address space is capped
 with ``RLIMIT_AS`` so a file that needs too much memory fails here, not in the gateway, and it runs at a
 lower CPU priority than the gateway (``SCHED_IDLE`` on Linux, else nice 19).
 """
@@ -49,12 +51,16 @@ def handle(job: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     _cap_memory(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     _background()
-    out = sys.stdout
+    import orjson
+
+    out = sys.stdout.buffer
     for line in sys.stdin:
         if not line.strip():
             continue
         answer = handle(json.loads(line))
-        out.write(json.dumps(answer) + "\n")
+        text = orjson.dumps(answer.pop("text")) if answer["ok"] else b""
+        out.write(orjson.dumps({**answer, "text_bytes": len(text)}) + b"\n")
+        out.write(text)
         out.flush()
 
 

@@ -59,7 +59,7 @@ async def conversation_of(request: Request, channel: Channel, conversation_id: s
     """The channel's conversation; 404 before anything else (a foreign id looks unknown)."""
     record = await gateway_of(request).store.get_conversation(channel.id, conversation_id)
     if record is None:
-        raise ProtocolError(404, "conversation not found", conversation_id)
+        raise ConversationNotFound(conversation_id)
     return record
 
 
@@ -78,8 +78,8 @@ def identity_of(token: AgentTokenInfo, body: dict[str, Any]) -> AgentIdentity:
 
 async def agent_names(request: Request, channel: Channel) -> dict[str, str]:
     """Display names of the channel's human agents by token id."""
-    tokens = await gateway_of(request).store.list_agent_tokens()
-    return {t.id: t.label or t.id for t in tokens if t.channel_id == channel.id and t.role in HUMAN_ROLES}
+    tokens = await gateway_of(request).store.list_agent_tokens(channel.id)
+    return {t.id: t.label or t.id for t in tokens if t.role in HUMAN_ROLES}
 
 
 def console_entry(event: StoredEvent) -> dict[str, Any]:
@@ -117,8 +117,6 @@ async def run(coro: Any, conversation_id: str) -> ConversationRecord:
     try:
         result: ConversationRecord = await coro
         return result
-    except LookupError:
-        raise ConversationNotFound(conversation_id) from None
     except HandoffConflict as exc:
         raise conflict(exc, conversation_id) from None
 
@@ -155,7 +153,11 @@ async def get_conversation(request: Request, conversation_id: str) -> dict[str, 
     if record is None:
         raise ConversationNotFound(conversation_id)
     bind_socket(request, channel, dict(request.query_params), conversation_id)
-    transcript = [console_entry(e) for e in await store.messages(conversation_id) if is_transcript_message(e)]
+    transcript = [
+        console_entry(e)
+        for e in await store.messages(channel.id, conversation_id)
+        if is_transcript_message(e)
+    ]
     return {
         **summary(record, await agent_names(request, channel)),
         "private_metadata": record.private_metadata,
@@ -221,8 +223,6 @@ async def send(request: Request, conversation_id: str) -> JSONResponse:
         event = await livechat.human_message(
             channel.id, conversation_id, identity_of(token, body), normalize_content(content)
         )
-    except LookupError:
-        raise ConversationNotFound(conversation_id) from None
     except HandoffConflict as exc:
         raise conflict(exc, conversation_id) from None
     bind_socket(request, channel, body, conversation_id)

@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
-from starlette.types import Message
 
 from ...protocol.files import FileToTextResponse, PresignRequest, PresignResponse
 from ..files import INSTALL_HINT, missing_modules
-from ..files.service import FileError, FileService, parse_ttl
+from ..files.receive import receive_upload
+from ..files.service import FileError, FileService, Upload, parse_ttl
 from ..files.storage import LocalStorage, disposition
 from ..gateway import Gateway
 
@@ -75,10 +74,7 @@ _PRESIGN_BODY = {
 router = APIRouter(responses=FILE_ERRORS)
 MULTIPART_OVERHEAD = 64 * 1024
 """Room for the form's other fields and boundaries above the file size limit."""
-
-
-class _TooLarge(Exception):
-    pass
+JSON = "application/json"
 
 
 def failure(status: int, error: str) -> JSONResponse:
@@ -91,23 +87,6 @@ def service_of(request: Request) -> FileService | None:
 
 def unavailable() -> JSONResponse:
     return failure(501, f"{INSTALL_HINT} (missing: {', '.join(missing_modules())})")
-
-
-def _limited(request: Request, limit: int) -> Request:
-    """The request, reading its body through a counter that stops at ``limit`` bytes."""
-    seen = 0
-    receive = request.receive
-
-    async def counted() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise _TooLarge
-        return message
-
-    return Request(request.scope, counted)
 
 
 async def _owner(request: Request, path: str | None) -> tuple[Any, str]:
@@ -143,58 +122,55 @@ async def file_to_text(request: Request) -> Response:
         return failure(413, f"the file is larger than {limit} bytes")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         return failure(400, "send the file as multipart/form-data (field `file`)")
-    scratch = None
+    received = None
     try:
-        try:
-            form = await _limited(request, limit + MULTIPART_OVERHEAD).form(max_files=1, max_fields=20)
-        except _TooLarge:
-            return failure(413, f"the file is larger than {limit} bytes")
-        except MultiPartException as exc:
-            return failure(400, f"invalid multipart body: {exc.message}")
-        try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                return failure(400, "the form has no `file` part")
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            channel, conversation_id = await _owner(request, fields.get("path"))
-            service.check_rate(channel)
-            scratch, size, sha256 = await service.spool(upload.file)
-            if size > limit:
-                return failure(413, f"the file is larger than {limit} bytes")
-            storage = fields.get("storage", "true").strip().lower() != "false"
-            done = await service.upload(
-                channel,
-                conversation_id,
-                scratch,
-                filename=upload.filename or "file",
-                size=size,
-                sha256=sha256,
-                storage=storage,
-                ttl_days=parse_ttl(fields.get("ttlDays")),
-            )
-            scratch = None
-        finally:
-            await form.close()
+        received = await receive_upload(
+            request.stream(),
+            request.headers["content-type"],
+            max_file=limit,
+            max_body=limit + MULTIPART_OVERHEAD,
+            scratch=service.scratch_file,
+        )
+        fields = received.fields
+        channel, conversation_id = await _owner(request, fields.get("path"))
+        service.check_rate(channel)
+        storage = fields.get("storage", "true").strip().lower() != "false"
+        done = await service.upload(
+            channel,
+            conversation_id,
+            received.scratch,
+            filename=received.filename or "file",
+            size=received.size,
+            sha256=received.sha256,
+            storage=storage,
+            ttl_days=parse_ttl(fields.get("ttlDays")),
+        )
+        received = None
     except FileError as exc:
         return failure(exc.status, exc.error)
     finally:
-        if scratch is not None:
-            scratch.unlink(missing_ok=True)
-    body = FileToTextResponse(success=True, text=done.text)
+        if received is not None:
+            received.scratch.unlink(missing_ok=True)
+    return Response(answer(done, fields.get("includeMetadata", "").lower() == "true"), media_type=JSON)
+
+
+def answer(done: Upload, metadata: bool) -> bytes:
+    """The JSON answer, the text spliced in as the worker encoded it (never parsed nor re-encoded here)."""
+    rest = FileToTextResponse(success=True)
     if done.record is not None:
-        body = FileToTextResponse(
+        rest = FileToTextResponse(
             success=True,
-            text=done.text,
             fileKey=done.record.file_key,
             presignedUrl=done.presigned_url,
             expiresIn=done.url_expires,
             fileSize=done.size,
             processingTime=done.processing_ms,
         )
-    data = body.model_dump(exclude_none=True)
-    if fields.get("includeMetadata", "").lower() == "true":
-        data["metadata"] = {"fileType": done.content_type, "fileSize": done.size, "sha256": done.sha256}
-    return JSONResponse(data)
+    tail = rest.model_dump(exclude_none=True, exclude={"success", "text"})
+    if metadata:
+        tail["metadata"] = {"fileType": done.content_type, "fileSize": done.size, "sha256": done.sha256}
+    closing = b"," + orjson.dumps(tail)[1:] if tail else b"}"
+    return b'{"success":true,"text":' + (done.text_json or b'""') + closing
 
 
 @router.post("/api/presigned-url", openapi_extra=_PRESIGN_BODY)

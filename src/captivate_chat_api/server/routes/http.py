@@ -9,9 +9,10 @@ from fastapi.responses import Response
 from starlette.background import BackgroundTask
 from starlette.routing import Route
 
+from ...errors import MessageNotFound
 from ...protocol import ProtocolError, parse_envelope
-from .. import fastjson
 from ..auth import single_credential
+from ..fastjson import dumps
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..store import Channel
@@ -116,7 +117,7 @@ async def post_client_event(request: Request) -> Response:
             after()
 
         background = BackgroundTask(run_after)
-    return Response(fastjson.dumps(reply.body).encode(), media_type="application/json", background=background)
+    return Response(dumps(reply.body).encode(), media_type="application/json", background=background)
 
 
 @router.get("/api/transcript")
@@ -135,7 +136,7 @@ async def get_large_message(request: Request, conversation_id: str, message_id: 
     for entry in await gateway_of(request).handlers.transcript(channel, conversation_id):
         if entry["message_id"] == message_id:
             return {"botMessage": entry}
-    raise ProtocolError(404, "message not found", conversation_id)
+    raise MessageNotFound(conversation_id)
 
 
 def hot_routes() -> list[Route]:

@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 
 from ...errors import RateLimitError
 from ...protocol import ProtocolError, parse_envelope
-from .. import fastjson
 from ..auth import single_credential
 from ..connection import Connection
+from ..fastjson import frame
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..keys import hash_key
@@ -33,7 +33,7 @@ def error_frame(exc: ProtocolError, request_id: str | None = None) -> str:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
         payload["retry_after"] = round(retry_after, 3)
-    return fastjson.frame("general_error", payload, request_id)
+    return frame("general_error", payload, request_id)
 
 
 @router.websocket("/dev")
@@ -71,7 +71,7 @@ async def client_socket(websocket: WebSocket) -> None:
     connection.credential = hash_key(api_key)
     gateway.hub.add(connection)
     connection.start()
-    connection.send(fastjson.frame("socket_connected", {"socket_id": connection.socket_id}))
+    connection.send(frame("socket_connected", {"socket_id": connection.socket_id}))
     log.debug("socket %s connected (channel %s)", connection.socket_id[:8], channel.id)
     try:
         while True:
@@ -117,8 +117,8 @@ async def serve_frame(gateway: Gateway, connection: Connection, api_key: str, da
         gateway.metrics.error("ws", error.error_code)
         connection.send(error_frame(error, request_id))
         return
-    for frame in (reply.socket_frame(request_id), reply.ws_frame(request_id)):
-        if frame is not None:
-            connection.send(frame)
+    for out in (reply.socket_frame(request_id), reply.ws_frame(request_id)):
+        if out is not None:
+            connection.send(out)
     if reply.after is not None:
         reply.after()

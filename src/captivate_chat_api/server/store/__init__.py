@@ -1,4 +1,4 @@
-"""Durable storage behind one interface; :func:`open_store` picks the implementation from a URL."""
+"""Durable storage behind one interface; :func:`store_from_url` picks the implementation from a URL."""
 
 from __future__ import annotations
 

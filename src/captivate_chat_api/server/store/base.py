@@ -2,6 +2,11 @@
 
 Every write that the gateway acknowledges is committed before the method returns. ``seq`` is assigned
 inside the same transaction as the event row, per conversation, 1, 2, 3 ... with no gaps.
+
+Every method of a conversation takes its tenant, ``channel_id``, and the SQL filters by it: another
+channel's conversation looks unknown (None, an empty list, or :class:`~captivate_chat_api.errors.ConversationNotFound`).
+The decisions both backends share (the hand-off guard, pagination, metadata merge, the ``client_msg_id``
+retry rule, edits) are the pure functions of :mod:`.rules`; a backend only runs SQL.
 """
 
 from __future__ import annotations
@@ -154,7 +159,7 @@ class EditForbidden(Exception):
 
 
 class Store(abc.ABC):
-    """Durable storage. Implementations: :class:`~.sqlite.SQLiteStore` (PostgreSQL later)."""
+    """Durable storage. Implementations: :class:`~.sqlite.SQLiteStore`, :class:`~.postgres.PostgresStore`."""
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -219,7 +224,8 @@ class Store(abc.ABC):
     ) -> tuple[Channel, AgentTokenInfo] | None: ...
 
     @abc.abstractmethod
-    async def list_agent_tokens(self) -> list[AgentTokenInfo]: ...
+    async def list_agent_tokens(self, channel_id: str | None = None) -> list[AgentTokenInfo]:
+        """The agent tokens of one channel; every channel's with None (the operator's CLI)."""
 
     @abc.abstractmethod
     async def revoke_agent_token(self, token_id_or_prefix: str) -> AgentTokenInfo | None: ...
@@ -277,14 +283,16 @@ class Store(abc.ABC):
         ``require_human_agent``, that agent owns it), set the new state/agent fields, merge ``metadata``
         (``(public, private)`` patches, shallow, as :meth:`update_metadata`) and append ``events``.
         None when the conversation is in another state (or owned by someone else): then nothing changed.
-        LookupError if unknown. ``human_agent`` "" clears the owner."""
+        ConversationNotFound if unknown (see :func:`.rules.transition_allowed`, :func:`.rules.transitioned`).
+        ``human_agent`` "" clears the owner."""
 
     # the event log
     @abc.abstractmethod
     async def append_events(
         self, channel_id: str, conversation_id: str, events: list[NewEvent]
     ) -> list[StoredEvent]:
-        """Append in order, assigning consecutive ``seq``; committed when this returns."""
+        """Append in order, assigning consecutive ``seq``; committed when this returns. ConversationNotFound
+        for an unknown, deleted or foreign conversation."""
 
     @abc.abstractmethod
     async def append_user_message(
@@ -292,8 +300,9 @@ class Store(abc.ABC):
     ) -> tuple[StoredEvent, bool]:
         """Append a user message once per ``client_msg_id``: ``(event, created)``.
 
-        A stored user message with the same ``client_msg_id`` *and* the same payload is a retry: it is
-        returned with ``created=False`` and nothing is written. Raises LookupError like :meth:`append_events`.
+        A stored user message with the same ``client_msg_id`` *and* the same payload is a retry
+        (:func:`.rules.retry_of`): it is returned with ``created=False`` and nothing is written. Raises
+        ConversationNotFound like :meth:`append_events`, for a retry too.
         """
 
     async def append_user_turn(
@@ -307,16 +316,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def events_after(
-        self, conversation_id: str, after_seq: int, limit: int = 1000
-    ) -> list[StoredEvent]: ...
+        self, channel_id: str, conversation_id: str, after_seq: int, limit: int = 1000
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events after ``after_seq``, oldest first; none of another channel's conversation."""
 
     @abc.abstractmethod
-    async def messages(self, conversation_id: str) -> list[StoredEvent]:
-        """The transcript's events (those with a sender), oldest first."""
+    async def messages(self, channel_id: str, conversation_id: str) -> list[StoredEvent]:
+        """The transcript's events (those with a sender), oldest first; none of another channel's conversation."""
 
     @abc.abstractmethod
     async def edit_message(
-        self, conversation_id: str, message_id: str, content: Any, *, senders: frozenset[str] | None = None
+        self,
+        channel_id: str,
+        conversation_id: str,
+        message_id: str,
+        content: Any,
+        *,
+        senders: frozenset[str] | None = None,
     ) -> StoredEvent | None:
-        """Replace a message's content; None if there is no such message. With ``senders``, a message of
-        another sender raises :class:`EditForbidden` and nothing changes."""
+        """Replace a message's content; None if there is no such message (in that channel's conversation).
+        With ``senders``, a message of another sender raises :class:`EditForbidden` and nothing changes."""

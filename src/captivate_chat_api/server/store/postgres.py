@@ -17,22 +17,37 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from . import migrate
+from ...errors import ConversationNotFound
 from .base import (
     AgentTokenInfo,
     ApiKeyInfo,
     Channel,
     ConversationPage,
     ConversationRecord,
-    EditForbidden,
     ListQuery,
     NewEvent,
     Store,
     StoredEvent,
 )
 from .clock import utc_now
-from .query import V1_MAX_CONVERSATIONS, postgres_where
+from .migrate import pending
+from .query import postgres_where
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, loads, token_row
+from .rules import (
+    check_editable,
+    deduplicates,
+    edited_payload,
+    empty_page,
+    merged_channel,
+    merged_metadata,
+    only_appends,
+    page_of,
+    page_window,
+    require_live,
+    retry_of,
+    transition_allowed,
+    transitioned,
+)
 
 Conn = Any  # asyncpg.Connection (untyped library)
 
@@ -48,6 +63,8 @@ def _one_line(record: logging.LogRecord) -> bool:
 
 logging.getLogger("asyncpg.pool").addFilter(_one_line)
 LIVE = "SELECT * FROM conversations WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL"
+OWNED = "EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND channel_id = $2)"
+"""An events query's tenant scope: the conversation ($1) is the channel's ($2)."""
 CLOSE_TIMEOUT = 3.0
 log = logging.getLogger("captivate_chat_api.server.store")
 MIGRATION_LOCK = 7_340_112  # pg_advisory_xact_lock key: one process migrates at a time
@@ -209,7 +226,7 @@ class PostgresStore(Store):
                 " applied_at TEXT NOT NULL)"
             )
             applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            for migration in migrate.pending("postgresql", applied):
+            for migration in pending("postgresql", applied):
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
@@ -330,13 +347,13 @@ class PostgresStore(Store):
             row = await conn.fetchrow("SELECT * FROM channels WHERE id = $1 FOR UPDATE", channel_id)
             if row is None:
                 return None
-            current = channel_row(row)
+            new = merged_channel(channel_row(row), agent=agent, agents=agents, webhook_secret=webhook_secret)
             row = await conn.fetchrow(
                 "UPDATE channels SET agent = $2, agents = $3, webhook_secret = $4 WHERE id = $1 RETURNING *",
                 channel_id,
-                agent if agent is not None else current.agent,
-                dumps({**current.agents, **(agents or {})}),
-                webhook_secret if webhook_secret is not None else current.webhook_secret,
+                new.agent,
+                dumps(new.agents),
+                new.webhook_secret,
             )
             return channel_row(row)
 
@@ -369,10 +386,12 @@ class PostgresStore(Store):
         channel = await self.pool.fetchrow("SELECT * FROM channels WHERE id = $1", token["channel_id"])
         return (channel_row(channel), token_row(token)) if channel else None
 
-    async def list_agent_tokens(self) -> list[AgentTokenInfo]:
-        return [
-            token_row(r) for r in await self.pool.fetch("SELECT * FROM agent_tokens ORDER BY created_at, id")
-        ]
+    async def list_agent_tokens(self, channel_id: str | None = None) -> list[AgentTokenInfo]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM agent_tokens WHERE $1::text IS NULL OR channel_id = $1 ORDER BY created_at, id",
+            channel_id,
+        )
+        return [token_row(r) for r in rows]
 
     async def revoke_agent_token(self, token_id_or_prefix: str) -> AgentTokenInfo | None:
         return await self._revoke("agent_tokens", token_id_or_prefix, token_row)
@@ -413,12 +432,12 @@ class PostgresStore(Store):
             row = await conn.fetchrow(LIVE + " FOR UPDATE", conversation_id, channel_id)
             if row is None:
                 return None
-            current = conversation_row(row)
+            metadata, private_metadata = merged_metadata(conversation_row(row), public, private)
             row = await conn.fetchrow(
                 "UPDATE conversations SET metadata = $2, private_metadata = $3, updated_at = $4 WHERE id = $1 RETURNING *",
                 conversation_id,
-                dumps({**current.metadata, **public}),
-                dumps({**current.private_metadata, **private}),
+                dumps(metadata),
+                dumps(private_metadata),
                 utc_now(),
             )
             return conversation_row(row)
@@ -454,8 +473,8 @@ class PostgresStore(Store):
     async def list_conversations(self, query: ListQuery) -> ConversationPage:
         """Paged in the database (see the SQLite store): filter/search in SQL, COUNT, LIMIT/OFFSET."""
         if not query.channel_ids:
-            return ConversationPage([], 0, query.page, query.limit or 0)
-        limit = query.limit or V1_MAX_CONVERSATIONS
+            return empty_page(query)
+        limit, offset = page_window(query)
         conditions, extra = postgres_where(query.filter, query.search, 3)
         where = " AND ".join(
             ["channel_id = ANY($1::text[]) AND user_id = $2 AND deleted_at IS NULL", *conditions]
@@ -469,10 +488,9 @@ class PostgresStore(Store):
                 f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id LIMIT ${n + 1} OFFSET ${n + 2}",  # nosec B608
                 *params,
                 limit,
-                (query.page - 1) * limit,
+                offset,
             )
-        items = [conversation_row(r) for r in rows]
-        return ConversationPage(items, int(total), query.page, query.limit or len(items))
+        return page_of(query, [conversation_row(r) for r in rows], int(total))
 
     async def list_handoff(self, channel_id: str, states: list[str]) -> list[ConversationRecord]:
         if not states:
@@ -498,50 +516,41 @@ class PostgresStore(Store):
         require_human_agent: str | None = None,
         metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
-        if (
-            events
-            and handoff is None
-            and human_agent is None
-            and agent is None
-            and require_human_agent is None
-            and metadata is None
-        ):
+        if events and metadata is None and only_appends(handoff, human_agent, agent, require_human_agent):
             # an agent's reply: a guarded append, one autocommitted statement
             async with self.pool.acquire() as conn:
                 stored, record = await self._append(conn, channel_id, conversation_id, events, allowed_from)
             return None if record is None else (record, stored)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(LIVE + " FOR UPDATE", conversation_id, channel_id)
-            if row is None:
-                raise LookupError(conversation_id)
-            current = conversation_row(row)
-            if current.handoff not in allowed_from:
+            current = conversation_row(require_live(row, conversation_id))
+            if not transition_allowed(current, allowed_from, require_human_agent):
                 return None
-            if require_human_agent is not None and current.human_agent != require_human_agent:
-                return None
-            target = handoff or current.handoff
-            await conn.execute(
-                "UPDATE conversations SET handoff = $2, human_agent = $3, agent = $4, has_livechat = has_livechat OR $5"
-                " WHERE id = $1",
-                conversation_id,
-                target,
-                current.human_agent if human_agent is None else (human_agent or None),
-                (agent or None) if agent is not None else current.agent,
-                target != "ai",
-            )
-            if metadata is not None:  # in the same transaction as the guard: a refused change writes nothing
-                public, private = metadata
+            changed = transitioned(current, handoff=handoff, human_agent=human_agent, agent=agent)
+            if changed != current:  # a guard-only check (no fields, no events) writes nothing
                 await conn.execute(
-                    "UPDATE conversations SET metadata = $2, private_metadata = $3, updated_at = $4 WHERE id = $1",
+                    "UPDATE conversations SET handoff = $2, human_agent = $3, agent = $4, has_livechat = $5"
+                    " WHERE id = $1",
                     conversation_id,
-                    dumps({**current.metadata, **public}),
-                    dumps({**current.private_metadata, **private}),
-                    utc_now(),
+                    changed.handoff,
+                    changed.human_agent,
+                    changed.agent,
+                    changed.has_livechat,
+                )
+            if metadata is not None:  # in the same transaction as the guard: a refused change writes nothing
+                public, private = merged_metadata(changed, *metadata)
+                changed = conversation_row(
+                    await conn.fetchrow(
+                        "UPDATE conversations SET metadata = $2, private_metadata = $3, updated_at = $4"
+                        " WHERE id = $1 RETURNING *",
+                        conversation_id,
+                        dumps(public),
+                        dumps(private),
+                        utc_now(),
+                    )
                 )
             if not events:
-                return conversation_row(
-                    await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id)
-                ), []
+                return changed, []
             stored, updated = await self._append(conn, channel_id, conversation_id, events)
             assert updated is not None
             return updated, stored
@@ -575,7 +584,7 @@ class PostgresStore(Store):
                 LIVE.replace("*", "1", 1), conversation_id, channel_id
             ):
                 return [], None  # there, but in another state
-            raise LookupError(conversation_id)
+            raise ConversationNotFound(conversation_id)
         record = json_conversation(rows[0]["conversation"])
         return stored_events(conversation_id, record.last_seq - len(events) + 1, events, now), record
 
@@ -597,63 +606,70 @@ class PostgresStore(Store):
         self, channel_id: str, conversation_id: str, event: NewEvent
     ) -> tuple[StoredEvent, bool, ConversationRecord | None]:
         async with self.pool.acquire() as conn:
-            if not event.client_msg_id:  # nothing to deduplicate: one autocommitted statement
+            if not deduplicates(event):  # nothing to deduplicate: one autocommitted statement
                 (stored,), record = await self._append(conn, channel_id, conversation_id, [event])
                 return stored, True, record
             async with conn.transaction():
                 # The row lock first, then the look for an earlier copy (a statement of its own, so it sees a
-                # copy committed by whoever held the lock before us), then the append.
-                if (
+                # copy committed by whoever held the lock before us), then the append; retry_of decides.
+                require_live(
                     await conn.fetchval(
                         LIVE.replace("*", "1", 1) + " FOR UPDATE", conversation_id, channel_id
-                    )
-                    is None
-                ):
-                    raise LookupError(conversation_id)
+                    ),
+                    conversation_id,
+                )
                 rows = await conn.fetch(
-                    "SELECT * FROM events WHERE conversation_id = $1 AND client_msg_id = $2 AND sender = 'user' ORDER BY seq",
+                    "SELECT * FROM events WHERE conversation_id = $1 AND client_msg_id = $2 ORDER BY seq",
                     conversation_id,
                     event.client_msg_id,
                 )
-                for row in rows:
-                    previous = event_row(row)
-                    if previous.payload == event.payload:
-                        return previous, False, None
+                previous = retry_of(event, map(event_row, rows))
+                if previous is not None:
+                    return previous, False, None
                 (stored,), record = await self._append(conn, channel_id, conversation_id, [event])
                 return stored, True, record
 
     async def events_after(
-        self, conversation_id: str, after_seq: int, limit: int = 1000
+        self, channel_id: str, conversation_id: str, after_seq: int, limit: int = 1000
     ) -> list[StoredEvent]:
         rows = await self.pool.fetch(
-            "SELECT * FROM events WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            f"SELECT * FROM events WHERE conversation_id = $1 AND {OWNED} AND seq > $3 ORDER BY seq LIMIT $4",  # nosec B608
             conversation_id,
+            channel_id,
             after_seq,
             limit,
         )
         return [event_row(r) for r in rows]
 
-    async def messages(self, conversation_id: str) -> list[StoredEvent]:
+    async def messages(self, channel_id: str, conversation_id: str) -> list[StoredEvent]:
         rows = await self.pool.fetch(
-            "SELECT * FROM events WHERE conversation_id = $1 AND sender IS NOT NULL ORDER BY seq",
+            f"SELECT * FROM events WHERE conversation_id = $1 AND {OWNED} AND sender IS NOT NULL ORDER BY seq",  # nosec B608
             conversation_id,
+            channel_id,
         )
         return [event_row(r) for r in rows]
 
     async def edit_message(
-        self, conversation_id: str, message_id: str, content: Any, *, senders: frozenset[str] | None = None
+        self,
+        channel_id: str,
+        conversation_id: str,
+        message_id: str,
+        content: Any,
+        *,
+        senders: frozenset[str] | None = None,
     ) -> StoredEvent | None:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT * FROM events WHERE conversation_id = $1 AND message_id = $2 AND sender IS NOT NULL FOR UPDATE",
+                f"SELECT * FROM events WHERE conversation_id = $1 AND {OWNED} AND message_id = $3"  # nosec B608
+                " AND sender IS NOT NULL FOR UPDATE",
                 conversation_id,
+                channel_id,
                 message_id,
             )
             if row is None:
                 return None
-            if senders is not None and row["sender"] not in senders:
-                raise EditForbidden(row["sender"])
-            payload = {**event_row(row).payload, "content": content}
+            check_editable(row["sender"], senders)
+            payload = edited_payload(event_row(row).payload, content)
             row = await conn.fetchrow(
                 "UPDATE events SET payload = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2 RETURNING *",
                 conversation_id,

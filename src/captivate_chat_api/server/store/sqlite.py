@@ -21,22 +21,36 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import migrate
 from .base import (
     AgentTokenInfo,
     ApiKeyInfo,
     Channel,
     ConversationPage,
     ConversationRecord,
-    EditForbidden,
     ListQuery,
     NewEvent,
     Store,
     StoredEvent,
 )
 from .clock import utc_now
-from .query import V1_MAX_CONVERSATIONS, matches_query, sqlite_where
+from .migrate import pending
+from .query import matches_query, sqlite_where
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
+from .rules import (
+    check_editable,
+    deduplicates,
+    edited_payload,
+    empty_page,
+    merged_channel,
+    merged_metadata,
+    page_from,
+    page_of,
+    page_window,
+    require_live,
+    retry_of,
+    transition_allowed,
+    transitioned,
+)
 from .sqlite_writer import WriterThread
 
 T = TypeVar("T")
@@ -47,6 +61,8 @@ SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 _LIVE_CONVERSATION = "SELECT * FROM conversations WHERE id = ? AND channel_id = ? AND deleted_at IS NULL"
+_OWNED = "EXISTS (SELECT 1 FROM conversations WHERE id = ? AND channel_id = ?)"
+"""An events query's tenant scope: the conversation is the channel's (its two parameters: id, channel)."""
 
 
 class SQLiteStore(Store):
@@ -144,7 +160,7 @@ class SQLiteStore(Store):
             " applied_at TEXT NOT NULL)"
         )
         applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-        for migration in migrate.pending("sqlite", applied):
+        for migration in pending("sqlite", applied):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for statement in migration.sql.split(";\n"):
@@ -281,15 +297,10 @@ class SQLiteStore(Store):
             row = conn.execute("SELECT * FROM channels WHERE id = ?", (channel_id,)).fetchone()
             if row is None:
                 return None
-            current = channel_row(row)
+            new = merged_channel(channel_row(row), agent=agent, agents=agents, webhook_secret=webhook_secret)
             conn.execute(
                 "UPDATE channels SET agent = ?, agents = ?, webhook_secret = ? WHERE id = ?",
-                (
-                    agent if agent is not None else current.agent,
-                    dumps({**current.agents, **(agents or {})}),
-                    webhook_secret if webhook_secret is not None else current.webhook_secret,
-                    channel_id,
-                ),
+                (new.agent, dumps(new.agents), new.webhook_secret, channel_id),
             )
             return channel_row(conn.execute("SELECT * FROM channels WHERE id = ?", (channel_id,)).fetchone())
 
@@ -324,9 +335,15 @@ class SQLiteStore(Store):
 
         return await self._read(run)
 
-    async def list_agent_tokens(self) -> list[AgentTokenInfo]:
+    async def list_agent_tokens(self, channel_id: str | None = None) -> list[AgentTokenInfo]:
         return await self._read(
-            lambda c: [token_row(r) for r in c.execute("SELECT * FROM agent_tokens ORDER BY created_at, id")]
+            lambda c: [
+                token_row(r)
+                for r in c.execute(
+                    "SELECT * FROM agent_tokens WHERE ? IS NULL OR channel_id = ? ORDER BY created_at, id",
+                    (channel_id, channel_id),
+                )
+            ]
         )
 
     async def revoke_agent_token(self, token_id_or_prefix: str) -> AgentTokenInfo | None:
@@ -394,15 +411,10 @@ class SQLiteStore(Store):
             row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
             if row is None:
                 return None
-            current = conversation_row(row)
+            metadata, private_metadata = merged_metadata(conversation_row(row), public, private)
             conn.execute(
                 "UPDATE conversations SET metadata = ?, private_metadata = ?, updated_at = ? WHERE id = ?",
-                (
-                    dumps({**current.metadata, **public}),
-                    dumps({**current.private_metadata, **private}),
-                    utc_now(),
-                    conversation_id,
-                ),
+                (dumps(metadata), dumps(private_metadata), utc_now(), conversation_id),
             )
             return conversation_row(
                 conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
@@ -443,8 +455,7 @@ class SQLiteStore(Store):
     async def list_conversations(self, query: ListQuery) -> ConversationPage:
         """Paged in the database: filter and search as SQL conditions, COUNT for the total, LIMIT/OFFSET
         for the page (v1, without a limit: the newest :data:`V1_MAX_CONVERSATIONS`)."""
-        limit = query.limit or V1_MAX_CONVERSATIONS
-        offset = (query.page - 1) * limit
+        limit, offset = page_window(query)
         pushed = sqlite_where(query.filter, query.search)
 
         def run(conn: sqlite3.Connection) -> ConversationPage:
@@ -453,32 +464,30 @@ class SQLiteStore(Store):
             params: list[Any] = [*query.channel_ids, query.user_id]
             if pushed is None:  # a filter on an object or list value: compared in Python
                 rows = conn.execute(
-                    f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id",
-                    params,  # nosec B608
+                    f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id",  # nosec B608
+                    params,
                 ).fetchall()
                 found = [
                     c
                     for c in map(conversation_row, rows)
                     if matches_query(c.metadata, query.filter, query.search)
                 ]
-                return ConversationPage(
-                    found[offset : offset + limit], len(found), query.page, query.limit or len(found[:limit])
-                )
+                return page_from(query, found)
             conditions, extra = pushed
             where = " AND ".join([where, *conditions])
             # Only "?" placeholders and fixed SQL are formatted in; every value is a bound parameter.
             total = conn.execute(
-                f"SELECT count(*) FROM conversations WHERE {where}", [*params, *extra]
-            ).fetchone()[0]  # nosec B608
+                f"SELECT count(*) FROM conversations WHERE {where}",  # nosec B608
+                [*params, *extra],
+            ).fetchone()[0]
             rows = conn.execute(
                 f"SELECT * FROM conversations WHERE {where} ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",  # nosec B608
                 [*params, *extra, limit, offset],
             ).fetchall()
-            items = [conversation_row(r) for r in rows]
-            return ConversationPage(items, total, query.page, query.limit or len(items))
+            return page_of(query, [conversation_row(r) for r in rows], total)
 
         if not query.channel_ids:
-            return ConversationPage([], 0, query.page, query.limit or 0)
+            return empty_page(query)
         return await self._read(run)
 
     async def list_handoff(self, channel_id: str, states: list[str]) -> list[ConversationRecord]:
@@ -511,36 +520,26 @@ class SQLiteStore(Store):
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
         def run(conn: sqlite3.Connection) -> tuple[ConversationRecord, list[StoredEvent]] | None:
             row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
-            if row is None:
-                raise LookupError(conversation_id)
-            current = conversation_row(row)
-            if current.handoff not in allowed_from:
+            current = conversation_row(require_live(row, conversation_id))
+            if not transition_allowed(current, allowed_from, require_human_agent):
                 return None
-            if require_human_agent is not None and current.human_agent != require_human_agent:
-                return None
-            new_owner = current.human_agent if human_agent is None else (human_agent or None)
-            target = handoff or current.handoff
-            new_agent = (agent or None) if agent is not None else current.agent
-            changed = dataclasses.replace(
-                current,
-                handoff=target,
-                human_agent=new_owner,
-                agent=new_agent,
-                has_livechat=current.has_livechat or target != "ai",
-            )
+            changed = transitioned(current, handoff=handoff, human_agent=human_agent, agent=agent)
             if changed != current:  # an agent's reply changes nothing but the log: no UPDATE for it
                 conn.execute(
-                    "UPDATE conversations SET handoff = ?, human_agent = ?, agent = ?,"
-                    " has_livechat = has_livechat OR ? WHERE id = ?",
-                    (target, new_owner, new_agent, target != "ai", conversation_id),
+                    "UPDATE conversations SET handoff = ?, human_agent = ?, agent = ?, has_livechat = ?"
+                    " WHERE id = ?",
+                    (
+                        changed.handoff,
+                        changed.human_agent,
+                        changed.agent,
+                        changed.has_livechat,
+                        conversation_id,
+                    ),
                 )
             if metadata is not None:  # in the same step as the guard: a refused change writes nothing
-                public, private = metadata
+                public, private = merged_metadata(changed, *metadata)
                 changed = dataclasses.replace(
-                    changed,
-                    metadata={**changed.metadata, **public},
-                    private_metadata={**changed.private_metadata, **private},
-                    updated_at=utc_now(),
+                    changed, metadata=public, private_metadata=private, updated_at=utc_now()
                 )
                 conn.execute(
                     "UPDATE conversations SET metadata = ?, private_metadata = ?, updated_at = ? WHERE id = ?",
@@ -575,9 +574,7 @@ class SQLiteStore(Store):
         """Insert ``events`` with the next seqs; also returns the conversation as it is afterwards (read in the
         same step, so the agent turn that follows needs no read of its own)."""
         row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
-        if row is None:
-            raise LookupError(conversation_id)
-        record = conversation_row(row)
+        record = conversation_row(require_live(row, conversation_id))
         seq = record.last_seq
         now = utc_now()
         stored = []
@@ -629,61 +626,70 @@ class SQLiteStore(Store):
         self, channel_id: str, conversation_id: str, event: NewEvent
     ) -> tuple[StoredEvent, bool, ConversationRecord | None]:
         def run(conn: sqlite3.Connection) -> tuple[StoredEvent, bool, ConversationRecord | None]:
-            if event.client_msg_id:
+            # retry_of (the rule) decides; the look and the append are one step of the one writer thread
+            if deduplicates(event):
                 # INDEXED BY: without statistics SQLite would walk the conversation's whole log instead.
-                for row in conn.execute(
+                earlier = conn.execute(
                     "SELECT * FROM events INDEXED BY events_by_client_msg_id"
                     " WHERE conversation_id = ? AND client_msg_id = ? AND client_msg_id IS NOT NULL ORDER BY seq",
                     (conversation_id, event.client_msg_id),
-                ):
-                    previous = event_row(row)
-                    if previous.sender == "user" and previous.payload == event.payload:
-                        if conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone() is None:
-                            raise LookupError(conversation_id)
-                        return previous, False, None
+                )
+                previous = retry_of(event, map(event_row, earlier))
+                if previous is not None:
+                    require_live(
+                        conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone(),
+                        conversation_id,
+                    )
+                    return previous, False, None
             (stored,), record = self._append(conn, channel_id, conversation_id, [event])
             return stored, True, record
 
         return await self._write(run)
 
     async def events_after(
-        self, conversation_id: str, after_seq: int, limit: int = 1000
+        self, channel_id: str, conversation_id: str, after_seq: int, limit: int = 1000
     ) -> list[StoredEvent]:
         return await self._read(
             lambda c: [
                 event_row(r)
                 for r in c.execute(
-                    "SELECT * FROM events WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    (conversation_id, after_seq, limit),
+                    f"SELECT * FROM events WHERE conversation_id = ? AND {_OWNED} AND seq > ? ORDER BY seq LIMIT ?",  # nosec B608
+                    (conversation_id, conversation_id, channel_id, after_seq, limit),
                 )
             ]
         )
 
-    async def messages(self, conversation_id: str) -> list[StoredEvent]:
+    async def messages(self, channel_id: str, conversation_id: str) -> list[StoredEvent]:
         return await self._read(
             lambda c: [
                 event_row(r)
                 for r in c.execute(
-                    "SELECT * FROM events WHERE conversation_id = ? AND sender IS NOT NULL ORDER BY seq",
-                    (conversation_id,),
+                    f"SELECT * FROM events WHERE conversation_id = ? AND {_OWNED} AND sender IS NOT NULL ORDER BY seq",  # nosec B608
+                    (conversation_id, conversation_id, channel_id),
                 )
             ]
         )
 
     async def edit_message(
-        self, conversation_id: str, message_id: str, content: Any, *, senders: frozenset[str] | None = None
+        self,
+        channel_id: str,
+        conversation_id: str,
+        message_id: str,
+        content: Any,
+        *,
+        senders: frozenset[str] | None = None,
     ) -> StoredEvent | None:
         def run(conn: sqlite3.Connection) -> StoredEvent | None:
             row = conn.execute(
                 "SELECT * FROM events INDEXED BY events_by_message_id"
-                " WHERE conversation_id = ? AND message_id = ? AND message_id IS NOT NULL AND sender IS NOT NULL",
-                (conversation_id, message_id),
+                f" WHERE conversation_id = ? AND {_OWNED} AND message_id = ? AND message_id IS NOT NULL"  # nosec B608
+                " AND sender IS NOT NULL",
+                (conversation_id, conversation_id, channel_id, message_id),
             ).fetchone()
             if row is None:
                 return None
-            if senders is not None and row["sender"] not in senders:
-                raise EditForbidden(row["sender"])
-            payload = {**json.loads(row["payload"]), "content": content}
+            check_editable(row["sender"], senders)
+            payload = edited_payload(json.loads(row["payload"]), content)
             conn.execute(
                 "UPDATE events SET payload = ?, edited_at = ? WHERE conversation_id = ? AND seq = ?",
                 (dumps(payload), utc_now(), conversation_id, row["seq"]),
