@@ -106,6 +106,7 @@ async def test_metadata_goes_with_its_events_or_not_at_all(store: Store) -> None
     assert applied is not None
     record, events = applied
     assert (record.metadata, record.private_metadata, record.last_seq) == ({"title": "t1"}, {"crm": 1}, 1)
+    assert [e.seq for e in events] == [1]
     assert await store.get_conversation(ch, "c1") == record
     guard_only = await store.transition(ch, "c1", allowed_from=AI, events=[], metadata=({"b": 2}, {}))
     assert guard_only is not None and guard_only[0].metadata == {"title": "t1", "b": 2}
