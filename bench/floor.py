@@ -716,6 +716,39 @@ def measure(server: Server, conversations: int, modes: list[str], args: argparse
     return cells
 
 
+def idle_kib(server: Server, sockets: int, compression: str | None) -> float:
+    """RSS growth per idle WebSocket: ``sockets`` WebSockets opened (each got its ``socket_connected``, if
+    the server sends one), nothing else; the server's RSS before and after, per socket."""
+
+    async def run() -> float:
+        from websockets.asyncio.client import connect
+
+        rss0 = rss_kib(server.proc.pid)
+        gate = asyncio.Semaphore(50)
+        opened: list[Any] = []
+
+        async def one() -> None:
+            async with gate:
+                ws = await connect(
+                    f"ws://127.0.0.1:{server.ws_port}/dev?apiKey={server.keys[0]}",
+                    compression=compression,
+                    ping_interval=None,
+                    open_timeout=120,
+                )
+                if server.kind != "echo":
+                    await ws.recv()
+                opened.append(ws)
+
+        await asyncio.gather(*(one() for _ in range(sockets)))
+        await asyncio.sleep(0.5)
+        kib = (rss_kib(server.proc.pid) - rss0) / sockets
+        await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
+        await asyncio.sleep(0.5)
+        return kib
+
+    return asyncio.run(run())
+
+
 def table(cells: list[Cell]) -> str:
     floors = {(c.mode, c.conversations): c for c in cells if c.server == "floor NORMAL"}
     echo = {c.conversations: c for c in cells if c.server == "bare echo"}
@@ -750,9 +783,15 @@ def main() -> None:
         choices=["echo", "floor", "gateway", "shipped", "full", "deflate"],
         help="shipped: the gateway as shipped (rate limits, access log, JSON logs) at the largest"
         " count; full: floor and gateway with synchronous=FULL at the largest count; deflate:"
-        " the gateway with permessage-deflate offered by the clients",
+        " the gateway with ws_per_message_deflate on and the clients offering it",
     )
     parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--idle-sockets",
+        type=int,
+        default=1000,
+        help="before a server's cells: open this many idle WebSockets and print the RSS per socket (0: skip)",
+    )
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument(
@@ -760,6 +799,11 @@ def main() -> None:
         metavar="DIR",
         help="py-spy record the gateway's cells into DIR (raw stacks;"
         " figures measured while profiling are inflated)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="also measure the gateway from another checkout's src directory (e.g. ../main/src)",
     )
     parser.add_argument("--client-compression", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
@@ -797,12 +841,35 @@ def main() -> None:
         plan.append((lambda: start_floor(workdir), args.conversations, args.modes))
     if "gateway" in args.servers:
         plan.append((lambda: start_gateway("gateway (limits off)", workdir), args.conversations, args.modes))
+    if args.baseline_src:  # the same gateway rows for another checkout's code, in the same run
+        source = str(Path(args.baseline_src).resolve())
+        plan.append(
+            (
+                lambda: start_gateway(
+                    f"baseline {Path(source).parent.name}/{Path(source).name} (limits off)",
+                    workdir,
+                    extra_env={"PYTHONPATH": source},
+                ),
+                args.conversations,
+                args.modes,
+            )
+        )
     if "shipped" in args.servers:
         plan.append(
             (lambda: start_gateway("gateway as shipped", workdir, shipped=True), [largest], args.modes)
         )
     if "deflate" in args.servers:
-        plan.append((lambda: start_gateway("gateway, clients offer deflate", workdir), [largest], args.modes))
+        plan.append(
+            (
+                lambda: start_gateway(
+                    "gateway, deflate on",
+                    workdir,
+                    extra_env={"CAPTIVATE_WS_PER_MESSAGE_DEFLATE": "true"},
+                ),
+                [largest],
+                args.modes,
+            )
+        )
     if "full" in args.servers:
         plan.append((lambda: start_floor(workdir, "FULL"), [largest], args.modes))
         plan.append(
@@ -813,13 +880,20 @@ def main() -> None:
             )
         )
     cells: list[Cell] = []
+    idle: list[tuple[str, float]] = []
     stops: list[str] = []
     try:
         for start, counts, modes in plan:
+            if args.idle_sockets:  # on a server of its own: a fresh heap, with no freed memory to reuse
+                server = start()
+                if "FULL" not in server.name:
+                    compression = "deflate" if server.name == "gateway, deflate on" else None
+                    idle.append((server.name, idle_kib(server, args.idle_sockets, compression)))
+                server.stop()
             server = start()
             try:
                 for count in counts:
-                    if server.name == "gateway, clients offer deflate":
+                    if server.name == "gateway, deflate on":
                         args.client_compression = "deflate"
                     print(f"  {server.name}: {count} conversations", flush=True)
                     cells += measure(server, count, modes, args)
@@ -838,6 +912,10 @@ def main() -> None:
         " switches (voluntary + involuntary) per trip; xfloor: ratio to the floor (NORMAL) at the same count and"
         " mode; xecho: p50 over the bare echo's p50; KiB/conn: server RSS growth per connection."
     )
+    if idle:
+        print(f"\nKiB per idle WebSocket ({args.idle_sockets} opened, nothing sent; server RSS growth):")
+        for name, kib in idle:
+            print(f"  {name:<34} {kib:6.1f}")
     print("\n".join(stops))
     print(
         f"load average {os.getloadavg()[0]:.1f} after the run (the machine is shared: compare ratios, not absolutes)"

@@ -487,6 +487,58 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+DELAY_BUCKET = re.compile(r'^captivate_broker_delay_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)$', re.MULTILINE)
+
+
+def broker_delays(port: int, workers: int) -> dict[str, list[tuple[float, float]]]:
+    """Each worker's ``captivate_broker_delay_seconds`` buckets (cumulative counts by upper bound), read from
+    ``/metrics`` on new connections until every worker answered (the kernel picks one per connection)."""
+    import http.client
+
+    found: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(50 * workers):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            response = conn.getresponse()
+            text = response.read().decode()
+            worker = response.getheader("x-captivate-worker") or "0"
+        finally:
+            conn.close()
+        found[worker] = [(float(bound), float(count)) for bound, count in DELAY_BUCKET.findall(text)]
+        if len(found) >= workers:
+            break
+    return found
+
+
+def delay_percentiles(
+    before: dict[str, list[tuple[float, float]]], after: dict[str, list[tuple[float, float]]]
+) -> dict[str, float]:
+    """Broker delay p50/p99 (ms) over the window, from the buckets' growth on all workers (linear within a
+    bucket), and how many messages were relayed."""
+    bounds = [bound for bound, _ in next(iter(after.values()), [])]
+    counts = [0.0] * len(bounds)
+    for worker, buckets in after.items():
+        old = dict(before.get(worker, []))
+        for i, (bound, count) in enumerate(buckets):
+            counts[i] += count - old.get(bound, 0.0)
+    total = counts[-1] if counts else 0.0
+    result = {"messages": total}
+    for name, q in (("p50", 0.50), ("p99", 0.99)):
+        if total <= 0:
+            result[name] = float("nan")
+            continue
+        rank, low, below = q * total, 0.0, 0.0
+        for bound, cumulative in zip(bounds, counts, strict=True):
+            if cumulative >= rank:
+                high = bound if bound != float("inf") else low * 2
+                share = (rank - below) / max(1e-9, cumulative - below)
+                result[name] = (low + (high - low) * share) * 1000
+                break
+            low, below = bound, cumulative
+    return result
+
+
 class CpuWatch:
     """CPU seconds of each group of processes, and the machine's busy share, between two readings. PostgreSQL:
     the backends serving this configuration (found by ``application_name``), not the server's background
@@ -513,16 +565,22 @@ class CpuWatch:
 
 
 def run_phase(
-    clients: Clients, watch: CpuWatch, phase: dict[str, Any], profiler: list[str] | None = None
+    clients: Clients,
+    watch: CpuWatch,
+    phase: dict[str, Any],
+    profiler: list[str] | None = None,
+    delays: Any = None,
 ) -> dict[str, Any]:
     clients.send(json.dumps(phase))
     time.sleep(max(0.0, phase["measure_from"] - time.time()))
+    delays_before = delays() if delays else {}
     before = watch.read()
     spy = (
         subprocess.Popen(profiler, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) if profiler else None
     )
     time.sleep(max(0.0, phase["end"] - time.time()))
     after = watch.read()
+    delays_after = delays() if delays else {}
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
@@ -544,6 +602,7 @@ def run_phase(
         "errors": dict(errors),
         "cpu_ms": cpu,
         "busy": busy,
+        "broker": delay_percentiles(delays_before, delays_after) if delays else {},
     }
 
 
@@ -685,11 +744,12 @@ def bench_config(config: Config, args: argparse.Namespace, redis_pids: list[int]
             f"  {config.name}: {result.conversations} conversations connected in {result.connect_seconds:.1f} s; saturating",
             flush=True,
         )
-        result.phases["saturation"] = run_phase(clients, watch, phase("closed", args.seconds))
+        delays = (lambda: broker_delays(gateway.port, config.workers)) if config.broker else None
+        result.phases["saturation"] = run_phase(clients, watch, phase("closed", args.seconds), delays=delays)
         if args.rate:
             print(f"  {config.name}: fixed rate {args.rate:g}/s", flush=True)
             result.phases["rate"] = run_phase(
-                clients, watch, phase("rate", args.rate_seconds, rate=args.rate)
+                clients, watch, phase("rate", args.rate_seconds, rate=args.rate), delays=delays
             )
         if args.profile and config.workers == args.profile_workers and config.broker:
             print(f"  {config.name}: profiling", flush=True)
@@ -731,7 +791,7 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
     head = (
         f"{'configuration':<30} {'conv':>5} {'trips/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'@' + format(args.rate, 'g') + '/s p50':>10} {'p99':>7} {'CPU ms/trip: gw':>16} {'pg':>5} {'redis':>6} "
-        f"{'client':>7} {'busy':>5} {'KiB/conv':>8}"
+        f"{'client':>7} {'busy':>5} {'KiB/conv':>8} {'broker ms p50':>13} {'p99':>6} {'msgs/trip':>9}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -742,7 +802,8 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
             f"{r.config.name:<30} {r.conversations:>5} {s['throughput']:>8.0f} {s['p50']:>7.0f} {s['p99']:>7.0f} "
             f"{rate.get('p50', float('nan')):>10.1f} {rate.get('p99', float('nan')):>7.1f} {cpu['gateway']:>16.2f} "
             f"{cpu['postgres']:>5.2f} {cpu['redis']:>6.2f} {cpu['client']:>7.2f} {s['busy']:>5.0%} "
-            f"{r.kib_per_conversation:>8.1f}"
+            f"{r.kib_per_conversation:>8.1f} {s['broker'].get('p50', float('nan')):>13.1f} "
+            f"{s['broker'].get('p99', float('nan')):>6.1f} {s['broker'].get('messages', 0) / max(1, s['completed']):>9.2f}"
         )
     return "\n".join(lines)
 
@@ -831,8 +892,18 @@ def main() -> None:
     print(
         "\nCPU ms/trip: CPU time per round trip (2 stored events + 1 POST + 2 frames out) of the gateway processes,"
         " of the PostgreSQL backends serving them, of our redis-server and of the client processes; busy: the"
-        " machine's CPUs over the measured window (anything else running counts too)."
+        " machine's CPUs over the measured window (anything else running counts too). broker ms: the delay of each"
+        " message relayed between processes, publish to delivery (captivate_broker_delay_seconds of every worker,"
+        " p50/p99 interpolated within its buckets); msgs/trip: messages relayed per round trip (each process"
+        " hears only the conversations of its own sockets)."
     )
+    for r in results:
+        rate = r.phases.get("rate", {}).get("broker", {})
+        if rate.get("messages"):
+            print(
+                f"  {r.config.name}: broker delay at {args.rate:g} messages/s: p50 {rate['p50']:.1f} ms,"
+                f" p99 {rate['p99']:.1f} ms ({rate['messages']:.0f} messages relayed)"
+            )
     for r in results:
         if r.pg_updates is not None:
             print(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 import subprocess
 import sys
@@ -11,20 +14,33 @@ import httpx
 
 from harness.gateway import GatewayProcess
 
-CLI = [sys.executable, "-m", "captivate_chat_api.cli"]
-
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
+    """``captivate-chat ARGS`` (``keys``/``tokens``: no server) through the console script's ``main()`` in this
+    process: the same code, output and exit status as the command, without an interpreter start per call
+    (``serve`` runs as a process: :class:`GatewayProcess`)."""
+    from captivate_chat_api.cli import main
 
-    return subprocess.run(
-        [*CLI, *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )
+    stdout, stderr = io.StringIO(), io.StringIO()
+    environ = {"COLUMNS": "200", **(env or {})}
+    saved = {name: os.environ.get(name) for name in environ}
+    argv = sys.argv
+    os.environ.update(environ)
+    sys.argv = ["captivate-chat", *args]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.argv = argv
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return subprocess.CompletedProcess(["captivate-chat", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 def test_first_start_prints_a_dev_key_once_and_it_works(tmp_path: Path) -> None:

@@ -15,12 +15,12 @@ import pytest
 
 from captivate_chat_api.protocol import parse_envelope
 from captivate_chat_api.server.agents.demo import DemoAgent
-from captivate_chat_api.server.agents.eager import await_within, start_eagerly
 from captivate_chat_api.server.agents.runner import AgentRunner
 from captivate_chat_api.server.auth import Authenticator
 from captivate_chat_api.server.broker.memory import MemoryBroker, MemoryBus
 from captivate_chat_api.server.broker.relay import EventMessage, Relay, RemoteSocket, from_wire, to_wire
 from captivate_chat_api.server.connection import Connection
+from captivate_chat_api.server.eager import await_within, start_eagerly
 from captivate_chat_api.server.handlers import Handlers, Request
 from captivate_chat_api.server.hub import Hub
 from captivate_chat_api.server.keys import generate_key, hash_key
@@ -341,3 +341,61 @@ async def test_a_write_that_loses_the_whole_transaction_fails_its_batch_and_the_
     await writer.write(insert, 2)  # the writer is still alive
     assert [r[0] for r in sqlite3.connect(path).execute("SELECT n FROM t")] == [2]
     await writer.stop()
+
+
+class PausedSocket(FakeSocket):
+    """A socket whose transport is paused (a peer that reads slowly) until ``resume()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    async def send_text(self, data: str) -> None:
+        await self.writable.wait()
+        self.sent.append(json.loads(data))
+
+
+def frame_of(n: int) -> str:
+    return json.dumps({"event": {"event_type": "bot_message", "event_payload": {"n": n}}})
+
+
+async def test_a_socket_that_takes_frames_at_once_is_written_without_a_task() -> None:
+    socket = PausedSocket()
+    connection = Connection(socket, Channel("ch", "c", "demo"), queue_frames=3)
+    connection.send(frame_of(1))
+    assert [f["event"]["event_payload"]["n"] for f in socket.sent] == [1]  # written on the caller's stack
+    assert connection._writer is None
+
+    socket.writable.clear()  # the transport pauses: the frame in flight and the ones after it wait, in order
+    for n in (2, 3, 4):
+        connection.send(frame_of(n))
+    assert connection._writer is not None and len(socket.sent) == 1
+    socket.writable.set()
+    await settle()
+    assert [f["event"]["event_payload"]["n"] for f in socket.sent] == [1, 2, 3, 4]
+    assert connection._writer is None and connection.accepting  # idle again: the next write is direct
+
+    socket.writable.clear()  # a paused socket whose queue overflows is closed 1013, and says nothing more
+    for n in range(5, 10):
+        connection.send(frame_of(n))
+    await settle()
+    assert socket.closed is not None and socket.closed[0] == 1013 and not connection.accepting
+    assert connection.closed.is_set()
+
+
+async def test_a_socket_closed_while_idle_or_after_a_failed_write_is_closed_with_its_code() -> None:
+    socket = FakeSocket()
+    connection = Connection(socket, Channel("ch", "c", "demo"), queue_frames=10)
+    await connection.close(1001, "server shutting down")
+    assert socket.closed == (1001, "server shutting down") and connection.closed.is_set()
+
+    class Broken(FakeSocket):
+        async def send_text(self, data: str) -> None:
+            raise ConnectionResetError("peer gone")
+
+    broken = Broken()
+    connection = Connection(broken, Channel("ch", "c", "demo"), queue_frames=10)
+    connection.send(frame_of(1))
+    await settle()
+    assert broken.closed is not None and broken.closed[0] == 1011 and not connection.accepting

@@ -26,7 +26,9 @@ def limited_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     env = {
         "CAPTIVATE_RATE_PER_SOCKET": "2",
         "CAPTIVATE_BURST_PER_SOCKET": "3",
-        "CAPTIVATE_RATE_PER_KEY": "5",
+        # a slow refill: the burst of 8 is what a test sees even when a loaded machine spreads 12 requests over
+        # seconds (at 5/s the bucket refilled mid-test and more than 8 got through)
+        "CAPTIVATE_RATE_PER_KEY": "0.5",
         "CAPTIVATE_BURST_PER_KEY": "8",
     }
     gateway = GatewayProcess(tmp_path_factory.mktemp("limits") / "gw.db", keys, env=env).start()

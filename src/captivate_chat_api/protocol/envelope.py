@@ -107,7 +107,9 @@ def decode_json(raw: str | bytes) -> Any:
         raise ProtocolError(400, f"JSON nesting deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ProtocolError(400, f"invalid JSON: {exc}") from None
-    if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+    # A value nests at most one level deeper than the brackets in its text (counted in C): walk it only
+    # when that bound does not settle it (a chat message never needs the walk).
+    if text.count("{") + text.count("[") >= MAX_JSON_DEPTH and _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise ProtocolError(400, f"JSON nesting deeper than {MAX_JSON_DEPTH} levels")
     if "\\u" in text and _SURROGATE_ESCAPE.search(text) and not _is_unicode(value):
         raise ProtocolError(400, "invalid JSON: a \\u escape is a lone surrogate, not Unicode text")

@@ -24,6 +24,7 @@ from ..protocol import ProtocolError
 from .agents import Agent
 from .connections import trim_after_load
 from .cors import BrowserCors
+from .fastpath import FastPaths
 from .gateway import Gateway
 from .metrics import Metrics, MetricsMiddleware
 from .routes import agent_api, files, http, ops, pages, push, ws
@@ -203,4 +204,8 @@ def create_app(settings: Settings | None = None, *, agent: Agent | None = None) 
         app.add_middleware(AccessLog)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BrowserCors, origins=settings.cors_origins or settings.allowed_origins)  # outermost
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: FastPaths(  # type: ignore[method-assign]
+        app, build_stack(), metrics, access_log=settings.access_log
+    )
     return app

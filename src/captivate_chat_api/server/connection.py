@@ -1,7 +1,9 @@
 """One accepted WebSocket (the seam between the gateway and a socket library), and the close codes.
 
-Every socket has a bounded send queue drained by its own writer task, so one slow reader never slows
-the others; a socket whose queue overflows is closed (1013) and catches up later by ``subscribe``.
+A frame is written on the caller's stack while the socket takes it at once (no task, no queue: the
+common case). Behind one it could not take (a peer that reads slowly), frames wait in a bounded queue
+that a writer task drains, so one slow reader never slows the others; a socket whose queue overflows is
+closed (1013) and catches up later by ``subscribe``.
 Events of a conversation are delivered at most once per socket and in ``seq`` order; while a
 ``subscribe`` replays a conversation, its live events are held back and follow the replay.
 """
@@ -12,8 +14,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import deque
+from collections.abc import Awaitable
 from typing import Protocol
 
+from .eager import Continuation
 from .store import Channel
 
 log = logging.getLogger("captivate_chat_api.server.hub")
@@ -46,32 +51,72 @@ class Connection:
         """The digest of the key or token the socket was opened with (rechecked for revocation)."""
         self.conversations: set[str] = set()
         self._websocket = websocket
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_frames)
+        self._limit = queue_frames
+        self._backlog: deque[str] = deque()
+        """Frames waiting behind one the socket could not take at once (a peer that reads slowly)."""
         self._delivered: dict[str, int] = {}
         self._held: dict[str, list[tuple[int, str]]] = {}
         """Live events of conversations being replayed (a ``subscribe`` in progress), in arrival order."""
         self._replays: dict[str, int] = {}
         self._writer: asyncio.Task[None] | None = None
+        """Runs only while frames wait (the socket is busy), and to close."""
         self._close_code: int | None = None
+        self._close_reason = ""
         self.closed = asyncio.Event()
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.socket_id[:8]}")
+        """Nothing to start: a socket needs no task until a frame has to wait (kept for the routes)."""
 
-    async def _drain(self) -> None:
+    def _write_now(self, text: str) -> None:
+        """Write a frame on the caller's stack (no task, no queue): the library's send finishes at once
+        unless the transport is paused; then a writer task finishes it and the frames after it queue."""
+        coro = self._websocket.send_text(text)
         try:
-            while (text := await self._queue.get()) is not None:
-                await self._websocket.send_text(text)
+            pending = coro.send(None)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 -- a failed write must close its socket
+            self._write_failed(exc)
+            return
+        self._writer = asyncio.create_task(
+            self._drain(Continuation(coro, pending)), name=f"ws-writer-{self.socket_id[:8]}"
+        )
+
+    def _write_failed(self, exc: BaseException) -> None:
+        # Usually the peer went away mid-send (the reader side cleans up). Anything else must not leave an
+        # open socket that never speaks again: close it (1011) so the client reconnects and resubscribes.
+        log.debug("socket %s write failed: %r", self.socket_id[:8], exc)
+        self._begin_close(CLOSE_INTERNAL_ERROR, "send failed; reconnect and subscribe")
+        self._backlog.clear()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain(None), name=f"ws-close-{self.socket_id[:8]}")
+
+    async def _drain(self, first: Awaitable[None] | None) -> None:
+        """Finish the write in flight, then the frames queued behind it, in order; close if asked to."""
+        try:
+            if first is not None:
+                await first
+            while self._backlog:
+                await self._websocket.send_text(self._backlog.popleft())
         except Exception as exc:  # noqa: BLE001 -- a dead writer must close its socket
-            # Usually the peer went away mid-send (the reader side cleans up). Anything else must not leave an
-            # open socket that never speaks again: close it (1011) so the client reconnects and resubscribes.
             log.debug("socket %s write failed: %r", self.socket_id[:8], exc)
             self._begin_close(CLOSE_INTERNAL_ERROR, "send failed; reconnect and subscribe")
-        finally:
-            self.closed.set()
-            if self._close_code is not None:
-                with contextlib.suppress(Exception):
-                    await self._websocket.close(self._close_code, self._close_reason)
+            self._backlog.clear()
+        if self._close_code is None:
+            self._writer = None  # idle again (no await since the backlog was found empty)
+            return
+        await self._shut()
+
+    async def _shut(self) -> None:
+        self.closed.set()
+        with contextlib.suppress(Exception):
+            await self._websocket.close(self._close_code or CLOSE_INTERNAL_ERROR, self._close_reason)
+
+    async def _abandon(self, writer: asyncio.Task[None]) -> None:
+        """A writer cancelled because the queue overflowed: close the socket once it has stopped."""
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+        await self._shut()
 
     @property
     def channel_id(self) -> str:
@@ -82,16 +127,21 @@ class Connection:
         return self._close_code is None and not self.closed.is_set()
 
     def send(self, text: str) -> None:
-        """Queue a frame (a direct reply, or an event already checked by :meth:`deliver`)."""
+        """Send a frame (a direct reply, or an event already checked by :meth:`deliver`): written now when
+        the socket is idle, else queued behind the frames before it."""
         if not self.accepting:
             return
-        try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if self._writer is None:
+            self._write_now(text)
+            return
+        if len(self._backlog) >= self._limit:
             log.warning("socket %s closed: send queue full (slow consumer)", self.socket_id[:8])
             self._begin_close(CLOSE_TRY_AGAIN_LATER, "send queue overflow; reconnect and subscribe")
-            if self._writer is not None:
-                self._writer.cancel()
+            self._backlog.clear()
+            self._writer.cancel()
+            self._writer = asyncio.create_task(self._abandon(self._writer))
+            return
+        self._backlog.append(text)
 
     def deliver(self, conversation_id: str, seq: int, text: str) -> None:
         """Send one event of a conversation unless this socket already had that ``seq`` (held back while the
@@ -104,6 +154,10 @@ class Connection:
             return
         self._delivered[conversation_id] = seq
         self.send(text)
+
+    def start_at(self, conversation_id: str, seq: int) -> None:
+        """Bound from ``seq`` on: later events only (unless the socket had some of the conversation already)."""
+        self._delivered.setdefault(conversation_id, seq)
 
     def begin_replay(self, conversation_id: str, after_seq: int) -> None:
         """A ``subscribe``: deliver the conversation from ``after_seq`` on; live events wait for :meth:`end_replay`."""
@@ -120,7 +174,7 @@ class Connection:
         ``patience`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
-        while self._queue.full() and self.accepting and loop.time() < deadline:
+        while len(self._backlog) >= self._limit and self.accepting and loop.time() < deadline:
             await asyncio.sleep(0.005)
         if seq > self._delivered.get(conversation_id, 0):
             self._delivered[conversation_id] = seq
@@ -149,21 +203,22 @@ class Connection:
         if self._close_code is not None:
             return
         self._begin_close(code, reason)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)
-        if self._writer is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
-            except (TimeoutError, asyncio.CancelledError):
-                self._writer.cancel()
-                with contextlib.suppress(
-                    Exception
-                ):  # bounded: a peer that stopped reading would hang shutdown
-                    await asyncio.wait_for(self._websocket.close(code, reason), flush_timeout)
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = asyncio.create_task(self._drain(None))
+        try:
+            await asyncio.wait_for(asyncio.shield(writer), flush_timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            writer.cancel()
+            with contextlib.suppress(Exception):  # bounded: a peer that stopped reading would hang shutdown
+                await asyncio.wait_for(self._websocket.close(code, reason), flush_timeout)
 
     async def stop(self) -> None:
-        """The peer is gone: stop the writer."""
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
+        """The peer is gone: stop writing."""
+        self._backlog.clear()
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._writer
+                await writer
+        self.closed.set()

@@ -199,11 +199,12 @@ class Handlers:
             return
         await self.conversation(request, conversation_id)
 
-    def bind(self, conversation_id: str, connection: Connection | RemoteSocket) -> None:
+    def bind(self, conversation_id: str, connection: Connection | RemoteSocket, seq: int) -> None:
+        """``seq``: the conversation's last ``seq`` as just read (the socket gets what follows it)."""
         if isinstance(connection, RemoteSocket):
-            connection.bind(conversation_id)  # over there, by the process that has the socket
+            connection.bind(conversation_id, seq)  # over there, by the process that has the socket
         else:
-            self.hub.bind(conversation_id, connection)
+            self.hub.bind(conversation_id, connection, seq)
 
     async def conversation(
         self, request: Request, conversation_id: str, *, bind: bool = True
@@ -213,7 +214,7 @@ class Handlers:
         if record is None:
             raise ConversationNotFound(conversation_id)
         if bind and request.connection is not None:
-            self.bind(conversation_id, request.connection)
+            self.bind(conversation_id, request.connection, record.last_seq)
         return record
 
     async def conversation_start(self, request: Request, payload: ConversationStart) -> Reply:
@@ -236,7 +237,7 @@ class Handlers:
         self.metrics.conversation_started()
         started = {"conversation_id": conversation_id}
         if request.connection is not None:
-            self.bind(conversation_id, request.connection)
+            self.bind(conversation_id, request.connection, 0)
         return Reply(
             {
                 "status": "success",

@@ -48,6 +48,12 @@ class Outlet(Protocol):
 
     def notify(self, channel_id: str, frame: str) -> None: ...
 
+    def watch(self, conversation_id: str) -> None:
+        """The first socket of this process was bound to the conversation."""
+
+    def unwatch(self, conversation_id: str) -> None:
+        """The last one was unbound (or closed)."""
+
 
 class _Nowhere:
     def event(self, conversation_id: str, seq: int, frame: str) -> None:
@@ -62,11 +68,17 @@ class _Nowhere:
     def notify(self, channel_id: str, frame: str) -> None:
         pass
 
+    def watch(self, conversation_id: str) -> None:
+        pass
+
+    def unwatch(self, conversation_id: str) -> None:
+        pass
+
 
 class Hub:
     def __init__(self, *, max_outbound_frame_bytes: int, message_link_base: Callable[[], str]) -> None:
         self._connections: dict[str, Connection] = {}
-        self._bindings: dict[str, set[Connection]] = defaultdict(set)
+        self._bindings: dict[str, set[Connection]] = {}
         self._watchers: dict[str, set[Connection]] = defaultdict(set)
         self._max_outbound = max_outbound_frame_bytes
         self._link_base = message_link_base
@@ -109,6 +121,7 @@ class Hub:
                 bound.discard(connection)
                 if not bound:
                     del self._bindings[conversation_id]
+                    self.outlet.unwatch(conversation_id)
         connection.conversations.clear()
 
     def has(self, socket_id: str) -> bool:
@@ -128,11 +141,22 @@ class Hub:
         connection = self.find(socket_id, channel_id)
         return connection if connection is not None and connection.role == "client" else None
 
-    def bind(self, conversation_id: str, connection: Connection) -> None:
+    def bind(self, conversation_id: str, connection: Connection, seq: int | None = None) -> None:
+        """Bind ``connection`` to the conversation's live events; ``seq``, the conversation's last ``seq`` as
+        the caller knows it, is where the socket starts (unless it had events of it already): an event
+        after a gap is then filled from the store first, and what other processes published before this
+        process heard the conversation is filled too (see :mod:`.broker.relay`)."""
         if conversation_id in connection.conversations:
             return
+        if seq is not None:
+            connection.start_at(conversation_id, seq)
         connection.conversations.add(conversation_id)
-        self._bindings[conversation_id].add(connection)
+        bound = self._bindings.get(conversation_id)
+        if bound is None:
+            self._bindings[conversation_id] = {connection}
+            self.outlet.watch(conversation_id)
+        else:
+            bound.add(connection)
 
     def bound(self, conversation_id: str) -> tuple[Connection, ...]:
         return tuple(self._bindings.get(conversation_id, ()))
@@ -145,10 +169,13 @@ class Hub:
             self.outlet.broadcast(conversation_id, text)
 
     def unbind_all(self, conversation_id: str, *, share: bool = True) -> None:
-        for connection in self._bindings.pop(conversation_id, set()):
-            connection.conversations.discard(conversation_id)
+        bound = self._bindings.pop(conversation_id, None)
         if share:
             self.outlet.unbind(conversation_id)
+        if bound is not None:
+            for connection in bound:
+                connection.conversations.discard(conversation_id)
+            self.outlet.unwatch(conversation_id)
 
     def encode(self, event: StoredEvent) -> str:
         """The frame for a stored event; an oversize message becomes the 413 ``message_link`` fallback."""

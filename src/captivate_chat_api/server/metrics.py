@@ -37,6 +37,8 @@ AGENT_KINDS = ("demo", "webhook", "openai", "python", "embedded")
 MESSAGES_IN = frozenset({"user_message"})
 MESSAGES_OUT = frozenset({"bot_message", "livechat_message"})
 AGENT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+BROKER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+"""Seconds; fine below 50 ms (the goal for a message between two processes of one deployment)."""
 
 
 class _Socket(Protocol):
@@ -134,6 +136,12 @@ class Metrics:
             "Delay of events relayed by the broker from other nodes (0: no broker)",
             registry=r,
         )
+        self.broker_delay = Histogram(
+            "captivate_broker_delay_seconds",
+            "Delay of each message relayed by the broker from another node, from its publish to its delivery here",
+            buckets=BROKER_BUCKETS,
+            registry=r,
+        )
         self._client_event_types = frozenset(CLIENT_EVENT_MODELS)
         self._client_events = _Children(self.client_events)
         self._messages = _Children(self.messages)
@@ -188,7 +196,9 @@ class Metrics:
 
     def set_broker_lag(self, seconds: float) -> None:
         """For the broker: the age of the last event relayed from another node when it was delivered here."""
-        self.broker_lag.set(max(0.0, seconds))
+        seconds = max(0.0, seconds)
+        self.broker_lag.set(seconds)
+        self.broker_delay.observe(seconds)
 
     # exposition -----------------------------------------------------------------------------------
 

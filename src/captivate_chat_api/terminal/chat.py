@@ -37,6 +37,8 @@ class ChatSession:
         self.screen = screen
         self.own_messages: set[str] = set()
         self.replies = 0
+        self.sent = 0
+        """Messages sent so far (a line that sent nothing, e.g. a failed ``/attach``, has no reply to wait for)."""
         self.deleted = False
         self.quitting = False
         self._activity = asyncio.Event()
@@ -105,6 +107,7 @@ class ChatSession:
                 msg_id = str(uuid.uuid4())
                 self.own_messages.add(msg_id)
                 await self.conversation.send_message(line, client_msg_id=msg_id)
+                self.sent += 1
         except CaptivateChatError as exc:
             self.screen.show(error_block(exc))
         return True
@@ -143,6 +146,7 @@ class ChatSession:
         await self.conversation.send_message(
             {"type": "text", "text": " ".join(words[1:]), "files": files}, client_msg_id=msg_id
         )
+        self.sent += 1
 
     async def read_loop(self, read: LineReader, *, greeting: bool = False) -> int:
         """Handle input lines until ``/quit`` or the end of input; without a terminal, one turn at a time."""
@@ -152,10 +156,10 @@ class ChatSession:
             line = await read()
             if line is None:
                 break
-            seen = self.replies
+            seen, sent = self.replies, self.sent
             if not await self.handle(line):
                 break
-            if not self.screen.interactive and line.strip() and line.strip().lower() not in COMMANDS:
+            if not self.screen.interactive and self.sent != sent:
                 await self.settle(seen)  # a message was sent: show its answer before reading on
         return 0
 

@@ -22,6 +22,7 @@ from ...protocol import (
     OutgoingAction,
 )
 from ...protocol.agent import InternalMetadata, UserInfo
+from ..eager import await_within, start_eagerly
 from ..handoff import HandoffConflict, HandoffState
 from ..limits import Admission
 from ..livechat import LiveChat
@@ -32,7 +33,6 @@ from ..store.rules import check_metadata_size
 from ..timeline import Timeline, new_message_id
 from . import agent_from_spec
 from .base import Agent, AgentError, is_immediate
-from .eager import await_within, start_eagerly
 
 log = logging.getLogger("captivate_chat_api.server.agents")
 

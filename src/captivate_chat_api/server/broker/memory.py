@@ -1,20 +1,29 @@
 """An in-process broker: the gateway processes are the nodes attached to one :class:`MemoryBus`.
 
 A lone gateway has a bus of its own with one node (nothing to share: the relay skips it); gateways built
-in one process on one bus (tests, embedding) behave as separate processes on a Redis broker, without Redis.
+in one process on one bus (tests, embedding) behave as separate processes on a Redis broker, without Redis:
+a node hears a conversation's messages only while it watches it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 
-from .base import Broker, BrokerMessage, MessageHandler, ResyncHandler
+from .base import Broker, BrokerMessage, MessageHandler, ResyncHandler, WatchHandler
+
+
+@dataclass
+class _Node:
+    loop: asyncio.AbstractEventLoop
+    handler: MessageHandler
+    watching: set[str] = field(default_factory=set)
 
 
 class MemoryBus:
     def __init__(self) -> None:
-        self.nodes: dict[str, tuple[asyncio.AbstractEventLoop, MessageHandler]] = {}
+        self.nodes: dict[str, _Node] = {}
 
 
 class MemoryBroker(Broker):
@@ -22,20 +31,32 @@ class MemoryBroker(Broker):
         super().__init__()
         self.bus = bus or MemoryBus()
         self.lag = 0.0
+        self._watching: set[str] = set()
 
     @property
     def shared(self) -> bool:
         return len(self.bus.nodes) > 1
 
-    async def start(self, on_message: MessageHandler, on_resync: ResyncHandler) -> None:
-        self.bus.nodes[self.node] = (asyncio.get_running_loop(), on_message)
+    async def start(
+        self, on_message: MessageHandler, on_resync: ResyncHandler, on_watching: WatchHandler | None = None
+    ) -> None:
+        # a subscription takes effect at once here: nothing published before it can be missed
+        self.bus.nodes[self.node] = _Node(asyncio.get_running_loop(), on_message, self._watching)
 
-    def publish(self, message: BrokerMessage) -> None:
+    def publish(self, message: BrokerMessage, conversation_id: str | None = None) -> None:
         message["node"] = self.node
         message["ts"] = time.time()
-        for node, (loop, handler) in list(self.bus.nodes.items()):
-            if node != self.node and not loop.is_closed():
-                loop.call_soon_threadsafe(handler, dict(message))
+        for node, there in list(self.bus.nodes.items()):
+            if node == self.node or there.loop.is_closed():
+                continue
+            if conversation_id is None or conversation_id in there.watching:
+                there.loop.call_soon_threadsafe(there.handler, dict(message))
+
+    def watch(self, conversation_id: str) -> None:
+        self._watching.add(conversation_id)
+
+    def unwatch(self, conversation_id: str) -> None:
+        self._watching.discard(conversation_id)
 
     async def ping(self) -> None:
         return None

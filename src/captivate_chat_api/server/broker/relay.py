@@ -28,6 +28,7 @@ from .base import Broker, BrokerMessage
 log = logging.getLogger("captivate_chat_api.server.broker")
 
 FILL_BATCH = 500
+REMOTE_BINDS = 20_000
 
 Subscriber = Callable[[Connection, str, "int | None"], Awaitable[int]]
 
@@ -75,6 +76,8 @@ class BindMessage:
     sid: str
     ch: str
     cid: str
+    seq: int | None = None
+    """The conversation's last ``seq`` as the sender knew it: where the socket starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +154,9 @@ class RemoteSocket:
     def send(self, text: str) -> None:
         self.relay.share(DirectMessage(self.socket_id, self.channel_id, text))
 
-    def bind(self, conversation_id: str) -> None:
-        self.relay.share(BindMessage(self.socket_id, self.channel_id, conversation_id))
+    def bind(self, conversation_id: str, seq: int | None = None) -> None:
+        self.relay.share(BindMessage(self.socket_id, self.channel_id, conversation_id, seq))
+        self.relay.remember_bind(self.socket_id, self.channel_id, conversation_id)
 
     def subscribe(self, conversation_id: str, after_seq: int | None) -> None:
         self.relay.share(SubscribeMessage(self.socket_id, self.channel_id, conversation_id, after_seq))
@@ -167,12 +171,15 @@ class Relay:
         self.subscriber: Subscriber | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._filling: dict[tuple[str, str], bool] = {}
+        self._remote_binds: dict[tuple[str, str], set[str]] = {}
+        """What this process bound other processes' sockets to (after checking the conversation), so that
+        a socket's later events for it skip that check (the store write checks again)."""
         hub.outlet = self
         hub.on_gap = self.fill_soon
 
     async def start(self, subscriber: Subscriber) -> None:
         self.subscriber = subscriber
-        await self.broker.start(self.on_broker_message, self.resync)
+        await self.broker.start(self.on_broker_message, self.resync, self.on_watching)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -185,20 +192,36 @@ class Relay:
         """Whether anybody else listens (a lone process on an in-process broker: nobody)."""
         return getattr(self.broker, "shared", True)
 
-    def share(self, message: RelayMessage) -> None:
+    def share(self, message: RelayMessage, conversation_id: str | None = None) -> None:
+        """To every other process, or (``conversation_id``) to those watching the conversation."""
         if self.shared:
-            self.broker.publish(to_wire(message))
+            self.broker.publish(to_wire(message), conversation_id)
 
     # the hub's outlet
 
     def event(self, conversation_id: str, seq: int, frame: str) -> None:
-        self.share(EventMessage(conversation_id, seq, frame))
+        self.share(EventMessage(conversation_id, seq, frame), conversation_id)
 
     def broadcast(self, conversation_id: str, frame: str) -> None:
-        self.share(BroadcastMessage(conversation_id, frame))
+        self.share(BroadcastMessage(conversation_id, frame), conversation_id)
 
     def unbind(self, conversation_id: str) -> None:
-        self.share(UnbindMessage(conversation_id))
+        self.forget_binds(conversation_id)
+        self.share(UnbindMessage(conversation_id), conversation_id)
+
+    def watch(self, conversation_id: str) -> None:
+        self.broker.watch(conversation_id)
+
+    def unwatch(self, conversation_id: str) -> None:
+        self.broker.unwatch(conversation_id)
+
+    def on_watching(self, conversation_id: str) -> None:
+        """The broker hears the conversation now. What the others published between a socket's bind and
+        this moment was not heard: each bound socket is filled from the store from where it is (the events
+        committed since are in the store; what is published from now on comes live, each ``seq`` once)."""
+        for connection in self.hub.bound(conversation_id):
+            if connection.position(conversation_id) is not None:
+                self.fill_soon(connection, conversation_id)
 
     def notify(self, channel_id: str, frame: str) -> None:
         self.share(NotifyMessage(channel_id, frame))
@@ -212,8 +235,23 @@ class Relay:
         if connection is not None:
             return connection if connection.role == "client" else None
         if socket_id and self.shared and not self.hub.has(socket_id):
-            return RemoteSocket(self, socket_id, channel_id)
+            bound = self._remote_binds.get((socket_id, channel_id))
+            return RemoteSocket(self, socket_id, channel_id, frozenset(bound or ()))
         return None
+
+    def remember_bind(self, socket_id: str, channel_id: str, conversation_id: str) -> None:
+        key = (socket_id, channel_id)
+        bound = self._remote_binds.pop(key, None) or set()
+        bound.add(conversation_id)
+        self._remote_binds[key] = bound  # the newest last: the oldest go first
+        if len(self._remote_binds) > REMOTE_BINDS:
+            del self._remote_binds[next(iter(self._remote_binds))]
+
+    def forget_binds(self, conversation_id: str) -> None:
+        for key, bound in list(self._remote_binds.items()):
+            bound.discard(conversation_id)
+            if not bound:
+                del self._remote_binds[key]
 
     # the others' news
 
@@ -228,6 +266,7 @@ class Relay:
         elif isinstance(message, BroadcastMessage):
             hub.broadcast(message.cid, message.frame, share=False)
         elif isinstance(message, UnbindMessage):
+            self.forget_binds(message.cid)
             hub.unbind_all(message.cid, share=False)
         elif isinstance(message, NotifyMessage):
             hub.notify_channel(message.ch, message.frame, share=False)
@@ -236,7 +275,7 @@ class Relay:
             if connection is None:
                 return  # not here, gone, or not that channel's: nothing happens
             if isinstance(message, BindMessage):
-                hub.bind(message.cid, connection)
+                hub.bind(message.cid, connection, message.seq)
             elif isinstance(message, DirectMessage):
                 connection.send(message.frame)
             elif self.subscriber is not None:

@@ -18,6 +18,7 @@ from ..keys import hash_key
 from ..store.faults import classify
 
 router = APIRouter()
+SOCKET_PATH = "/dev"
 log = logging.getLogger("captivate_chat_api.server.ws")
 
 
@@ -36,7 +37,7 @@ def error_frame(exc: ProtocolError, request_id: str | None = None) -> str:
     return frame("general_error", payload, request_id)
 
 
-@router.websocket("/dev")
+@router.websocket(SOCKET_PATH)  # served by .fastpath.FastPaths; the route names it in the app
 async def client_socket(websocket: WebSocket) -> None:
     gateway: Gateway = websocket.app.state.gateway
     settings = gateway.settings

@@ -103,6 +103,25 @@ APPEND_EVENTS = APPEND.format(guard="")
 APPEND_GUARDED = APPEND.format(guard=" AND handoff = ANY($10::text[])")
 """An agent's reply: appended only while the conversation is in one of the allowed hand-off states."""
 
+APPEND_ONCE = (
+    # A user message with a client_msg_id, once: one autocommitted statement. Its CTEs share one snapshot,
+    # which does not see what commits while the UPDATE waits for the row lock; so the UPDATE is also a
+    # compare-and-set on last_seq (rechecked on the locked row): when another append got in between, nothing
+    # is written and the caller runs the statement again with a new snapshot (that sees the other append).
+    "WITH live AS (SELECT last_seq FROM conversations WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL),"
+    " earlier AS (SELECT * FROM events WHERE conversation_id = $1 AND client_msg_id = $7 AND sender = 'user'"
+    " AND payload::jsonb = $8::jsonb ORDER BY seq LIMIT 1),"
+    " bump AS (UPDATE conversations SET last_seq = last_seq + 1, updated_at = $3"
+    " WHERE id = $1 AND channel_id = $2 AND deleted_at IS NULL AND last_seq = (SELECT last_seq FROM live)"
+    " AND NOT EXISTS (SELECT 1 FROM earlier) RETURNING *),"
+    " added AS (INSERT INTO events (conversation_id, seq, event_type, sender, message_id, client_msg_id, payload,"
+    " created_at) SELECT $1, bump.last_seq, $4, $5, $6, $7, $8, $3 FROM bump RETURNING seq)"
+    " SELECT EXISTS (SELECT 1 FROM live) AS live, (SELECT row_to_json(earlier) FROM earlier)::text AS earlier,"
+    " (SELECT row_to_json(bump) FROM bump WHERE EXISTS (SELECT 1 FROM added))::text AS conversation"
+)
+DEDUPE_ATTEMPTS = 3
+"""Tries of :data:`APPEND_ONCE` before the transaction (only a conversation with concurrent writers loses one)."""
+
 
 def append_args(conversation_id: str, channel_id: str, events: list[NewEvent], now: str) -> list[Any]:
     return [
@@ -609,25 +628,62 @@ class PostgresStore(Store):
             if not deduplicates(event):  # nothing to deduplicate: one autocommitted statement
                 (stored,), record = await self._append(conn, channel_id, conversation_id, [event])
                 return stored, True, record
-            async with conn.transaction():
-                # The row lock first, then the look for an earlier copy (a statement of its own, so it sees a
-                # copy committed by whoever held the lock before us), then the append; retry_of decides.
-                require_live(
-                    await conn.fetchval(
-                        LIVE.replace("*", "1", 1) + " FOR UPDATE", conversation_id, channel_id
-                    ),
-                    conversation_id,
-                )
-                rows = await conn.fetch(
-                    "SELECT * FROM events WHERE conversation_id = $1 AND client_msg_id = $2 ORDER BY seq",
-                    conversation_id,
-                    event.client_msg_id,
-                )
-                previous = retry_of(event, map(event_row, rows))
-                if previous is not None:
-                    return previous, False, None
-                (stored,), record = await self._append(conn, channel_id, conversation_id, [event])
-                return stored, True, record
+            payload = dumps(event.payload)
+            if "\\u0000" not in payload:  # jsonb (the comparison) refuses NUL: the long way for those
+                for _ in range(DEDUPE_ATTEMPTS):
+                    found = await self._append_once(conn, channel_id, conversation_id, event, payload)
+                    if found is not None:
+                        return found
+            return await self._append_once_locked(conn, channel_id, conversation_id, event)
+
+    @staticmethod
+    async def _append_once(
+        conn: Conn, channel_id: str, conversation_id: str, event: NewEvent, payload: str
+    ) -> tuple[StoredEvent, bool, ConversationRecord | None] | None:
+        """:data:`APPEND_ONCE`: the stored event (or the earlier copy), or None when another append got in
+        between the statement's snapshot and the row lock (the caller tries again)."""
+        now = utc_now()
+        row = await conn.fetchrow(
+            APPEND_ONCE,
+            conversation_id,
+            channel_id,
+            now,
+            event.event_type,
+            event.sender,
+            event.message_id,
+            event.client_msg_id,
+            payload,
+        )
+        require_live(row["live"] or None, conversation_id)
+        if row["earlier"] is not None:
+            return event_row(loads(row["earlier"])), False, None
+        if row["conversation"] is None:
+            return None
+        record = json_conversation(row["conversation"])
+        (stored,) = stored_events(conversation_id, record.last_seq, [event], now)
+        return stored, True, record
+
+    async def _append_once_locked(
+        self, conn: Conn, channel_id: str, conversation_id: str, event: NewEvent
+    ) -> tuple[StoredEvent, bool, ConversationRecord | None]:
+        """The same in a transaction (5 round trips): the row lock first, then the look for an earlier copy (a
+        statement of its own, so it sees a copy committed by whoever held the lock before us), then the
+        append; :func:`~.rules.retry_of` decides (:data:`APPEND_ONCE` is that rule in SQL)."""
+        async with conn.transaction():
+            require_live(
+                await conn.fetchval(LIVE.replace("*", "1", 1) + " FOR UPDATE", conversation_id, channel_id),
+                conversation_id,
+            )
+            rows = await conn.fetch(
+                "SELECT * FROM events WHERE conversation_id = $1 AND client_msg_id = $2 ORDER BY seq",
+                conversation_id,
+                event.client_msg_id,
+            )
+            previous = retry_of(event, map(event_row, rows))
+            if previous is not None:
+                return previous, False, None
+            (stored,), record = await self._append(conn, channel_id, conversation_id, [event])
+            return stored, True, record
 
     async def events_after(
         self, channel_id: str, conversation_id: str, after_seq: int, limit: int = 1000

@@ -552,10 +552,8 @@ class SQLiteStore(Store):
                 )
             if not events:
                 return changed, []
-            stored, appended = self._append(conn, channel_id, conversation_id, events)
-            return dataclasses.replace(
-                changed, last_seq=appended.last_seq, updated_at=appended.updated_at
-            ), stored
+            stored, after = self._append(conn, channel_id, conversation_id, events, changed)
+            return after, stored
 
         return await self._write(run)
 
@@ -569,12 +567,18 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _append(
-        conn: sqlite3.Connection, channel_id: str, conversation_id: str, events: list[NewEvent]
+        conn: sqlite3.Connection,
+        channel_id: str,
+        conversation_id: str,
+        events: list[NewEvent],
+        record: ConversationRecord | None = None,
     ) -> tuple[list[StoredEvent], ConversationRecord]:
         """Insert ``events`` with the next seqs; also returns the conversation as it is afterwards (read in the
-        same step, so the agent turn that follows needs no read of its own)."""
-        row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
-        record = conversation_row(require_live(row, conversation_id))
+        same step, so the agent turn that follows needs no read of its own). ``record``: the conversation as
+        this transaction already read it (saves reading it twice)."""
+        if record is None:
+            row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
+            record = conversation_row(require_live(row, conversation_id))
         seq = record.last_seq
         now = utc_now()
         stored = []

@@ -12,7 +12,7 @@ from collections.abc import Coroutine, Generator
 from typing import Any
 
 
-class _Continue:
+class Continuation:
     """An awaitable that waits for what the started coroutine was waiting for, then drives it on."""
 
     __slots__ = ("_coro", "_pending")
@@ -37,7 +37,7 @@ class _Continue:
                 return stop.value
 
 
-async def _drive(awaitable: _Continue) -> Any:
+async def _drive(awaitable: Continuation) -> Any:
     return await awaitable
 
 
@@ -49,7 +49,7 @@ def start_eagerly(coro: Coroutine[Any, Any, Any], tasks: set[asyncio.Task[Any]])
         pending = coro.send(None)
     except StopIteration:
         return None
-    task = asyncio.get_running_loop().create_task(_drive(_Continue(coro, pending)))
+    task = asyncio.get_running_loop().create_task(_drive(Continuation(coro, pending)))
     tasks.add(task)
     task.add_done_callback(tasks.discard)
     return task
@@ -62,4 +62,4 @@ async def await_within(coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
         pending = coro.send(None)
     except StopIteration as stop:
         return stop.value
-    return await asyncio.wait_for(_drive(_Continue(coro, pending)), timeout)
+    return await asyncio.wait_for(_drive(Continuation(coro, pending)), timeout)

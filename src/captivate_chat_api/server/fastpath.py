@@ -1,0 +1,120 @@
+"""The two hot routes, served at the top of the ASGI app: the client-event POST and the ``/dev`` WebSocket.
+
+Every message of a conversation goes through one of them, so they skip what every other route gets from
+the Starlette/FastAPI stack (a dozen middleware and routing layers per request, two wrappers around every
+WebSocket frame) and do themselves the parts of it that apply to them: the error answers of the app's
+exception handlers, the error counts of :class:`.metrics.MetricsMiddleware`, the access log line, and the
+NUL refusal (a request whose query holds a NUL goes down the stack, where :class:`.app.RefuseNul` answers
+it), and a POST from a browser page (it has an ``Origin``) goes down the stack too, for its CORS headers.
+Everything else (other methods and paths) goes down the stack unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette._utils import get_route_path
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from .metrics import Metrics
+from .routes.http import MESSAGE_PATH, post_client_event
+from .routes.ws import SOCKET_PATH, client_socket
+
+access_log = logging.getLogger("captivate_chat_api.access")
+
+
+def _from_browser(scope: Scope) -> bool:
+    """A request with an ``Origin`` (a page's fetch) goes down the stack, through :class:`.cors.BrowserCors`."""
+    return any(name == b"origin" for name, _ in scope["headers"])
+
+
+def _has_nul(scope: Scope) -> bool:
+    query = scope.get("query_string", b"")
+    return b"%00" in query or b"\x00" in query
+
+
+class FastPaths:
+    def __init__(self, app: Any, stack: ASGIApp, metrics: Metrics, *, access_log: bool) -> None:
+        self.app = app
+        """The FastAPI app: its exception handlers answer the POST's errors, as they would down the stack."""
+        self.stack = stack
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if (
+                scope["method"] == "POST"
+                and get_route_path(scope) == MESSAGE_PATH
+                and not _has_nul(scope)
+                and not _from_browser(scope)
+            ):
+                await self.post(scope, receive, send)
+                return
+        elif kind == "websocket" and get_route_path(scope) == SOCKET_PATH and not _has_nul(scope):
+            await client_socket(WebSocket(scope, receive, self._counting(send)))
+            return
+        await self.stack(scope, receive, send)
+
+    def _counting(self, send: Send) -> Send:
+        """``send`` until the handshake is answered (a refused upgrade is counted by status), then ``send``
+        itself: frames pass no wrapper."""
+        metrics = self.metrics
+
+        async def handshake(message: Message) -> None:
+            if message["type"] == "websocket.http.response.start" and message["status"] >= 400:
+                metrics.error("ws", message["status"])
+            await send(message)
+
+        return _Switch(handshake, send)
+
+    async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 500
+        try:
+            request = Request(scope, receive)
+            try:
+                response = await post_client_event(request)
+            except Exception as exc:  # noqa: BLE001 -- answered by the app's handler for it, as down the stack
+                response = await self._answer(request, exc)
+            status = response.status_code
+            if status >= 400:
+                self.metrics.error("http", status)
+            await response(scope, receive, send)
+        finally:
+            if self.access_log:
+                access_log.info(
+                    "%s %s %d %.1fms", "POST", scope["path"], status, (time.perf_counter() - started) * 1000
+                )
+
+    async def _answer(self, request: Request, exc: Exception) -> Response:
+        handlers = self.app.exception_handlers
+        for cls in type(exc).__mro__:
+            handler = handlers.get(cls)
+            if handler is not None:
+                response: Response = await handler(request, exc)
+                return response
+        raise exc  # pragma: no cover - the app has a handler for Exception
+
+
+class _Switch:
+    """A ``send`` that counts the handshake's answer, then, once accepted, is the server's own ``send``."""
+
+    __slots__ = ("_accepted", "_handshake", "_send")
+
+    def __init__(self, handshake: Send, send: Send) -> None:
+        self._handshake, self._send, self._accepted = handshake, send, False
+
+    def __call__(self, message: Message) -> Any:
+        if self._accepted:
+            return self._send(message)
+        if message["type"] == "websocket.accept":
+            self._accepted = True
+            return self._send(message)
+        return self._handshake(message)
