@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 from captivate_chat_api.protocol import AgentResponse, ChatRequest
 
 
@@ -18,3 +21,18 @@ async def failing(request: ChatRequest) -> AgentResponse:
 
 def returns_dict(request: ChatRequest) -> dict:  # a plain function returning the response format
     return {"response": [{"type": "text", "text": "from a dict"}], "session_id": request.session_id}
+
+
+async def slow_ticketer(request: ChatRequest) -> AgentResponse:
+    """Answers after ``SLOW_AGENT_SECONDS`` (default 1) with a message and a metadata change (a ticket and
+    a title): a turn a human can take over while it runs."""
+    await asyncio.sleep(float(os.environ.get("SLOW_AGENT_SECONDS", "1.0")))
+    text = request.user_input or ""
+    custom = {"ticket": text, "conversation_title": f"about {text}"}
+    return AgentResponse.model_validate(
+        {
+            "session_id": request.session_id,
+            "response": [{"type": "text", "text": f"late: {text}"}],
+            "metadata": {"internal": {"channelMetadata": {"custom": custom}}},
+        }
+    )

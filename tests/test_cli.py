@@ -160,6 +160,21 @@ def test_agents_and_tokens_commands(tmp_path: Path) -> None:
     token_id = re.search(r"(tok_[0-9a-f]+)", listed.stdout).group(1)  # type: ignore[union-attr]
     assert cli("tokens", "revoke", token_id, "--database", url).returncode == 0
     assert cli("tokens", "create", "--channel", channel, "--role", "admin", "--database", url).returncode == 2
+    supervisor = cli(
+        "tokens",
+        "create",
+        "--channel",
+        channel,
+        "--role",
+        "supervisor",
+        "--label",
+        "Carol",
+        "--database",
+        url,
+    )
+    assert supervisor.returncode == 0, supervisor.stdout + supervisor.stderr
+    assert "(supervisor, channel" in supervisor.stdout
+    assert "supervisor" in cli("tokens", "list", "--json", "--database", url).stdout
 
 
 AGENT = """

@@ -522,14 +522,18 @@ else:
     def tokens_create(
         channel: Annotated[str, typer.Option(help="The channel id (ch_…) the token is scoped to.")],
         role: Annotated[
-            str, typer.Option(help="push (AI agent pushes) or human (live-chat agent).")
+            str,
+            typer.Option(
+                help="push (AI agent pushes), human (live-chat agent) or supervisor (a live-chat agent who"
+                " may also reply in and end other agents' live chats)."
+            ),
         ] = "human",
         label: Annotated[str, typer.Option(help="A name (for human agents: the name users see).")] = "",
         database: DatabaseOption = None,
     ) -> None:
         """Create an agent token; printed once, stored hashed."""
-        if role not in ("push", "human"):
-            out.print("error: --role must be push or human", highlight=False)
+        if role not in ("push", "human", "supervisor"):
+            out.print("error: --role must be push, human or supervisor", highlight=False)
             raise typer.Exit(2)
         token = "cca_" + secrets.token_urlsafe(32)
 

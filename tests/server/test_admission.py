@@ -76,3 +76,50 @@ async def test_a_cancelled_waiter_leaves_no_slot_behind() -> None:
     assert admission.running == 0
     async with admission.slot("A"):
         assert admission.running == 1
+
+
+async def test_a_tenants_agent_turns_go_before_its_new_events_and_are_never_refused() -> None:
+    admission = Admission(per_tenant=1, total=4, max_waiting=1)
+    order: list[str] = []
+    hold = asyncio.Event()
+
+    async def work(name: str, *, turn: bool = False) -> None:
+        async with admission.slot("A", turn=turn):
+            order.append(name)
+            await hold.wait()
+
+    first = asyncio.create_task(work("event0"))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(work("event1"))]
+    await asyncio.sleep(0)
+    with pytest.raises(RateLimitError):  # A's one waiting event fills its line for events ...
+        async with admission.slot("A"):
+            pass
+    waiting += [asyncio.create_task(work(f"turn{n}", turn=True)) for n in range(3)]  # ... not for turns
+    await asyncio.sleep(0)
+    hold.set()
+    await asyncio.gather(first, *waiting)
+    assert order == ["event0", "turn0", "turn1", "turn2", "event1"]
+
+
+async def test_a_tenant_keeps_its_full_share_only_while_alone() -> None:
+    admission = Admission(per_tenant=4, total=64)
+    hold = asyncio.Event()
+    admitted: list[str] = []
+
+    async def work(tenant: str) -> None:
+        async with admission.slot(tenant):
+            admitted.append(tenant)
+            await hold.wait()
+
+    alone = [asyncio.create_task(work("A")) for _ in range(6)]
+    await asyncio.sleep(0)
+    assert admission.in_flight == {"A": 4} and admission.share() == 4
+    await asyncio.sleep(0.15)  # the active tenants are recounted at most every 0.1 s
+    other = asyncio.create_task(work("B"))
+    await asyncio.sleep(0)
+    assert admission.active == 2 and admission.share() == 2
+    assert admission.in_flight == {"A": 4, "B": 1}
+    hold.set()
+    await asyncio.gather(*alone, other)
+    assert admission.running == 0

@@ -4,6 +4,7 @@ for every writer (a refused push changes nothing), the userBasicInfo limit, ambi
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +18,11 @@ from harness.wire import MESSAGE_PATH, WireClient, envelope
 
 
 class Desk:
-    def __init__(self, gateway: GatewayProcess, key: str, alice: str, bob: str, push: str) -> None:
+    def __init__(
+        self, gateway: GatewayProcess, key: str, alice: str, bob: str, push: str, carol: str
+    ) -> None:
         self.gateway, self.key, self.alice, self.bob, self.push = gateway, key, alice, bob, push
+        self.carol = carol  # a supervisor
 
     def human(self, token: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -33,7 +37,7 @@ class Desk:
 def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     database: Path = tmp_path_factory.mktemp("integrity") / "gw.db"
     key = new_key()
-    gateway = GatewayProcess(database, [key]).start()
+    gateway = GatewayProcess(database, [key], env={"CAPTIVATE_REVALIDATE_SECONDS": "0.5"}).start()
     try:
         yield Desk(
             gateway,
@@ -41,6 +45,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
             asyncio.run(add_token(database, key, "human", "Alice")),
             asyncio.run(add_token(database, key, "human", "Bob")),
             asyncio.run(add_token(database, key, "push", "agent")),
+            asyncio.run(add_token(database, key, "supervisor", "Carol")),
         )
     finally:
         gateway.stop()
@@ -92,6 +97,62 @@ async def test_live_chat_identity_comes_from_the_token(desk: Desk) -> None:
         assert ("human_agent", "I am Alice") not in steps and ("human_agent", "still me") not in steps
         detail = (await alice.get(f"/conversations/{cid}")).json()["transcript"]
         assert [e["agent_name"] for e in detail if e["from"] == "human_agent"] == ["Alice", "Bob"]
+
+
+async def test_a_supervisor_may_reply_in_and_end_another_agents_live_chat(desk: Desk) -> None:
+    async with (
+        desk.user() as user,
+        desk.human(desk.alice) as alice,
+        desk.human(desk.bob) as bob,
+        desk.human(desk.carol) as carol,
+    ):
+        cid = await user.start("supervised")
+        assert (await alice.post(f"/conversations/{cid}/take")).status_code == 200
+        assert (
+            await alice.post(f"/conversations/{cid}/messages", json={"text": "Alice here"})
+        ).status_code == 200
+        # another agent without the supervisor role may neither speak nor end it
+        assert (await bob.post(f"/conversations/{cid}/messages", json={"text": "Bob"})).status_code == 403
+        assert (await bob.post(f"/conversations/{cid}/end")).status_code == 403
+
+        # the supervisor steps in without taking it over: stored and sent as the supervisor's
+        forged = await carol.post(
+            f"/conversations/{cid}/messages", json={"text": "as Alice", "agent_name": "Alice"}
+        )
+        assert forged.status_code == 403  # a supervisor never speaks as someone else either
+        said = await carol.post(f"/conversations/{cid}/messages", json={"text": "Carol, supervising"})
+        assert said.status_code == 200, said.text
+        live = await user.expect("livechat_message", lambda p: p["content"]["text"] == "Carol, supervising")
+        assert live["agent_name"] == "Carol" and live["supervisor"] is True
+        detail = (await alice.get(f"/conversations/{cid}")).json()
+        assert detail["state"] == "human" and detail["human_agent"] == "Alice"  # still Alice's chat
+        marks = [
+            (e["agent_name"], e.get("supervisor")) for e in detail["transcript"] if e["from"] == "human_agent"
+        ]
+        assert marks == [("Alice", None), ("Carol", True)]
+
+        ended = await carol.post(f"/conversations/{cid}/end")
+        assert ended.status_code == 200, ended.text
+        assert ended.json()["state"] == "ai" and ended.json()["human_agent"] is None
+        note = await user.expect("system_message", lambda p: "supervisor" in p)
+        assert note["content"]["text"] == "Carol (supervisor) ended the live chat of Alice."
+        assert note["supervisor"]["owner"] == detail["human_agent_id"]
+        assert (
+            note["supervisor"]["id"].startswith("tok_")
+            and note["supervisor"]["id"] != note["supervisor"]["owner"]
+        )
+        # ended: nobody replies as a human any more
+        assert (await carol.post(f"/conversations/{cid}/messages", json={"text": "late"})).status_code == 409
+
+
+async def test_a_supervisors_console_socket_stays_open(desk: Desk) -> None:
+    url = f"{desk.gateway.ws_url}/api/agent/ws?token={desk.carol}"
+    async with websockets.connect(url, close_timeout=1) as socket:
+        hello = json.loads(await asyncio.wait_for(socket.recv(), 5))
+        assert hello["event"]["event_type"] == "agent_connected"
+        await asyncio.sleep(1.5)  # live sockets' tokens are rechecked every 0.5 s here
+        await socket.ping()
+        assert socket.close_code is None
 
 
 async def test_a_client_edits_only_the_users_own_messages(desk: Desk) -> None:

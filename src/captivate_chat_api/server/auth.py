@@ -8,6 +8,9 @@ from ..protocol import ProtocolError
 from .keys import hash_key
 from .store import AgentTokenInfo, Channel, Store
 
+HUMAN_ROLES = ("human", "supervisor")
+"""Token roles of a live-chat agent: ``supervisor`` may also reply in and end other agents' live chats."""
+
 CACHE_SECONDS = 2.0
 """How long a key's answer is reused by default (setting ``auth_cache_seconds``); a revoked key stops
 working within this time."""
@@ -58,6 +61,14 @@ class Authenticator:
             self._tokens.clear()
         self._tokens[(digest, role)] = (now + self.cache_seconds, found)
         return found
+
+    async def human_agent(self, token: str | None) -> tuple[Channel, AgentTokenInfo] | None:
+        """The channel and token record of an active live-chat agent token (``human`` or ``supervisor``)."""
+        for role in HUMAN_ROLES:
+            found = await self.agent_token(token, role)
+            if found is not None:
+                return found
+        return None
 
     def forget(self, digest: str) -> None:
         """Drop a key's or token's cached answer (it was found revoked)."""

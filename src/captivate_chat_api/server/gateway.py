@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from .agents import Agent
 from .agents.runner import AgentRunner
-from .auth import Authenticator
+from .auth import HUMAN_ROLES, Authenticator
 from .broker import Broker, broker_from_url, default_namespace
 from .broker.memory import MemoryBroker
 from .broker.relay import Relay
@@ -65,19 +65,6 @@ class Gateway:
         metrics.watch_sockets(hub.connections)
         timeline = Timeline(store, hub, metrics=metrics)
         livechat = LiveChat(timeline)
-        runner = AgentRunner(
-            timeline,
-            livechat,
-            timeout=settings.agent_timeout,
-            agent=agent,
-            metrics=metrics,
-            max_metadata_bytes=settings.max_metadata_bytes,
-            base_url=lambda: settings.base_url,
-        )
-        auth = Authenticator(store, settings.auth_cache_seconds)
-        namespace = settings.broker_namespace or default_namespace(settings.database)
-        broker = broker_from_url(settings.broker, namespace) if settings.broker else MemoryBroker()
-        relay = Relay(hub, store, broker, metrics=metrics)
         limits = Limits(
             settings.rate_per_socket,
             settings.burst_per_socket,
@@ -86,6 +73,20 @@ class Gateway:
             in_flight_per_key=settings.in_flight_per_key,
             in_flight_total=settings.in_flight_total,
         )
+        runner = AgentRunner(
+            timeline,
+            livechat,
+            timeout=settings.agent_timeout,
+            agent=agent,
+            metrics=metrics,
+            max_metadata_bytes=settings.max_metadata_bytes,
+            base_url=lambda: settings.base_url,
+            admission=limits.admission,  # agent turns take the tenant's slots too
+        )
+        auth = Authenticator(store, settings.auth_cache_seconds)
+        namespace = settings.broker_namespace or default_namespace(settings.database)
+        broker = broker_from_url(settings.broker, namespace) if settings.broker else MemoryBroker()
+        relay = Relay(hub, store, broker, metrics=metrics)
         handlers = Handlers(
             store,
             hub,
@@ -141,8 +142,11 @@ class Gateway:
                 if connection.role == "client":
                     channel = await self.store.channel_for_key_hash(credential)
                     verdict = channel is not None and channel.id == connection.channel.id
-                else:
-                    found = await self.store.channel_for_agent_token(credential, connection.role)
+                else:  # a live-chat socket's token may be a human or a supervisor one
+                    roles = HUMAN_ROLES if connection.role == "human" else (connection.role,)
+                    found = None
+                    for role in roles:
+                        found = found or await self.store.channel_for_agent_token(credential, role)
                     verdict = found is not None and found[0].id == connection.channel.id
                 verdicts[(connection.role, credential)] = verdict
             if not verdict:

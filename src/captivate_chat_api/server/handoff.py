@@ -4,9 +4,11 @@
      └────────────────take (a human steps in)───▶ human ──take_over (another human)──▶ human
                       waiting_human ──end (nobody came)──▶ ai
 
-The actor is who asks, relative to the conversation: ``owner`` (the human agent who has it), ``other``
-(any other human agent of the channel) or ``any``. Only the owner replies in or ends a live chat; another
-agent gets it only by an explicit ``take_over``, which is stored as a transfer (from whom, to whom).
+The actor is who asks, relative to the conversation: ``owner`` (the human agent who has it), ``supervisor``
+(a human agent with a supervisor token who does not own it), ``other`` (any other human agent of the
+channel) or ``any``. Only the owner, or a supervisor, replies in or ends a live chat (a supervisor's reply
+or end is stored as such); another agent gets it only by an explicit ``take_over``, which is stored as a
+transfer (from whom, to whom).
 
 Every transition is stored atomically with its events (a ``system_message`` for the transcript, and a
 ``conversation_update`` where the client must learn of it). While the state is not ``ai`` no AI agent is
@@ -38,6 +40,7 @@ class HandoffEvent(str, enum.Enum):
 class Actor(str, enum.Enum):
     ANY = "any"
     OWNER = "owner"
+    SUPERVISOR = "supervisor"
     OTHER = "other"
 
 
@@ -64,17 +67,27 @@ TABLE: dict[tuple[HandoffState, HandoffEvent, Actor], Transition] = {
     (HUMAN, HandoffEvent.TAKE_OVER, Actor.OTHER): Transition(
         HUMAN, "{human} took over the conversation from {previous}.", None
     ),
+    (HUMAN, HandoffEvent.TAKE_OVER, Actor.SUPERVISOR): Transition(
+        HUMAN, "{human} took over the conversation from {previous}.", None
+    ),
     (HUMAN, HandoffEvent.REPLY, Actor.OWNER): Transition(HUMAN, None, None),
+    (HUMAN, HandoffEvent.REPLY, Actor.SUPERVISOR): Transition(HUMAN, None, None),
     (WAITING, HandoffEvent.END, Actor.ANY): Transition(AI, _ENDED, "livechat_ended"),
     (HUMAN, HandoffEvent.END, Actor.OWNER): Transition(AI, _ENDED, "livechat_ended"),
+    (HUMAN, HandoffEvent.END, Actor.SUPERVISOR): Transition(
+        AI, "{human} (supervisor) ended the live chat of {previous}.", "livechat_ended"
+    ),
 }
 
 
-def actor_of(owner: str | None, agent_id: str | None) -> Actor:
-    """``owner`` when ``agent_id`` has the conversation, ``other`` for another agent, ``any`` for no agent."""
+def actor_of(owner: str | None, agent_id: str | None, *, supervisor: bool = False) -> Actor:
+    """``owner`` when ``agent_id`` has the conversation, ``supervisor`` or ``other`` for another agent (with
+    or without a supervisor token), ``any`` for no agent."""
     if agent_id is None:
         return Actor.ANY
-    return Actor.OWNER if owner is not None and owner == agent_id else Actor.OTHER
+    if owner is not None and owner == agent_id:
+        return Actor.OWNER
+    return Actor.SUPERVISOR if supervisor else Actor.OTHER
 
 
 def next_transition(state: str, event: HandoffEvent, actor: Actor) -> Transition:

@@ -108,14 +108,49 @@ class Limits:
             raise RateLimitError(429, f"rate limit exceeded; retry in {wait:.2f} s", retry_after=wait)
 
 
-class Admission:
-    """Fair admission of client events: at most ``per_tenant`` in flight per API key's channel and ``total``
-    over all, and when a slot frees, the tenants waiting take turns (round robin), not first come first
-    served. A tenant flooding at its rate limit then queues behind itself, not in front of everyone else.
+class _Line:
+    """One tenant's waiters: its agent turns (work it was already promised) before its new events."""
 
-    Applied where a request enters (routes), before the handler touches the store; at most ``max_waiting``
-    events of one tenant wait, the next is refused with 429 (so a flood cannot grow memory).
+    __slots__ = ("events", "turns")
+
+    def __init__(self) -> None:
+        self.turns: deque[asyncio.Future[None]] = deque()
+        self.events: deque[asyncio.Future[None]] = deque()
+
+    def __bool__(self) -> bool:
+        return bool(self.turns or self.events)
+
+    def grant_next(self) -> bool:
+        """Wake the first waiter still waiting (one cancelled meanwhile is skipped); False if none is."""
+        while self:
+            future = (self.turns or self.events).popleft()
+            if not future.done():
+                future.set_result(None)
+                return True
+        return False
+
+    def remove(self, future: asyncio.Future[None]) -> None:
+        for queue in (self.turns, self.events):
+            with contextlib.suppress(ValueError):
+                queue.remove(future)
+
+
+class Admission:
+    """Fair admission of a tenant's work: at most ``per_tenant`` units in flight per API key's channel and
+    ``total`` over all, and when a slot frees, the tenants waiting take turns (round robin), not first come
+    first served. A tenant flooding at its rate limit then queues behind itself, not in front of everyone
+    else.
+
+    Two kinds of work take slots: client events (where a request enters, before the handler touches the
+    store) and agent turns (the gateway's part of a turn: building the request, an in-process agent's
+    answer, the store write and fan-out; not the wait for a remote agent). Within one tenant its turns go
+    before its new events (finish what was accepted before accepting more), and a turn is never refused;
+    at most ``max_waiting`` events of one tenant wait, the next is refused with 429 (so a flood cannot grow
+    memory).
     """
+
+    ACTIVE_WINDOW = 1.0
+    """Seconds after its last admitted unit that a tenant counts as active (for the shares)."""
 
     def __init__(self, per_tenant: int, total: int, max_waiting: int = 1000) -> None:
         self.per_tenant = per_tenant
@@ -123,31 +158,59 @@ class Admission:
         self.max_waiting = max_waiting
         self.in_flight: dict[str, int] = {}
         self.running = 0
-        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._waiting: dict[str, _Line] = {}
         """Tenants with waiters, in turn order (dicts keep insertion order)."""
+        self._seen: dict[str, float] = {}
+        """Each tenant's last admission (``time.monotonic()``), for :attr:`active`."""
+        self.active = 1
+        """Tenants active within :attr:`ACTIVE_WINDOW` (recounted at most every 0.1 s)."""
+        self._counted = 0.0
 
     @property
     def enabled(self) -> bool:
         return self.per_tenant > 0 and self.total > 0
 
+    def share(self) -> int:
+        """What one tenant may have in flight now: ``per_tenant`` while it is alone, divided among the
+        active tenants otherwise (at least 1). Every unit in flight lengthens every other tenant's wait (on
+        the event loop, at the store), so a flooding tenant keeps its full share only when nobody else is
+        there to wait behind it."""
+        return max(1, self.per_tenant // self.active) if self.active > 1 else self.per_tenant
+
     def _free(self, tenant: str) -> bool:
-        return self.running < self.total and self.in_flight.get(tenant, 0) < self.per_tenant
+        return self.running < self.total and self.in_flight.get(tenant, 0) < self.share()
 
     def _grant(self, tenant: str) -> None:
         self.in_flight[tenant] = self.in_flight.get(tenant, 0) + 1
         self.running += 1
+        now = time.monotonic()
+        self._seen[tenant] = now
+        if now - self._counted > 0.1:
+            self._recount(now)
+
+    def _recount(self, now: float) -> None:
+        horizon = now - self.ACTIVE_WINDOW
+        for tenant in [t for t, seen in self._seen.items() if seen < horizon]:
+            del self._seen[tenant]
+        self.active = max(1, len(self._seen))
+        self._counted = now
 
     @contextlib.asynccontextmanager
-    async def slot(self, tenant: str) -> AsyncIterator[None]:
+    async def slot(self, tenant: str, *, turn: bool = False) -> AsyncIterator[None]:
+        """Hold one of ``tenant``'s slots; ``turn``: for an agent turn (ahead of the tenant's waiting
+        events, never refused). Entered without suspending when a slot is free."""
         if not self.enabled:
             yield
             return
         if self._free(tenant) and tenant not in self._waiting:
             self._grant(tenant)
         else:
-            queue = self._waiting.setdefault(tenant, deque())
-            if len(queue) >= self.max_waiting:
-                if not queue:
+            line = self._waiting.get(tenant)
+            if line is None:
+                line = self._waiting[tenant] = _Line()
+            queue = line.turns if turn else line.events
+            if not turn and len(queue) >= self.max_waiting:
+                if not line:
                     del self._waiting[tenant]
                 raise RateLimitError(429, "too many requests in flight for this key; retry", retry_after=0.1)
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -158,9 +221,8 @@ class Admission:
                 if future.done() and not future.cancelled():
                     self._release(tenant)  # granted as it was cancelled: hand the slot on
                 else:
-                    with contextlib.suppress(ValueError):
-                        queue.remove(future)
-                    if not queue and self._waiting.get(tenant) is queue:
+                    line.remove(future)
+                    if not line and self._waiting.get(tenant) is line:
                         del self._waiting[tenant]
                 raise
         try:
@@ -175,9 +237,9 @@ class Admission:
         else:
             self.in_flight.pop(tenant, None)
         self.running -= 1
-        queue = self._waiting.pop(tenant, None)
-        if queue:
-            self._waiting[tenant] = queue  # it just had its turn: the others' first
+        line = self._waiting.pop(tenant, None)
+        if line:
+            self._waiting[tenant] = line  # it just had its turn: the others' first
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -185,9 +247,8 @@ class Admission:
         for tenant in list(self._waiting):
             if self.running >= self.total:
                 return
-            queue = self._waiting.pop(tenant)
-            if self.in_flight.get(tenant, 0) < self.per_tenant and queue:
+            line = self._waiting.pop(tenant)
+            if self.in_flight.get(tenant, 0) < self.share() and line.grant_next():
                 self._grant(tenant)
-                queue.popleft().set_result(None)
-            if queue:
-                self._waiting[tenant] = queue  # to the back of the line
+            if line:
+                self._waiting[tenant] = line  # to the back of the line

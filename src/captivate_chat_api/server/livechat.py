@@ -11,7 +11,15 @@ from typing import Any
 
 from ..errors import ConversationNotFound
 from ..protocol import HandoffUpdate, text_content
-from .handoff import HandoffConflict, HandoffEvent, HandoffState, Transition, actor_of, next_transition
+from .handoff import (
+    Actor,
+    HandoffConflict,
+    HandoffEvent,
+    HandoffState,
+    Transition,
+    actor_of,
+    next_transition,
+)
 from .store import ConversationRecord, NewEvent, StoredEvent
 from .timeline import Timeline, new_message_id
 
@@ -20,10 +28,12 @@ ANY_STATE = frozenset(state.value for state in HandoffState)
 
 @dataclass(frozen=True, slots=True)
 class AgentIdentity:
-    """A human agent: the id of its token and the name users see."""
+    """A human agent: the id of its token and the name users see; ``supervisor``: its token has the
+    supervisor role (it may also reply in and end other agents' live chats)."""
 
     id: str
     name: str
+    supervisor: bool = False
 
 
 def system_message(text: str, **extra: Any) -> NewEvent:
@@ -50,6 +60,7 @@ class LiveChat:
         self,
         rule: Transition,
         event: HandoffEvent,
+        actor: Actor,
         agent: AgentIdentity | None,
         current: ConversationRecord,
         reason: str | None,
@@ -63,6 +74,8 @@ class LiveChat:
             extra: dict[str, Any] = {"handoff": rule.target.value}
             if event is HandoffEvent.TAKE_OVER and agent is not None:
                 extra["transfer"] = {"from": current.human_agent, "to": agent.id}
+            if actor is Actor.SUPERVISOR and event is not HandoffEvent.TAKE_OVER and agent is not None:
+                extra["supervisor"] = {"id": agent.id, "owner": current.human_agent}
             events.append(system_message(text, **extra))
         if rule.update_type:
             data: dict[str, Any] = {"state": rule.target.value}
@@ -91,7 +104,9 @@ class LiveChat:
         transition chosen for another state."""
         event = HandoffEvent(event)
         current = await self._current(channel_id, conversation_id)
-        actor = actor_of(current.human_agent, agent.id if agent else None)
+        actor = actor_of(
+            current.human_agent, agent.id if agent else None, supervisor=bool(agent and agent.supervisor)
+        )
         rule = next_transition(current.handoff, event, actor)
         owner_change: str | None = None
         if rule.target is HandoffState.HUMAN and agent is not None:
@@ -105,7 +120,7 @@ class LiveChat:
             require_human_agent=current.human_agent if current.handoff == HandoffState.HUMAN else None,
             handoff=rule.target.value,
             human_agent=owner_change,
-            events=self._events(rule, event, agent, current, reason, previous_name),
+            events=self._events(rule, event, actor, agent, current, reason, previous_name),
         )
         if result is None:
             raise HandoffConflict(event.value, (await self._current(channel_id, conversation_id)).handoff)
@@ -116,21 +131,21 @@ class LiveChat:
     async def human_message(
         self, channel_id: str, conversation_id: str, agent: AgentIdentity, content: Any
     ) -> StoredEvent:
-        """A message from the human who owns the live chat, delivered as ``livechat_message`` with the
-        agent's display name (``agent_name``)."""
+        """A message from the human who owns the live chat (or from a supervisor: stored with
+        ``supervisor: true``), delivered as ``livechat_message`` with the agent's display name
+        (``agent_name``)."""
         current = await self._current(channel_id, conversation_id)
-        next_transition(current.handoff, HandoffEvent.REPLY, actor_of(current.human_agent, agent.id))
-        event = NewEvent(
-            "livechat_message",
-            {"content": content, "agent_name": agent.name},
-            sender="human_agent",
-            message_id=new_message_id(),
-        )
+        actor = actor_of(current.human_agent, agent.id, supervisor=agent.supervisor)
+        next_transition(current.handoff, HandoffEvent.REPLY, actor)
+        payload: dict[str, Any] = {"content": content, "agent_name": agent.name}
+        if actor is Actor.SUPERVISOR:
+            payload["supervisor"] = True
+        event = NewEvent("livechat_message", payload, sender="human_agent", message_id=new_message_id())
         result = await self.timeline.transition(
             channel_id,
             conversation_id,
             allowed_from=frozenset({HandoffState.HUMAN.value}),
-            require_human_agent=agent.id,
+            require_human_agent=current.human_agent,  # the owner it was checked against: still the same
             events=[event],
         )
         if result is None:

@@ -85,10 +85,12 @@ class Settings(BaseSettings):
     burst_per_key: float = 2000.0
     """Burst a key may send above ``rate_per_key``."""
     in_flight_per_key: int = Field(default=8, ge=0)
-    """Client events of one key handled at once; more wait, and the keys waiting take turns (fairness:
-    a key flooding at its rate limit queues behind itself). 0 disables admission."""
+    """Units of work of one key handled at once (client events, and agent turns' own work): this many while
+    the key is the only active one, divided among the keys active in the last second otherwise (at
+    least 1). More wait, and the keys waiting take turns (fairness: a key flooding at its rate limit queues
+    behind itself). 0 disables admission."""
     in_flight_total: int = Field(default=64, ge=0)
-    """Client events handled at once over all keys."""
+    """Units of work handled at once over all keys."""
     max_sockets_per_key: int = 1000
     """Open WebSockets per API key; one more is refused before the upgrade (429)."""
     starts_per_minute_per_key: float = 600.0

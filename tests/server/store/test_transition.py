@@ -95,3 +95,27 @@ async def test_an_unknown_or_foreign_conversation_is_not_found(store: Store, eve
             await store.transition(channel_id, cid, allowed_from=AI, events=events)
         with pytest.raises(ConversationNotFound):
             await store.transition(channel_id, cid, allowed_from=AI, handoff="waiting_human", events=events)
+
+
+async def test_metadata_goes_with_its_events_or_not_at_all(store: Store) -> None:
+    """An AI answer's metadata patch is applied in the guarded step itself: refused, nothing changes."""
+    ch = await conversation(store)
+    applied = await store.transition(
+        ch, "c1", allowed_from=AI, events=[note("answer")], metadata=({"title": "t1"}, {"crm": 1})
+    )
+    assert applied is not None
+    record, events = applied
+    assert (record.metadata, record.private_metadata, record.last_seq) == ({"title": "t1"}, {"crm": 1}, 1)
+    assert [e.seq for e in events] == [1]
+    assert await store.get_conversation(ch, "c1") == record
+    guard_only = await store.transition(ch, "c1", allowed_from=AI, events=[], metadata=({"b": 2}, {}))
+    assert guard_only is not None and guard_only[0].metadata == {"title": "t1", "b": 2}
+    await store.transition(ch, "c1", allowed_from=AI, handoff="human", human_agent="tok_a", events=[])
+    refused = await store.transition(
+        ch, "c1", allowed_from=AI, events=[note("late")], metadata=({"title": "late"}, {"crm": 2})
+    )
+    assert refused is None
+    stored = await store.get_conversation(ch, "c1")
+    assert stored is not None
+    assert (stored.metadata, stored.private_metadata) == ({"title": "t1", "b": 2}, {"crm": 1})
+    assert [e.seq for e in await store.events_after(ch, "c1", 0)] == [1]

@@ -24,6 +24,7 @@ from ...protocol import (
 from ...protocol.agent import InternalMetadata, UserInfo
 from ..eager import await_within, start_eagerly
 from ..handoff import HandoffConflict, HandoffState
+from ..limits import Admission
 from ..livechat import LiveChat
 from ..locks import KeyedLocks
 from ..metrics import Metrics
@@ -36,6 +37,8 @@ from .base import Agent, AgentError, is_immediate
 log = logging.getLogger("captivate_chat_api.server.agents")
 
 _USER_FIELDS = ("firstName", "lastName", "email")
+AI_ONLY = frozenset({HandoffState.AI.value})
+"""The states an AI agent's answer may be stored in."""
 PLATFORM_ACTIONS = ("escalateToHuman", "escalate_to_agent", "escalate_to_agent_router")
 
 
@@ -116,8 +119,11 @@ class AgentRunner:
         metrics: Metrics | None = None,
         max_metadata_bytes: int = 16 * 1024,
         base_url: Callable[[], str] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.admission = admission or Admission(0, 0)
+        """The tenants' fair share of the gateway, shared with the client events (limits.Admission)."""
         self.max_metadata_bytes = max_metadata_bytes
         self._base_url = base_url
         self.timeline = timeline
@@ -230,14 +236,32 @@ class AgentRunner:
         files: list[dict[str, Any]] | None = None,
         conversation: ConversationRecord | None = None,
     ) -> None:
-        if conversation is None:
-            conversation = await self.timeline.store.get_conversation(channel.id, conversation_id)
-        if conversation is None or conversation.handoff != HandoffState.AI:
-            return  # a human has (or is about to have) the conversation: the AI stays quiet
-        request = build_request(
-            conversation, user_input=user_input, action=action, channel=channel, files=files
-        )
+        """One turn. Its work on the gateway holds one of the tenant's admission slots (limits.Admission,
+        ahead of the tenant's waiting events): all of it for an agent that answers at once (the demo agent,
+        a plain ``python:`` function), and for any other the preparation and the storing of its answer, not
+        the wait for it (a slow webhook must not hold a slot for seconds)."""
         message_id = new_message_id()
+        async with self.admission.slot(channel.id, turn=True):
+            if conversation is None:
+                conversation = await self.timeline.store.get_conversation(channel.id, conversation_id)
+            if conversation is None or conversation.handoff != HandoffState.AI:
+                return  # a human has (or is about to have) the conversation: the AI stays quiet
+            request = build_request(
+                conversation, user_input=user_input, action=action, channel=channel, files=files
+            )
+            if is_immediate(self._agent_or_none(channel, conversation)):
+                outcome = await self._call(channel, conversation, request, message_id)
+                await self._store(channel, conversation, outcome, message_id)
+                return
+        outcome = await self._call(channel, conversation, request, message_id)
+        async with self.admission.slot(channel.id, turn=True):
+            await self._store(channel, conversation, outcome, message_id)
+
+    async def _call(
+        self, channel: Channel, conversation: ConversationRecord, request: ChatRequest, message_id: str
+    ) -> AgentResponse | ProtocolError:
+        """The agent's answer, or the error the client gets instead (a timeout, a failing agent)."""
+        conversation_id = conversation.id
         try:
             agent = self.agent_for(channel, conversation)  # inside: a misconfigured agent is a general_error
             stream = getattr(agent, "stream", None)
@@ -252,30 +276,37 @@ class AgentRunner:
             )
             timed = self.metrics.time_agent(kind, call)
             if is_immediate(agent):  # no task nor timer for an answer that is there at once
-                response = await await_within(timed, self.timeout)
+                response: AgentResponse = await await_within(timed, self.timeout)
             else:
                 response = await asyncio.wait_for(timed, self.timeout)
         except TimeoutError:
-            await self._fail(
-                channel, conversation_id, 504, f"the agent did not answer within {self.timeout:g} s"
-            )
-            return
+            return ProtocolError(504, f"the agent did not answer within {self.timeout:g} s")
         except AgentError as exc:
-            await self._fail(channel, conversation_id, exc.error_code, exc.error_desc)
-            return
+            return ProtocolError(exc.error_code, exc.error_desc)
         except Exception as exc:
             log.exception(
                 "agent %s raised",
                 channel.agent_spec(conversation.agent),
                 extra={"conversation_id": conversation_id},
             )
-            await self._fail(channel, conversation_id, 502, f"the agent failed: {type(exc).__name__}")
+            return ProtocolError(502, f"the agent failed: {type(exc).__name__}")
+        return response
+
+    async def _store(
+        self,
+        channel: Channel,
+        conversation: ConversationRecord,
+        outcome: AgentResponse | ProtocolError,
+        message_id: str,
+    ) -> None:
+        if isinstance(outcome, ProtocolError):
+            await self._fail(channel, conversation.id, outcome.error_code, outcome.error_desc)
             return
         try:
-            await self.apply(channel, conversation, response, message_id=message_id)
+            await self.apply(channel, conversation, outcome, message_id=message_id)
         except ProtocolError as exc:  # e.g. metadata over the limit: the client learns, nothing is stored
             await self._fail(
-                channel, conversation_id, exc.error_code, f"the agent's answer was refused: {exc.error_desc}"
+                channel, conversation.id, exc.error_code, f"the agent's answer was refused: {exc.error_desc}"
             )
 
     async def apply(
@@ -288,24 +319,18 @@ class AgentRunner:
     ) -> bool:
         """Store and deliver an agent response (a turn's, or one pushed later). False if a human has the
         conversation by now: the reply is dropped, never shown over a person, and its metadata is not
-        written either (a refused answer changes nothing). Metadata over the limit raises a 413
+        written either. The hand-off check, the metadata and the events are one store step, so a turn
+        superseded by a take-over (or any refused answer) changes nothing, and a client that sees the events
+        (a title_changed) and asks for the metadata finds it written. Metadata over the limit raises a 413
         ProtocolError before anything is written."""
         events, public, private = response_events(conversation, response, message_id)
+        patch = None
         if public or private:
             check_metadata_size(self.max_metadata_bytes, conversation, public, private)
-        allowed = frozenset({HandoffState.AI.value})
-        if public or private:
-            # the state guard first (with no events it only checks), then the metadata, then the events: a
-            # client that sees the events (a title_changed) and asks for the metadata finds it written
-            if (
-                await self.timeline.transition(channel.id, conversation.id, allowed_from=allowed, events=[])
-                is None
-            ):
-                return self._dropped(conversation.id)
-            await self.timeline.store.update_metadata(channel.id, conversation.id, public, private)
-        if events:
+            patch = (public, private)
+        if events or patch is not None:
             result = await self.timeline.transition(
-                channel.id, conversation.id, allowed_from=allowed, events=events
+                channel.id, conversation.id, allowed_from=AI_ONLY, events=events, metadata=patch
             )
             if result is None:
                 return self._dropped(conversation.id)

@@ -1,9 +1,11 @@
 """The human agents' API (live chat): REST to act, a WebSocket to follow.
 
-Authenticated with a ``human`` agent token (``x-agent-token`` header or ``token`` query), scoped to one
-channel: a token never sees another channel's conversations. A token *is* one agent: its id owns the
-conversations it takes and its label is the name users see; only the owner replies in or ends a live chat,
-and another agent gets it only by an explicit, recorded take-over (``POST …/take {"take_over": true}``).
+Authenticated with a ``human`` (or ``supervisor``) agent token (``x-agent-token`` header or ``token``
+query), scoped to one channel: a token never sees another channel's conversations. A token *is* one agent:
+its id owns the conversations it takes and its label is the name users see; only the owner replies in or
+ends a live chat, and another agent gets it only by an explicit, recorded take-over (``POST …/take
+{"take_over": true}``). A ``supervisor`` token may also reply in and end another agent's live chat without
+taking it; each such message and end is stored as the supervisor's.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from fastapi.responses import JSONResponse
 
 from ...errors import ConversationNotFound
 from ...protocol import AgentConnected, ProtocolError, decode_json, normalize_content
-from ..auth import single_credential
+from ..auth import HUMAN_ROLES, single_credential
 from ..connection import Connection
 from ..handlers import is_transcript_message, transcript_entry
 from ..handoff import HandoffConflict, HandoffEvent
 from ..keys import hash_key
 from ..livechat import AgentIdentity
-from ..store import AgentTokenInfo, Channel, ConversationRecord
+from ..store import AgentTokenInfo, Channel, ConversationRecord, StoredEvent
 from .http import ERROR_RESPONSES, gateway_of, json_body, read_body
 
 router = APIRouter(prefix="/api/agent", tags=["live chat"], responses=ERROR_RESPONSES)
@@ -37,7 +39,7 @@ def agent_token_of(connection: Request | WebSocket) -> str | None:
 
 async def human(request: Request) -> tuple[Channel, AgentTokenInfo]:
     token = agent_token_of(request)
-    found = await gateway_of(request).auth.agent_token(token, "human")
+    found = await gateway_of(request).auth.human_agent(token)
     if found is None:
         raise ProtocolError(401, "missing or invalid agent token")
     return found
@@ -64,7 +66,7 @@ async def conversation_of(request: Request, channel: Channel, conversation_id: s
 def identity_of(token: AgentTokenInfo, body: dict[str, Any]) -> AgentIdentity:
     """The acting agent, from the token. A body's ``agent_name`` (older consoles send it) must be the
     token's own name: it can never make one agent speak as another."""
-    identity = AgentIdentity(token.id, token.label or token.id)
+    identity = AgentIdentity(token.id, token.label or token.id, supervisor=token.role == "supervisor")
     name = body.get("agent_name")
     if name is not None and name != identity.name:
         raise ProtocolError(
@@ -77,7 +79,15 @@ def identity_of(token: AgentTokenInfo, body: dict[str, Any]) -> AgentIdentity:
 async def agent_names(request: Request, channel: Channel) -> dict[str, str]:
     """Display names of the channel's human agents by token id."""
     tokens = await gateway_of(request).store.list_agent_tokens(channel.id)
-    return {t.id: t.label or t.id for t in tokens if t.role == "human"}
+    return {t.id: t.label or t.id for t in tokens if t.role in HUMAN_ROLES}
+
+
+def console_entry(event: StoredEvent) -> dict[str, Any]:
+    """A transcript entry for the console: a supervisor's message says so (``supervisor: true``)."""
+    entry = transcript_entry(event)
+    if event.payload.get("supervisor") is True:
+        entry["supervisor"] = True
+    return entry
 
 
 def summary(record: ConversationRecord, names: dict[str, str]) -> dict[str, Any]:
@@ -144,7 +154,7 @@ async def get_conversation(request: Request, conversation_id: str) -> dict[str, 
         raise ConversationNotFound(conversation_id)
     bind_socket(request, channel, dict(request.query_params), conversation_id)
     transcript = [
-        transcript_entry(e)
+        console_entry(e)
         for e in await store.messages(channel.id, conversation_id)
         if is_transcript_message(e)
     ]
@@ -200,7 +210,8 @@ async def take(request: Request, conversation_id: str) -> dict[str, Any]:
     ),
 )
 async def send(request: Request, conversation_id: str) -> JSONResponse:
-    """A message to the user (``{text}`` or ``{content}``), delivered as ``livechat_message``; only by the owner."""
+    """A message to the user (``{text}`` or ``{content}``), delivered as ``livechat_message``; only by the
+    owner or a supervisor (then stored and sent with ``supervisor: true``)."""
     channel, token = await human(request)
     body = await body_of(request)
     content = body.get("content", body.get("text"))
@@ -220,16 +231,25 @@ async def send(request: Request, conversation_id: str) -> JSONResponse:
 
 @router.post("/conversations/{conversation_id}/end")
 async def end(request: Request, conversation_id: str) -> dict[str, Any]:
-    """End the live chat (only its owner; a waiting one, anyone): the AI agent answers again."""
+    """End the live chat (only its owner or a supervisor; a waiting one, anyone): the AI agent answers
+    again."""
     channel, token = await human(request)
     body = await body_of(request)
-    await conversation_of(request, channel, conversation_id)
+    current = await conversation_of(request, channel, conversation_id)
     agent = identity_of(token, body)
+    names = await agent_names(request, channel)
     livechat = gateway_of(request).livechat
     record = await run(
-        livechat.apply(channel.id, conversation_id, HandoffEvent.END, agent=agent), conversation_id
+        livechat.apply(
+            channel.id,
+            conversation_id,
+            HandoffEvent.END,
+            agent=agent,
+            previous_name=names.get(current.human_agent or ""),
+        ),
+        conversation_id,
     )
-    return summary(record, await agent_names(request, channel))
+    return summary(record, names)
 
 
 @router.websocket("/ws")
@@ -242,7 +262,7 @@ async def agent_socket(websocket: WebSocket) -> None:
     except ProtocolError as exc:
         await websocket.send_denial_response(JSONResponse(exc.to_body(), status_code=exc.error_code))
         return
-    found = await gateway.auth.agent_token(token, "human")
+    found = await gateway.auth.human_agent(token)
     if found is None:
         await websocket.send_denial_response(
             JSONResponse({"error_code": 401, "error_desc": "missing or invalid agent token"}, status_code=401)

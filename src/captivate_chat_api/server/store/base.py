@@ -41,7 +41,8 @@ class AgentTokenInfo:
     channel_id: str
     prefix: str
     role: str
-    """``push`` (an AI agent answering later) or ``human`` (a live-chat agent)."""
+    """``push`` (an AI agent answering later), ``human`` (a live-chat agent) or ``supervisor`` (a live-chat
+    agent who may also reply in and end other agents' live chats)."""
     label: str
     created_at: str
     revoked_at: str | None
@@ -276,11 +277,13 @@ class Store(abc.ABC):
         agent: str | None = None,
         events: list[NewEvent],
         require_human_agent: str | None = None,
+        metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
         """Atomically: if the conversation's hand-off state is in ``allowed_from`` (and, with
-        ``require_human_agent``, that agent owns it), set the new state/agent fields and append ``events``.
-        None when the conversation is in another state (or owned by someone else); ConversationNotFound if
-        unknown (see :func:`.rules.transition_allowed`, :func:`.rules.transitioned`).
+        ``require_human_agent``, that agent owns it), set the new state/agent fields, merge ``metadata``
+        (``(public, private)`` patches, shallow, as :meth:`update_metadata`) and append ``events``.
+        None when the conversation is in another state (or owned by someone else): then nothing changed.
+        ConversationNotFound if unknown (see :func:`.rules.transition_allowed`, :func:`.rules.transitioned`).
         ``human_agent`` "" clears the owner."""
 
     # the event log

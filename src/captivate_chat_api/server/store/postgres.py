@@ -533,8 +533,9 @@ class PostgresStore(Store):
         agent: str | None = None,
         events: list[NewEvent],
         require_human_agent: str | None = None,
+        metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
-        if events and only_appends(handoff, human_agent, agent, require_human_agent):
+        if events and metadata is None and only_appends(handoff, human_agent, agent, require_human_agent):
             # an agent's reply: a guarded append, one autocommitted statement
             async with self.pool.acquire() as conn:
                 stored, record = await self._append(conn, channel_id, conversation_id, events, allowed_from)
@@ -554,6 +555,18 @@ class PostgresStore(Store):
                     changed.human_agent,
                     changed.agent,
                     changed.has_livechat,
+                )
+            if metadata is not None:  # in the same transaction as the guard: a refused change writes nothing
+                public, private = merged_metadata(changed, *metadata)
+                changed = conversation_row(
+                    await conn.fetchrow(
+                        "UPDATE conversations SET metadata = $2, private_metadata = $3, updated_at = $4"
+                        " WHERE id = $1 RETURNING *",
+                        conversation_id,
+                        dumps(public),
+                        dumps(private),
+                        utc_now(),
+                    )
                 )
             if not events:
                 return changed, []

@@ -516,6 +516,7 @@ class SQLiteStore(Store):
         agent: str | None = None,
         events: list[NewEvent],
         require_human_agent: str | None = None,
+        metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
         def run(conn: sqlite3.Connection) -> tuple[ConversationRecord, list[StoredEvent]] | None:
             row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
@@ -532,6 +533,20 @@ class SQLiteStore(Store):
                         changed.human_agent,
                         changed.agent,
                         changed.has_livechat,
+                        conversation_id,
+                    ),
+                )
+            if metadata is not None:  # in the same step as the guard: a refused change writes nothing
+                public, private = merged_metadata(changed, *metadata)
+                changed = dataclasses.replace(
+                    changed, metadata=public, private_metadata=private, updated_at=utc_now()
+                )
+                conn.execute(
+                    "UPDATE conversations SET metadata = ?, private_metadata = ?, updated_at = ? WHERE id = ?",
+                    (
+                        dumps(changed.metadata),
+                        dumps(changed.private_metadata),
+                        changed.updated_at,
                         conversation_id,
                     ),
                 )
