@@ -99,9 +99,7 @@ class Connection:
             while self._backlog:
                 await self._websocket.send_text(self._backlog.popleft())
         except Exception as exc:  # noqa: BLE001 -- a dead writer must close its socket
-            log.debug("socket %s write failed: %r", self.socket_id[:8], exc)
-            self._begin_close(CLOSE_INTERNAL_ERROR, "send failed; reconnect and subscribe")
-            self._backlog.clear()
+            self._write_failed(exc)  # (this task is the writer: it closes the socket below)
         if self._close_code is None:
             self._writer = None  # idle again (no await since the backlog was found empty)
             return

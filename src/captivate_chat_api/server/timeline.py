@@ -78,12 +78,6 @@ class Timeline:
         self.publish(stored)
         return stored
 
-    async def append_user_message(
-        self, channel_id: str, conversation_id: str, content: Any, client_msg_id: str | None
-    ) -> tuple[StoredEvent, bool]:
-        stored, created, _ = await self.append_user_turn(channel_id, conversation_id, content, client_msg_id)
-        return stored, created
-
     async def append_user_turn(
         self, channel_id: str, conversation_id: str, content: Any, client_msg_id: str | None
     ) -> tuple[StoredEvent, bool, ConversationRecord | None]:

@@ -294,7 +294,6 @@ class Store(abc.ABC):
         """Append in order, assigning consecutive ``seq``; committed when this returns. ConversationNotFound
         for an unknown, deleted or foreign conversation."""
 
-    @abc.abstractmethod
     async def append_user_message(
         self, channel_id: str, conversation_id: str, event: NewEvent
     ) -> tuple[StoredEvent, bool]:
@@ -304,15 +303,15 @@ class Store(abc.ABC):
         (:func:`.rules.retry_of`): it is returned with ``created=False`` and nothing is written. Raises
         ConversationNotFound like :meth:`append_events`, for a retry too.
         """
+        stored, created, _ = await self.append_user_turn(channel_id, conversation_id, event)
+        return stored, created
 
+    @abc.abstractmethod
     async def append_user_turn(
         self, channel_id: str, conversation_id: str, event: NewEvent
     ) -> tuple[StoredEvent, bool, ConversationRecord | None]:
         """:meth:`append_user_message`, plus the conversation as it is right after the append (None for a
-        retry, or where the store cannot read it in the same step): the agent turn that follows uses it
-        instead of reading the conversation again."""
-        stored, created = await self.append_user_message(channel_id, conversation_id, event)
-        return stored, created, None
+        retry): the agent turn that follows uses it instead of reading the conversation again."""
 
     @abc.abstractmethod
     async def events_after(

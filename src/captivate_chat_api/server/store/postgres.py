@@ -615,12 +615,6 @@ class PostgresStore(Store):
         async with self.pool.acquire() as conn:  # autocommitted: one statement
             return await self._insert(conn, channel_id, conversation_id, events)
 
-    async def append_user_message(
-        self, channel_id: str, conversation_id: str, event: NewEvent
-    ) -> tuple[StoredEvent, bool]:
-        stored, created, _ = await self.append_user_turn(channel_id, conversation_id, event)
-        return stored, created
-
     async def append_user_turn(
         self, channel_id: str, conversation_id: str, event: NewEvent
     ) -> tuple[StoredEvent, bool, ConversationRecord | None]:

@@ -620,12 +620,6 @@ class SQLiteStore(Store):
     ) -> list[StoredEvent]:
         return await self._write(self._insert, channel_id, conversation_id, events)
 
-    async def append_user_message(
-        self, channel_id: str, conversation_id: str, event: NewEvent
-    ) -> tuple[StoredEvent, bool]:
-        stored, created, _ = await self.append_user_turn(channel_id, conversation_id, event)
-        return stored, created
-
     async def append_user_turn(
         self, channel_id: str, conversation_id: str, event: NewEvent
     ) -> tuple[StoredEvent, bool, ConversationRecord | None]:
