@@ -320,6 +320,7 @@ class Config:
     database: str
     broker: str | None
     schema: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -387,6 +388,7 @@ class Gateway:
             "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
             "CAPTIVATE_MAX_SOCKETS_PER_KEY": "1000000",
             "CAPTIVATE_SEND_QUEUE_FRAMES": "10000",
+            **config.env,
         }
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 -- lives as long as the gateway
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
@@ -835,6 +837,12 @@ def main() -> None:
         default="deflate",
         help="WebSocket permessage-deflate offered by the clients (browsers do)",
     )
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=None,
+        help="CAPTIVATE_IN_FLIGHT_PER_KEY and _TOTAL (fair admission; 0: off; default: the gateway's, 8 and 64)",
+    )
     parser.add_argument("--redis", help="redis:// URL (default: a redis-server of our own on a free port)")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy profile of one configuration (--profile-workers)"
@@ -857,18 +865,29 @@ def main() -> None:
     broker = args.redis or (redis.url if redis else None)
     redis_pids = [redis.proc.pid] if redis else []
     workdir = Path(tempfile.mkdtemp(prefix="scale-bench-"))
+    env = (
+        {}
+        if args.in_flight is None
+        else {
+            "CAPTIVATE_IN_FLIGHT_PER_KEY": str(args.in_flight),
+            "CAPTIVATE_IN_FLIGHT_TOTAL": str(args.in_flight),
+        }
+    )
     configs = (
-        [] if args.no_sqlite else [Config("1 process, SQLite", 1, f"sqlite:///{workdir / 'bench.db'}", None)]
+        []
+        if args.no_sqlite
+        else [Config("1 process, SQLite", 1, f"sqlite:///{workdir / 'bench.db'}", None, env=env)]
     )
     for n in args.workers:
         schema = f"bench_{uuid.uuid4().hex[:10]}"
         database = f"{POSTGRES}?schema={schema}&application_name=captivate_{schema}"
         configs.append(
-            Config(f"{n} process{'es' if n > 1 else ''}, PostgreSQL+Redis", n, database, broker, schema)
+            Config(f"{n} process{'es' if n > 1 else ''}, PostgreSQL+Redis", n, database, broker, schema, env)
         )
     print(
         f"{os.cpu_count()} CPUs; {args.conversations} conversations over {args.clients} client processes; "
-        f"warm-up {args.warmup:g} s, measured {args.seconds:g} s; load average {os.getloadavg()[0]:.1f} before the run",
+        f"warm-up {args.warmup:g} s, measured {args.seconds:g} s; admission (in flight per key) "
+        f"{'the default' if args.in_flight is None else args.in_flight or 'off'}; load average {os.getloadavg()[0]:.1f} before the run",
         flush=True,
     )
     results = []

@@ -2,8 +2,9 @@
 
 Two gateways' data paths (store, hub, timeline, relay, agent runner, handlers), wired as the gateway wires
 them, on the real PostgreSQL (a schema of this module's own) and one in-process broker bus: the same as two
-processes on Redis, without Redis. Every statement either pool sends is counted (asyncpg's query logger:
-BEGIN and COMMIT count too) while user messages with a ``client_msg_id`` make round trips: the message
+processes on Redis, without Redis. Every statement either store sends is counted (asyncpg's query logger
+on each of its connections, the pool's and the writer's that batches appends; BEGIN and COMMIT count too)
+while user messages with a ``client_msg_id`` make round trips, one at a time (a batch of one): the message
 stored, echoed, the demo agent's ``bot_message`` stored and delivered to the socket.
 """
 
@@ -61,14 +62,10 @@ class Node:
         self.statements: list[str] = []
 
     async def start(self) -> None:
+        # every connection the store opens (its pool's, its writer's) logs each statement it sends
+        self.store.query_loggers.append(lambda record: self.statements.append(record.query))
         await self.store.open()
         await self.relay.start(self.timeline.subscribe)
-        pool = self.store.pool
-        held = [await pool.acquire().__aenter__() for _ in range(POOL)]  # every connection the pool opens
-        for conn in held:
-            conn.add_query_logger(lambda record: self.statements.append(record.query))
-        for conn in held:
-            await pool._pool.release(conn)
 
     async def stop(self) -> None:
         await self.runner.cancel()

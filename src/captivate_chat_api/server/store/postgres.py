@@ -1,8 +1,11 @@
 """PostgreSQL store (asyncpg): the same interface and the same migrations (in its own dialect) as SQLite.
 
 ``seq`` is assigned under the conversation row's lock (``UPDATE … RETURNING last_seq``), so appends from
-any number of gateway processes get consecutive numbers. An append is one autocommitted statement (the
-UPDATE and the INSERT in one CTE); the pool runs no reset query on release. A URL may carry ``?schema=NAME`` to keep a
+any number of gateway processes get consecutive numbers. Appends go through the store's writer
+(:mod:`.postgres_writer`): every append queued while the previous statement ran goes in one autocommitted
+statement, on a connection of its own; what the writer hands back (a row locked by someone else, a batch
+the server refused) runs here on the pool, one statement (the UPDATE and the INSERT in one CTE) or one
+transaction each. The pool runs no reset query on release. A URL may carry ``?schema=NAME`` to keep a
 deployment (or a test run) in its own schema, created if missing.
 """
 
@@ -31,6 +34,7 @@ from .base import (
 )
 from .clock import utc_now
 from .migrate import pending
+from .postgres_writer import ALONE, Appended, AppendWriter, stored_events
 from .query import postgres_where
 from .rows import channel_row, conversation_row, dumps, event_row, key_row, loads, token_row
 from .rules import (
@@ -137,22 +141,6 @@ def append_args(conversation_id: str, channel_id: str, events: list[NewEvent], n
     ]
 
 
-def stored_events(conversation_id: str, first: int, events: list[NewEvent], now: str) -> list[StoredEvent]:
-    return [
-        StoredEvent(
-            conversation_id=conversation_id,
-            seq=first + i,
-            event_type=e.event_type,
-            payload=e.payload,
-            created_at=now,
-            sender=e.sender,
-            message_id=e.message_id,
-            client_msg_id=e.client_msg_id,
-        )
-        for i, e in enumerate(events)
-    ]
-
-
 def json_conversation(text: str) -> ConversationRecord:
     """A conversations row as ``row_to_json`` gives it (the JSON columns are TEXT: still strings in it)."""
     return conversation_row(loads(text))
@@ -205,7 +193,11 @@ class PostgresStore(Store):
     ) -> None:
         self.dsn, self.schema = split_url(url)
         self._pool: BoundedPool | None = None
+        self._writer: AppendWriter | None = None
         self._sizes = (min_size, max_size)
+        self.query_loggers: list[Callable[[Any], None]] = []
+        """asyncpg query loggers given every connection this store opens, the writer's too (tests count
+        statements with them); add them before :meth:`open`."""
         self.timeouts = (connect_timeout, statement_timeout, acquire_timeout)
         """Seconds: connecting, one statement (server- and client-side: a silent network too), waiting for a
         pooled connection. Each fails the request with 503 instead of hanging it."""
@@ -215,6 +207,16 @@ class PostgresStore(Store):
         if self._pool is None:
             raise RuntimeError("store is not open")
         return self._pool
+
+    @property
+    def writer(self) -> AppendWriter:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        return self._writer
+
+    async def _prepared(self, conn: Conn) -> None:
+        for logger in self.query_loggers:
+            conn.add_query_logger(logger)
 
     async def open(self) -> None:
         connect_timeout, statement_timeout, acquire_timeout = self.timeouts
@@ -236,6 +238,7 @@ class PostgresStore(Store):
             timeout=connect_timeout,
             command_timeout=statement_timeout + 1.0,
             reset=keep_session,
+            init=self._prepared,
         )
         self._pool = BoundedPool(pool, acquire_timeout)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -254,10 +257,32 @@ class PostgresStore(Store):
                     utc_now(),
                 )
 
+        async def connect() -> Conn:
+            conn = await asyncpg.connect(
+                self.dsn,
+                # one plan for the batch statement, made once per connection: re-planned for each batch
+                # (PostgreSQL's default when a custom plan looks cheaper) it would cost more than it runs
+                server_settings={**settings, "plan_cache_mode": "force_generic_plan"},
+                timeout=connect_timeout,
+                command_timeout=statement_timeout + 1.0,
+            )
+            await self._prepared(conn)
+            return conn
+
+        writer = AppendWriter(
+            connect, statement_timeout=statement_timeout + 1.0, acquire_timeout=acquire_timeout
+        )
+        await writer.start()
+        self._writer = writer
+
     async def close(self) -> None:
         """Close the pool; bounded: asyncpg's ``Pool.close`` waits for every connection to be released,
         for ever if one never is (a query cancelled mid-flight at shutdown), which kept loaded gateways
-        from exiting on SIGTERM. After :data:`CLOSE_TIMEOUT` the rest is terminated."""
+        from exiting on SIGTERM. After :data:`CLOSE_TIMEOUT` the rest is terminated. The writer first
+        writes what is queued (as long again at most)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.close(CLOSE_TIMEOUT)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -536,10 +561,16 @@ class PostgresStore(Store):
         metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
         if events and metadata is None and only_appends(handoff, human_agent, agent, require_human_agent):
-            # an agent's reply: a guarded append, one autocommitted statement
-            async with self.pool.acquire() as conn:
-                stored, record = await self._append(conn, channel_id, conversation_id, events, allowed_from)
-            return None if record is None else (record, stored)
+            # an agent's reply: a guarded append (batched by the writer)
+            done = await self.writer.append(conversation_id, channel_id, events, guard=allowed_from)
+            if done is ALONE:
+                async with self.pool.acquire() as conn:
+                    stored, record = await self._append(
+                        conn, channel_id, conversation_id, events, allowed_from
+                    )
+                return None if record is None else (record, stored)
+            appended = _live(done, conversation_id)
+            return None if appended.record is None else (appended.record, appended.stored)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(LIVE + " FOR UPDATE", conversation_id, channel_id)
             current = conversation_row(require_live(row, conversation_id))
@@ -612,20 +643,32 @@ class PostgresStore(Store):
     ) -> list[StoredEvent]:
         if not events:
             return []
-        async with self.pool.acquire() as conn:  # autocommitted: one statement
-            return await self._insert(conn, channel_id, conversation_id, events)
+        done = await self.writer.append(conversation_id, channel_id, events)
+        if done is ALONE:
+            async with self.pool.acquire() as conn:  # autocommitted: one statement
+                return await self._insert(conn, channel_id, conversation_id, events)
+        return _live(done, conversation_id).stored
 
     async def append_user_turn(
         self, channel_id: str, conversation_id: str, event: NewEvent
     ) -> tuple[StoredEvent, bool, ConversationRecord | None]:
-        async with self.pool.acquire() as conn:
-            if not deduplicates(event):  # nothing to deduplicate: one autocommitted statement
+        once = dumps(event.payload) if deduplicates(event) else None
+        if (
+            once is None or "\\u0000" not in once
+        ):  # jsonb (the comparison) refuses NUL: the long way for those
+            done = await self.writer.append(conversation_id, channel_id, [event], once=once)
+            if done is not ALONE:
+                appended = _live(done, conversation_id)
+                if appended.earlier is not None:
+                    return appended.earlier, False, None
+                return appended.stored[0], True, appended.record
+        async with self.pool.acquire() as conn:  # on its own: what the writer handed back, or a NUL
+            if once is None:
                 (stored,), record = await self._append(conn, channel_id, conversation_id, [event])
                 return stored, True, record
-            payload = dumps(event.payload)
-            if "\\u0000" not in payload:  # jsonb (the comparison) refuses NUL: the long way for those
+            if "\\u0000" not in once:
                 for _ in range(DEDUPE_ATTEMPTS):
-                    found = await self._append_once(conn, channel_id, conversation_id, event, payload)
+                    found = await self._append_once(conn, channel_id, conversation_id, event, once)
                     if found is not None:
                         return found
             return await self._append_once_locked(conn, channel_id, conversation_id, event)
@@ -728,6 +771,11 @@ class PostgresStore(Store):
                 utc_now(),
             )
             return event_row(row)
+
+
+def _live(done: Appended, conversation_id: str) -> Appended:
+    """The writer's outcome of a live conversation's append, else :class:`ConversationNotFound`."""
+    return require_live(done if done.live else None, conversation_id)
 
 
 def _count(status: str) -> int:
