@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..connection import Connection
@@ -122,8 +122,17 @@ MESSAGE_TYPES: dict[str, type[Any]] = {
 }
 
 
+FIELDS: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in MESSAGE_TYPES.values()
+}
+"""Each message type's field names (``dataclasses.asdict`` deep-copies: a message is flat, its values plain)."""
+
+
 def to_wire(message: RelayMessage) -> BrokerMessage:
-    return {"t": message.kind, **asdict(message)}
+    wire: BrokerMessage = {"t": message.kind}
+    for name in FIELDS[type(message)]:
+        wire[name] = getattr(message, name)
+    return wire
 
 
 def from_wire(data: BrokerMessage) -> RelayMessage | None:
