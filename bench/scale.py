@@ -175,6 +175,12 @@ class Conv:
         await self.ws.close()
 
 
+def failure(exc: Exception) -> str:
+    """How a round trip failed: the exception type, and for a refused event its HTTP status."""
+    match = re.search(r"HTTP (\d{3})", str(exc))
+    return f"{type(exc).__name__} (HTTP {match.group(1)})" if match else type(exc).__name__
+
+
 async def drive(convs: list[Conv], phase: dict[str, Any]) -> dict[str, Any]:
     samples: list[float] = []
     completed = 0
@@ -188,7 +194,7 @@ async def drive(convs: list[Conv], phase: dict[str, Any]) -> dict[str, Any]:
             try:
                 rtt = await conv.round_trip()
             except Exception as exc:  # noqa: BLE001 -- counted and shown, the run goes on
-                errors[type(exc).__name__] += 1
+                errors[failure(exc)] += 1
                 await asyncio.sleep(0.5)
                 continue
             if measure_from <= time.time() <= end:  # completed in the window, whenever it began
@@ -203,7 +209,7 @@ async def drive(convs: list[Conv], phase: dict[str, Any]) -> dict[str, Any]:
             try:
                 await conv.round_trip()
             except Exception as exc:  # noqa: BLE001
-                errors[type(exc).__name__] += 1
+                errors[failure(exc)] += 1
             if measure_from <= time.time() <= end:
                 samples.append(time.time() - due)  # from the scheduled time: a late send counts as latency
                 completed += 1
