@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_keys
 
 # Scheduling with `-n` (and no `--dist` given): each file runs on one worker (`--dist loadfile`), so a
 # module's gateway starts once, and files are handed out longest first, so no long file starts last. The
@@ -88,13 +90,25 @@ def tenant_keys() -> list[str]:
     return [new_key(), new_key()]
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, tenant_keys: list[str]) -> Iterator[GatewayProcess]:
-    """A real gateway process for the module, on a free port, with a fresh SQLite file."""
-    db = tmp_path_factory.mktemp("gw") / "gateway.db"
-    process = GatewayProcess(db, tenant_keys).start()
+@pytest.fixture(scope="session")
+def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One real gateway process per xdist worker (on a free port, a fresh SQLite file), shared by the modules
+    on the default ``gateway`` fixture; a module that needs other settings starts its own."""
+    process = GatewayProcess(tmp_path_factory.mktemp("shared-gw") / "gateway.db", [new_key()]).start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(shared_gateway: GatewayProcess, tenant_keys: list[str]) -> GatewayProcess:
+    """The worker's shared gateway, with the module's own two fresh API keys (channels): what one module
+    writes, no other module's keys can read, as with a gateway of its own. (Files run one at a time per
+    worker, ``--dist loadfile``, so two modules never load it at once.)"""
+    if shared_gateway.proc is None or shared_gateway.proc.poll() is not None:  # stopped by an earlier module
+        shared_gateway.port = 0
+        shared_gateway.start()
+    asyncio.run(add_keys(shared_gateway.database, tenant_keys))
+    return shared_gateway
 
 
 @pytest.fixture
