@@ -11,6 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import harness.gateway
+from harness.forkserver import ForkServer
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_keys
 
@@ -20,8 +22,14 @@ from harness.tokens import add_keys
 # pytest_sessionfinish), so the order follows the suite as it changes; a file not in it runs last.
 DURATIONS = Path(__file__).with_name("durations.json")
 DRIFT = 0.3  # rewrite DURATIONS when a file's seconds moved by more than this share (and 2 s), or files came or went
+harness.gateway.FORK = True  # gateways fork from one interpreter that imported them (harness/forkserver.py)
 WORKERS_PER_CORE = 2
 """Most tests wait (on a gateway, node, a browser or a timer) more than they compute."""
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """In every process of the run (xdist workers too): end this process's gateway fork server."""
+    ForkServer.shutdown()
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: ``-p no:xdist`` must still run
