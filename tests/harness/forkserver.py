@@ -126,6 +126,7 @@ class ForkServer:
     _lock = threading.Lock()
 
     def __init__(self, env: dict[str, str]) -> None:
+        self.python_env = {name: value for name, value in env.items() if name.startswith("PYTHON")}
         self.dir = tempfile.TemporaryDirectory(prefix="gw-forks-")
         self.path = str(Path(self.dir.name) / "socket")
         self.proc = subprocess.Popen(
@@ -145,6 +146,11 @@ class ForkServer:
             if cls._instance is None or cls._instance.proc.poll() is not None:
                 cls._instance = cls(env)
             return cls._instance
+
+    def same_interpreter(self, env: dict[str, str]) -> bool:
+        """Whether a child with ``env`` is what a fresh interpreter would be: the ``PYTHON*`` variables
+        (read once, when an interpreter starts) are the fork server's own."""
+        return {name: value for name, value in env.items() if name.startswith("PYTHON")} == self.python_env
 
     @classmethod
     def shutdown(cls) -> None:

@@ -141,8 +141,9 @@ class GatewayProcess:
         cmd += self.args
         base = {**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info"}
         env = {**base, **self.env}
-        if self._forkable(env):
-            self.proc = ForkServer.get(base).spawn(cmd[3:], env, self.cwd)
+        server = ForkServer.get(base) if self._forkable() else None
+        if server is not None and server.same_interpreter(env):
+            self.proc = server.spawn(cmd[3:], env, self.cwd)
         else:
             self.proc = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=self.cwd
@@ -170,12 +171,10 @@ class GatewayProcess:
                 raise RuntimeError("gateway did not start:\n" + "".join(self.stdout + self.stderr))
         return self
 
-    def _forkable(self, env: dict[str, str]) -> bool:
-        """Fork it from the fork server (``FORK``, set by the suite) unless that would differ from a fresh
-        interpreter: the installed script's own start-up, or ``PYTHON*`` variables of its own."""
-        if not FORK or self.console_script or os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") == "1":
-            return False
-        return all(env.get(name) == os.environ.get(name) for name in env if name.startswith("PYTHON"))
+    def _forkable(self) -> bool:
+        """Fork it from the fork server (``FORK``, set by the suite) unless it tests the installed script's
+        own start-up (the fork server also refuses ``PYTHON*`` variables other than its own)."""
+        return FORK and not self.console_script and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         assert self.proc is not None
