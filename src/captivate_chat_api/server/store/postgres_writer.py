@@ -68,7 +68,8 @@ BATCH_APPEND = (
     # index scan or made from one row of the one before, so a batch costs what its appends cost, not their
     # square (the planner estimates one row for each CTE and would nest loops over them).
     # (the lookups are correlated subqueries, so that each is an index scan whatever the planner guesses)
-    "WITH item AS (SELECT i.*, coalesce((SELECT TRUE FROM conversations c WHERE c.id = i.cid"
+    # Only the column names of CONVERSATION are formatted in; every value is a bound parameter.
+    "WITH item AS (SELECT i.*, coalesce((SELECT TRUE FROM conversations c WHERE c.id = i.cid"  # nosec B608
     " AND c.channel_id = i.ch AND c.deleted_at IS NULL), FALSE) AS live FROM unnest($1::int[], $2::text[],"
     " $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[])"
     " AS i(item, cid, ch, n, guard, once_id, once_payload, events)),"
@@ -299,9 +300,16 @@ class AppendWriter:
     async def _commit(self, lane: _Lane, batch: list[Append]) -> None:
         now = utc_now()
         try:
+            args = batch_args(batch, now)
+        except Exception:  # noqa: BLE001 -- a payload that cannot be sent as JSON fails alone, on the pool
+            self.alone += len(batch)
+            for item in batch:
+                _resolve(item, ALONE)
+            return
+        try:
             if lane.conn is None or lane.conn.is_closed():
                 lane.conn = await self._connect()
-            rows = await lane.conn.fetch(BATCH_APPEND, *batch_args(batch, now), timeout=self._timeout)
+            rows = await lane.conn.fetch(BATCH_APPEND, *args, timeout=self._timeout)
         except asyncpg.PostgresError as exc:
             if classify(exc) is None:
                 # refused by the server, so nothing of it was committed: each append on its own
