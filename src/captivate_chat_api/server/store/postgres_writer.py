@@ -1,14 +1,16 @@
 """PostgreSQL group commit: every append queued while the previous statement ran goes in one statement.
 
-One writer task per store, on a connection of its own (no pool acquire/release per append). The batch is
-one autocommitted statement (:data:`BATCH_APPEND`), so it is atomic: either every append in it is
-committed or none is, and a future is resolved only once the statement returned — acknowledged means
-committed, whatever the batch size. The futures are resolved in the order the appends were queued.
+The writer has :data:`LANES` connections of its own (no pool acquire/release per append); a free lane
+takes everything queued. A batch is one autocommitted statement (:data:`BATCH_APPEND`), so it is atomic:
+either every append in it is committed or none is, and a future is resolved only once the statement
+returned — acknowledged means committed, whatever the batch size. A batch's futures are resolved in the
+order its appends were queued.
 
 The rules that keep a batch from changing what an append means:
 
-- **one append per conversation per batch**: a second append to a conversation waits for the next batch
-  (its ``seq`` order is the queue order; a repeated ``client_msg_id`` finds the first one committed);
+- **one append per conversation in flight**: a second append to a conversation waits for the statement
+  that writes the first (in the next batch, on any lane), so its ``seq`` order is the queue order, and a
+  repeated ``client_msg_id`` finds the first copy committed;
 - **the batch never waits for a lock**: a conversation row locked by another transaction is skipped
   (``SKIP LOCKED``), and so is a conversation changed between the statement's snapshot and its lock when
   the append deduplicates; those appends come back as :data:`ALONE` and the store runs them on its pool,
