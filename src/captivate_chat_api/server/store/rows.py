@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..fastjson import dumps, loads
+import orjson
+
+from ..fastjson import dumps
+from ..fastjson import loads as _loads
 from .base import AgentTokenInfo, ApiKeyInfo, Channel, ConversationRecord, StoredEvent
 
 Row = Any  # sqlite3.Row or asyncpg.Record
 
 __all__ = ["channel_row", "conversation_row", "dumps", "event_row", "key_row", "loads", "token_row"]
+
+
+def loads(text: str | bytes) -> Any:
+    """A stored JSON column (:func:`..fastjson.loads`); the common short ones (``{}``) straight to orjson:
+    too short to hold the 19-digit numbers that need the stdlib."""
+    return orjson.loads(text) if len(text) < 19 else _loads(text)
 
 
 def conversation_row(row: Row) -> ConversationRecord:
