@@ -17,6 +17,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,10 @@ class WriterThread:
         self._connect = connect
         self._name = name
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        """What the thread has to do: a list of jobs (the loop's, :meth:`_flush`), a job, or ``_STOP``."""
+        self._outbox: list[Any] = []
+        """Jobs submitted during this turn of the event loop: handed to the thread at its end, together."""
+        self._loop_thread = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.conn: sqlite3.Connection | None = None
@@ -44,6 +49,7 @@ class WriterThread:
     async def start(self) -> None:
         """Open the connection in the writer thread."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
         self.conn = await self.call(lambda conn: conn)
@@ -69,8 +75,17 @@ class WriterThread:
         if self._loop is None or self._thread is None or not self._thread.is_alive():
             raise RuntimeError("store is not open")
         future = self._loop.create_future()
-        self._jobs.put((transactional, fn, args, future, deadline))
+        outbox = self._outbox
+        outbox.append((transactional, fn, args, future, deadline))
+        if len(outbox) == 1:  # the first of this turn of the loop: hand them over at its end
+            self._loop.call_soon(self._flush)
         return future
+
+    def _flush(self) -> None:
+        """One hand-over (one wake-up of the thread, at most) for every write of a turn of the loop."""
+        if self._outbox:
+            outbox, self._outbox = self._outbox, []
+            self._jobs.put(outbox)
 
     def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         """The ``Executor`` interface (``loop.run_in_executor(writer, fn, *args)``): ``fn(*args)`` in the
@@ -78,6 +93,8 @@ class WriterThread:
         if self._thread is None or not self._thread.is_alive():
             raise RuntimeError("store is not open")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        if threading.get_ident() == self._loop_thread:
+            self._flush()  # after the writes the loop submitted before it
         self._jobs.put((None, fn, args, future, None))
         return future
 
@@ -97,25 +114,26 @@ class WriterThread:
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         jobs = self._jobs
+        backlog: deque[Any] = deque()
+        """What came and is not done yet, in order (a transaction takes at most MAX_BATCH of it)."""
         while True:
-            job = jobs.get()
-            if job is _STOP:
-                return
-            batch = [job]
-            while len(batch) < MAX_BATCH:
+            if not backlog:
+                _take(backlog, jobs.get())
+            while True:  # everything queued meanwhile
                 try:
-                    job = jobs.get_nowait()
+                    _take(backlog, jobs.get_nowait())
                 except queue.Empty:
                     break
-                if job is _STOP:
-                    jobs.put(_STOP)
-                    break
-                batch.append(job)
+            if backlog[0] is _STOP:
+                return
+            batch: list[Any] = []
+            while backlog and len(batch) < MAX_BATCH and backlog[0] is not _STOP:
+                batch.append(backlog.popleft())
             if conn is None:
                 try:
                     conn = self.conn = self._connect()
                 except BaseException as exc:  # noqa: BLE001 -- every waiter hears why, the thread ends
-                    self._settle([(job[3], None, exc) for job in batch])
+                    self._settle([(job[3], None, exc) for job in [*batch, *backlog] if job is not _STOP])
                     return
             try:
                 results = self._execute(conn, batch)
@@ -224,6 +242,13 @@ class WriterThread:
             self._loop.call_soon_threadsafe(_resolve, results)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             pass
+
+
+def _take(backlog: deque[Any], item: Any) -> None:
+    if type(item) is list:
+        backlog.extend(item)
+    else:
+        backlog.append(item)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
