@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import secrets
@@ -35,7 +36,16 @@ from .base import (
 from .clock import utc_now
 from .migrate import pending
 from .query import matches_query, sqlite_where
-from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
+from .rows import (
+    CONVERSATION_COLUMNS,
+    channel_row,
+    conversation_of,
+    conversation_row,
+    dumps,
+    event_row,
+    key_row,
+    token_row,
+)
 from .rules import (
     check_editable,
     deduplicates,
@@ -66,8 +76,19 @@ _BUMP_LIVE = (
     "UPDATE conversations SET last_seq = last_seq + ?, updated_at = ? WHERE id = ? AND channel_id = ?"
     " AND deleted_at IS NULL"
 )
-_BUMP = _BUMP_LIVE + " RETURNING *"
+_BUMP = f"{_BUMP_LIVE} RETURNING {CONVERSATION_COLUMNS}"
 """Take the next seqs of a live conversation of the channel (none: unknown, deleted or foreign)."""
+
+
+@functools.cache
+def _bump_if(allowed_from: frozenset[str]) -> tuple[str, tuple[str, ...]]:
+    """:data:`_BUMP` only in one of those hand-off states: the statement, and the states to bind."""
+    marks = ",".join("?" * len(allowed_from))
+    # Only "?" placeholders are formatted in; every value is a bound parameter.
+    sql = f"{_BUMP_LIVE} AND handoff IN ({marks}) RETURNING {CONVERSATION_COLUMNS}"  # nosec B608
+    return sql, tuple(sorted(allowed_from))
+
+
 _OWNED = "EXISTS (SELECT 1 FROM conversations WHERE id = ? AND channel_id = ?)"
 """An events query's tenant scope: the conversation is the channel's (its two parameters: id, channel)."""
 
@@ -585,7 +606,7 @@ class SQLiteStore(Store):
         conversation is live and takes the seqs; ConversationNotFound if it is not."""
         now = utc_now()
         row = conn.execute(_BUMP, (len(events), now, conversation_id, channel_id)).fetchone()
-        after = conversation_row(require_live(row, conversation_id))
+        after = conversation_of(require_live(row, conversation_id))
         return SQLiteStore._insert_events(
             conn, conversation_id, events, after.last_seq - len(events), now
         ), after
@@ -601,18 +622,14 @@ class SQLiteStore(Store):
         """:meth:`_append` only while the conversation's hand-off state is one of ``allowed_from`` (the guard
         in the same statement); None when it is in another state (nothing written)."""
         now = utc_now()
-        marks = ",".join("?" * len(allowed_from))
-        # Only "?" placeholders are formatted in; every value is a bound parameter.
-        row = conn.execute(
-            f"{_BUMP_LIVE} AND handoff IN ({marks}) RETURNING *",  # nosec B608
-            (len(events), now, conversation_id, channel_id, *sorted(allowed_from)),
-        ).fetchone()
+        sql, states = _bump_if(allowed_from)
+        row = conn.execute(sql, (len(events), now, conversation_id, channel_id, *states)).fetchone()
         if row is None:  # gone (ConversationNotFound), or in another state (None)
             require_live(
                 conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone(), conversation_id
             )
             return None
-        after = conversation_row(row)
+        after = conversation_of(row)
         return SQLiteStore._insert_events(
             conn, conversation_id, events, after.last_seq - len(events), now
         ), after
