@@ -41,6 +41,8 @@ class WriterThread:
         """Jobs submitted during this turn of the event loop: handed to the thread at its end, together."""
         self._loop_thread = 0
         self._thread: threading.Thread | None = None
+        self._alive = False
+        """The thread runs (a flag: ``Thread.is_alive`` takes a lock, on every write)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self.conn: sqlite3.Connection | None = None
         self.batches = 0
@@ -51,6 +53,7 @@ class WriterThread:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._alive = True
         self._thread.start()
         self.conn = await self.call(lambda conn: conn)
 
@@ -72,7 +75,7 @@ class WriterThread:
         args: tuple[Any, ...],
         deadline: float | None = None,
     ) -> asyncio.Future[Any]:
-        if self._loop is None or self._thread is None or not self._thread.is_alive():
+        if not self._alive or self._loop is None:
             raise RuntimeError("store is not open")
         future = self._loop.create_future()
         outbox = self._outbox
@@ -112,6 +115,12 @@ class WriterThread:
     # the thread ----------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._alive = False
+
+    def _serve(self) -> None:
         conn: sqlite3.Connection | None = None
         jobs = self._jobs
         backlog: deque[Any] = deque()
