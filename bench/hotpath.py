@@ -11,7 +11,8 @@ What ``bench/floor.py`` measures minus the transport (uvicorn, the socket writes
 the part of a round trip that the store, the hub, the handlers and the agent runner cost. Each conversation
 is driven in a closed loop, as the route does (one ``serve_frame`` per client frame, then the wait for the
 ``bot_message``). The gateway is the real one (``Gateway.build``: SQLite in a temporary folder, the demo
-agent, metrics on, fair admission at its defaults, rate limits off). For each round: round trips/s, the
+agent, metrics on, fair admission at its defaults unless ``--in-flight-per-key`` says otherwise, rate limits
+off). For each round: round trips/s, the
 process's CPU per trip (all threads), SQLite commits per trip, context switches per trip, p50.
 """
 
@@ -71,6 +72,7 @@ async def main(args: argparse.Namespace) -> None:
         starts_per_minute_per_key=0,
         send_queue_frames=10_000,
         max_sockets_per_key=1_000_000,
+        in_flight_per_key=args.in_flight_per_key,
     )
     gateway = Gateway.build(settings)
     await gateway.start()
@@ -139,6 +141,9 @@ if __name__ == "__main__":
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument(
         "--keys", type=int, default=20, help="API keys (tenants) the conversations spread over"
+    )
+    parser.add_argument(
+        "--in-flight-per-key", type=int, default=8, help="fair admission's per-key share (0: admission off)"
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="per round")
     parser.add_argument("--rounds", type=int, default=3)
