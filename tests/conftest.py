@@ -11,6 +11,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Python's bytecode cache on, whatever the environment says (PYTHONDONTWRITEBYTECODE=1): otherwise every
+# xdist worker rewrites and compiles every test module again (~3 CPU-s each) and every gateway or CLI child
+# compiles the package again. The variable is dropped before the workers and children start.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
+
 import harness.gateway
 from harness.forkserver import ForkServer
 from harness.gateway import GatewayProcess, new_key
