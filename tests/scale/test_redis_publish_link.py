@@ -1,21 +1,15 @@
-"""The Redis broker's publishing connection writes RESP of its own and counts the replies from the bytes
-(broker/redis.py): what it writes is what redis-py would write, Redis's refusals are counted, and a link
-Redis closes is marked broken (the sender then opens another). A real redis-server."""
+"""The Redis broker's publishing connection writes commands without waiting for their replies, which a task
+of its own reads (broker/redis.py): Redis's refusals are counted, and a link Redis closes is marked broken
+(the sender then opens another). A real redis-server."""
 
 from __future__ import annotations
 
 import asyncio
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection
 
-from captivate_chat_api.server.broker.redis import _PublishLink, packed
+from captivate_chat_api.server.broker.redis import _PublishLink
 from harness.cluster import RedisServer
-
-
-def test_the_commands_are_packed_as_redis_py_packs_them() -> None:
-    commands = [("PUBLISH", "ns:c:é", '{"t":"event","frame":"x\\r\\n"}'), ("PUBLISH", "ns:hub", "")]
-    assert packed(commands) == b"".join(Connection().pack_commands(commands))
 
 
 async def until(predicate: object, timeout: float = 5.0) -> None:
