@@ -87,7 +87,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     tests = Path(__file__).parent
     if [Path(arg).resolve() for arg in config.args] not in ([tests], [config.rootpath]):
         return
-    if config.option.keyword or config.option.markexpr or config.option.lf or config.option.deselect:
+    option = config.option  # (``lf`` is the cache provider's: absent under ``-p no:cacheprovider``)
+    if option.keyword or option.markexpr or getattr(option, "lf", False) or option.deselect:
         return
     fresh = {name: round(value) for name, value in sorted(_measured.items(), key=lambda kv: -kv[1])}
     known = _read_durations()
