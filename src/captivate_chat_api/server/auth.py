@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from ..protocol import ProtocolError
 from .keys import hash_key
 from .store import AgentTokenInfo, Channel, Store
+
+T = TypeVar("T")
 
 HUMAN_ROLES = ("human", "supervisor")
 """Token roles of a live-chat agent: ``supervisor`` may also reply in and end other agents' live chats."""
@@ -32,6 +37,19 @@ class Authenticator:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Channel | None]] = {}
         self._tokens: dict[tuple[str, str], tuple[float, tuple[Channel, AgentTokenInfo] | None]] = {}
+        self._lookups: dict[Hashable, asyncio.Task[Any]] = {}
+        """Store lookups under way: requests that miss the cache for the same key at once share one (when a
+        busy key's entry expires, a thousand requests in flight make one query, not a thousand)."""
+
+    async def _lookup(self, key: Hashable, query: Callable[[], Awaitable[T]]) -> T:
+        task = self._lookups.get(key)
+        if task is None:
+            task = asyncio.ensure_future(query())
+            self._lookups[key] = task
+            task.add_done_callback(lambda _: self._lookups.pop(key, None))
+        # shielded: a waiter that is cancelled (its client left) does not cancel the others' lookup
+        result: T = await asyncio.shield(task)
+        return result
 
     async def channel(self, api_key: str | None) -> Channel | None:
         if not api_key or len(api_key) > 512:
@@ -41,7 +59,7 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        channel = await self._store.channel_for_key_hash(digest)
+        channel = await self._lookup(digest, lambda: self._store.channel_for_key_hash(digest))
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self.cache_seconds, channel)
@@ -56,7 +74,7 @@ class Authenticator:
         cached = self._tokens.get((digest, role))
         if cached is not None and cached[0] > now:
             return cached[1]
-        found = await self._store.channel_for_agent_token(digest, role)
+        found = await self._lookup((digest, role), lambda: self._store.channel_for_agent_token(digest, role))
         if len(self._tokens) > 10_000:
             self._tokens.clear()
         self._tokens[(digest, role)] = (now + self.cache_seconds, found)
