@@ -52,6 +52,7 @@ class Connection:
         self.conversations: set[str] = set()
         self._websocket = websocket
         self._limit = queue_frames
+        self._replay_mark = max(1, queue_frames // 2)
         self._backlog: deque[str] = deque()
         """Frames waiting behind one the socket could not take at once (a peer that reads slowly)."""
         self._delivered: dict[str, int] = {}
@@ -133,13 +134,20 @@ class Connection:
             self._write_now(text)
             return
         if len(self._backlog) >= self._limit:
-            log.warning("socket %s closed: send queue full (slow consumer)", self.socket_id[:8])
-            self._begin_close(CLOSE_TRY_AGAIN_LATER, "send queue overflow; reconnect and subscribe")
-            self._backlog.clear()
-            self._writer.cancel()
-            self._writer = asyncio.create_task(self._abandon(self._writer))
+            self._overflow()
             return
         self._backlog.append(text)
+
+    def _overflow(self) -> None:
+        log.warning("socket %s closed: send queue full (slow consumer)", self.socket_id[:8])
+        self._begin_close(CLOSE_TRY_AGAIN_LATER, "send queue overflow; reconnect and subscribe")
+        self._backlog.clear()
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            self._writer = asyncio.create_task(self._abandon(writer))
+        else:
+            self._writer = asyncio.create_task(self._shut())
 
     def deliver(self, conversation_id: str, seq: int, text: str) -> None:
         """Send one event of a conversation unless this socket already had that ``seq`` (held back while the
@@ -167,13 +175,19 @@ class Connection:
         return conversation_id in self._held
 
     async def replay(self, conversation_id: str, seq: int, text: str, patience: float = 10.0) -> None:
-        """Deliver a replayed event: waits for room in the queue, so that a backlog larger than the queue
-        does not close the socket that asked for it; overflows (1013) only if the queue stays full for
+        """Deliver a replayed event at the reader's pace: waits while the queue is half full, so that a
+        backlog larger than the queue does not close the socket that asked for it, and the other half is
+        left for what follows the replay (its reply, the live events held meanwhile: a replay that filled the
+        queue to the brim made the reply overflow it). Overflows (1013) only if the socket takes nothing for
         ``patience`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + patience
-        while len(self._backlog) >= self._limit and self.accepting and loop.time() < deadline:
-            await asyncio.sleep(0.005)
+        if len(self._backlog) >= self._replay_mark:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + patience
+            while len(self._backlog) >= self._replay_mark and self.accepting:
+                if loop.time() >= deadline:
+                    self._overflow()
+                    return
+                await asyncio.sleep(0.005)
         if seq > self._delivered.get(conversation_id, 0):
             self._delivered[conversation_id] = seq
             self.send(text)
