@@ -118,7 +118,6 @@ class ClientSocket(asyncio.Protocol):
         "_fragments_text",
         "_inbox",
         "_keepalive",
-        "_out",
         "_ping",
         "_protocol",
         "_reading_paused",
@@ -149,7 +148,6 @@ class ClientSocket(asyncio.Protocol):
         self._serving = False
         self._reading_paused = False
         self._writable: asyncio.Future[None] | None = None
-        self._out: list[bytes] | None = None
 
     # -- the upgrade -------------------------------------------------------------------------------------
 
@@ -373,27 +371,16 @@ class ClientSocket(asyncio.Protocol):
         """Write what the protocol has to send (a handshake answer, a pong, a close frame, its EOF)."""
         for data in self._protocol.data_to_send():
             if data is SEND_EOF or not data:
-                self._flush()
                 self._transport.close()
                 return
             self._write(data)
 
     def _write(self, data: bytes) -> None:
-        # Frames of one loop iteration leave in one write (one syscall, fewer packets), at its end.
-        out = self._out
-        if out is None:
-            self._out = [data]
-            asyncio.get_running_loop().call_soon(self._flush)
-        else:
-            out.append(data)
-
-    def _flush(self) -> None:
-        out = self._out
-        if out is None:
-            return
-        self._out = None
+        # Straight to the transport (one syscall a frame): joining the frames of one loop iteration into one
+        # write at its end cost more than it saved (a loop callback per write, and the frame waits for the
+        # next iteration; bench/floor.py, docs/benchmarks.md).
         if not self._transport.is_closing():
-            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self._transport.write(data)
 
     def pause_writing(self) -> None:
         if self._writable is None:
@@ -450,7 +437,6 @@ class ClientSocket(asyncio.Protocol):
             return
         self._protocol.fail(1011, "keepalive ping timeout")
         self._write_pending()
-        self._flush()
         self._transport.close()
 
     # -- the end -----------------------------------------------------------------------------------------
@@ -462,7 +448,6 @@ class ClientSocket(asyncio.Protocol):
         self._server.server_state.connections.discard(self)
         self._disarm()
         self._stop_keepalive()
-        self._out = None
         self._inbox = None
         self.resume_writing()  # a writer waiting on a paused transport finds it closed
         connection, self._connection = self._connection, None
@@ -484,5 +469,4 @@ class ClientSocket(asyncio.Protocol):
         elif self._protocol.state is OPEN:
             self._protocol.send_close(1012)
         self._write_pending()
-        self._flush()
         transport.close()
