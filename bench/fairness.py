@@ -31,13 +31,8 @@ import asyncio
 import json
 import math
 import multiprocessing
-import os
-import secrets
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,58 +40,11 @@ from typing import Any
 
 import httpx
 
-MESSAGE_PATH = "/api/custom-channel/sockets/message"
+sys.path.insert(0, str(Path(__file__).parent))
 
+from benchkit import MESSAGE_PATH, bench_key, cpu_seconds, envelope, gateway
 
-def envelope(event_type: str, payload: dict[str, object]) -> dict[str, object]:
-    return {"action": "sendMessage", "event": {"event_type": event_type, "event_payload": payload}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Gateway:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.dir = tempfile.TemporaryDirectory(prefix="fairness-")
-        self.port = free_port()
-        self.keys = {name: "cck_bench_" + secrets.token_urlsafe(16) for name in ("A", "B")}
-        cmd = [
-            sys.executable,
-            "-m",
-            "captivate_chat_api.cli",
-            "serve",
-            "--port",
-            str(self.port),
-            "--database",
-            f"sqlite:///{Path(self.dir.name) / 'gw.db'}",
-        ]
-        for key in self.keys.values():
-            cmd += ["--api-key", key]
-        full_env = {**os.environ, "CAPTIVATE_ACCESS_LOG": "false", "CAPTIVATE_LOG_LEVEL": "warning", **env}
-        self.proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    async def ready(self) -> None:
-        async with httpx.AsyncClient(timeout=2) as http:
-            for _ in range(200):
-                try:
-                    if (await http.get(self.url + "/readyz")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError("gateway did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.dir.cleanup()
+KEYS = ("A", "B")
 
 
 async def conversation(http: httpx.AsyncClient, user: str) -> str:
@@ -105,10 +53,8 @@ async def conversation(http: httpx.AsyncClient, user: str) -> str:
     return str(answer.json()["conversation_id"])
 
 
-async def measure_b(gateway: Gateway, seconds: float) -> list[float]:
-    async with httpx.AsyncClient(
-        base_url=gateway.url, headers={"x-api-key": gateway.keys["B"]}, timeout=30
-    ) as http:
+async def measure_b(url: str, key: str, seconds: float) -> list[float]:
+    async with httpx.AsyncClient(base_url=url, headers={"x-api-key": key}, timeout=30) as http:
         cid = await conversation(http, "b")
         samples: list[float] = []
         deadline = time.monotonic() + seconds
@@ -253,15 +199,6 @@ class Flood:
             self.proc.kill()
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) of process ``pid`` so far, from /proc (Linux); 0 elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -309,43 +246,43 @@ async def run(
 ) -> Result:
     """One gateway: ``rounds`` times B alone then B during A's flood (``seconds`` each, in all), so a
     drifting machine load hits both alike."""
-    gateway = Gateway(env)
+    keys = {name: bench_key() for name in KEYS}
     result = Result(label)
     profiler = None
-    try:
-        await gateway.ready()
-        flood = Flood(gateway.url, gateway.keys["A"], connections)
-        await flood.ready()
-        await measure_b(gateway, 1.0)  # warm-up
-        if profile is not None:
-            sys.path.insert(0, str(Path(__file__).parent))
-            from roundtrip import Profiler
+    with gateway(list(keys.values()), env) as child:
+        assert child.proc is not None
+        pid, url = child.proc.pid, child.http_url
+        try:
+            flood = Flood(url, keys["A"], connections)
+            await flood.ready()
+            await measure_b(url, keys["B"], 1.0)  # warm-up
+            if profile is not None:
+                from roundtrip import Profiler
 
-            profiler = Profiler(gateway.proc.pid, profile, 200)
-            profiler.start()
-        chunk = seconds / rounds
-        for _ in range(rounds):
-            alone = await measure_b(gateway, chunk)
-            result.alone += alone
-            result.alone_rounds.append(alone)
-            flood.on()
-            await asyncio.sleep(0.5)  # the flood is under way
-            (accepted, refused), began = flood.counts, time.monotonic()
-            cpu = cpu_seconds(gateway.proc.pid)
-            result.during += await measure_b(gateway, chunk)
-            result.gateway_cpu += cpu_seconds(gateway.proc.pid) - cpu
-            result.flood_seconds += time.monotonic() - began
-            result.accepted += flood.counts[0] - accepted
-            result.refused += flood.counts[1] - refused
-            flood.off()
-            await asyncio.sleep(0.5)  # A's last requests and agent turns are done
-        if profiler is not None:
-            profiler.stop()
-        flood.stop()
-    finally:
-        if profiler is not None and profiler.proc is not None and profiler.proc.poll() is None:
-            profiler.proc.kill()
-        gateway.stop()
+                profiler = Profiler(pid, profile, 200)
+                profiler.start()
+            chunk = seconds / rounds
+            for _ in range(rounds):
+                alone = await measure_b(url, keys["B"], chunk)
+                result.alone += alone
+                result.alone_rounds.append(alone)
+                flood.on()
+                await asyncio.sleep(0.5)  # the flood is under way
+                (accepted, refused), began = flood.counts, time.monotonic()
+                cpu = cpu_seconds(pid)
+                result.during += await measure_b(url, keys["B"], chunk)
+                result.gateway_cpu += cpu_seconds(pid) - cpu
+                result.flood_seconds += time.monotonic() - began
+                result.accepted += flood.counts[0] - accepted
+                result.refused += flood.counts[1] - refused
+                flood.off()
+                await asyncio.sleep(0.5)  # A's last requests and agent turns are done
+            if profiler is not None:
+                profiler.stop()
+            flood.stop()
+        finally:
+            if profiler is not None and profiler.proc is not None and profiler.proc.poll() is None:
+                profiler.proc.kill()
     print(result.line(), flush=True)
     return result
 

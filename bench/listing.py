@@ -12,30 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import secrets
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-MESSAGE_PATH = "/api/custom-channel/sockets/message"
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-def envelope(event_type: str, payload: dict[str, object]) -> dict[str, object]:
-    return {"action": "sendMessage", "event": {"event_type": event_type, "event_payload": payload}}
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from benchkit import MESSAGE_PATH, bench_key, envelope, gateway, rss_mib
 
 
 async def main() -> None:
@@ -44,99 +30,65 @@ async def main() -> None:
     )
     parser.add_argument("--conversations", type=int, default=2000)
     args = parser.parse_args()
-    keys = ["cck_bench_" + secrets.token_urlsafe(16) for _ in range(2)]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as directory:
-        env = {
-            **os.environ,
-            "CAPTIVATE_ACCESS_LOG": "false",
-            "CAPTIVATE_LOG_LEVEL": "warning",
-            "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
-            "CAPTIVATE_RATE_PER_KEY": "0",
-        }
-        cmd = [
-            sys.executable,
-            "-m",
-            "captivate_chat_api.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--database",
-            f"sqlite:///{Path(directory) / 'gw.db'}",
-        ]
-        for key in keys:
-            cmd += ["--api-key", key]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            async with (
-                httpx.AsyncClient(base_url=url, headers={"x-api-key": keys[0]}, timeout=120) as big,
-                httpx.AsyncClient(base_url=url, headers={"x-api-key": keys[1]}, timeout=120) as other,
-            ):
-                for _ in range(200):
-                    try:
-                        if (await big.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    await asyncio.sleep(0.1)
-                pad = "m" * 15_000
-                sem = asyncio.Semaphore(16)
+    keys = [bench_key() for _ in range(2)]
+    env = {"CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
+    with gateway(keys, env) as child:
+        assert child.proc is not None
+        proc, url = child.proc, child.http_url
+        async with (
+            httpx.AsyncClient(base_url=url, headers={"x-api-key": keys[0]}, timeout=120) as big,
+            httpx.AsyncClient(base_url=url, headers={"x-api-key": keys[1]}, timeout=120) as other,
+        ):
+            pad = "m" * 15_000
+            sem = asyncio.Semaphore(16)
 
-                async def start(i: int) -> None:
-                    async with sem:
-                        body = envelope(
-                            "conversation_start", {"userId": "big", "metadata": {"pad": pad, "n": i}}
-                        )
-                        (await big.post(MESSAGE_PATH, json=body)).raise_for_status()
+            async def start(i: int) -> None:
+                async with sem:
+                    body = envelope("conversation_start", {"userId": "big", "metadata": {"pad": pad, "n": i}})
+                    (await big.post(MESSAGE_PATH, json=body)).raise_for_status()
 
-                await asyncio.gather(*(start(i) for i in range(args.conversations)))
-                cid = (
-                    await other.post(MESSAGE_PATH, json=envelope("conversation_start", {"userId": "o"}))
-                ).json()["conversation_id"]
+            await asyncio.gather(*(start(i) for i in range(args.conversations)))
+            cid = (
+                await other.post(MESSAGE_PATH, json=envelope("conversation_start", {"userId": "o"}))
+            ).json()["conversation_id"]
 
-                async def other_message(n: int) -> float:
-                    body = envelope(
-                        "user_message", {"conversation_id": cid, "content": {"type": "text", "text": f"o{n}"}}
-                    )
-                    began = time.perf_counter()
-                    (await other.post(MESSAGE_PATH, json=body)).raise_for_status()
-                    return (time.perf_counter() - began) * 1000
-
-                alone = [await other_message(n) for n in range(20)]
-                began = time.perf_counter()
-                v1 = await big.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": "big"}))
-                v1_ms = (time.perf_counter() - began) * 1000
-                began = time.perf_counter()
-                v2 = await big.post(
-                    MESSAGE_PATH,
-                    json=envelope(
-                        "get_user_conversations_v2",
-                        {"userId": "big", "pagination": {"page": 50, "limit": 20}},
-                    ),
+            async def other_message(n: int) -> float:
+                body = envelope(
+                    "user_message", {"conversation_id": cid, "content": {"type": "text", "text": f"o{n}"}}
                 )
-                v2_ms = (time.perf_counter() - began) * 1000
-                before = rss_mib(proc.pid)
+                began = time.perf_counter()
+                (await other.post(MESSAGE_PATH, json=body)).raise_for_status()
+                return (time.perf_counter() - began) * 1000
 
-                async def listings() -> None:
-                    await asyncio.gather(
-                        *(
-                            big.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": "big"}))
-                            for _ in range(8)
-                        )
+            alone = [await other_message(n) for n in range(20)]
+            began = time.perf_counter()
+            v1 = await big.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": "big"}))
+            v1_ms = (time.perf_counter() - began) * 1000
+            began = time.perf_counter()
+            v2 = await big.post(
+                MESSAGE_PATH,
+                json=envelope(
+                    "get_user_conversations_v2",
+                    {"userId": "big", "pagination": {"page": 50, "limit": 20}},
+                ),
+            )
+            v2_ms = (time.perf_counter() - began) * 1000
+            before = rss_mib(proc.pid)
+
+            async def listings() -> None:
+                await asyncio.gather(
+                    *(
+                        big.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": "big"}))
+                        for _ in range(8)
                     )
+                )
 
-                task = asyncio.create_task(listings())
-                during = []
-                while not task.done():
-                    during.append(await other_message(len(during)))
-                await task
-                after = rss_mib(proc.pid)
-        finally:
-            proc.terminate()
-            proc.wait(30)
+            task = asyncio.create_task(listings())
+            during = []
+            while not task.done():
+                during.append(await other_message(len(during)))
+            await task
+            after = rss_mib(proc.pid)
     print(
         f"{args.conversations} conversations x 15 KiB metadata: v1 answer {len(v1.content) / 1e6:.1f} MB "
         f"({len(v1.json()['conversations'])} conversations) in {v1_ms:.0f} ms; v2 page 50 of 20: "

@@ -13,28 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
-import socket
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import websockets
 
+sys.path.insert(0, str(Path(__file__).parent))
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from benchkit import bench_key, gateway, rss_mib
 
 
 def frame(event_type: str, payload: dict[str, object]) -> str:
@@ -69,67 +56,38 @@ async def main() -> None:
     parser.add_argument("--compression", choices=["deflate", "none"], default="deflate")
     parser.add_argument("--rounds", type=int, default=1, help="open and close the sockets this many times")
     args = parser.parse_args()
-    key = "cck_bench_" + secrets.token_urlsafe(16)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as directory:
-        env = {
-            **os.environ,
-            "CAPTIVATE_ACCESS_LOG": "false",
-            "CAPTIVATE_LOG_LEVEL": "warning",
-            "CAPTIVATE_RATE_PER_KEY": "0",
-            "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
-            "CAPTIVATE_MAX_SOCKETS_PER_KEY": str(args.sockets + 10),
-        }
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "captivate_chat_api.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--api-key",
-                key,
-                "--database",
-                f"sqlite:///{Path(directory) / 'gw.db'}",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            url = f"ws://127.0.0.1:{port}/dev?apiKey={key}"
-            for _ in range(200):
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
-            await asyncio.sleep(1.0)
-            idle = rss_mib(proc.pid)
-            compression = None if args.compression == "none" else "deflate"
-            for round_ in range(args.rounds):
-                go = asyncio.Event()
-                tasks = []
-                for start in range(0, args.sockets, 200):  # open in batches: loopback, bounded
-                    batch = [asyncio.Event() for _ in range(min(200, args.sockets - start))]
-                    tasks += [asyncio.create_task(one(url, compression, e, go)) for e in batch]
-                    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in batch)), 120)
-                peak = rss_mib(proc.pid)
-                go.set()
-                await asyncio.gather(*tasks)
-                await asyncio.sleep(2.0)
-                after2 = rss_mib(proc.pid)
-                await asyncio.sleep(13.0)
-                after15 = rss_mib(proc.pid)
-                if args.rounds > 1:
-                    print(
-                        f"round {round_ + 1}: open {peak:.1f} MiB, 15 s after close {after15:.1f} MiB",
-                        flush=True,
-                    )
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    key = bench_key()
+    env = {
+        "CAPTIVATE_RATE_PER_KEY": "0",
+        "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
+        "CAPTIVATE_MAX_SOCKETS_PER_KEY": str(args.sockets + 10),
+    }
+    with gateway([key], env) as child:
+        assert child.proc is not None
+        proc = child.proc
+        url = f"{child.ws_url}/dev?apiKey={key}"
+        await asyncio.sleep(1.0)
+        idle = rss_mib(proc.pid)
+        compression = None if args.compression == "none" else "deflate"
+        for round_ in range(args.rounds):
+            go = asyncio.Event()
+            tasks = []
+            for start in range(0, args.sockets, 200):  # open in batches: loopback, bounded
+                batch = [asyncio.Event() for _ in range(min(200, args.sockets - start))]
+                tasks += [asyncio.create_task(one(url, compression, e, go)) for e in batch]
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in batch)), 120)
+            peak = rss_mib(proc.pid)
+            go.set()
+            await asyncio.gather(*tasks)
+            await asyncio.sleep(2.0)
+            after2 = rss_mib(proc.pid)
+            await asyncio.sleep(13.0)
+            after15 = rss_mib(proc.pid)
+            if args.rounds > 1:
+                print(
+                    f"round {round_ + 1}: open {peak:.1f} MiB, 15 s after close {after15:.1f} MiB",
+                    flush=True,
+                )
     per = (peak - idle) * 1024 / args.sockets
     print(
         f"{args.sockets} sockets ({args.compression}): RSS idle {idle:.1f} MiB, open {peak:.1f} MiB "
