@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import random
+import os
 import struct
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -410,7 +410,7 @@ class ClientSocket(asyncio.Protocol):
         self._timer = None
         if self._protocol.state is not OPEN or self._transport.is_closing():
             return
-        self._ping = struct.pack("!I", random.getrandbits(32))
+        self._ping = os.urandom(4)
         self._protocol.send_ping(self._ping)
         self._write_pending()
         loop = asyncio.get_running_loop()
