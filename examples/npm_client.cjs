@@ -25,6 +25,7 @@ async function main() {
   console.log('metadata', await conversation.getMetadata());
   console.log('transcript entries', (await conversation.getTranscript()).length);
   api.dispose();
+  process.exit(0); // createConversation leaves a 10 s timer of the client's behind: do not wait for it
 }
 
 main().catch((error) => { console.error(error); process.exit(1); });

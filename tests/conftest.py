@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -9,35 +11,31 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Python's bytecode cache on, whatever the environment says (PYTHONDONTWRITEBYTECODE=1): otherwise every
+# xdist worker rewrites and compiles every test module again (~3 CPU-s each) and every gateway or CLI child
+# compiles the package again. The variable is dropped before the workers and children start.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
+
+import harness.gateway
+from harness.forkserver import ForkServer
 from harness.gateway import GatewayProcess, new_key
+from harness.tokens import add_keys
 
 # Scheduling with `-n` (and no `--dist` given): each file runs on one worker (`--dist loadfile`), so a
-# module's gateway starts once, and files are handed out in this order, longest first, so no long file
-# starts last. Seconds per file, measured on 2 cores (`--durations=0`, summed per
-# file); a file not named here runs after these, in collection order.
-LONGEST_FIRST = (
-    "tests/test_examples.py",  # 42 s: each example a process, two npm ones wait on the npm client's 10 s timer
-    "tests/test_cli.py",  # 38 s
-    "tests/test_terminal_chat.py",  # 31 s
-    "tests/server/agents/test_webhook.py",  # 25 s
-    "tests/reliability/test_crash_harness.py",  # 22 s
-    "tests/test_static.py",  # 21 s: mypy over a cold cache
-    "tests/files/test_files_http.py",  # 21 s
-    "tests/server/agents/test_openai_agent.py",  # 20 s
-    "tests/server/test_store_faults.py",  # 19 s
-    "tests/web/test_widget_and_content.py",  # 19 s
-    "tests/test_startup.py",  # 18 s
-    "tests/client/test_resilience.py",  # 15 s
-    "tests/web/test_web_files.py",  # 15 s
-    "tests/test_snippets.py",  # 12 s
-    "tests/test_console.py",  # 12 s
-    "tests/test_testing_kit.py",  # 11 s
-    "tests/scale/test_cross_node.py",  # 10 s
-    "tests/scale/test_shutdown_under_load.py",  # 10 s
-    "tests/scale/test_workers.py",  # 10 s
-)
+# module's gateway starts once, and files are handed out longest first, so no long file starts last. The
+# seconds per file come from DURATIONS, which the suite itself rewrites after a full run that passed (see
+# pytest_sessionfinish), so the order follows the suite as it changes; a file not in it runs last.
+DURATIONS = Path(__file__).with_name("durations.json")
+DRIFT = 0.3  # rewrite DURATIONS when a file's seconds moved by more than this share (and 2 s), or files came or went
+harness.gateway.FORK = True  # gateways fork from one interpreter that imported them (harness/forkserver.py)
 WORKERS_PER_CORE = 2
 """Most tests wait (on a gateway, node, a browser or a timer) more than they compute."""
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """In every process of the run (xdist workers too): end this process's gateway fork server."""
+    ForkServer.shutdown()
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: ``-p no:xdist`` must still run
@@ -58,10 +56,46 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest files first (a stable sort: within a file, and among the others, collection order)."""
-    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    """The longest files first (a stable sort: within a file, and among the unknown ones, collection order)."""
+    seconds = _read_durations()
     root = config.rootpath
-    items.sort(key=lambda item: rank.get(item.path.relative_to(root).as_posix(), len(rank)))
+    items.sort(key=lambda item: -seconds.get(item.path.relative_to(root).as_posix(), 0.0))
+
+
+def _read_durations() -> dict[str, float]:
+    try:
+        loaded = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(name): float(value) for name, value in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+_measured: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Seconds per file (setup + call + teardown); under xdist the controller sees every worker's reports."""
+    name = report.nodeid.split("::", 1)[0]
+    _measured[name] = _measured.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After a full run that passed (all of ``tests/``, no selection), rewrite DURATIONS if it drifted."""
+    config = session.config
+    if hasattr(config, "workerinput") or exitstatus != 0 or not _measured:
+        return
+    tests = Path(__file__).parent
+    if [Path(arg).resolve() for arg in config.args] not in ([tests], [config.rootpath]):
+        return
+    if config.option.keyword or config.option.markexpr or config.option.lf or config.option.deselect:
+        return
+    fresh = {name: round(value) for name, value in sorted(_measured.items(), key=lambda kv: -kv[1])}
+    known = _read_durations()
+    drifted = set(fresh) != set(known) or any(
+        abs(fresh[name] - known[name]) > max(2.0, DRIFT * known[name]) for name in fresh
+    )
+    if drifted:
+        DURATIONS.write_text(json.dumps(fresh, indent=0) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +104,25 @@ def tenant_keys() -> list[str]:
     return [new_key(), new_key()]
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, tenant_keys: list[str]) -> Iterator[GatewayProcess]:
-    """A real gateway process for the module, on a free port, with a fresh SQLite file."""
-    db = tmp_path_factory.mktemp("gw") / "gateway.db"
-    process = GatewayProcess(db, tenant_keys).start()
+@pytest.fixture(scope="session")
+def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One real gateway process per xdist worker (on a free port, a fresh SQLite file), shared by the modules
+    on the default ``gateway`` fixture; a module that needs other settings starts its own."""
+    process = GatewayProcess(tmp_path_factory.mktemp("shared-gw") / "gateway.db", [new_key()]).start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(shared_gateway: GatewayProcess, tenant_keys: list[str]) -> GatewayProcess:
+    """The worker's shared gateway, with the module's own two fresh API keys (channels): what one module
+    writes, no other module's keys can read, as with a gateway of its own. (Files run one at a time per
+    worker, ``--dist loadfile``, so two modules never load it at once.)"""
+    if shared_gateway.proc is None or shared_gateway.proc.poll() is not None:  # stopped by an earlier module
+        shared_gateway.port = 0
+        shared_gateway.start()
+    asyncio.run(add_keys(shared_gateway.database, tenant_keys))
+    return shared_gateway
 
 
 @pytest.fixture

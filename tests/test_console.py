@@ -34,17 +34,13 @@ class Desk:
 
 
 @pytest.fixture(scope="module")
-def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
-    """A gateway (demo agent: "human" escalates) and two human agents' tokens, Alice and Bob."""
-    database = tmp_path_factory.mktemp("console") / "gw.db"
-    key = new_key()
-    gateway = GatewayProcess(database, [key]).start()
-    try:
-        alice = asyncio.run(add_token(database, key, "human", "Alice"))
-        bob = asyncio.run(add_token(database, key, "human", "Bob"))
-        yield Desk(gateway, key, alice, bob)
-    finally:
-        gateway.stop()
+def desk(gateway: GatewayProcess, tenant_keys: list[str]) -> Desk:
+    """The worker's gateway (demo agent: "human" escalates) with this module's own key, and two human
+    agents' tokens of its channel, Alice and Bob."""
+    key = tenant_keys[0]
+    alice = asyncio.run(add_token(gateway.database, key, "human", "Alice"))
+    bob = asyncio.run(add_token(gateway.database, key, "human", "Bob"))
+    return Desk(gateway, key, alice, bob)
 
 
 def environment(token: str | None) -> dict[str, str]:

@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,11 +75,9 @@ def run_program(path: Path, key: str, base_url: str, tmp_path: Path) -> subproce
 
 
 @pytest.fixture(scope="module")
-def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, str]]:
-    key = new_key()
-    gateway = GatewayProcess(tmp_path_factory.mktemp("examples") / "gw.db", [key]).start()
-    yield gateway, key
-    gateway.stop()
+def examples_gateway(gateway: GatewayProcess, tenant_keys: list[str]) -> tuple[GatewayProcess, str]:
+    """The gateway the examples without headers share (the worker's, with this module's own key)."""
+    return gateway, tenant_keys[0]
 
 
 def test_examples_are_found() -> None:
@@ -89,12 +86,12 @@ def test_examples_are_found() -> None:
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.name for p in PROGRAMS])
-def test_example_runs(path: Path, shared_gateway: tuple[GatewayProcess, str], tmp_path: Path) -> None:
+def test_example_runs(path: Path, examples_gateway: tuple[GatewayProcess, str], tmp_path: Path) -> None:
     spec = headers(path)
     agent_port = free_port()
     fill = lambda text: text.format(python=sys.executable, agent_port=agent_port)
     client = EXAMPLES / spec.get("client", path.name)
-    gateway, key = shared_gateway
+    gateway, key = examples_gateway
     own: GatewayProcess | None = None
     server: subprocess.Popen[str] | None = None
     try:

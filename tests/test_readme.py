@@ -19,6 +19,10 @@ def test_readme_opens_with_run_and_test_commands() -> None:
     run, test = readme_commands()
     assert "captivate-chat serve" in run and re.search(r"\[[^]]*\bserver\b[^]]*\]", run)
     assert "pytest" in test
+    # mypy is its own step, before pytest: a type error fails the command, and the suite's own mypy test
+    # (tests/test_static.py) then reads a warm cache instead of spending ~15 CPU-s inside pytest
+    steps = [step.strip() for step in test.split("&&")]
+    assert steps[-2:] == [".venv/bin/mypy", ".venv/bin/pytest -n auto"], steps
 
 
 def test_readme_is_a_front_page() -> None:

@@ -14,18 +14,34 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli_fork import CliForks
 from harness.gateway import POSTGRES_URL, GatewayProcess
 
-CLI = [sys.executable, "-m", "captivate_chat_api.cli"]
+BASE_ENV = {**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def forks() -> Iterator[CliForks]:
+    """``captivate-chat`` runs fork one process that imported the CLI once (each run still a process)."""
+    global FORKS
+    with CliForks(BASE_ENV) as FORKS:
+        yield FORKS
+
+
+FORKS: CliForks | None = None
 
 
 def run(
     *args: str, blocked: str | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``captivate-chat ARGS``; ``blocked`` names a module made unimportable, as if its extra were missing."""
-    prelude = f"import sys; sys.modules[{blocked!r}] = None; " if blocked else "import sys; "
+    """``captivate-chat ARGS``; ``blocked`` names a module made unimportable, as if its extra were missing
+    (a fresh interpreter, so the module was never imported)."""
+    full_env = {**BASE_ENV, **(env or {})}
+    if not blocked:
+        assert FORKS is not None
+        return FORKS.run(list(args), env=full_env, cwd=cwd)
     code = (
-        prelude
+        f"import sys; sys.modules[{blocked!r}] = None; "
         + "from captivate_chat_api.cli import main; sys.argv = ['captivate-chat', *sys.argv[1:]]; main()"
     )
     return subprocess.run(
@@ -35,7 +51,7 @@ def run(
         text=True,
         timeout=60,
         cwd=cwd,
-        env={**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info", **(env or {})},
+        env=full_env,
     )
 
 

@@ -16,7 +16,7 @@ from file_agent_app import FileAgent
 
 from captivate_chat_api.protocol import ChatRequest
 from captivate_chat_api.server.agents.openai_agent import current_message, files_context
-from harness.gateway import GatewayProcess, new_key
+from harness.gateway import GatewayProcess
 from harness.tokens import set_agent
 from harness.wire import WireClient
 
@@ -29,15 +29,11 @@ def agent() -> Iterator[FileAgent]:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory, agent: FileAgent) -> Iterator[tuple[GatewayProcess, str]]:
-    database = tmp_path_factory.mktemp("files-agent") / "gw.db"
-    key = new_key()
-    gateway = GatewayProcess(database, [key]).start()
-    try:
-        asyncio.run(set_agent(database, key, f"webhook:{agent.url}"))
-        yield gateway, key
-    finally:
-        gateway.stop()
+def setup(gateway: GatewayProcess, tenant_keys: list[str], agent: FileAgent) -> tuple[GatewayProcess, str]:
+    """The worker's gateway, this module's own key (channel) answered by the webhook agent."""
+    key = tenant_keys[0]
+    asyncio.run(set_agent(gateway.database, key, f"webhook:{agent.url}"))
+    return gateway, key
 
 
 async def upload(

@@ -14,7 +14,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from .forkserver import ForkedProcess, ForkServer
+
 READY = re.compile(r"listening on http://([\d.]+):(\d+)")
+FORK = False
+"""Start gateways from the fork server (harness/forkserver.py); tests/conftest.py turns it on for the suite."""
 
 
 def in_ci() -> bool:
@@ -106,7 +110,7 @@ class GatewayProcess:
         self.api_keys = api_keys
         self.env = env or {}
         self.port = port
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[str] | ForkedProcess | None = None
         self.stdout: list[str] = []
         self.stderr: list[str] = []
 
@@ -135,10 +139,15 @@ class GatewayProcess:
         for key in self.api_keys:
             cmd += ["--api-key", key]
         cmd += self.args
-        env = {**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info", **self.env}
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=self.cwd
-        )
+        base = {**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info"}
+        env = {**base, **self.env}
+        server = ForkServer.get(base) if self._forkable() else None
+        if server is not None and server.same_interpreter(env):
+            self.proc = server.spawn(cmd[3:], env, self.cwd)
+        else:
+            self.proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=self.cwd
+            )
         ready = threading.Event()
 
         def pump(stream, sink, watch):  # type: ignore[no-untyped-def]
@@ -161,6 +170,11 @@ class GatewayProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gateway did not start:\n" + "".join(self.stdout + self.stderr))
         return self
+
+    def _forkable(self) -> bool:
+        """Fork it from the fork server (``FORK``, set by the suite) unless it tests the installed script's
+        own start-up (the fork server also refuses ``PYTHON*`` variables other than its own)."""
+        return FORK and not self.console_script and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         assert self.proc is not None

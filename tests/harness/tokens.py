@@ -39,3 +39,17 @@ async def add_token(database: Path | str, api_key: str, role: str, label: str = 
         return token
     finally:
         await store.close()
+
+
+async def add_keys(database: Path | str, api_keys: list[str]) -> None:
+    """Register ``api_keys`` on a running gateway's store, each as its own channel, as ``serve --api-key``
+    does at start (a key nobody asked for yet needs no restart: the gateway looks it up on first use)."""
+    from captivate_chat_api.server.gateway import register_key
+
+    store = store_from_url(_url(database))
+    await store.open()
+    try:
+        for key in api_keys:
+            await register_key(store, key)
+    finally:
+        await store.close()

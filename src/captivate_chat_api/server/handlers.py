@@ -249,7 +249,8 @@ class Handlers:
 
     async def user_message(self, request: Request, payload: UserMessage) -> Reply:
         await self.check(request, payload.conversation_id)
-        if len(content_files(payload.content)) > self.max_files_per_message:
+        sent_files = content_files(payload.content)
+        if len(sent_files) > self.max_files_per_message:
             raise ProtocolError(
                 400,
                 f"a message may carry at most {self.max_files_per_message} files",
@@ -261,7 +262,7 @@ class Handlers:
         after = None
         if created:
             channel, conversation_id, text = request.channel, payload.conversation_id, user_input_of(payload)
-            files = [agent_file(f) for f in content_files(payload.content)]
+            files = [agent_file(f) for f in sent_files]
             if files and self.fresh_file_urls is not None:
                 files = await self.fresh_file_urls(channel.id, files)
             after = lambda: self.runner.schedule(

@@ -13,7 +13,6 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,40 +194,40 @@ class Admission:
         self.active = max(1, len(self._seen))
         self._counted = now
 
-    @contextlib.asynccontextmanager
-    async def slot(self, tenant: str, *, turn: bool = False) -> AsyncIterator[None]:
-        """Hold one of ``tenant``'s slots; ``turn``: for an agent turn (ahead of the tenant's waiting
-        events, never refused). Entered without suspending when a slot is free."""
-        if not self.enabled:
-            yield
-            return
+    def slot(self, tenant: str, *, turn: bool = False) -> _Slot:
+        """``async with admission.slot(tenant)``: hold one of ``tenant``'s slots; ``turn``: for an agent turn
+        (ahead of the tenant's waiting events, never refused). Entered without suspending when a slot is
+        free (a plain class, not a generator: this is on every message's path)."""
+        return _Slot(self, tenant, turn) if self.enabled else _FREE
+
+    def _enter(self, tenant: str, turn: bool) -> tuple[_Line, asyncio.Future[None]] | None:
+        """Take a slot now (None), or queue for one: the future resolves when the slot is granted."""
         if self._free(tenant) and tenant not in self._waiting:
             self._grant(tenant)
-        else:
-            line = self._waiting.get(tenant)
-            if line is None:
-                line = self._waiting[tenant] = _Line()
-            queue = line.turns if turn else line.events
-            if not turn and len(queue) >= self.max_waiting:
-                if not line:
-                    del self._waiting[tenant]
-                raise RateLimitError(429, "too many requests in flight for this key; retry", retry_after=0.1)
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            queue.append(future)
-            try:
-                await future
-            except asyncio.CancelledError:
-                if future.done() and not future.cancelled():
-                    self._release(tenant)  # granted as it was cancelled: hand the slot on
-                else:
-                    line.remove(future)
-                    if not line and self._waiting.get(tenant) is line:
-                        del self._waiting[tenant]
-                raise
+            return None
+        line = self._waiting.get(tenant)
+        if line is None:
+            line = self._waiting[tenant] = _Line()
+        queue = line.turns if turn else line.events
+        if not turn and len(queue) >= self.max_waiting:
+            if not line:
+                del self._waiting[tenant]
+            raise RateLimitError(429, "too many requests in flight for this key; retry", retry_after=0.1)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(future)
+        return line, future
+
+    async def _wait(self, tenant: str, line: _Line, future: asyncio.Future[None]) -> None:
         try:
-            yield
-        finally:
-            self._release(tenant)
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._release(tenant)  # granted as it was cancelled: hand the slot on
+            else:
+                line.remove(future)
+                if not line and self._waiting.get(tenant) is line:
+                    del self._waiting[tenant]
+            raise
 
     def _release(self, tenant: str) -> None:
         left = self.in_flight.get(tenant, 1) - 1
@@ -243,12 +242,63 @@ class Admission:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        """Grant freed slots to waiting tenants in turn: each granted tenant goes to the back of the line."""
-        for tenant in list(self._waiting):
+        """Grant freed slots to waiting tenants in turn: each tenant visited goes to the back of the line
+        (those not reached, when the slots ran out, keep their places ahead of it)."""
+        waiting = self._waiting
+        if not waiting or self.running >= self.total:
+            return
+        share = self.share()
+        in_flight = self.in_flight
+        visited = 0
+        touched: list[str] = []
+        tenants = list(waiting.items())
+        for tenant, line in tenants:
             if self.running >= self.total:
-                return
-            line = self._waiting.pop(tenant)
-            if self.in_flight.get(tenant, 0) < self.share() and line.grant_next():
-                self._grant(tenant)
-            if line:
-                self._waiting[tenant] = line  # to the back of the line
+                break
+            visited += 1
+            if in_flight.get(tenant, 0) < share:
+                touched.append(tenant)
+                if line.grant_next():
+                    self._grant(tenant)
+                    share = self.share()  # a grant may recount the active tenants
+        if visited < len(tenants):  # the visited ones, in order, behind those not reached
+            for tenant, _ in tenants[:visited]:
+                line = waiting.pop(tenant)
+                if line:
+                    waiting[tenant] = line
+        else:  # every tenant visited: the order stays; a line emptied by a grant goes
+            for tenant in touched:
+                if not waiting[tenant]:
+                    del waiting[tenant]
+
+
+class _Slot:
+    """One admission slot, as an async context manager."""
+
+    __slots__ = ("_admission", "_tenant", "_turn")
+
+    def __init__(self, admission: Admission, tenant: str, turn: bool) -> None:
+        self._admission, self._tenant, self._turn = admission, tenant, turn
+
+    async def __aenter__(self) -> None:
+        queued = self._admission._enter(self._tenant, self._turn)
+        if queued is not None:
+            await self._admission._wait(self._tenant, *queued)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._admission._release(self._tenant)
+
+
+class _Free:
+    """The slot of a disabled admission: nothing to hold."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_FREE: Any = _Free()

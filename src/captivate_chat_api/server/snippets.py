@@ -22,7 +22,11 @@ const {{ CaptivateChatAPI }} = require('captivate-chat-api');
 async function main() {{
   const api = await CaptivateChatAPI.create('{key}');
   const conversation = await api.createConversation('user-1', {{ name: 'Ada' }}, {{}}, 'user-first');
-  conversation.onMessage((content, kind) => {{ console.log(kind, content.text); api.dispose(); }});
+  conversation.onMessage((content, kind) => {{
+    console.log(kind, content.text);
+    api.dispose();
+    process.exit(0); // createConversation leaves a 10 s timer of the client's behind: do not wait for it
+  }});
   await conversation.sendMessage('Hello!');
 }}
 main();"""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from ...errors import ConversationNotFound, ProtocolError
 from ...protocol import (
@@ -55,26 +57,49 @@ def build_request(
     if "firstName" not in user and isinstance(info.get("name"), str):
         user["firstName"] = info["name"]
     # Built, not validated: every part comes from our own store (validation here only copied, ~10 % of a
-    # turn's CPU). The dicts are copied, as validation did, so an agent that edits them edits its own.
-    channel_metadata = ChannelMetadata.model_construct(
-        user=UserInfo.model_construct(**user),
-        channelMetadata={"channel": "custom-channel", "channelData": {"channelId": channel.id}},
-        custom=dict(conversation.metadata),
-        private=dict(conversation.private_metadata),
-        conversationCreatedAt=conversation.created_at,
-        conversationUpdatedAt=conversation.updated_at,
+    # turn's CPU), and not by model_construct either (which walks every field's alias and default).
+    # The dicts are copied, as validation did, so an agent that edits them edits its own.
+    channel_metadata = _built(
+        ChannelMetadata,
+        {
+            "user": _built(UserInfo, {"firstName": None, "lastName": None, "email": None, **user}, set(user)),
+            "channelMetadata": {"channel": "custom-channel", "channelData": {"channelId": channel.id}},
+            "custom": dict(conversation.metadata),
+            "private": dict(conversation.private_metadata),
+            "conversationCreatedAt": conversation.created_at,
+            "conversationUpdatedAt": conversation.updated_at,
+        },
     )
-    metadata = AgentMetadata.model_construct(
-        internal=InternalMetadata.model_construct(channelMetadata=channel_metadata)
+    metadata = _built(
+        AgentMetadata, {"internal": _built(InternalMetadata, {"channelMetadata": channel_metadata})}
     )
-    return ChatRequest.model_construct(
-        session_id=conversation.id,
-        user_input=user_input,
-        files=files or [],
-        incoming_action=[action] if action else [],
-        hasLivechat=conversation.has_livechat,
-        metadata=metadata,
+    return _built(
+        ChatRequest,
+        {
+            "session_id": conversation.id,
+            "user_input": user_input,
+            "files": files or [],
+            "incoming_action": [action] if action else [],
+            "hasLivechat": conversation.has_livechat,
+            "metadata": metadata,
+        },
     )
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _built(cls: type[_M], values: dict[str, Any], fields_set: set[str] | None = None) -> _M:
+    """``cls.model_construct(**values)`` when ``values`` names every field (``fields_set``: those given,
+    default: all), minus the walk over the fields: what pydantic's own ``model_construct`` leaves on an
+    instance, set directly (tests/server/agents check the two are alike)."""
+    model = cls.__new__(cls)
+    _set = object.__setattr__
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values) if fields_set is None else fields_set)
+    _set(model, "__pydantic_extra__", {})
+    _set(model, "__pydantic_private__", None)
+    return model
 
 
 def response_events(

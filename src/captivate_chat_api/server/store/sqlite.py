@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import secrets
@@ -35,7 +36,16 @@ from .base import (
 from .clock import utc_now
 from .migrate import pending
 from .query import matches_query, sqlite_where
-from .rows import channel_row, conversation_row, dumps, event_row, key_row, token_row
+from .rows import (
+    CONVERSATION_COLUMNS,
+    channel_row,
+    conversation_of,
+    conversation_row,
+    dumps,
+    event_row,
+    key_row,
+    token_row,
+)
 from .rules import (
     check_editable,
     deduplicates,
@@ -43,6 +53,7 @@ from .rules import (
     empty_page,
     merged_channel,
     merged_metadata,
+    only_appends,
     page_from,
     page_of,
     page_window,
@@ -61,6 +72,23 @@ SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 _LIVE_CONVERSATION = "SELECT * FROM conversations WHERE id = ? AND channel_id = ? AND deleted_at IS NULL"
+_BUMP_LIVE = (
+    "UPDATE conversations SET last_seq = last_seq + ?, updated_at = ? WHERE id = ? AND channel_id = ?"
+    " AND deleted_at IS NULL"
+)
+_BUMP = f"{_BUMP_LIVE} RETURNING {CONVERSATION_COLUMNS}"
+"""Take the next seqs of a live conversation of the channel (none: unknown, deleted or foreign)."""
+
+
+@functools.cache
+def _bump_if(allowed_from: frozenset[str]) -> tuple[str, tuple[str, ...]]:
+    """:data:`_BUMP` only in one of those hand-off states: the statement, and the states to bind."""
+    marks = ",".join("?" * len(allowed_from))
+    # Only "?" placeholders are formatted in; every value is a bound parameter.
+    sql = f"{_BUMP_LIVE} AND handoff IN ({marks}) RETURNING {CONVERSATION_COLUMNS}"  # nosec B608
+    return sql, tuple(sorted(allowed_from))
+
+
 _OWNED = "EXISTS (SELECT 1 FROM conversations WHERE id = ? AND channel_id = ?)"
 """An events query's tenant scope: the conversation is the channel's (its two parameters: id, channel)."""
 
@@ -519,6 +547,10 @@ class SQLiteStore(Store):
         metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
         def run(conn: sqlite3.Connection) -> tuple[ConversationRecord, list[StoredEvent]] | None:
+            if events and metadata is None and only_appends(handoff, human_agent, agent, require_human_agent):
+                # an AI agent's reply: the state guard and the seqs in one statement
+                appended = self._append_if(conn, channel_id, conversation_id, events, allowed_from)
+                return None if appended is None else (appended[1], appended[0])
             row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
             current = conversation_row(require_live(row, conversation_id))
             if not transition_allowed(current, allowed_from, require_human_agent):
@@ -552,7 +584,7 @@ class SQLiteStore(Store):
                 )
             if not events:
                 return changed, []
-            stored, after = self._append(conn, channel_id, conversation_id, events, changed)
+            stored, after = self._append_to(conn, conversation_id, events, changed)
             return after, stored
 
         return await self._write(run)
@@ -567,23 +599,61 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _append(
+        conn: sqlite3.Connection, channel_id: str, conversation_id: str, events: list[NewEvent]
+    ) -> tuple[list[StoredEvent], ConversationRecord]:
+        """Insert ``events`` with the next seqs; also returns the conversation as it is afterwards (the
+        agent turn that follows needs no read of its own). One ``UPDATE ... RETURNING`` checks that the
+        conversation is live and takes the seqs; ConversationNotFound if it is not."""
+        now = utc_now()
+        row = conn.execute(_BUMP, (len(events), now, conversation_id, channel_id)).fetchone()
+        after = conversation_of(require_live(row, conversation_id))
+        return SQLiteStore._insert_events(
+            conn, conversation_id, events, after.last_seq - len(events), now
+        ), after
+
+    @staticmethod
+    def _append_if(
         conn: sqlite3.Connection,
         channel_id: str,
         conversation_id: str,
         events: list[NewEvent],
-        record: ConversationRecord | None = None,
-    ) -> tuple[list[StoredEvent], ConversationRecord]:
-        """Insert ``events`` with the next seqs; also returns the conversation as it is afterwards (read in the
-        same step, so the agent turn that follows needs no read of its own). ``record``: the conversation as
-        this transaction already read it (saves reading it twice)."""
-        if record is None:
-            row = conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone()
-            record = conversation_row(require_live(row, conversation_id))
-        seq = record.last_seq
+        allowed_from: frozenset[str],
+    ) -> tuple[list[StoredEvent], ConversationRecord] | None:
+        """:meth:`_append` only while the conversation's hand-off state is one of ``allowed_from`` (the guard
+        in the same statement); None when it is in another state (nothing written)."""
         now = utc_now()
+        sql, states = _bump_if(allowed_from)
+        row = conn.execute(sql, (len(events), now, conversation_id, channel_id, *states)).fetchone()
+        if row is None:  # gone (ConversationNotFound), or in another state (None)
+            require_live(
+                conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone(), conversation_id
+            )
+            return None
+        after = conversation_of(row)
+        return SQLiteStore._insert_events(
+            conn, conversation_id, events, after.last_seq - len(events), now
+        ), after
+
+    @staticmethod
+    def _append_to(
+        conn: sqlite3.Connection, conversation_id: str, events: list[NewEvent], record: ConversationRecord
+    ) -> tuple[list[StoredEvent], ConversationRecord]:
+        """:meth:`_append` for a conversation this transaction has read already (``record``)."""
+        now = utc_now()
+        stored = SQLiteStore._insert_events(conn, conversation_id, events, record.last_seq, now)
+        seq = record.last_seq + len(events)
+        conn.execute(
+            "UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, conversation_id)
+        )
+        return stored, dataclasses.replace(record, last_seq=seq, updated_at=now)
+
+    @staticmethod
+    def _insert_events(
+        conn: sqlite3.Connection, conversation_id: str, events: list[NewEvent], last_seq: int, now: str
+    ) -> list[StoredEvent]:
+        """The event rows, numbered from ``last_seq + 1``."""
         stored = []
-        for event in events:
-            seq += 1
+        for seq, event in enumerate(events, last_seq + 1):
             conn.execute(
                 "INSERT INTO events (conversation_id, seq, event_type, sender, message_id, client_msg_id, payload,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -600,20 +670,17 @@ class SQLiteStore(Store):
             )
             stored.append(
                 StoredEvent(
-                    conversation_id=conversation_id,
-                    seq=seq,
-                    event_type=event.event_type,
-                    payload=event.payload,
-                    created_at=now,
-                    sender=event.sender,
-                    message_id=event.message_id,
-                    client_msg_id=event.client_msg_id,
+                    conversation_id,
+                    seq,
+                    event.event_type,
+                    event.payload,
+                    now,
+                    event.sender,
+                    event.message_id,
+                    event.client_msg_id,
                 )
             )
-        conn.execute(
-            "UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?", (seq, now, conversation_id)
-        )
-        return stored, dataclasses.replace(record, last_seq=seq, updated_at=now)
+        return stored
 
     async def append_events(
         self, channel_id: str, conversation_id: str, events: list[NewEvent]

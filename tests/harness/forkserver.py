@@ -1,0 +1,248 @@
+"""Gateway processes forked from one interpreter that imported the gateway once (a fork server).
+
+A gateway start is ~0.7 CPU-s, most of it Python importing the server; the suite starts dozens. The fork
+server (one per test process, started on first use) imports ``captivate_chat_api.cli`` and what ``serve``
+loads, then forks a child per request: the child takes its arguments, environment, working directory and
+stdout/stderr pipes and runs the CLI's ``main()``, as ``python -m captivate_chat_api.cli ARGS`` would. It
+is a real gateway process on real sockets; only the imports happened before the fork. ``ForkedProcess``
+gives it ``subprocess.Popen``'s interface (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``,
+``stdout``, ``stderr``), as ``GatewayProcess`` uses it.
+
+``GatewayProcess`` forks only where that is the same thing: not for ``console_script`` gateways (the
+installed script's own start-up is what they test) nor when the environment changes ``PYTHON*`` variables
+(e.g. a ``PYTHONPATH`` that hides a package); those, and every gateway when ``CAPTIVATE_TEST_FRESH_GATEWAYS=1``,
+start a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+SERVER = r"""
+import json, os, select, signal, socket, sys, traceback
+
+import captivate_chat_api.cli as cli
+import captivate_chat_api.server.serve, captivate_chat_api.server.app  # what `serve` imports next
+
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+listener.listen(64)
+print("ready", flush=True)
+base_path = list(sys.path)
+children = {}  # pid -> the connection its exit status is written to
+
+
+def run_child(job, fds):
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    for fd in (*fds, null):
+        os.close(fd)
+    signal.set_wakeup_fd(-1)
+    os.close(wake_r)
+    os.close(wake_w)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.environ.clear()
+    os.environ.update(job["env"])
+    if job["cwd"]:
+        os.chdir(job["cwd"])
+    sys.path[:] = [os.getcwd(), *base_path[1:]]  # as `python -m` puts the working directory first
+    sys.argv = [cli.__file__, *job["args"]]
+    code = 1
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            sys.stderr.write(f"{exc.code}\n")
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(code)
+
+
+wake_r, wake_w = os.pipe()
+os.set_blocking(wake_w, False)
+signal.set_wakeup_fd(wake_w)
+signal.signal(signal.SIGCHLD, lambda *_: None)
+while True:
+    ready, _, _ = select.select([listener, sys.stdin, wake_r], [], [])
+    if sys.stdin in ready and not sys.stdin.readline():
+        break  # the test process is gone
+    if wake_r in ready:
+        os.read(wake_r, 4096)
+    while children:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            break
+        conn = children.pop(pid, None)
+        if conn is not None:
+            try:
+                conn.sendall(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+            finally:
+                conn.close()
+    if listener in ready:
+        conn, _ = listener.accept()
+        message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
+        job = json.loads(message)
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            conn.close()
+            for other in children.values():
+                other.close()
+            run_child(job, fds)
+        for fd in fds:
+            os.close(fd)
+        children[pid] = conn
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+for pid in children:  # left running by the test process: end them, and wait (their CPU is counted)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+"""
+
+
+class ForkServer:
+    """The fork server of this test process (``ForkServer.get()``), until ``ForkServer.shutdown()``."""
+
+    _instance: ForkServer | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.python_env = {name: value for name, value in env.items() if name.startswith("PYTHON")}
+        self.dir = tempfile.TemporaryDirectory(prefix="gw-forks-")
+        self.path = str(Path(self.dir.name) / "socket")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, self.path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the gateway fork server did not start (exit {self.proc.wait()})")
+
+    @classmethod
+    def get(cls, env: dict[str, str]) -> ForkServer:
+        with cls._lock:
+            if cls._instance is None or cls._instance.proc.poll() is not None:
+                cls._instance = cls(env)
+            return cls._instance
+
+    def same_interpreter(self, env: dict[str, str]) -> bool:
+        """Whether a child with ``env`` is what a fresh interpreter would be: the ``PYTHON*`` variables
+        (read once, when an interpreter starts) are the fork server's own."""
+        return {name: value for name, value in env.items() if name.startswith("PYTHON")} == self.python_env
+
+    @classmethod
+    def shutdown(cls) -> None:
+        """End the fork server and wait for it, so the CPU of the gateways it forked (and waited for) is
+        counted to this process, as a fresh gateway's is."""
+        with cls._lock:
+            server, cls._instance = cls._instance, None
+        if server is None:
+            return
+        assert server.proc.stdin is not None and server.proc.stdout is not None
+        server.proc.stdin.close()
+        try:
+            server.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+        server.proc.stdout.close()
+        server.dir.cleanup()
+
+    def spawn(self, args: list[str], env: dict[str, str], cwd: Path | None) -> ForkedProcess:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(self.path)
+            job = {"args": args, "env": env, "cwd": str(cwd) if cwd else None}
+            socket.send_fds(conn, [json.dumps(job).encode()], [out_w, err_w])
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        answer = _read_line(conn)
+        if not answer:
+            raise RuntimeError("the gateway fork server did not fork")
+        pid = json.loads(answer)["pid"]
+        return ForkedProcess(
+            pid, conn, os.fdopen(out_r, "r", errors="replace"), os.fdopen(err_r, "r", errors="replace")
+        )
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    """One line from ``conn`` (blocking), read a byte at a time so nothing after it is consumed."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = conn.recv(1)
+        if not byte:
+            break
+        line += byte
+    return line
+
+
+class ForkedProcess:
+    """A child of the fork server, with the part of ``subprocess.Popen``'s interface the harness uses."""
+
+    def __init__(self, pid: int, conn: socket.socket, stdout: IO[str], stderr: IO[str]) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stdout = stdout
+        self.stderr = stderr
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def _collect(self, timeout: float | None) -> int | None:
+        """The exit status the fork server writes when the child ends (None: not within ``timeout``)."""
+        with self._lock:
+            if self.returncode is None:
+                ready, _, _ = select.select([self._conn], [], [], timeout)
+                if not ready:
+                    return None
+                line = _read_line(self._conn)
+                answer: dict[str, Any] = json.loads(line) if line else {"exit": -signal.SIGKILL}
+                self.returncode = int(answer["exit"])
+                self._conn.close()
+            return self.returncode
+
+    def poll(self) -> int | None:
+        return self._collect(0.0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._collect(timeout)
+        if code is None:
+            raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
