@@ -447,7 +447,12 @@ async def client_main() -> None:
         samples: list[float] = []
         errors: list[str] = []
 
-        async def run(conv: Conv) -> None:
+        async def run(
+            conv: Conv,
+            phase: dict[str, Any] = phase,
+            samples: list[float] = samples,
+            errors: list[str] = errors,
+        ) -> None:  # (bound here: ruff's B023)
             while time.time() < phase["end"]:
                 began = time.perf_counter()
                 try:

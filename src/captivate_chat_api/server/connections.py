@@ -14,6 +14,10 @@ import json
 import logging
 from typing import Any
 
+from .client_socket import ClientSocket, ClientSockets, SocketServer
+from .fastpath import has_nul
+from .routes.ws import SOCKET_PATH
+
 log = logging.getLogger("captivate_chat_api.server")
 
 FD_RESERVE = 64
@@ -128,10 +132,16 @@ class JoinedWrites:
 
 
 def protocol_class(
-    *, header_timeout: float, max_connections: int, max_head_bytes: int
+    *,
+    header_timeout: float,
+    max_connections: int,
+    max_head_bytes: int,
+    client_sockets: ClientSockets | None = None,
 ) -> type[asyncio.Protocol] | None:
     """uvicorn's httptools protocol with the bounds above; None when httptools is not installed (uvicorn's
-    h11 protocol is used then, with its own limit on a request head's size but no header deadline)."""
+    h11 protocol is used then, with its own limit on a request head's size but no header deadline).
+    With ``client_sockets``, an upgrade of ``/dev`` is handed to :class:`.client_socket.ClientSocket`
+    (every other WebSocket to uvicorn's protocol, and the ASGI app)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
@@ -147,6 +157,8 @@ def protocol_class(
         "Request Header Fields Too Large",
         f"request head too large (limit {max_head_bytes} bytes; a WebSocket handshake: {WS_MAX_LINE} bytes a line)",
     )
+
+    servers: dict[int, SocketServer] = {}  # one per uvicorn server (its ServerState)
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
@@ -218,7 +230,44 @@ def protocol_class(
                 self.transport.write(large)
                 self.transport.close()
                 return
+            if client_sockets is not None and self._to_client_socket(client_sockets):
+                return
             super().handle_websocket_upgrade()
+
+        def _to_client_socket(self, sockets: ClientSockets) -> bool:
+            """Hand an upgrade of ``/dev`` to a :class:`.client_socket.ClientSocket` (False: not one)."""
+            from urllib.parse import unquote
+
+            import httptools
+
+            url = httptools.parse_url(self.url)
+            query = url.query or b""
+            if (
+                unquote(url.path.decode("ascii")) != SOCKET_PATH
+                or self.root_path
+                or has_nul({"query_string": query})
+                or sockets.gateway() is None
+            ):
+                return False  # down the ASGI path (RefuseNul answers a NUL there)
+            scope: Any = self.scope
+            key = id(self.server_state)
+            server = servers.get(key)
+            if server is None or server.server_state is not self.server_state:
+                server = servers[key] = SocketServer.of(sockets, self.config, self.server_state)
+            self.connections.discard(self)
+            deadline = self._deadline.when() if self._deadline is not None else None
+            self._disarm()  # the socket keeps the deadline until it is accepted
+            head = [scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
+            origin = None
+            for name, value in scope["headers"]:
+                head += [name, b": ", value, b"\r\n"]
+                if name == b"origin" and origin is None:
+                    origin = value.decode("latin-1")
+            head.append(b"\r\n")
+            transport = self.transport
+            self.parser = None  # type: ignore[assignment]  # (it refers back to this protocol: freed now)
+            ClientSocket(server, transport).upgrade(b"".join(head), origin, query, deadline)
+            return True
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -227,8 +276,9 @@ def protocol_class(
     return GuardedHttpToolsProtocol
 
 
-def uvicorn_options(settings: Any) -> dict[str, Any]:
-    """The uvicorn ``Config`` options for the bounds in ``settings`` (raises the fd limit first)."""
+def uvicorn_options(settings: Any, client_sockets: ClientSockets | None = None) -> dict[str, Any]:
+    """The uvicorn ``Config`` options for the bounds in ``settings`` (raises the fd limit first), and the
+    ``/dev`` sockets served by :class:`.client_socket.ClientSocket`."""
     soft, _ = raise_fd_limit()
     cap = connection_cap(settings.max_connections, soft)
     options: dict[str, Any] = {
@@ -236,7 +286,10 @@ def uvicorn_options(settings: Any) -> dict[str, Any]:
         "h11_max_incomplete_event_size": settings.max_head_bytes,
     }
     protocol = protocol_class(
-        header_timeout=settings.header_timeout, max_connections=cap, max_head_bytes=settings.max_head_bytes
+        header_timeout=settings.header_timeout,
+        max_connections=cap,
+        max_head_bytes=settings.max_head_bytes,
+        client_sockets=client_sockets,
     )
     if protocol is not None:
         options["http"] = protocol

@@ -33,7 +33,8 @@ def _from_browser(scope: Scope) -> bool:
     return any(name == b"origin" for name, _ in scope["headers"])
 
 
-def _has_nul(scope: Scope) -> bool:
+def has_nul(scope: Scope) -> bool:
+    """A query holding a NUL: answered down the stack, by :class:`.app.RefuseNul`."""
     query = scope.get("query_string", b"")
     return b"%00" in query or b"\x00" in query
 
@@ -52,12 +53,12 @@ class FastPaths:
             if (
                 scope["method"] == "POST"
                 and get_route_path(scope) == MESSAGE_PATH
-                and not _has_nul(scope)
+                and not has_nul(scope)
                 and not _from_browser(scope)
             ):
                 await self.post(scope, receive, send)
                 return
-        elif kind == "websocket" and get_route_path(scope) == SOCKET_PATH and not _has_nul(scope):
+        elif kind == "websocket" and get_route_path(scope) == SOCKET_PATH and not has_nul(scope):
             await client_socket(WebSocket(scope, receive, self._counting(send)))
             return
         await self.stack(scope, receive, send)

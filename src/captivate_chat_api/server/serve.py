@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .app import create_app
+from .client_socket import ClientSockets
 from .connections import uvicorn_options
 from .hub import CLOSE_GOING_AWAY
 from .settings import Settings
@@ -86,8 +87,23 @@ def run(
         raise StartupError("the gateway's start-up failed (the log above says why; --debug shows more)")
 
 
-def config_for(settings: Settings, app: Any) -> uvicorn.Config:
-    """uvicorn's configuration for ``app`` (the FastAPI app, or an ASGI app wrapping it)."""
+def config_for(
+    settings: Settings,
+    app: Any,
+    *,
+    gateway_app: FastAPI | None = None,
+    handshake_headers: tuple[tuple[str, str], ...] = (),
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``app`` (the FastAPI app, or an ASGI app wrapping ``gateway_app``, which
+    then names the FastAPI app); ``/dev`` sockets are served by :class:`.client_socket.ClientSocket`, their
+    101 with ``handshake_headers`` added."""
+    owner = gateway_app if gateway_app is not None else app
+    state = getattr(owner, "state", None)
+    sockets = (
+        ClientSockets(lambda: getattr(state, "gateway", None), handshake_headers)
+        if state is not None
+        else None
+    )
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -100,5 +116,7 @@ def config_for(settings: Settings, app: Any) -> uvicorn.Config:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         lifespan="on",
-        **uvicorn_options(settings),  # header/handshake deadline, connection cap, fd limit (connections.py)
+        **uvicorn_options(
+            settings, sockets
+        ),  # head/handshake deadline, connection cap, fd limit, /dev sockets
     )

@@ -245,7 +245,8 @@ def run_worker(index: int, ready_fd: int, settings: Settings) -> None:
         os.write(ready_fd, f"{index}\n".encode())
         os.close(ready_fd)
 
-    GatewayServer(config_for(settings, tagged), app, ready, own_process=True).run(sockets=[sock])
+    config = config_for(settings, tagged, gateway_app=app, handshake_headers=((WORKER_HEADER, str(index)),))
+    GatewayServer(config, app, ready, own_process=True).run(sockets=[sock])
 
 
 def main(argv: list[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
@@ -10,11 +11,12 @@ from fastapi.responses import JSONResponse
 from ...errors import RateLimitError
 from ...protocol import ProtocolError, parse_envelope
 from ..auth import single_credential
-from ..connection import Connection
+from ..connection import Connection, WebSocketLike
 from ..fastjson import frame
 from ..gateway import Gateway
 from ..handlers import Request as ClientRequest
 from ..keys import hash_key
+from ..store import Channel
 from ..store.faults import classify
 
 router = APIRouter()
@@ -37,43 +39,72 @@ def error_frame(exc: ProtocolError, request_id: str | None = None) -> str:
     return frame("general_error", payload, request_id)
 
 
-@router.websocket(SOCKET_PATH)  # served by .fastpath.FastPaths; the route names it in the app
-async def client_socket(websocket: WebSocket) -> None:
-    gateway: Gateway = websocket.app.state.gateway
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """How the upgrade of ``/dev`` is answered: the channel and key to accept it with, or a refusal."""
+
+    channel: Channel | None = None
+    api_key: str = ""
+    status: int = 101
+    desc: str = ""
+
+
+async def admit(gateway: Gateway, origin: str | None, api_keys: list[str]) -> Admission:
+    """Check an upgrade of ``/dev`` (its ``Origin``, its ``apiKey`` values) before it is accepted; a store
+    that fails is a refusal with its status, as an HTTP request gets it (an unknown error is raised)."""
     settings = gateway.settings
-    origin = websocket.headers.get("origin")
     if settings.allowed_origins and origin is not None and origin not in settings.allowed_origins:
-        await refuse(websocket, 403, "origin not allowed")
-        return
+        return Admission(status=403, desc="origin not allowed")
     try:
-        api_key = single_credential(websocket.query_params.getlist("apiKey"), "apiKey")
+        api_key = single_credential(api_keys, "apiKey")
     except ProtocolError as exc:
-        await refuse(websocket, exc.error_code, exc.error_desc)
-        return
+        return Admission(status=exc.error_code, desc=exc.error_desc)
     try:
         channel = await gateway.auth.channel(api_key)
-    except Exception as exc:  # the store failed: say so before the upgrade, as an HTTP request gets it
+    except Exception as exc:
         fault = classify(exc)
         if fault is None:
             raise
         gateway.faults.record(fault, exc)
-        await refuse(websocket, fault.status, fault.desc)
-        return
+        return Admission(status=fault.status, desc=fault.desc)
     if channel is None or api_key is None:
-        await refuse(websocket, 401, "missing or invalid apiKey")
-        return
+        return Admission(status=401, desc="missing or invalid apiKey")
     if gateway.hub.count_for(channel.id) >= settings.max_sockets_per_key:
-        await refuse(
-            websocket, 429, f"too many open sockets for this key (limit {settings.max_sockets_per_key})"
-        )
+        limit = settings.max_sockets_per_key
+        return Admission(status=429, desc=f"too many open sockets for this key (limit {limit})")
+    return Admission(channel, api_key)
+
+
+def opened(gateway: Gateway, socket: WebSocketLike, admission: Admission) -> Connection:
+    """An accepted ``/dev`` socket: registered with the hub, and told its ``socket_id``."""
+    assert admission.channel is not None
+    connection = Connection(socket, admission.channel, gateway.settings.send_queue_frames)
+    connection.credential = hash_key(admission.api_key)
+    gateway.hub.add(connection)
+    connection.send(frame("socket_connected", {"socket_id": connection.socket_id}))
+    log.debug("socket %s connected (channel %s)", connection.socket_id[:8], admission.channel.id)
+    return connection
+
+
+def gone(gateway: Gateway, connection: Connection) -> None:
+    """The socket closed: out of the hub and the rate limiter (the caller stops its writer)."""
+    gateway.hub.remove(connection)
+    gateway.limits.per_socket.forget(connection.socket_id)
+    log.debug("socket %s disconnected", connection.socket_id[:8])
+
+
+@router.websocket(SOCKET_PATH)  # served by .fastpath.FastPaths; the route names it in the app
+async def client_socket(websocket: WebSocket) -> None:
+    """``/dev`` over ASGI (the in-process app; a server runs :class:`..client_socket.ClientSocket`)."""
+    gateway: Gateway = websocket.app.state.gateway
+    admission = await admit(
+        gateway, websocket.headers.get("origin"), websocket.query_params.getlist("apiKey")
+    )
+    if admission.channel is None:
+        await refuse(websocket, admission.status, admission.desc)
         return
     await websocket.accept()
-    connection = Connection(websocket, channel, settings.send_queue_frames)
-    connection.credential = hash_key(api_key)
-    gateway.hub.add(connection)
-    connection.start()
-    connection.send(frame("socket_connected", {"socket_id": connection.socket_id}))
-    log.debug("socket %s connected (channel %s)", connection.socket_id[:8], channel.id)
+    connection = opened(gateway, websocket, admission)
     try:
         while True:
             message = await websocket.receive()
@@ -82,12 +113,10 @@ async def client_socket(websocket: WebSocket) -> None:
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            await serve_frame(gateway, connection, api_key, data)
+            await serve_frame(gateway, connection, admission.api_key, data)
     finally:
-        gateway.hub.remove(connection)
-        gateway.limits.per_socket.forget(connection.socket_id)
+        gone(gateway, connection)
         await connection.stop()
-        log.debug("socket %s disconnected", connection.socket_id[:8])
 
 
 async def serve_frame(gateway: Gateway, connection: Connection, api_key: str, data: str | bytes) -> None:
