@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Self
 
+from .cli_child import PRELUDE
+
 SERVER = r"""
 import json, os, sys, traceback
 import captivate_chat_api.cli as cli
@@ -28,34 +30,16 @@ for line in sys.stdin:
     out_path, err_path = job["stdout"], job["stderr"]
     pid = os.fork()
     if pid == 0:  # the child: becomes `captivate-chat ARGS`
-        code = 1
         try:
             for fd, path in ((1, out_path), (2, err_path)):
                 handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 os.dup2(handle, fd)
                 os.close(handle)
-            os.environ.clear()
-            os.environ.update(job["env"])
-            if job["cwd"]:
-                os.chdir(job["cwd"])
             sys.stdin = open(os.devnull)
-            sys.argv = ["captivate-chat", *job["args"]]
-            try:
-                cli.main()
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-                if not isinstance(exc.code, (int, type(None))):
-                    sys.stderr.write(f"{exc.code}\n")
         except BaseException:
             traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except BaseException:
-                    pass
-            os._exit(code)
+            os._exit(1)
+        become_cli(job, "captivate-chat")
     _, status = os.waitpid(pid, 0)
     print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)
 """
@@ -71,7 +55,7 @@ class CliForks:
 
     def __enter__(self) -> Self:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER],
+            [sys.executable, "-c", PRELUDE + SERVER],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

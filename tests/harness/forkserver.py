@@ -28,8 +28,10 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from .cli_child import PRELUDE
+
 SERVER = r"""
-import json, os, select, signal, socket, sys, traceback
+import json, os, select, signal, socket, sys
 
 import captivate_chat_api.cli as cli
 import captivate_chat_api.server.serve, captivate_chat_api.server.app  # what `serve` imports next
@@ -53,29 +55,7 @@ def run_child(job, fds):
     os.close(wake_r)
     os.close(wake_w)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.environ.clear()
-    os.environ.update(job["env"])
-    if job["cwd"]:
-        os.chdir(job["cwd"])
-    sys.path[:] = [os.getcwd(), *base_path[1:]]  # as `python -m` puts the working directory first
-    sys.argv = [cli.__file__, *job["args"]]
-    code = 1
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if not isinstance(exc.code, (int, type(None))):
-            sys.stderr.write(f"{exc.code}\n")
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:
-                pass
-        os._exit(code)
+    become_cli(job, cli.__file__, base_path)
 
 
 wake_r, wake_w = os.pipe()
@@ -130,7 +110,7 @@ class ForkServer:
         self.dir = tempfile.TemporaryDirectory(prefix="gw-forks-")
         self.path = str(Path(self.dir.name) / "socket")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, self.path],
+            [sys.executable, "-c", PRELUDE + SERVER, self.path],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

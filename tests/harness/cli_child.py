@@ -1,0 +1,53 @@
+"""The child side of the suite's two fork servers (``forkserver.py`` for gateways, ``cli_fork.py`` for
+start-up errors): a forked process becomes ``captivate-chat ARGS`` and ends with ``main()``'s exit code.
+
+Their server scripts import it (``PRELUDE``) before they import the CLI, then drop this folder from
+``sys.path`` again, so that a child sees the path a fresh interpreter would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+PRELUDE = (
+    "import sys\n"
+    f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+    "from cli_child import become_cli\n"
+    "del sys.path[0]\n"
+)
+"""The first lines of a fork server's script: ``become_cli`` imported, the path as it was."""
+
+
+def become_cli(job: dict[str, Any], argv0: str, base_path: list[str] | None = None) -> NoReturn:
+    """Run the CLI with the job's arguments, exactly its environment and its working directory, then exit
+    with the code ``captivate-chat`` would (``base_path``: put the working directory first on it, as
+    ``python -m`` does)."""
+    from captivate_chat_api import cli
+
+    code = 1
+    try:
+        os.environ.clear()
+        os.environ.update(job["env"])
+        if job["cwd"]:
+            os.chdir(job["cwd"])
+        if base_path is not None:
+            sys.path[:] = [os.getcwd(), *base_path[1:]]
+        sys.argv = [argv0, *job["args"]]
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            sys.stderr.write(f"{exc.code}\n")
+    except BaseException:  # noqa: BLE001 -- a crash is printed, as Python would, and exits 1
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):  # a closed pipe: nothing left to say
+                stream.flush()
+        os._exit(code)
