@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,11 +19,51 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness.gateway import GatewayProcess
+from harness.cluster import RedisServer
+from harness.gateway import READY, GatewayProcess
+
+__all__ = [
+    "LOADED",
+    "MESSAGE_PATH",
+    "QUIET",
+    "READY",
+    "UNLIMITED",
+    "bench_key",
+    "cpu_seconds",
+    "envelope",
+    "gateway",
+    "own_redis",
+    "rss_kib",
+    "rss_mib",
+    "serve_command",
+]
 
 MESSAGE_PATH = "/api/custom-channel/sockets/message"
 QUIET = {"CAPTIVATE_ACCESS_LOG": "false", "CAPTIVATE_LOG_LEVEL": "warning"}
 """The bench's default gateway environment: a benchmark measures the gateway, not its log lines."""
+UNLIMITED = {
+    "CAPTIVATE_RATE_PER_SOCKET": "0",
+    "CAPTIVATE_RATE_PER_KEY": "0",
+    "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
+}
+"""The rate limits off (the rows "as shipped" keep them)."""
+LOADED = {"CAPTIVATE_SEND_QUEUE_FRAMES": "10000", "CAPTIVATE_MAX_SOCKETS_PER_KEY": "1000000"}
+"""Room for a thousand sockets of one key, each far behind: what a saturating bench needs."""
+
+
+def serve_command(database: str, keys: list[str], *more: str) -> list[str]:
+    """``captivate-chat serve`` on a free port (it prints the port it got: :data:`READY`)."""
+    cmd = [sys.executable, "-m", "captivate_chat_api.cli", "serve", "--port", "0", "--database", database]
+    for key in keys:
+        cmd += ["--api-key", key]
+    return [*cmd, *more]
+
+
+def own_redis() -> RedisServer:
+    """A ``redis-server`` of the bench's own on a free loopback port, answering PING."""
+    if shutil.which("redis-server") is None:
+        raise SystemExit("redis-server is not installed (or pass --redis URL)")
+    return RedisServer().start()
 
 
 def bench_key() -> str:

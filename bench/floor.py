@@ -49,6 +49,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from benchkit import LOADED, QUIET, READY, UNLIMITED, serve_command
+
 try:
     import orjson
 
@@ -64,7 +68,6 @@ except ImportError:  # pragma: no cover - the gateway's [server] extra brings it
     loads = json.loads
 
 TICK = os.sysconf("SC_CLK_TCK")
-READY = re.compile(r"listening on http://([\d.]+):(\d+)")
 EVENT_PATH = "/api/custom-channel/sockets/message"
 
 
@@ -547,36 +550,13 @@ def start_gateway(
     extra_env: dict[str, str] | None = None,
 ) -> Server:
     keys = ["cck_bench_" + secrets.token_urlsafe(24) for _ in range(20)]
-    db = workdir / f"{uuid.uuid4().hex[:8]}.db"
-    cmd = [
-        sys.executable,
-        "-m",
-        "captivate_chat_api.cli",
-        "serve",
-        "--port",
-        "0",
-        "--database",
-        f"sqlite:///{db}",
-    ]
-    for key in keys:
-        cmd += ["--api-key", key]
+    cmd = serve_command(f"sqlite:///{workdir / f'{uuid.uuid4().hex[:8]}.db'}", keys)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPTIVATE_")}
-    env.update(
-        COLUMNS="200",
-        CAPTIVATE_SQLITE_SYNCHRONOUS=synchronous,
-        CAPTIVATE_SEND_QUEUE_FRAMES="10000",
-        CAPTIVATE_MAX_SOCKETS_PER_KEY="1000000",
-    )
+    env.update(COLUMNS="200", CAPTIVATE_SQLITE_SYNCHRONOUS=synchronous, **LOADED)
     if shipped:  # the defaults: rate limits, access log, JSON logs, metrics
         env.update(CAPTIVATE_LOG_FORMAT="json", CAPTIVATE_ACCESS_LOG="true", CAPTIVATE_LOG_LEVEL="info")
     else:
-        env.update(
-            CAPTIVATE_ACCESS_LOG="false",
-            CAPTIVATE_LOG_LEVEL="warning",
-            CAPTIVATE_RATE_PER_SOCKET="0",
-            CAPTIVATE_RATE_PER_KEY="0",
-            CAPTIVATE_STARTS_PER_MINUTE_PER_KEY="0",
-        )
+        env.update(QUIET, **UNLIMITED)
     env.update(extra_env or {})
     return start_child(name, cmd, env, keys)
 

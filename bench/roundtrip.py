@@ -64,12 +64,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 import httpx
 import websockets
+from benchkit import READY, serve_command
 from websockets.asyncio.client import connect
 
 EVENT_PATH = "/api/custom-channel/sockets/message"
-READY = re.compile(r"listening on http://([\d.]+):(\d+)")
 ECHO_READY = re.compile(r"echo ws=(\d+) http=(\d+)")
 GOAL_RATIO = 10.0
 W = 58  # width of the name column
@@ -589,18 +591,7 @@ class Gateway:
 def start_gateway(database: Path, synchronous: str | None = None) -> Gateway:
     """``captivate-chat serve`` on a free loopback port with a fresh SQLite file and the bench env."""
     key = "cck_bench_" + secrets.token_urlsafe(24)
-    cmd = [
-        sys.executable,
-        "-m",
-        "captivate_chat_api.cli",
-        "serve",
-        "--port",
-        "0",
-        "--database",
-        f"sqlite:///{database}",
-        "--api-key",
-        key,
-    ]
+    cmd = serve_command(f"sqlite:///{database}", [key])
     child = Child(cmd, gateway_env(synchronous), READY).start()
     assert child.match is not None and child.proc is not None
     return Gateway(child, key, int(child.match.group(2)))

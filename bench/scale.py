@@ -42,7 +42,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,7 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-READY = re.compile(r"listening on http://([\d.]+):(\d+)")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from benchkit import LOADED, QUIET, READY, UNLIMITED, own_redis, serve_command
+
 EVENT_PATH = "/api/custom-channel/sockets/message"
 POSTGRES = os.environ.get("CAPTIVATE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -283,42 +285,6 @@ def machine_busy() -> tuple[float, float]:
     return float(sum(values) - idle), float(sum(values))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class OwnRedis:
-    def __init__(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise SystemExit("redis-server is not installed (or pass --redis URL)")
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        time.sleep(0.3)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 @dataclass
 class Config:
     name: str
@@ -368,32 +334,15 @@ def pg_updates_per_trip(schema: str) -> float:
 
 class Gateway:
     def __init__(self, config: Config, key: str) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "captivate_chat_api.cli",
-            "serve",
-            "--port",
-            "0",
-            "--database",
-            config.database,
-            "--api-key",
-            key,
-            "--workers",
-            str(config.workers),
-        ]
+        cmd = serve_command(config.database, [key], "--workers", str(config.workers))
         if config.broker:
             cmd += ["--broker", config.broker]
         env = {
             **os.environ,
             "COLUMNS": "200",
-            "CAPTIVATE_LOG_LEVEL": "warning",
-            "CAPTIVATE_ACCESS_LOG": "false",
-            "CAPTIVATE_RATE_PER_SOCKET": "0",
-            "CAPTIVATE_RATE_PER_KEY": "0",
-            "CAPTIVATE_STARTS_PER_MINUTE_PER_KEY": "0",
-            "CAPTIVATE_MAX_SOCKETS_PER_KEY": "1000000",
-            "CAPTIVATE_SEND_QUEUE_FRAMES": "10000",
+            **QUIET,
+            **UNLIMITED,
+            **LOADED,
             **config.env,
         }
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 -- lives as long as the gateway
@@ -867,7 +816,7 @@ def main() -> None:
             asyncio.run(client_main())
         return
 
-    redis = None if args.redis else OwnRedis()
+    redis = None if args.redis else own_redis()
     broker = args.redis or (redis.url if redis else None)
     redis_pids = [redis.proc.pid] if redis else []
     workdir = Path(tempfile.mkdtemp(prefix="scale-bench-"))
