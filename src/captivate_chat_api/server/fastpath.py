@@ -1,12 +1,13 @@
-"""The two hot routes, served at the top of the ASGI app: the client-event POST and the ``/dev`` WebSocket.
+"""The hot HTTP route, served at the top of the ASGI app: the client-event POST.
 
-Every message of a conversation goes through one of them, so they skip what every other route gets from
-the Starlette/FastAPI stack (a dozen middleware and routing layers per request, two wrappers around every
-WebSocket frame) and do themselves the parts of it that apply to them: the error answers of the app's
-exception handlers, the error counts of :class:`.metrics.MetricsMiddleware`, the access log line, and the
-NUL refusal (a request whose query holds a NUL goes down the stack, where :class:`.app.RefuseNul` answers
-it), and a POST from a browser page (it has an ``Origin``) goes down the stack too, for its CORS headers.
-Everything else (other methods and paths) goes down the stack unchanged.
+Every message sent over HTTP goes through it, so it skips what every other route gets from the
+Starlette/FastAPI stack (a dozen middleware and routing layers per request) and does itself the parts of it
+that apply: the error answers of the app's exception handlers, the error counts of
+:class:`.metrics.MetricsMiddleware`, the access log line, and the NUL refusal (a request whose query holds a
+NUL goes down the stack, where :class:`.app.RefuseNul` answers it); a POST from a browser page (it has an
+``Origin``) goes down the stack too, for its CORS headers. Everything else goes down the stack unchanged.
+The other hot route, the ``/dev`` WebSocket, is served below ASGI by :class:`.client_socket.ClientSocket`
+under ``serve``; over ASGI (the app in-process) it is the router's.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from typing import Any
 from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .metrics import Metrics
 from .routes.http import MESSAGE_PATH, post_client_event
-from .routes.ws import SOCKET_PATH, client_socket
 
 access_log = logging.getLogger("captivate_chat_api.access")
 
@@ -48,32 +47,16 @@ class FastPaths:
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            if (
-                scope["method"] == "POST"
-                and get_route_path(scope) == MESSAGE_PATH
-                and not has_nul(scope)
-                and not _from_browser(scope)
-            ):
-                await self.post(scope, receive, send)
-                return
-        elif kind == "websocket" and get_route_path(scope) == SOCKET_PATH and not has_nul(scope):
-            await client_socket(WebSocket(scope, receive, self._counting(send)))
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and get_route_path(scope) == MESSAGE_PATH
+            and not has_nul(scope)
+            and not _from_browser(scope)
+        ):
+            await self.post(scope, receive, send)
             return
         await self.stack(scope, receive, send)
-
-    def _counting(self, send: Send) -> Send:
-        """``send`` until the handshake is answered (a refused upgrade is counted by status), then ``send``
-        itself: frames pass no wrapper."""
-        metrics = self.metrics
-
-        async def handshake(message: Message) -> None:
-            if message["type"] == "websocket.http.response.start" and message["status"] >= 400:
-                metrics.error("ws", message["status"])
-            await send(message)
-
-        return _Switch(handshake, send)
 
     async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -102,20 +85,3 @@ class FastPaths:
                 response: Response = await handler(request, exc)
                 return response
         raise exc  # pragma: no cover - the app has a handler for Exception
-
-
-class _Switch:
-    """A ``send`` that counts the handshake's answer, then, once accepted, is the server's own ``send``."""
-
-    __slots__ = ("_accepted", "_handshake", "_send")
-
-    def __init__(self, handshake: Send, send: Send) -> None:
-        self._handshake, self._send, self._accepted = handshake, send, False
-
-    def __call__(self, message: Message) -> Any:
-        if self._accepted:
-            return self._send(message)
-        if message["type"] == "websocket.accept":
-            self._accepted = True
-            return self._send(message)
-        return self._handshake(message)

@@ -93,7 +93,7 @@ def gone(gateway: Gateway, connection: Connection) -> None:
     log.debug("socket %s disconnected", connection.socket_id[:8])
 
 
-@router.websocket(SOCKET_PATH)  # served by .fastpath.FastPaths; the route names it in the app
+@router.websocket(SOCKET_PATH)
 async def client_socket(websocket: WebSocket) -> None:
     """``/dev`` over ASGI (the in-process app; a server runs :class:`..client_socket.ClientSocket`)."""
     gateway: Gateway = websocket.app.state.gateway
