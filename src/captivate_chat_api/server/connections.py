@@ -15,7 +15,8 @@ import logging
 from typing import Any
 
 from .client_socket import ClientSocket, ClientSockets, SocketServer
-from .fastpath import has_nul
+from .fastpath import HotPost, HotPosts, has_nul
+from .routes.http import MESSAGE_PATH
 from .routes.ws import SOCKET_PATH
 
 log = logging.getLogger("captivate_chat_api.server")
@@ -137,11 +138,14 @@ def protocol_class(
     max_connections: int,
     max_head_bytes: int,
     client_sockets: ClientSockets | None = None,
+    hot_posts: HotPosts | None = None,
 ) -> type[asyncio.Protocol] | None:
     """uvicorn's httptools protocol with the bounds above; None when httptools is not installed (uvicorn's
     h11 protocol is used then, with its own limit on a request head's size but no header deadline).
     With ``client_sockets``, an upgrade of ``/dev`` is handed to :class:`.client_socket.ClientSocket`
-    (every other WebSocket to uvicorn's protocol, and the ASGI app)."""
+    (every other WebSocket to uvicorn's protocol, and the ASGI app). With ``hot_posts``, a client-event
+    POST is served by a :class:`.fastpath.HotPost` in place of uvicorn's ASGI request cycle (every other
+    request by the ASGI app)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
@@ -158,10 +162,19 @@ def protocol_class(
         f"request head too large (limit {max_head_bytes} bytes; a WebSocket handshake: {WS_MAX_LINE} bytes a line)",
     )
 
+    malformed = _status_bytes(400, "Bad Request", "invalid HTTP request")
     servers: dict[int, SocketServer] = {}  # one per uvicorn server (its ServerState)
+    hot_url = MESSAGE_PATH.encode()
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        # Both deadlines (the head's, uvicorn's keep-alive) are lazy: a request moves the time its timer
+        # checks, and the timer is set again only when it fires early (once per timeout, not per request:
+        # a timer set and cancelled for each of them cost more than the parse of its head).
         _deadline: asyncio.TimerHandle | None = None
+        _head_due: float | None = None
+        """When the head (or WebSocket handshake) being timed must be complete; None: nothing is timed."""
+        _idle_due: float | None = None
+        """When the connection, idle between requests, is closed (uvicorn's keep-alive timeout); None: busy."""
         _raw: asyncio.Transport
         _head_bytes = 0
         _in_head = True
@@ -177,23 +190,63 @@ def protocol_class(
             self._arm()
 
         def _arm(self) -> None:
-            self._disarm()
             self._in_head, self._head_bytes = True, 0
-            self._deadline = self.loop.call_later(header_timeout, self._expired)
+            self._head_due = due = self.loop.time() + header_timeout
+            if self._deadline is None:
+                self._deadline = self.loop.call_at(due, self._expired)
 
         def _disarm(self) -> None:
+            self._head_due = None  # the timer, if set, finds nothing to time
+
+        def _cancel(self) -> None:
+            self._head_due = None
             if self._deadline is not None:
                 self._deadline.cancel()
                 self._deadline = None
 
         def _expired(self) -> None:
             self._deadline = None
+            due = self._head_due
+            if due is None:
+                return
+            if due > self.loop.time():  # set for an earlier head: this one is due later
+                self._deadline = self.loop.call_at(due, self._expired)
+                return
+            self._head_due = None
             if websocket_accepted(self.transport.get_protocol(), self):
                 return  # a WebSocket that was accepted in time
             if not self.transport.is_closing():
                 if self.transport.get_protocol() is self:
                     self.transport.write(slow)
                 self.transport.close()
+
+        def on_response_complete(self) -> None:
+            # uvicorn's, with its keep-alive timer lazy (see above)
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self._idle_due = None
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+                return
+            self._idle_due = due = self.loop.time() + self.timeout_keep_alive
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_at(due, self.timeout_keep_alive_handler)
+
+        def _unset_keepalive_if_required(self) -> None:
+            self._idle_due = None  # bytes came: not idle (the timer, if set, finds so)
+
+        def timeout_keep_alive_handler(self) -> None:
+            self.timeout_keep_alive_task = None
+            due = self._idle_due
+            if due is None:
+                return
+            if due > self.loop.time():
+                self.timeout_keep_alive_task = self.loop.call_at(due, self.timeout_keep_alive_handler)
+                return
+            super().timeout_keep_alive_handler()
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
@@ -204,18 +257,91 @@ def protocol_class(
                     self.transport.write(large)
                     self.transport.close()
 
+        def send_400_response(self, msg: str) -> None:
+            # a request the parser refuses: uvicorn answers it in plain text; ours are JSON
+            self.transport.write(malformed)
+            self.transport.close()
+
         def on_message_begin(self) -> None:
             # A new request (the first, or the next on a kept-alive connection): its head is timed and
             # sized from its first byte. Body bytes of a request answered early (a 413) are not head bytes.
-            if not self._in_head or self._deadline is None:
+            if not self._in_head or self._head_due is None:
                 self._arm()
             super().on_message_begin()
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            if hot_posts is not None and self.url == hot_url and self._hot_post(hot_posts):
+                self._disarm()
+                return
             if not (self.parser.should_upgrade() and self._should_upgrade()):
                 self._disarm()  # a WebSocket keeps its deadline until the app accepts it
             super().on_headers_complete()
+
+        def _hot_post(self, posts: HotPosts) -> bool:
+            """Start (or queue behind the request before it) a client-event POST as a
+            :class:`.fastpath.HotPost`; False: not one (a browser's, a ``100-continue``, before the
+            gateway started, ...), for the ASGI app."""
+            parser = self.parser
+            if (
+                parser.get_method() != b"POST"
+                or self.expect_100_continue
+                or self.root_path
+                or parser.should_upgrade()
+            ):
+                return False
+            gateway = posts.gateway()
+            if gateway is None:
+                return False
+            keys: list[str] = []
+            declared = None
+            for name, value in self.headers:
+                if name == b"x-api-key":
+                    keys.append(value.decode("latin-1"))
+                elif name == b"content-length":
+                    declared = value
+                elif name == b"origin":
+                    return False  # down the stack, for its CORS headers
+            version = parser.get_http_version()
+            scope: Any = self.scope
+            scope["method"] = "POST"
+            if version != "1.1":
+                scope["http_version"] = version
+            scope["path"] = MESSAGE_PATH
+            scope["raw_path"] = self.url
+            scope["query_string"] = b""
+            limit = gateway.settings.max_body_bytes
+            cycle = HotPost(
+                posts,
+                self,
+                scope,
+                keys,
+                limit,
+                keep_alive=version != "1.0" and parser.should_keep_alive(),
+                too_large=declared is not None and declared.isdigit() and int(declared) > limit,
+            )
+            existing = self.cycle
+            self.cycle = cycle  # type: ignore[assignment]
+            if existing is None or existing.response_complete:
+                self._start_asgi_task(cycle, None)  # type: ignore[arg-type]
+            else:  # pipelined: it starts once the request before it is answered, as uvicorn's would
+                self.flow.pause_reading()
+                self.pipeline.appendleft((cycle, None))  # type: ignore[arg-type]
+            return True
+
+        def on_body(self, body: bytes) -> None:
+            cycle: Any = self.cycle
+            if type(cycle) is HotPost:
+                cycle.feed(body)
+            else:
+                super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            cycle: Any = self.cycle
+            if type(cycle) is HotPost:
+                cycle.complete()
+            else:
+                super().on_message_complete()
 
         def handle_websocket_upgrade(self) -> None:
             # A WebSocket writes one frame at a time and gets the transport itself (see JoinedWrites).
@@ -255,8 +381,8 @@ def protocol_class(
             if server is None or server.server_state is not self.server_state:
                 server = servers[key] = SocketServer.of(sockets, self.config, self.server_state)
             self.connections.discard(self)
-            deadline = self._deadline.when() if self._deadline is not None else None
-            self._disarm()  # the socket keeps the deadline until it is accepted
+            deadline = self._head_due
+            self._cancel()  # the socket keeps the deadline until it is accepted
             head = [scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
             origin = None
             for name, value in scope["headers"]:
@@ -270,15 +396,21 @@ def protocol_class(
             return True
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
+            self._cancel()
+            if self.timeout_keep_alive_task is not None:
+                self.timeout_keep_alive_task.cancel()
+                self.timeout_keep_alive_task = None
             super().connection_lost(exc)
 
     return GuardedHttpToolsProtocol
 
 
-def uvicorn_options(settings: Any, client_sockets: ClientSockets | None = None) -> dict[str, Any]:
-    """The uvicorn ``Config`` options for the bounds in ``settings`` (raises the fd limit first), and the
-    ``/dev`` sockets served by :class:`.client_socket.ClientSocket`."""
+def uvicorn_options(
+    settings: Any, client_sockets: ClientSockets | None = None, hot_posts: HotPosts | None = None
+) -> dict[str, Any]:
+    """The uvicorn ``Config`` options for the bounds in ``settings`` (raises the fd limit first), the
+    ``/dev`` sockets served by :class:`.client_socket.ClientSocket` and the client-event POSTs by
+    :class:`.fastpath.HotPost`."""
     soft, _ = raise_fd_limit()
     cap = connection_cap(settings.max_connections, soft)
     options: dict[str, Any] = {
@@ -290,6 +422,7 @@ def uvicorn_options(settings: Any, client_sockets: ClientSockets | None = None) 
         max_connections=cap,
         max_head_bytes=settings.max_head_bytes,
         client_sockets=client_sockets,
+        hot_posts=hot_posts,
     )
     if protocol is not None:
         options["http"] = protocol

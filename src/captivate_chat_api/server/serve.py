@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from .app import create_app
 from .client_socket import ClientSockets
 from .connections import uvicorn_options
+from .fastpath import HotPosts
 from .hub import CLOSE_GOING_AWAY
 from .settings import Settings
 from .startup import StartupError
@@ -96,12 +97,18 @@ def config_for(
 ) -> uvicorn.Config:
     """uvicorn's configuration for ``app`` (the FastAPI app, or an ASGI app wrapping ``gateway_app``, which
     then names the FastAPI app); ``/dev`` sockets are served by :class:`.client_socket.ClientSocket`, their
-    101 with ``handshake_headers`` added."""
+    101 with ``handshake_headers`` added, and client-event POSTs by :class:`.fastpath.HotPost`, their
+    answers with ``handshake_headers`` added (as every response of the wrapping app: a worker's name)."""
     owner = gateway_app if gateway_app is not None else app
     state = getattr(owner, "state", None)
     sockets = (
         ClientSockets(lambda: getattr(state, "gateway", None), handshake_headers)
         if state is not None
+        else None
+    )
+    posts = (
+        HotPosts(owner, access_log=settings.access_log, extra_headers=handshake_headers)
+        if state is not None and hasattr(owner, "exception_handlers")
         else None
     )
     return uvicorn.Config(
@@ -116,7 +123,6 @@ def config_for(
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         lifespan="on",
-        **uvicorn_options(
-            settings, sockets
-        ),  # head/handshake deadline, connection cap, fd limit, /dev sockets
+        # head/handshake deadline, connection cap, fd limit, /dev sockets, client-event POSTs
+        **uvicorn_options(settings, sockets, posts),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -76,8 +77,13 @@ def gateway_of(request: Request) -> Gateway:
 
 
 async def authenticate(request: Request) -> tuple[Channel, str]:
-    key = single_credential(request.headers.getlist("x-api-key"), "x-api-key header")
-    channel = await gateway_of(request).auth.channel(key)
+    return await channel_of(gateway_of(request), request.headers.getlist("x-api-key"))
+
+
+async def channel_of(gateway: Gateway, keys: list[str]) -> tuple[Channel, str]:
+    """The channel of the request's ``x-api-key`` values (one, or several equal ones); 400 / 401 else."""
+    key = single_credential(keys, "x-api-key header")
+    channel = await gateway.auth.channel(key)
     if channel is None or key is None:
         raise ProtocolError(401, "missing or invalid x-api-key")
     return channel, key
@@ -97,10 +103,30 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def post_client_event(request: Request) -> Response:
-    """Every client event of the npm client 7.0.0 (PROTOCOL.md section 4); the body is the direct reply."""
+    """Every client event of the npm client 7.0.0 (PROTOCOL.md section 4); the body is the direct reply.
+    (Under ``serve`` the POST is served below ASGI by :class:`.fastpath.HotPost`, with the same
+    :func:`channel_of` and :func:`client_event`.)"""
     gateway = gateway_of(request)
-    channel, key = await authenticate(request)
-    envelope = parse_envelope(await read_body(request, gateway.settings.max_body_bytes))
+    channel, key = await channel_of(gateway, request.headers.getlist("x-api-key"))
+    body = await read_body(request, gateway.settings.max_body_bytes)
+    content, after = await client_event(gateway, channel, key, body)
+    background = None
+    if after is not None:
+        run = after
+
+        async def run_after() -> None:  # async, so Starlette runs it on the loop rather than in a thread
+            run()
+
+        background = BackgroundTask(run_after)
+    return Response(content, media_type="application/json", background=background)
+
+
+async def client_event(
+    gateway: Gateway, channel: Channel, key: str, body: bytes
+) -> tuple[bytes, Callable[[], None] | None]:
+    """The client-event POST without its transport, once its key is known: the body in, the reply's JSON
+    and what to run once it is sent (the agent's turn) out; refusals raise."""
+    envelope = parse_envelope(body)
     connection = gateway.relay.find_client(envelope.socket_id, channel.id)
     gateway.limits.check(channel.id, connection.socket_id if connection else None)
     async with gateway.limits.admission.slot(channel.id):  # fair across tenants (limits.Admission)
@@ -109,15 +135,7 @@ async def post_client_event(request: Request) -> Response:
         )
     if connection is not None and (frame := reply.socket_frame(envelope.request_id)) is not None:
         connection.send(frame)
-    background = None
-    if reply.after is not None:
-        after = reply.after
-
-        async def run_after() -> None:  # async, so Starlette runs it on the loop rather than in a thread
-            after()
-
-        background = BackgroundTask(run_after)
-    return Response(dumps(reply.body).encode(), media_type="application/json", background=background)
+    return dumps(reply.body).encode(), reply.after
 
 
 @router.get("/api/transcript")
