@@ -117,6 +117,14 @@ class JoinedWrites:
             if not self._transport.is_closing():
                 self._transport.write(data)
 
+    def write_now(self, data: bytes) -> None:
+        """One write that is whole already (a :class:`.fastpath.HotPost` answer): out at once, after what
+        is pending."""
+        if self._pending:
+            self.flush()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
     def close(self) -> None:
         self.flush()
         self._transport.close()

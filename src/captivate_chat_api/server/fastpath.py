@@ -190,6 +190,7 @@ class HotPost:
         "server_state",
         "too_large",
         "transport",
+        "write",
     )
 
     def __init__(
@@ -206,6 +207,8 @@ class HotPost:
         self.posts = posts
         self.scope = scope
         self.transport: asyncio.Transport = protocol.transport
+        self.write: Callable[[bytes], None] = getattr(self.transport, "write_now", self.transport.write)
+        """The answer is one write: past :class:`.connections.JoinedWrites`' joining, at once."""
         self.flow = protocol.flow
         self.server_state = protocol.server_state
         self.on_response: Callable[[], None] = protocol.on_response_complete
@@ -310,7 +313,7 @@ class HotPost:
         self.response_complete = True
         if self.disconnected:
             return
-        self.transport.write(
+        self.write(
             b"".join(
                 (
                     STATUS_LINE[status],
