@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 import websockets
 
+from captivate_chat_api.redact import _PATTERNS
 from captivate_chat_api.server.logs import redact
 from harness.gateway import GatewayProcess, new_key
 from harness.wire import WireClient
@@ -17,6 +19,51 @@ def test_redact_covers_query_strings_headers_and_key_shapes() -> None:
     assert "abc123" not in redact("x-api-key: abc123")
     assert "cck_live_secret" not in redact("failed for cck_live_secretvalue")
     assert "tok" not in redact("POST /api/channel/v2/sendMessage?token=tok")
+
+
+def test_redact_skips_only_lines_no_pattern_can_match() -> None:
+    """``redact`` skips the regular expressions for a line none of them can match (an access line): its
+    answer is always the four patterns' answer, whatever the case and place of what they look for."""
+
+    def every_pattern(text: str) -> str:
+        for pattern in _PATTERNS:
+            text = pattern.sub(r"\1[REDACTED]", text)
+        return text
+
+    parts = [
+        "POST /api/custom-channel/sockets/message 200 1.2ms",
+        "apiKey=",
+        "API_KEY: ",
+        "x-Api-Key=",
+        "TOKEN=",
+        "x-agent-TOKEN: ",
+        "Token:",
+        "cck_",
+        "cca_",
+        "CCK_",
+        "?",
+        "/files/",
+        "/FILES/",
+        "abcdefgh12345678",
+        "secret-value_0123456789abcdef",
+        " ",
+        "&",
+        '"',
+        "'",
+        "=",
+        ":",
+        "\u212a" + "ey=",
+        "monkey",
+        "tokens",
+    ]
+    rng = random.Random(14)
+    lines = ["GET /healthz 200 0.4ms", "POST /api/custom-channel/sockets/message 401 2.0ms", ""]
+    lines += ["".join(rng.choice(parts) for _ in range(rng.randint(1, 6))) for _ in range(3000)]
+    for line in lines:
+        assert redact(line) == every_pattern(line), line
+    assert redact("POST /api/custom-channel/sockets/message 200 1.2ms") == (
+        "POST /api/custom-channel/sockets/message 200 1.2ms"
+    )
 
 
 async def test_a_full_session_logs_no_secret(tmp_path: Path) -> None:

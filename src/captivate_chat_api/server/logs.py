@@ -37,7 +37,12 @@ class DropDenialNoise(logging.Filter):
     key), which is exactly what we meant to send; every other record passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "ASGI callable returned without completing handshake."
+        if record.args:
+            return record.getMessage() != _DENIAL_NOISE
+        return str(record.msg) != _DENIAL_NOISE  # what getMessage() would give, without formatting
+
+
+_DENIAL_NOISE = "ASGI callable returned without completing handshake."
 
 
 class TextFormatter(logging.Formatter):
