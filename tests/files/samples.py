@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-import zipfile
+import struct
+import zlib
 from pathlib import Path
 
 WORD = "Zanzibarite"
@@ -118,9 +119,6 @@ def zip_bomb_docx() -> bytes:
     aligned, no back-reference across it), so every further MiB compresses to the same bytes; the stream is
     that block 1024 times and an empty final block. The zip's CRC-32 is the real one of 1 GiB of zeros.
     """
-    import struct
-    import zlib
-
     mib = b"\0" * (1 << 20)
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     block = compressor.compress(mib) + compressor.flush(zlib.Z_FULL_FLUSH)
