@@ -36,6 +36,8 @@ import json, os, select, signal, socket, sys
 import captivate_chat_api.cli as cli
 import captivate_chat_api.server.serve, captivate_chat_api.server.app  # what `serve` imports next
 
+warm_up()
+
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 listener.bind(sys.argv[1])
 listener.listen(64)
