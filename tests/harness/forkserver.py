@@ -16,6 +16,7 @@ start a fresh interpreter.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -121,6 +122,7 @@ class ForkServer:
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the gateway fork server did not start (exit {self.proc.wait()})")
+        atexit.register(ForkServer.shutdown)  # a tool's process too waits for it (and its CPU is counted)
 
     @classmethod
     def get(cls, env: dict[str, str]) -> ForkServer:
