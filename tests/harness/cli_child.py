@@ -40,15 +40,15 @@ WARM = (
 )
 
 
-def warm_up() -> None:
-    """In a fork server, before it forks: import what its children would import after the fork (each
+def warm_up(preload: list[str]) -> None:
+    """In a fork server, before it forks: import ``preload``, what its children would import (each
     child then imports none of it again), then move the whole heap out of the collector's sight
     (``gc.freeze``, as the CPython docs advise before forking), so the collection a gateway makes after its
     start-up (``settle_heap``) walks only what the child made, not every module again."""
     import gc
     import importlib
 
-    for name in WARM:
+    for name in preload:
         try:
             importlib.import_module(name)
         except ImportError:  # an extra that is not installed: its gateways fail as they would anyway
