@@ -56,9 +56,9 @@ def run_child(job, fds):
     else:
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        for fd in (*fds, null):
+        stdin = fds[2] if len(fds) > 2 else os.open(os.devnull, os.O_RDONLY)  # a pipe, or nothing
+        os.dup2(stdin, 0)
+        for fd in {*fds, stdin}:
             os.close(fd)
     signal.set_wakeup_fd(-1)
     os.close(wake_r)
@@ -89,7 +89,7 @@ while True:
                 conn.close()
     if listener in ready:
         conn, _ = listener.accept()
-        message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
+        message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
         job = json.loads(message)
         pid = os.fork()
         if pid == 0:
@@ -188,6 +188,51 @@ class ForkServer:
             pid, conn, os.fdopen(out_r, "r", errors="replace"), os.fdopen(err_r, "r", errors="replace")
         )
 
+    def run(
+        self, args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """``captivate-chat ARGS`` with ``stdin`` piped in, as ``subprocess.run(..., input=stdin,
+        capture_output=True, text=True)`` would run it (a process of its own, its own exit status)."""
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid, conn = self._fork({"args": args, "env": env, "cwd": None}, [out_w, err_w, in_r])
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        proc = ForkedProcess(
+            pid, conn, os.fdopen(out_r, "r", errors="replace"), os.fdopen(err_r, "r", errors="replace")
+        )
+        output: dict[str, str] = {}
+        readers = [
+            threading.Thread(target=lambda n=name, f=stream: output.__setitem__(n, f.read()), daemon=True)
+            for name, stream in (("out", proc.stdout), ("err", proc.stderr))
+        ]
+        for reader in readers:
+            reader.start()
+        data = stdin.encode()
+        try:
+            while data:
+                data = data[os.write(in_w, data) :]
+        except BrokenPipeError:  # it ended without reading all of it, as a process may
+            pass
+        finally:
+            os.close(in_w)
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            for reader in readers:
+                reader.join(5)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        return subprocess.CompletedProcess(["captivate-chat", *args], code, output["out"], output["err"])
+
     def spawn_tty(self, args: list[str], env: dict[str, str], tty: int) -> ForkedProcess:
         """``captivate-chat ARGS`` on the pseudo-terminal whose other end is ``tty`` (its stdin, stdout,
         stderr and controlling terminal, in a session of its own, as a process started on a terminal);
@@ -203,6 +248,30 @@ class ForkServer:
         if not answer:
             raise RuntimeError("the fork server did not fork")
         return int(json.loads(answer)["pid"]), conn
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 60, kind: str = "terminal"
+) -> subprocess.CompletedProcess[str]:
+    """``python -m captivate_chat_api.cli ARGS`` with ``stdin`` piped in and its output captured: in the
+    suite forked from the ``kind`` fork server (``terminal``: the CLI's clients imported; ``gateway``: the
+    server), else (or with other ``PYTHON*`` variables, or ``CAPTIVATE_TEST_FRESH_GATEWAYS=1``) a fresh
+    interpreter."""
+    from . import gateway
+
+    if gateway.FORK and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1":
+        server = ForkServer.get(dict(os.environ), kind)
+        if server.same_interpreter(env):
+            return server.run(args, env, stdin, timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "captivate_chat_api.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
 
 
 def _read_line(conn: socket.socket) -> bytes:
