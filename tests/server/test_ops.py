@@ -13,7 +13,6 @@ import re
 import socket
 import sqlite3
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 from captivate_chat_api.server import Settings, create_app
 from captivate_chat_api.server.config_file import ConfigFileError
 from captivate_chat_api.server.keys import display_prefix
+from harness.forkserver import run_cli
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_token
 from harness.wire import WireClient
@@ -75,14 +75,9 @@ def free_port() -> int:
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``captivate-chat ARGS`` with no CAPTIVATE_* variable from this environment (only ``env``)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPTIVATE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "captivate_chat_api.cli", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**clean, "COLUMNS": "200", **(env or {})},
-    )
+    return run_cli(
+        list(args), {**clean, "COLUMNS": "200", **(env or {})}, kind="gateway"
+    )  # forked in the suite
 
 
 # metrics ------------------------------------------------------------------------------------------
