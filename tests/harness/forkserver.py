@@ -8,6 +8,11 @@ is a real gateway process on real sockets; only the imports happened before the 
 gives it ``subprocess.Popen``'s interface (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``,
 ``stdout``, ``stderr``), as ``GatewayProcess`` uses it.
 
+A second kind, ``terminal`` (started only by a test process that runs them), imported the CLI's clients
+instead: ``harness.terminal.Terminal`` forks ``chat`` and ``console`` onto a pseudo-terminal from it (the
+child's own session, the terminal as its controlling one), and ``run_cli`` runs a command with piped
+stdin from either kind.
+
 ``GatewayProcess`` forks only where that is the same thing: not for ``console_script`` gateways (the
 installed script's own start-up is what they test) nor when the environment changes ``PYTHON*`` variables
 (e.g. a ``PYTHONPATH`` that hides a package); those, and every gateway when ``CAPTIVATE_TEST_FRESH_GATEWAYS=1``,
