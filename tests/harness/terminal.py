@@ -107,3 +107,5 @@ class Terminal:
     def close(self) -> None:
         if self.child.isalive():
             self.child.close(force=True)
+        elif isinstance(self.child, ForkedTerminal) and not self.child.closed:
+            self.child.close()  # its master end (pexpect.spawn closes its own when collected)
