@@ -3,13 +3,13 @@ settings reference is generated from the model (so it lists them all)."""
 
 from __future__ import annotations
 
+import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from captivate_chat_api.server.config_file import _toml, reference
 from captivate_chat_api.server.settings import Settings
+from harness.forkserver import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 # CAPTIVATE_* names of the docs that are not gateway settings: the clients' and the examples' environment
@@ -23,6 +23,7 @@ NOT_SETTINGS = {
     "CAPTIVATE_CONFIG",
     "CAPTIVATE_TEST_POSTGRES",
     "CAPTIVATE_TEST_FRESH_GATEWAYS",
+    "CAPTIVATE_TEST_FORK_GATEWAYS",
 }
 
 
@@ -60,13 +61,9 @@ def test_the_config_file_accepts_every_setting(tmp_path: Path) -> None:
     settings = Settings(config=config)
     for name, value in values.items():
         assert getattr(settings, name) == value, name
-    shown = subprocess.run(
-        [sys.executable, "-m", "captivate_chat_api.cli", "config", "show", "--config", str(config)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = run_cli(
+        ["config", "show", "--config", str(config)], dict(os.environ), kind="gateway"
+    )  # a process
     assert shown.returncode == 0, shown.stderr
     assert 'agent = "openai:gpt-4o-mini"  # file' in shown.stdout and "workers = 3  # file" in shown.stdout
 

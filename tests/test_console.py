@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from captivate_chat_api.cli import app
+from harness.forkserver import run_cli
 from harness.gateway import GatewayProcess, new_key
 from harness.terminal import ANSI, Terminal, cli_environment
 from harness.tokens import add_token
@@ -69,15 +69,7 @@ def consoles() -> Iterator[list[Console]]:
 
 def run(*args: str, token: str | None, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """The command with piped stdin (no terminal), bounded in time."""
-    return subprocess.run(
-        [sys.executable, "-m", "captivate_chat_api.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=environment(token),
-    )
+    return run_cli(list(args), environment(token), stdin)  # forked in the suite (harness/forkserver.py)
 
 
 def invoke(*args: str, token: str | None) -> Result:

@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from captivate_chat_api.protocol import (
 )
 from captivate_chat_api.terminal.blocks import Block, describe
 from captivate_chat_api.terminal.render import html_lines, render_content
+from harness.forkserver import run_cli
 from harness.gateway import GatewayProcess, new_key
 from harness.terminal import ANSI, Terminal, cli_environment
 
@@ -212,15 +212,8 @@ def test_help_never_shows_the_key_from_the_environment() -> None:
 
 
 def run_piped(url: str, key: str, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "captivate_chat_api.cli", "chat", "--url", url, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "CAPTIVATE_API_KEY": key},
-    )
+    env = {**os.environ, "CAPTIVATE_API_KEY": key}
+    return run_cli(["chat", "--url", url, *args], env, stdin)  # forked in the suite (harness/forkserver.py)
 
 
 def test_without_a_terminal_lines_are_read_from_stdin(gateway: GatewayProcess, api_key: str) -> None:

@@ -56,6 +56,7 @@ from captivate_chat_api import CaptivateChatAPI, ReconnectPolicy
 from captivate_chat_api.errors import CaptivateChatError
 from harness.faultproxy import FaultProxy
 from harness.gateway import GatewayProcess, new_key
+from harness.wire import tls
 
 MESSAGE_PATH = "/api/custom-channel/sockets/message"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -361,7 +362,9 @@ async def start_gateway(database: Path, key: str, env: dict[str, str], port: int
 async def read_transcripts(
     http_url: str, key: str, conversations: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
-    async with httpx.AsyncClient(base_url=http_url, headers={"x-api-key": key}, timeout=30) as http:
+    async with httpx.AsyncClient(
+        verify=tls(), base_url=http_url, headers={"x-api-key": key}, timeout=30
+    ) as http:
         out = {}
         for cid in conversations:
             response = await http.get("/api/transcript", params={"conversation_id": cid})
@@ -398,7 +401,11 @@ async def run_crash(options: Options) -> dict[str, Any]:
         try:
             limits = httpx.Limits(max_connections=options.conversations * options.senders + 4)
             async with httpx.AsyncClient(
-                base_url=gateway.http_url, headers={"x-api-key": key}, timeout=REQUEST_TIMEOUT, limits=limits
+                verify=tls(),
+                base_url=gateway.http_url,
+                headers={"x-api-key": key},
+                timeout=REQUEST_TIMEOUT,
+                limits=limits,
             ) as http:
                 ledger.conversations = await start_conversations(http, options.conversations)
                 stop = asyncio.Event()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-import zipfile
+import struct
+import zlib
 from pathlib import Path
 
 WORD = "Zanzibarite"
@@ -112,14 +113,38 @@ def write_all(folder: Path) -> dict[str, Path]:
 
 
 def zip_bomb_docx() -> bytes:
-    """A DOCX whose document part inflates to 1 GiB of zeros (about 1 MiB compressed)."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("[Content_Types].xml", "<Types/>")
-        with z.open("word/document.xml", "w", force_zip64=True) as part:
-            block = b"\0" * (1 << 20)
-            for _ in range(1024):
-                part.write(block)
+    """A DOCX whose document part inflates to 1 GiB of zeros (about 1 MiB compressed).
+
+    A real deflate stream, built cheaply: one MiB of zeros compressed and ended with a full flush (byte
+    aligned, no back-reference across it), so every further MiB compresses to the same bytes; the stream is
+    that block 1024 times and an empty final block. The zip's CRC-32 is the real one of 1 GiB of zeros.
+    """
+    mib = b"\0" * (1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(mib) + compressor.flush(zlib.Z_FULL_FLUSH)
+    again = compressor.compress(mib) + compressor.flush(zlib.Z_FULL_FLUSH)
+    assert again == block  # what makes repeating the block the compression of the whole
+    deflated = block * 1024 + compressor.flush()
+    crc = 0
+    for _ in range(1024):
+        crc = zlib.crc32(mib, crc)
+
+    out, central = io.BytesIO(), io.BytesIO()
+    parts = [("[Content_Types].xml", 0, b"<Types/>", zlib.crc32(b"<Types/>"), 8)]
+    parts.append(("word/document.xml", 8, deflated, crc, 1 << 30))
+    for name, method, data, checksum, size in parts:
+        offset = out.tell()
+        encoded = name.encode()
+        sizes = struct.pack("<III", checksum, len(data), size)
+        out.write(struct.pack("<IHHHHH", 0x04034B50, 20, 0, method, 0, 0x21) + sizes)
+        out.write(struct.pack("<HH", len(encoded), 0) + encoded + data)
+        central.write(struct.pack("<IHHHHHH", 0x02014B50, 20, 20, 0, method, 0, 0x21) + sizes)
+        central.write(struct.pack("<HHHHHII", len(encoded), 0, 0, 0, 0, 0, offset) + encoded)
+    start = out.tell()
+    out.write(central.getvalue())
+    out.write(
+        struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(parts), len(parts), len(central.getvalue()), start, 0)
+    )
     return out.getvalue()
 
 

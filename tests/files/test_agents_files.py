@@ -18,7 +18,7 @@ from captivate_chat_api.protocol import ChatRequest
 from captivate_chat_api.server.agents.openai_agent import current_message, files_context
 from harness.gateway import GatewayProcess
 from harness.tokens import set_agent
-from harness.wire import WireClient
+from harness.wire import WireClient, tls
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def setup(gateway: GatewayProcess, tenant_keys: list[str], agent: FileAgent) -> 
 async def upload(
     gateway: GatewayProcess, key: str, conversation_id: str, name: str, data: bytes
 ) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=60) as http:
+    async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=60) as http:
         response = await http.post(
             "/api/file-to-text",
             files={"file": (name, data, "application/octet-stream")},

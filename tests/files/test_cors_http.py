@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from harness.gateway import GatewayProcess, new_key
-from harness.wire import MESSAGE_PATH, WireClient, envelope
+from harness.wire import MESSAGE_PATH, WireClient, envelope, tls
 
 SHOP = "https://shop.example"
 EVIL = "https://evil.example"
@@ -42,6 +42,7 @@ def shop_only(tmp_path_factory: pytest.TempPathFactory, key: str) -> Iterator[Ga
 def preflight(gateway: GatewayProcess, path: str, origin: str, method: str, headers: str) -> httpx.Response:
     return httpx.options(
         f"{gateway.http_url}{path}",
+        verify=tls(),
         headers={
             "Origin": origin,
             "Access-Control-Request-Method": method,
@@ -82,7 +83,9 @@ async def test_actual_answers_carry_the_headers_errors_included(any_origin: Gate
     async with WireClient(any_origin.http_url, any_origin.ws_url, key) as client:
         conversation_id = await client.start("cors-user")
     origin = {"Origin": SHOP}
-    async with httpx.AsyncClient(base_url=any_origin.http_url, timeout=60, headers=origin) as http:
+    async with httpx.AsyncClient(
+        verify=tls(), base_url=any_origin.http_url, timeout=60, headers=origin
+    ) as http:
         uploaded = await http.post(
             "/api/file-to-text",
             files={"file": ("notes.txt", b"cross origin Zanzibarite\n", "application/octet-stream")},
@@ -121,7 +124,7 @@ def test_other_routes_stay_same_origin(any_origin: GatewayProcess) -> None:
     for path in ("/api/agent/conversations", "/healthz", "/metrics"):
         response = preflight(any_origin, path, SHOP, "GET", "authorization")
         assert "access-control-allow-origin" not in response.headers, path
-        got = httpx.get(f"{any_origin.http_url}{path}", headers={"Origin": SHOP})
+        got = httpx.get(f"{any_origin.http_url}{path}", headers={"Origin": SHOP}, verify=tls())
         assert "access-control-allow-origin" not in got.headers, path
 
 
@@ -132,7 +135,7 @@ async def test_an_allow_list_answers_its_origins_only(shop_only: GatewayProcess,
     assert "origin" in allowed.headers["vary"].lower()
     refused = preflight(shop_only, "/api/file-to-text", EVIL, "POST", "content-type")
     assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
-    async with httpx.AsyncClient(base_url=shop_only.http_url, timeout=30) as http:
+    async with httpx.AsyncClient(verify=tls(), base_url=shop_only.http_url, timeout=30) as http:
         for origin, expected in ((SHOP, SHOP), (EVIL, None)):
             response = await http.post(
                 "/api/presigned-url", json={"fileKey": "x/y"}, headers={"Origin": origin}

@@ -21,7 +21,7 @@ import pytest
 import samples
 
 from harness.gateway import GatewayProcess, new_key
-from harness.wire import WireClient
+from harness.wire import WireClient, tls
 
 ENV = {
     "CAPTIVATE_FILES_EXTRACT_TIMEOUT": "20",  # roomy: workers run at idle priority on a loaded machine
@@ -49,7 +49,7 @@ async def upload(
     form = {"includeMetadata": "true", "storage": "true", **fields}
     if path is not None:
         form["path"] = path
-    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=60, verify=tls()) as http:
         return await http.post(
             "/api/file-to-text", files={"file": (name, data, "application/octet-stream")}, data=form
         )
@@ -146,7 +146,7 @@ async def test_an_oversize_upload_is_413_before_the_body_is_read(
             yield b"x" * (1024 * 1024)
         yield b"\r\n--b--\r\n"
 
-    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=30) as http:
+    async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=30) as http:
         response = await http.post(
             "/api/file-to-text",
             content=chunked(),
@@ -184,7 +184,7 @@ async def test_signed_urls_refuse_tampering_and_expiry(gateway: GatewayProcess, 
         "another file's signature": f"{gateway.http_url}{other_path}?expires={query['expires']}&sig={query['sig']}",
         "no signature": base,
     }
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=10) as http:
         for name, address in attempts.items():
             response = await http.get(address)
             assert response.status_code == 403, (name, response.status_code)
@@ -199,7 +199,7 @@ async def test_html_is_never_served_inline(gateway: GatewayProcess, keys: list[s
     response = await upload(gateway, f"{keys[0]}/{conversation_id}", "page.html", samples.html())
     assert response.status_code == 200 and samples.WORD in response.json()["text"]
     assert "alert" not in response.json()["text"]
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=10) as http:
         got = await http.get(response.json()["presignedUrl"])
     assert got.headers["content-disposition"].startswith("attachment;")
     assert (
@@ -219,7 +219,7 @@ async def test_cross_tenant_attempts_all_fail(gateway: GatewayProcess, keys: lis
         successes += response.status_code == 200
         assert response.status_code == 401
     channel_prefix = file["fileKey"].split("/")[0]
-    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=10) as http:
         for _ in range(20):  # guessing keys (even with the right channel part) presigns nothing
             guess = f"{channel_prefix}/{secrets.token_urlsafe(24)}"
             response = await http.post("/api/presigned-url", json={"fileKey": guess, "expiresIn": 60})
@@ -238,7 +238,7 @@ async def test_presign_clamps_and_extends_a_ttl(gateway: GatewayProcess, keys: l
     key = response.json()["fileKey"]
     with sqlite3.connect(str(gateway.database)) as db:
         db.execute("UPDATE files SET expires_at = ? WHERE file_key = ?", (time.time() + 60, key))
-    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=10) as http:
         body = (await http.post("/api/presigned-url", json={"fileKey": key, "expiresIn": 10**9})).json()
     assert body["success"] and body["expiresIn"] == 7 * 86400  # clamped to files_presign_max_seconds
     with sqlite3.connect(str(gateway.database)) as db:
@@ -261,7 +261,7 @@ async def test_hard_delete_removes_the_files(gateway: GatewayProcess, keys: list
             await client.ok("delete_user_conversations", {"userId": user, "softdelete": False})
     files_dir = Path(gateway.database).parent / "files"
     assert not (files_dir / file["fileKey"]).exists()
-    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=10) as http:
         assert (await http.get(file["presignedUrl"])).status_code == 410
         assert (await http.post("/api/presigned-url", json={"fileKey": file["fileKey"]})).status_code == 404
         if scope == "conversation":  # a soft delete keeps the files (the conversation can be restored)
@@ -273,7 +273,7 @@ async def test_the_upload_path_never_reaches_the_log(gateway: GatewayProcess, ke
     conversation_id = await conversation(gateway, keys[0])
     file = await stored(gateway, keys[0], conversation_id)
     await upload(gateway, f"{keys[0]}/{conversation_id}", "bomb.png", samples.bomb_png())
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=10) as http:
         assert (await http.get(file["presignedUrl"])).status_code == 200
     await asyncio.sleep(0.2)  # the access log line is written after the response
     logs = gateway.logs()
@@ -292,7 +292,7 @@ def test_without_the_files_extra_the_endpoints_say_501(tmp_path: Path) -> None:
     key = new_key()
     process = GatewayProcess(tmp_path / "gw.db", [key], env={"PYTHONPATH": str(hide)}).start()
     try:
-        with httpx.Client(base_url=process.http_url, timeout=10) as http:
+        with httpx.Client(verify=tls(), base_url=process.http_url, timeout=10) as http:
             upload_reply = http.post("/api/file-to-text", files={"file": ("a.txt", b"hi")})
             presign_reply = http.post("/api/presigned-url", json={"fileKey": "x"})
     finally:
@@ -387,7 +387,7 @@ async def test_malformed_forms_are_400_and_leave_nothing(gateway: GatewayProcess
         "garbage": (b"--bnd\r\nnot a header line at all\r\n\r\n", "invalid multipart body"),
         "huge field": (_multipart([("path", None, b"p" * 100_000), ("file", "a.txt", b"a")]), "longer than"),
     }
-    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=30) as http:
+    async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=30) as http:
         for case, (body, error) in cases.items():
             content_type = "multipart/form-data" + ("" if case == "no boundary" else "; boundary=bnd")
             response = await http.post(

@@ -17,7 +17,7 @@ import pytest
 import samples
 
 from harness.gateway import GatewayProcess, new_key
-from harness.wire import WireClient
+from harness.wire import WireClient, tls
 
 BUCKET = "captivate-files"
 CREDENTIALS = {
@@ -46,7 +46,7 @@ def s3_endpoint() -> Iterator[str]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            httpx.get(endpoint, timeout=1)
+            httpx.get(endpoint, timeout=1, verify=tls())
             break
         except httpx.TransportError:
             if time.monotonic() > deadline or process.poll() is not None:
@@ -97,7 +97,7 @@ async def test_uploads_become_objects_with_presigned_urls(
     pdf = samples.pdf()  # made once: each one carries its own creation time
     async with WireClient(gateway.http_url, gateway.ws_url, keys[0]) as client:
         conversation_id = await client.start("s3-user")
-        async with httpx.AsyncClient(base_url=gateway.http_url, timeout=60) as http:
+        async with httpx.AsyncClient(base_url=gateway.http_url, timeout=60, verify=tls()) as http:
             uploaded = await http.post(
                 "/api/file-to-text",
                 files={"file": ("report.pdf", pdf, "application/octet-stream")},

@@ -26,6 +26,7 @@ from captivate_chat_api import (
 )
 from captivate_chat_api import sync as blocking
 from harness.gateway import GatewayProcess, new_key
+from harness.wire import tls
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def sample_dir(tmp_path: Path) -> Path:
 
 
 async def download(url: str) -> bytes:
-    async with httpx.AsyncClient() as client:  # no headers: the URL alone must be enough
+    async with httpx.AsyncClient(verify=tls()) as client:  # no headers: the URL alone must be enough
         response = await client.get(url)
     assert response.status_code == 200, response.text
     return response.content

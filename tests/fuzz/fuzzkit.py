@@ -28,7 +28,7 @@ from hostile import LIMIT, SOCKET
 from hypothesis import HealthCheck, settings
 
 from harness.gateway import GatewayProcess
-from harness.wire import MESSAGE_PATH, WireClient
+from harness.wire import MESSAGE_PATH, WireClient, tls
 
 CONTROL_EVERY = 25
 """Cases between two checks that an unrelated conversation on another socket still gets its replies."""
@@ -187,7 +187,9 @@ class Harness:
     def __init__(self, gateway: GatewayProcess, key: str, name: str, *, deflate: bool = True) -> None:
         self.gateway, self.key, self.name = gateway, key, name
         self.compression = "deflate" if deflate else None
-        self.http = httpx.AsyncClient(base_url=gateway.http_url, headers={"x-api-key": key}, timeout=WAIT)
+        self.http = httpx.AsyncClient(
+            base_url=gateway.http_url, headers={"x-api-key": key}, timeout=WAIT, verify=tls()
+        )
         self.control = WireClient(gateway.http_url, gateway.ws_url, key)
         self.conversation_ids: list[str] = []
         self.problems: list[str] = []

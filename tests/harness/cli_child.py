@@ -17,10 +17,44 @@ from typing import Any, NoReturn
 PRELUDE = (
     "import sys\n"
     f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-    "from cli_child import become_cli\n"
+    "from cli_child import become_cli, warm_up\n"
     "del sys.path[0]\n"
 )
 """The first lines of a fork server's script: ``become_cli`` imported, the path as it was."""
+
+
+WARM = (
+    # what a gateway imports once it starts serving (uvicorn's protocols and loop, the stores, the brokers)
+    "uvicorn.loops.auto",
+    "uvicorn.loops.uvloop",
+    "uvicorn.lifespan.on",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.protocols.websockets.auto",
+    "uvicorn.protocols.websockets.websockets_sansio_impl",
+    "captivate_chat_api.server.logs",
+    "captivate_chat_api.server.snippets",
+    "captivate_chat_api.server.store.sqlite",
+    "captivate_chat_api.server.store.postgres",
+    "captivate_chat_api.server.broker.redis",
+    "rich._emoji_codes",
+)
+
+
+def warm_up(preload: list[str]) -> None:
+    """In a fork server, before it forks: import ``preload``, what its children would import (each
+    child then imports none of it again), then move the whole heap out of the collector's sight
+    (``gc.freeze``, as the CPython docs advise before forking), so the collection a gateway makes after its
+    start-up (``settle_heap``) walks only what the child made, not every module again."""
+    import gc
+    import importlib
+
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an extra that is not installed: its gateways fail as they would anyway
+            pass
+    gc.collect()
+    gc.freeze()
 
 
 def become_cli(job: dict[str, Any], argv0: str, base_path: list[str] | None = None) -> NoReturn:

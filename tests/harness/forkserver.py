@@ -8,6 +8,11 @@ is a real gateway process on real sockets; only the imports happened before the 
 gives it ``subprocess.Popen``'s interface (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``,
 ``stdout``, ``stderr``), as ``GatewayProcess`` uses it.
 
+A second kind, ``terminal`` (started only by a test process that runs them), imported the CLI's clients
+instead: ``harness.terminal.Terminal`` forks ``chat`` and ``console`` onto a pseudo-terminal from it (the
+child's own session, the terminal as its controlling one), and ``run_cli`` runs a command with piped
+stdin from either kind.
+
 ``GatewayProcess`` forks only where that is the same thing: not for ``console_script`` gateways (the
 installed script's own start-up is what they test) nor when the environment changes ``PYTHON*`` variables
 (e.g. a ``PYTHONPATH`` that hides a package); those, and every gateway when ``CAPTIVATE_TEST_FRESH_GATEWAYS=1``,
@@ -16,6 +21,7 @@ start a fresh interpreter.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -26,15 +32,16 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
-from .cli_child import PRELUDE
+from .cli_child import PRELUDE, WARM
 
 SERVER = r"""
-import json, os, select, signal, socket, sys
+import fcntl, importlib, json, os, select, signal, socket, sys, termios
 
 import captivate_chat_api.cli as cli
-import captivate_chat_api.server.serve, captivate_chat_api.server.app  # what `serve` imports next
+
+warm_up(sys.argv[2].split(","))  # e.g. what `serve` imports next, or the terminal's chat and console
 
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 listener.bind(sys.argv[1])
@@ -45,12 +52,19 @@ children = {}  # pid -> the connection its exit status is written to
 
 
 def run_child(job, fds):
-    os.dup2(fds[0], 1)
-    os.dup2(fds[1], 2)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    for fd in (*fds, null):
-        os.close(fd)
+    if job.get("tty"):  # a pseudo-terminal's other end: stdin, stdout, stderr and the controlling terminal
+        os.setsid()
+        for target in (0, 1, 2):
+            os.dup2(fds[0], target)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        os.close(fds[0])
+    else:
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        stdin = fds[2] if len(fds) > 2 else os.open(os.devnull, os.O_RDONLY)  # a pipe, or nothing
+        os.dup2(stdin, 0)
+        for fd in {*fds, stdin}:
+            os.close(fd)
     signal.set_wakeup_fd(-1)
     os.close(wake_r)
     os.close(wake_w)
@@ -80,7 +94,7 @@ while True:
                 conn.close()
     if listener in ready:
         conn, _ = listener.accept()
-        message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
+        message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
         job = json.loads(message)
         pid = os.fork()
         if pid == 0:
@@ -99,18 +113,27 @@ for pid in children:  # left running by the test process: end them, and wait (th
 """
 
 
-class ForkServer:
-    """The fork server of this test process (``ForkServer.get()``), until ``ForkServer.shutdown()``."""
+PRELOAD = {
+    "gateway": ("captivate_chat_api.server.serve", "captivate_chat_api.server.app", *WARM),
+    "terminal": ("captivate_chat_api.terminal", "captivate_chat_api.console"),
+}
+"""What each kind of fork server imports before it forks: a gateway's server, or the CLI's clients."""
 
-    _instance: ForkServer | None = None
+
+class ForkServer:
+    """This test process's fork server of a kind (``ForkServer.get()``), until ``ForkServer.shutdown()``:
+    ``gateway`` (``captivate-chat serve``) or ``terminal`` (``chat`` and ``console`` in a pseudo-terminal,
+    started only by a test process that runs them)."""
+
+    _instances: ClassVar[dict[str, ForkServer]] = {}
     _lock = threading.Lock()
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], kind: str = "gateway") -> None:
         self.python_env = {name: value for name, value in env.items() if name.startswith("PYTHON")}
-        self.dir = tempfile.TemporaryDirectory(prefix="gw-forks-")
+        self.dir = tempfile.TemporaryDirectory(prefix=f"{kind}-forks-")
         self.path = str(Path(self.dir.name) / "socket")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", PRELUDE + SERVER, self.path],
+            [sys.executable, "-c", PRELUDE + SERVER, self.path, ",".join(PRELOAD[kind])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -119,13 +142,15 @@ class ForkServer:
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the gateway fork server did not start (exit {self.proc.wait()})")
+        atexit.register(ForkServer.shutdown)  # a tool's process too waits for it (and its CPU is counted)
 
     @classmethod
-    def get(cls, env: dict[str, str]) -> ForkServer:
+    def get(cls, env: dict[str, str], kind: str = "gateway") -> ForkServer:
         with cls._lock:
-            if cls._instance is None or cls._instance.proc.poll() is not None:
-                cls._instance = cls(env)
-            return cls._instance
+            server = cls._instances.get(kind)
+            if server is None or server.proc.poll() is not None:
+                server = cls._instances[kind] = cls(env, kind)
+            return server
 
     def same_interpreter(self, env: dict[str, str]) -> bool:
         """Whether a child with ``env`` is what a fresh interpreter would be: the ``PYTHON*`` variables
@@ -137,9 +162,13 @@ class ForkServer:
         """End the fork server and wait for it, so the CPU of the gateways it forked (and waited for) is
         counted to this process, as a fresh gateway's is."""
         with cls._lock:
-            server, cls._instance = cls._instance, None
-        if server is None:
-            return
+            servers = list(cls._instances.values())
+            cls._instances.clear()
+        for server in servers:
+            server._stop()
+
+    def _stop(self) -> None:
+        server = self
         assert server.proc.stdin is not None and server.proc.stdout is not None
         server.proc.stdin.close()
         try:
@@ -153,21 +182,101 @@ class ForkServer:
     def spawn(self, args: list[str], env: dict[str, str], cwd: Path | None) -> ForkedProcess:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            conn.connect(self.path)
-            job = {"args": args, "env": env, "cwd": str(cwd) if cwd else None}
-            socket.send_fds(conn, [json.dumps(job).encode()], [out_w, err_w])
+            pid, conn = self._fork(
+                {"args": args, "env": env, "cwd": str(cwd) if cwd else None}, [out_w, err_w]
+            )
         finally:
             os.close(out_w)
             os.close(err_w)
-        answer = _read_line(conn)
-        if not answer:
-            raise RuntimeError("the gateway fork server did not fork")
-        pid = json.loads(answer)["pid"]
         return ForkedProcess(
             pid, conn, os.fdopen(out_r, "r", errors="replace"), os.fdopen(err_r, "r", errors="replace")
         )
+
+    def run(
+        self, args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """``captivate-chat ARGS`` with ``stdin`` piped in, as ``subprocess.run(..., input=stdin,
+        capture_output=True, text=True)`` would run it (a process of its own, its own exit status)."""
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid, conn = self._fork({"args": args, "env": env, "cwd": None}, [out_w, err_w, in_r])
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        proc = ForkedProcess(
+            pid, conn, os.fdopen(out_r, "r", errors="replace"), os.fdopen(err_r, "r", errors="replace")
+        )
+        output: dict[str, str] = {}
+        readers = [
+            threading.Thread(target=lambda n=name, f=stream: output.__setitem__(n, f.read()), daemon=True)
+            for name, stream in (("out", proc.stdout), ("err", proc.stderr))
+        ]
+        for reader in readers:
+            reader.start()
+        data = stdin.encode()
+        try:
+            while data:
+                data = data[os.write(in_w, data) :]
+        except BrokenPipeError:  # it ended without reading all of it, as a process may
+            pass
+        finally:
+            os.close(in_w)
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            for reader in readers:
+                reader.join(5)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        return subprocess.CompletedProcess(["captivate-chat", *args], code, output["out"], output["err"])
+
+    def spawn_tty(self, args: list[str], env: dict[str, str], tty: int) -> ForkedProcess:
+        """``captivate-chat ARGS`` on the pseudo-terminal whose other end is ``tty`` (its stdin, stdout,
+        stderr and controlling terminal, in a session of its own, as a process started on a terminal);
+        the caller keeps the master end and closes ``tty``."""
+        pid, conn = self._fork({"args": args, "env": env, "cwd": None, "tty": True}, [tty])
+        return ForkedProcess(pid, conn, None, None)
+
+    def _fork(self, job: dict[str, Any], fds: list[int]) -> tuple[int, socket.socket]:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(self.path)
+        socket.send_fds(conn, [json.dumps(job).encode()], fds)
+        answer = _read_line(conn)
+        if not answer:
+            raise RuntimeError("the fork server did not fork")
+        return int(json.loads(answer)["pid"]), conn
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 60, kind: str = "terminal"
+) -> subprocess.CompletedProcess[str]:
+    """``python -m captivate_chat_api.cli ARGS`` with ``stdin`` piped in and its output captured: in the
+    suite forked from the ``kind`` fork server (``terminal``: the CLI's clients imported; ``gateway``: the
+    server), else (or with other ``PYTHON*`` variables, or ``CAPTIVATE_TEST_FRESH_GATEWAYS=1``) a fresh
+    interpreter."""
+    from . import gateway
+
+    if gateway.FORK and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1":
+        server = ForkServer.get(dict(os.environ), kind)
+        if server.same_interpreter(env):
+            return server.run(args, env, stdin, timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "captivate_chat_api.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
 
 
 def _read_line(conn: socket.socket) -> bytes:
@@ -184,7 +293,7 @@ def _read_line(conn: socket.socket) -> bytes:
 class ForkedProcess:
     """A child of the fork server, with the part of ``subprocess.Popen``'s interface the harness uses."""
 
-    def __init__(self, pid: int, conn: socket.socket, stdout: IO[str], stderr: IO[str]) -> None:
+    def __init__(self, pid: int, conn: socket.socket, stdout: IO[str] | None, stderr: IO[str] | None) -> None:
         self.pid = pid
         self.returncode: int | None = None
         self.stdout = stdout

@@ -17,8 +17,9 @@ from pathlib import Path
 from .forkserver import ForkedProcess, ForkServer
 
 READY = re.compile(r"listening on http://([\d.]+):(\d+)")
-FORK = False
-"""Start gateways from the fork server (harness/forkserver.py); tests/conftest.py turns it on for the suite."""
+FORK = os.environ.get("CAPTIVATE_TEST_FORK_GATEWAYS") == "1"
+"""Start gateways from the fork server (harness/forkserver.py); tests/conftest.py turns it on for the suite,
+``CAPTIVATE_TEST_FORK_GATEWAYS=1`` for a tool of ``tools/`` that the suite runs as a process."""
 
 
 def in_ci() -> bool:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import os
+import pty
 import re
+import struct
 import sys
+import termios
 
 import pexpect
+from pexpect.fdpexpect import fdspawn
+
+from . import gateway as harness_gateway
+from .forkserver import ForkServer
 
 TIMEOUT = 15  # seconds for any one expected line: generous, but a hang fails well inside the suite's limit
 ANSI = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
@@ -24,19 +32,61 @@ def cli_environment(secret_name: str, secret: str | None, **extra: str) -> dict[
     return env
 
 
+ROWS, COLUMNS = 50, 200
+
+
+class ForkedTerminal(fdspawn):
+    """pexpect on the master end of a pseudo-terminal whose process was forked by the ``terminal`` fork
+    server (``harness/forkserver.py``): the part of ``pexpect.spawn`` the tests use."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        master, tty = pty.openpty()
+        fcntl.ioctl(tty, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+        try:
+            self.proc = ForkServer.get(env, "terminal").spawn_tty(args, env, tty)
+        finally:
+            os.close(tty)  # the child's now: its exit is the master's end of file
+        super().__init__(master, encoding="utf-8", timeout=TIMEOUT)
+        self.exitstatus: int | None = None
+
+    def sendeof(self) -> None:
+        self.send("\x04")  # Ctrl+D
+
+    def isalive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self, force: bool = True) -> None:
+        if force and not self.flag_eof:  # still running (at the end of file it is exiting by itself)
+            self.proc.kill()
+        code = self.proc.wait(TIMEOUT)
+        self.exitstatus = code if code >= 0 else None
+        super().close()
+
+
 class Terminal:
-    """``captivate-chat ARGS`` in a pseudo-terminal (50x200); everything it printed is kept in ``screen``."""
+    """``captivate-chat ARGS`` in a pseudo-terminal (50x200); everything it printed is kept in ``screen``.
+
+    In the suite (``harness.gateway.FORK``) the process is forked from an interpreter that imported the CLI
+    and its terminal clients once (~0.5 CPU-s less a start); it still gets its own session, the terminal as
+    its controlling one, exactly ``env`` and its own exit status. A ``PYTHON*`` variable other than the fork
+    server's, or ``CAPTIVATE_TEST_FRESH_GATEWAYS=1``, starts a fresh ``python -m captivate_chat_api.cli``."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.screen = io.StringIO()
-        self.child = pexpect.spawn(
-            sys.executable,
-            ["-m", "captivate_chat_api.cli", *args],
-            env=env,
-            dimensions=(50, 200),
-            encoding="utf-8",
-            timeout=TIMEOUT,
-        )
+        python_env = {name: value for name, value in os.environ.items() if name.startswith("PYTHON")}
+        forked = harness_gateway.FORK and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1"
+        self.child: pexpect.spawn | ForkedTerminal
+        if forked and python_env == {n: v for n, v in env.items() if n.startswith("PYTHON")}:
+            self.child = ForkedTerminal(args, env)
+        else:
+            self.child = pexpect.spawn(
+                sys.executable,
+                ["-m", "captivate_chat_api.cli", *args],
+                env=env,
+                dimensions=(ROWS, COLUMNS),
+                encoding="utf-8",
+                timeout=TIMEOUT,
+            )
         self.child.logfile_read = self.screen
 
     def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
@@ -57,3 +107,5 @@ class Terminal:
     def close(self) -> None:
         if self.child.isalive():
             self.child.close(force=True)
+        elif isinstance(self.child, ForkedTerminal) and not self.child.closed:
+            self.child.close()  # its master end (pexpect.spawn closes its own when collected)

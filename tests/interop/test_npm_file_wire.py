@@ -22,6 +22,7 @@ from npm_runner import HERE, PREFIX, ensure_client
 
 from captivate_chat_api import FileObject
 from captivate_chat_api.client.files import FileInput, FileService
+from harness.wire import tls
 
 pytestmark = pytest.mark.interop
 
@@ -120,7 +121,7 @@ def test_uploads_and_presign_match_the_npm_client_on_the_wire(
     npm_requests, seen[:] = list(seen), []
 
     async def same_calls_from_python() -> tuple[FileObject, FileObject, str]:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(verify=tls()) as client:
             service = FileService(client, base)
             stored = await service.upload(
                 CONTENT.encode(),

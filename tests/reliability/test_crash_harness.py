@@ -7,6 +7,7 @@ The larger runs are documented in the harness's docstring; e.g.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,7 +124,8 @@ def test_the_combined_report_over_websocket_with_full_sync_and_external_results(
         "--json",
         str(out),
     ]
-    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=170)
+    env = {**os.environ, "CAPTIVATE_TEST_FORK_GATEWAYS": "1"}  # its gateways forked, as the suite's are
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=170, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     words = " ".join(done.stdout.split())
     for row in (

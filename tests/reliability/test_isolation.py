@@ -23,7 +23,7 @@ import websockets
 
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_token
-from harness.wire import MESSAGE_PATH, WireClient, envelope
+from harness.wire import MESSAGE_PATH, WireClient, envelope, tls
 
 UNTHROTTLED = {"CAPTIVATE_RATE_PER_SOCKET": "0", "CAPTIVATE_RATE_PER_KEY": "0"}
 MARK_A, MARK_B = f"a-secret-{uuid.uuid4().hex}", f"b-secret-{uuid.uuid4().hex}"
@@ -85,9 +85,12 @@ class Side:
         gw = keys.gateway
         self.client = WireClient(gw.http_url, gw.ws_url, keys.key[tenant])
         self.human = httpx.AsyncClient(
-            base_url=f"{gw.http_url}/api/agent", headers={"x-agent-token": keys.human[tenant]}, timeout=10
+            verify=tls(),
+            base_url=f"{gw.http_url}/api/agent",
+            headers={"x-agent-token": keys.human[tenant]},
+            timeout=10,
         )
-        self.anon = httpx.AsyncClient(base_url=gw.http_url, timeout=10)
+        self.anon = httpx.AsyncClient(verify=tls(), base_url=gw.http_url, timeout=10)
         self.feed_frames: list[dict[str, Any]] = []
         self.seen: list[str] = []
         """Every HTTP body this side received (frames are in ``client.frames`` and ``feed_frames``)."""

@@ -28,7 +28,7 @@ from captivate_chat_api import (
 )
 from harness.gateway import GatewayProcess, new_key
 from harness.stalled import StalledSocket
-from harness.wire import MESSAGE_PATH, WireClient, envelope
+from harness.wire import MESSAGE_PATH, WireClient, envelope, tls
 
 ENV = {
     "CAPTIVATE_RATE_PER_SOCKET": "0",
@@ -77,7 +77,9 @@ async def sdk_sender(conversation: Conversation, sender: Sender, stop: asyncio.E
 
 async def raw_sender(http_url: str, key: str, sender: Sender, stop: asyncio.Event) -> None:
     """As an npm 7.0.0 app with a retry loop: POSTs with a fixed client_msg_id until acknowledged."""
-    async with httpx.AsyncClient(base_url=http_url, headers={"x-api-key": key}, timeout=10) as http:
+    async with httpx.AsyncClient(
+        verify=tls(), base_url=http_url, headers={"x-api-key": key}, timeout=10
+    ) as http:
         for n in range(MAX_SENDS):
             if stop.is_set():
                 return
@@ -141,7 +143,9 @@ async def stall(gateway: GatewayProcess, key: str) -> StalledSocket:
     """A socket that stopped reading with megabytes due to it: its writer is blocked, not overflowing."""
     stalled = StalledSocket(gateway.ws_url, key)
     await stalled.open(gateway.port)
-    async with httpx.AsyncClient(base_url=gateway.http_url, headers={"x-api-key": key}, timeout=30) as http:
+    async with httpx.AsyncClient(
+        verify=tls(), base_url=gateway.http_url, headers={"x-api-key": key}, timeout=30
+    ) as http:
         start = envelope("conversation_start", {"userId": "stalled"}, stalled.socket_id)
         cid = (await http.post(MESSAGE_PATH, json=start)).json()["conversation_id"]
         for n in range(40):
@@ -181,7 +185,9 @@ async def test_sigterm_under_load_loses_and_duplicates_nothing(
             conversation.on_event(lambda event, s=sender: event.seq is None or s.seqs.append(event.seq))
             sender.conversation_id = conversation.conversation_id
             tasks.append(asyncio.create_task(sdk_sender(conversation, sender, stop)))
-        async with httpx.AsyncClient(base_url=gateway.http_url, headers={"x-api-key": key}) as http:
+        async with httpx.AsyncClient(
+            verify=tls(), base_url=gateway.http_url, headers={"x-api-key": key}
+        ) as http:
             for sender in raw:
                 start = await http.post(
                     MESSAGE_PATH, json=envelope("conversation_start", {"userId": sender.name})
@@ -213,7 +219,9 @@ async def test_sigterm_under_load_loses_and_duplicates_nothing(
         stop.set()
         await asyncio.gather(*tasks)
 
-        async with httpx.AsyncClient(base_url=gateway.http_url, headers={"x-api-key": key}) as http:
+        async with httpx.AsyncClient(
+            verify=tls(), base_url=gateway.http_url, headers={"x-api-key": key}
+        ) as http:
             transcripts = {}
             for sender in everyone:
                 got = await http.get("/api/transcript", params={"conversation_id": sender.conversation_id})

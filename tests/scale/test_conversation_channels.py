@@ -28,7 +28,7 @@ from captivate_chat_api.server.store.postgres import PostgresStore
 from captivate_chat_api.server.timeline import Timeline
 from harness.cluster import RedisServer, start_gateways
 from harness.gateway import GatewayProcess, new_key
-from harness.wire import MESSAGE_PATH, WireClient, envelope
+from harness.wire import MESSAGE_PATH, WireClient, envelope, tls
 
 CONVERSATIONS = 12
 POSTS = 20
@@ -81,7 +81,7 @@ async def test_a_socket_bound_while_another_process_writes_misses_nothing_and_ge
     message of its own. Each gets every event from where it started to the end, once and in order."""
     a, b, key = gateways
     headers = {"x-api-key": key}
-    async with httpx.AsyncClient(base_url=a.http_url, headers=headers, timeout=10) as writer:
+    async with httpx.AsyncClient(verify=tls(), base_url=a.http_url, headers=headers, timeout=10) as writer:
 
         async def post(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
             response = await writer.post(MESSAGE_PATH, json=envelope(event_type, payload))

@@ -19,7 +19,7 @@ from harness.balancer import Front, websocket_to
 from harness.cluster import RedisServer, start_gateways
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_token
-from harness.wire import WireClient
+from harness.wire import WireClient, tls
 
 FAST = ReconnectPolicy(initial_delay=0.05, max_delay=0.3)
 
@@ -90,7 +90,10 @@ def seqs(events: list[dict[str, Any]]) -> list[int]:
 
 
 async def test_every_event_reaches_the_client_on_the_other_process_once_and_in_order(pair: Pair) -> None:
-    async with pair.user() as user, httpx.AsyncClient(base_url=pair.b.http_url, timeout=10) as b:
+    async with (
+        pair.user() as user,
+        httpx.AsyncClient(verify=tls(), base_url=pair.b.http_url, timeout=10) as b,
+    ):
         cid = await user.start("cross-node")  # posted to B; conversation_start_success arrives on A
         for n in range(3):
             await user.say(cid, f"hello {n}", client_msg_id=f"m{n}")
@@ -170,7 +173,7 @@ async def test_a_killed_process_its_clients_reconnect_to_the_other_and_resume(
             [("127.0.0.1", pair.a.port), ("127.0.0.1", pair.b.port)], websocket_to(0, 2)
         ) as front:
             api = CaptivateChatAPI(pair.key, base_url=front.url, reconnect=FAST)
-            async with api, httpx.AsyncClient(base_url=pair.b.http_url, timeout=10) as b:
+            async with api, httpx.AsyncClient(verify=tls(), base_url=pair.b.http_url, timeout=10) as b:
                 conv = await api.create_conversation("failover", mode="user-first")
                 seen: list[int] = []
                 texts: list[str] = []

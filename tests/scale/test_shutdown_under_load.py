@@ -14,7 +14,7 @@ import websockets
 
 from harness.cluster import RedisServer
 from harness.gateway import GatewayProcess, new_key
-from harness.wire import MESSAGE_PATH, envelope
+from harness.wire import MESSAGE_PATH, envelope, tls
 
 GRACE = 2.0
 CONVERSATIONS = 150
@@ -26,7 +26,10 @@ async def sender(
     try:
         async with websockets.connect(f"{ws_url}/dev?apiKey={key}", ping_interval=None) as ws:
             socket_id = json.loads(await ws.recv())["event"]["event_payload"]["socket_id"]
-            async with httpx.AsyncClient(base_url=http_url, headers={"x-api-key": key}, timeout=30) as http:
+            client = httpx.AsyncClient(
+                base_url=http_url, headers={"x-api-key": key}, timeout=30, verify=tls()
+            )
+            async with client as http:
                 start = await http.post(
                     MESSAGE_PATH, json=envelope("conversation_start", {"userId": f"u{n}"}, socket_id)
                 )

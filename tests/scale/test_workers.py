@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import websockets
 
 from harness.cluster import QUIET, RedisServer
+from harness.forkserver import run_cli
 from harness.gateway import GatewayProcess, new_key
 from harness.wire import WireClient
 
@@ -92,24 +91,8 @@ def test_a_failed_worker_stops_the_group_with_an_error(tmp_path: Path, redis_ser
 )
 def test_workers_refused_without_what_they_need(tmp_path: Path, args: list[str], message: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPTIVATE_")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "captivate_chat_api.cli",
-            "serve",
-            "--port",
-            "0",
-            "--database",
-            f"sqlite:///{tmp_path / 'x.db'}",
-            *args,
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**env, "COLUMNS": "200"},
-    )
+    serve = ["serve", "--port", "0", "--database", f"sqlite:///{tmp_path / 'x.db'}", *args]
+    result = run_cli(serve, {**env, "COLUMNS": "200"}, kind="gateway")  # forked in the suite
     assert result.returncode == 2
     assert message in result.stdout + result.stderr
     assert not (tmp_path / "x.db").exists(), "nothing was created"

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from harness.gateway import GatewayProcess
-from harness.wire import MESSAGE_PATH, WireClient, envelope
+from harness.wire import MESSAGE_PATH, WireClient, envelope, tls
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def user() -> str:
 
 
 async def test_healthz(gateway: GatewayProcess) -> None:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls()) as http:
         response = await http.get(f"{gateway.http_url}/healthz")
     assert response.json() == {"status": "ok"}
 
@@ -278,7 +278,7 @@ async def test_foreign_socket_id_is_never_bound(gateway: GatewayProcess, tenant_
 
 @pytest.mark.parametrize(("headers", "status"), [({}, 401), ({"x-api-key": "cck_wrong"}, 401)])
 async def test_bad_key_is_refused(gateway: GatewayProcess, headers: dict[str, str], status: int) -> None:
-    async with httpx.AsyncClient(base_url=gateway.http_url) as http:
+    async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url) as http:
         response = await http.post(
             MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": "u"}), headers=headers
         )
@@ -333,12 +333,12 @@ async def test_large_bot_message_goes_through_message_link(client: WireClient) -
     fetched = await client.http.get(error["message_link"])
     assert fetched.status_code == 200
     assert len(fetched.json()["botMessage"]["content"]["text"]) == 300 * 1024
-    async with httpx.AsyncClient() as anonymous:
+    async with httpx.AsyncClient(verify=tls()) as anonymous:
         assert (await anonymous.get(error["message_link"])).status_code == 401
 
 
 async def test_openapi_describes_the_client_event_route(gateway: GatewayProcess) -> None:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls()) as http:
         schema = (await http.get(f"{gateway.http_url}/openapi.json")).json()
     assert "post" in schema["paths"][MESSAGE_PATH]
     assert "/api/transcript" in schema["paths"]

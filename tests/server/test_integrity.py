@@ -14,7 +14,7 @@ import websockets
 
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_token
-from harness.wire import MESSAGE_PATH, WireClient, envelope
+from harness.wire import MESSAGE_PATH, WireClient, envelope, tls
 
 
 class Desk:
@@ -26,7 +26,10 @@ class Desk:
 
     def human(self, token: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=f"{self.gateway.http_url}/api/agent", headers={"x-agent-token": token}, timeout=10
+            verify=tls(),
+            base_url=f"{self.gateway.http_url}/api/agent",
+            headers={"x-agent-token": token},
+            timeout=10,
         )
 
     def user(self) -> WireClient:
@@ -175,7 +178,10 @@ async def test_a_client_edits_only_the_users_own_messages(desk: Desk) -> None:
 
 
 async def test_one_metadata_limit_for_every_writer_and_a_refused_push_changes_nothing(desk: Desk) -> None:
-    async with desk.user() as user, httpx.AsyncClient(base_url=desk.gateway.http_url, timeout=10) as http:
+    async with (
+        desk.user() as user,
+        httpx.AsyncClient(verify=tls(), base_url=desk.gateway.http_url, timeout=10) as http,
+    ):
         cid = await user.start("pusher")
 
         def push(custom: dict[str, object], text: str = "pushed") -> dict[str, object]:
@@ -236,7 +242,7 @@ async def test_ambiguous_credentials_are_refused(desk: Desk) -> None:
         await websockets.connect(f"{gw.ws_url}/dev?apiKey=bad&apiKey={desk.key}")
     assert refused.value.response.status_code == 400
     body = envelope("get_user_conversations", {"userId": "u1"})
-    async with httpx.AsyncClient(base_url=gw.http_url, timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), base_url=gw.http_url, timeout=10) as http:
         twice = await http.post(
             MESSAGE_PATH, json=body, headers=[("x-api-key", desk.key), ("x-api-key", "bad")]
         )

@@ -14,7 +14,7 @@ import websockets
 
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_token
-from harness.wire import WireClient
+from harness.wire import WireClient, tls
 
 TESTS = str(Path(__file__).resolve().parent.parent)
 
@@ -35,6 +35,7 @@ class Setup:
 
     def human(self, token: str | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(
+            verify=tls(),
             base_url=f"{self.gateway.http_url}/api/agent",
             headers={"x-agent-token": token or self.human_token},
             timeout=10,
@@ -157,7 +158,7 @@ async def test_agent_api_is_scoped_to_its_channel_and_needs_a_token(setup: Setup
         ):
             response = await mallory.request(method.upper(), path, json={"text": "x"})
             assert response.status_code == 404, path
-    async with httpx.AsyncClient(base_url=gw.http_url) as anonymous:
+    async with httpx.AsyncClient(verify=tls(), base_url=gw.http_url) as anonymous:
         assert (await anonymous.get("/api/agent/conversations")).status_code == 401
         assert (
             await anonymous.get("/api/agent/conversations", headers={"x-agent-token": setup.push_token})
@@ -184,7 +185,7 @@ async def test_async_push_v2_and_v1(setup: Setup) -> None:
     gw = setup.gateway
     async with (
         WireClient(gw.http_url, gw.ws_url, setup.key) as user,
-        httpx.AsyncClient(base_url=gw.http_url) as http,
+        httpx.AsyncClient(verify=tls(), base_url=gw.http_url) as http,
     ):
         cid = await user.start("push-user")
         body = {

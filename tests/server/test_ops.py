@@ -13,7 +13,6 @@ import re
 import socket
 import sqlite3
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +26,10 @@ from pydantic import ValidationError
 from captivate_chat_api.server import Settings, create_app
 from captivate_chat_api.server.config_file import ConfigFileError
 from captivate_chat_api.server.keys import display_prefix
+from harness.forkserver import run_cli
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_token
-from harness.wire import WireClient
+from harness.wire import WireClient, tls
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -47,7 +47,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def scrape(http_url: str) -> tuple[Samples, str]:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=10) as http:
         response = await http.get(f"{http_url}/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
@@ -75,14 +75,9 @@ def free_port() -> int:
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``captivate-chat ARGS`` with no CAPTIVATE_* variable from this environment (only ``env``)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CAPTIVATE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "captivate_chat_api.cli", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**clean, "COLUMNS": "200", **(env or {})},
-    )
+    return run_cli(
+        list(args), {**clean, "COLUMNS": "200", **(env or {})}, kind="gateway"
+    )  # forked in the suite
 
 
 # metrics ------------------------------------------------------------------------------------------
@@ -181,7 +176,10 @@ async def test_a_failing_agent_and_a_human_agent_show_up(traffic: Traffic) -> No
             failure = await user.expect("general_error", timeout=60)  # the webhook is retried, then given up
             assert failure["error_code"] == 502
             async with httpx.AsyncClient(
-                base_url=f"{gw.http_url}/api/agent", headers={"x-agent-token": human_token}, timeout=10
+                verify=tls(),
+                base_url=f"{gw.http_url}/api/agent",
+                headers={"x-agent-token": human_token},
+                timeout=10,
             ) as alice:
                 assert (await alice.post(f"/conversations/{cid}/take", json={})).status_code == 200
                 assert (
@@ -220,7 +218,7 @@ async def test_readyz_follows_the_store_and_healthz_stays_live(tmp_path: Path) -
     database = tmp_path / "gw.db"
     gateway = GatewayProcess(database, [new_key()]).start()
     try:
-        async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
+        async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=10) as http:
             ready = await http.get("/readyz")
             assert (ready.status_code, ready.json()) == (
                 200,

@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from harness.gateway import GatewayProcess, new_key
-from harness.wire import WireClient
+from harness.wire import WireClient, tls
 
 
 async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
@@ -49,7 +49,9 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
 
     restarted = GatewayProcess(database, [key]).start()
     try:
-        async with httpx.AsyncClient(base_url=restarted.http_url, headers={"x-api-key": key}) as http:
+        async with httpx.AsyncClient(
+            verify=tls(), base_url=restarted.http_url, headers={"x-api-key": key}
+        ) as http:
             for cid, message_ids in acked.items():
                 transcript = (await http.get("/api/transcript", params={"conversation_id": cid})).json()[
                     "transcript"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
+import os
 from collections.abc import Iterator
 
 import pytest
 import websockets
 
+from harness.forkserver import run_cli
 from harness.gateway import GatewayProcess, new_key
 from harness.wire import WireClient
 
@@ -87,37 +87,22 @@ async def test_revoking_a_key_closes_its_live_sockets(tmp_path_factory: pytest.T
         ):
             await victim.recv()
             await bystander.recv()
-            listed = subprocess.run(  # noqa: ASYNC221 (the CLI, as an operator runs it, while the sockets wait)
-                [
-                    sys.executable,
-                    "-m",
-                    "captivate_chat_api.cli",
-                    "keys",
-                    "list",
-                    "--database",
-                    f"sqlite:///{database}",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={"COLUMNS": "250", "PATH": ""},
-            ).stdout
+            # the CLI as an operator runs it (a process of its own, forked in the suite), while the sockets wait
+            listing = run_cli(
+                ["keys", "list", "--database", f"sqlite:///{database}"],
+                {"COLUMNS": "250", "PATH": ""},
+                kind="gateway",
+            )
+            assert listing.returncode == 0, listing.stderr
+            listed = listing.stdout
             row = next(line for line in listed.splitlines() if doomed[:10] in line)
             key_id = row.split()[1]
-            subprocess.run(  # noqa: ASYNC221
-                [
-                    sys.executable,
-                    "-m",
-                    "captivate_chat_api.cli",
-                    "keys",
-                    "revoke",
-                    key_id,
-                    "--database",
-                    f"sqlite:///{database}",
-                ],
-                check=True,
-                capture_output=True,
+            revoked = run_cli(
+                ["keys", "revoke", key_id, "--database", f"sqlite:///{database}"],
+                dict(os.environ),
+                kind="gateway",
             )
+            assert revoked.returncode == 0, revoked.stderr
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(victim.recv(), 10)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008

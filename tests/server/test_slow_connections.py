@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from harness.gateway import GatewayProcess, new_key
+from harness.wire import tls
 
 SLOW = 150
 
@@ -45,7 +46,7 @@ async def test_slow_heads_are_cut_while_legitimate_requests_succeed(tmp_path: Pa
         began = time.monotonic()
         slow = [asyncio.create_task(dribble(gateway.port, stop)) for _ in range(SLOW)]
         ok = 0
-        async with httpx.AsyncClient(base_url=gateway.http_url, timeout=5) as http:
+        async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=5) as http:
             for _ in range(20):
                 ok += (await http.get("/healthz")).status_code == 200
                 await asyncio.sleep(0.1)
@@ -88,14 +89,14 @@ async def test_over_the_connection_cap_a_clear_503(tmp_path: Path) -> None:
     try:
         held = [await asyncio.open_connection("127.0.0.1", gateway.port) for _ in range(20)]
         await asyncio.sleep(0.2)
-        async with httpx.AsyncClient(base_url=gateway.http_url, timeout=5) as http:
+        async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=5) as http:
             refused = await http.get("/healthz")
             assert refused.status_code == 503 and "too many open connections" in refused.json()["error_desc"]
             assert refused.headers["retry-after"]
             for _, writer in held:
                 writer.close()
             await asyncio.sleep(0.3)
-            async with httpx.AsyncClient(base_url=gateway.http_url, timeout=5) as again:
+            async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=5) as again:
                 assert (await again.get("/healthz")).status_code == 200
     finally:
         gateway.stop()

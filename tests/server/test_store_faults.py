@@ -18,7 +18,7 @@ from captivate_chat_api.server import Settings, create_app
 from captivate_chat_api.server.serve import GatewayServer, config_for
 from harness.faultproxy import FaultProxy
 from harness.gateway import POSTGRES_URL, GatewayProcess, new_key, postgres_schema
-from harness.wire import MESSAGE_PATH, envelope
+from harness.wire import MESSAGE_PATH, envelope, tls
 
 
 def start_body(user: str = "u1") -> dict[str, object]:
@@ -69,7 +69,7 @@ async def local_gateway(tmp_path: Path) -> AsyncIterator[tuple[str, str, object,
 async def test_sqlite_disk_full_is_507_logged_once_and_readiness_follows(local_gateway) -> None:  # type: ignore[no-untyped-def]
     url, key, app, captured = local_gateway
     store = app.state.gateway.store
-    async with httpx.AsyncClient(base_url=url, headers={"x-api-key": key}, timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), base_url=url, headers={"x-api-key": key}, timeout=10) as http:
         assert (await http.post(MESSAGE_PATH, json=start_body())).status_code == 200
         assert (await http.get("/readyz")).status_code == 200
 
@@ -104,7 +104,7 @@ async def test_a_held_sqlite_lock_fails_writes_fast_with_503_and_reads_carry_on(
     gateway = GatewayProcess(database, [key], env={"CAPTIVATE_SQLITE_BUSY_TIMEOUT": "1"}).start()
     try:
         async with httpx.AsyncClient(
-            base_url=gateway.http_url, headers={"x-api-key": key}, timeout=30
+            verify=tls(), base_url=gateway.http_url, headers={"x-api-key": key}, timeout=30
         ) as http:
             started = (await http.post(MESSAGE_PATH, json=start_body())).json()["conversation_id"]
             holder = sqlite3.connect(database, isolation_level=None)
@@ -157,7 +157,7 @@ async def test_a_silent_postgres_fails_fast_with_503_and_the_gateway_recovers(po
         await asyncio.to_thread(gateway.start)
         try:
             async with httpx.AsyncClient(
-                base_url=gateway.http_url, headers={"x-api-key": key}, timeout=30
+                verify=tls(), base_url=gateway.http_url, headers={"x-api-key": key}, timeout=30
             ) as http:
                 assert (await http.post(MESSAGE_PATH, json=start_body())).status_code == 200
                 # NUL in an id: 400 on PostgreSQL as on SQLite, and the keep-alive connection carries on
@@ -205,7 +205,7 @@ async def test_nul_in_a_static_path_is_404_and_a_half_sent_body_is_quiet(tmp_pat
     key = new_key()
     gateway = GatewayProcess(tmp_path / "gw.db", [key]).start()
     try:
-        async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
+        async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=10) as http:
             assert (await http.get("/static/favicon.svg%00.js")).status_code == 404
             assert (await http.get("/static/favicon.svg")).status_code == 200
         _reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)

@@ -16,7 +16,7 @@ import pytest
 
 from harness.gateway import POSTGRES_URL, GatewayProcess, new_key, postgres_schema
 from harness.tokens import add_token
-from harness.wire import WireClient
+from harness.wire import WireClient, tls
 
 TESTS = str(Path(__file__).parents[1])
 
@@ -58,7 +58,10 @@ class Desk:
 
     def human(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=f"{self.gateway.http_url}/api/agent", headers={"x-agent-token": self.token}, timeout=15
+            verify=tls(),
+            base_url=f"{self.gateway.http_url}/api/agent",
+            headers={"x-agent-token": self.token},
+            timeout=15,
         )
 
 

@@ -10,13 +10,14 @@ import httpx
 import pytest
 
 from harness.gateway import GatewayProcess
+from harness.wire import tls
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "captivate_chat_api" / "server" / "static"
 
 
 @pytest.fixture(scope="module")
 def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.http_url, timeout=10) as client:
+    with httpx.Client(verify=tls(), base_url=gateway.http_url, timeout=10) as client:
         yield client
 
 

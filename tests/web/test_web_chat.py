@@ -17,7 +17,7 @@ from playwright.async_api import Page, expect
 
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_token
-from harness.wire import MESSAGE_PATH, envelope
+from harness.wire import MESSAGE_PATH, envelope, tls
 
 VISITOR = "visitor-ada"
 
@@ -64,7 +64,9 @@ class AgentConsole:
 
 async def ask_for_a_human(http_url: str, key: str, user_id: str, info: dict[str, str]) -> None:
     """A conversation of another visitor, over plain HTTP, that the demo agent hands to a human."""
-    async with httpx.AsyncClient(base_url=http_url, headers={"x-api-key": key}, timeout=10) as http:
+    async with httpx.AsyncClient(
+        verify=tls(), base_url=http_url, headers={"x-api-key": key}, timeout=10
+    ) as http:
         start = await http.post(
             MESSAGE_PATH, json=envelope("conversation_start", {"userId": user_id, "userBasicInfo": info})
         )
@@ -86,7 +88,7 @@ async def ask_for_a_human(http_url: str, key: str, user_id: str, info: dict[str,
 
 async def stored_texts(http_url: str, key: str, conversation_id: str) -> list[tuple[str, str]]:
     """(from, text) of every text message the gateway stored, oldest first."""
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=10) as http:
         response = await http.get(
             f"{http_url}/api/transcript",
             params={"conversation_id": conversation_id},

@@ -14,7 +14,7 @@ from playwright.async_api import Browser, Route, expect
 
 from harness.gateway import GatewayProcess
 from harness.tokens import add_token
-from harness.wire import MESSAGE_PATH, envelope
+from harness.wire import MESSAGE_PATH, envelope, tls
 
 # one Chromium for the module (tests/web/conftest.py), so its tests share the module's event loop
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -92,7 +92,7 @@ async def test_attach_drop_progress_send_download_and_the_console(
     link = sent.locator(".m-file a", has_text="notes.txt")
     href = await link.get_attribute("href")
     assert href and href.startswith(f"{gateway.http_url}/files/")
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=10) as http:
         assert (await http.get(href)).content == NOTES  # the link alone downloads it
     async with page.expect_download() as download:
         await link.click()
@@ -102,7 +102,7 @@ async def test_attach_drop_progress_send_download_and_the_console(
     conversation_id = await page.evaluate(
         "JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id"
     )
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=10) as http:
         stored = (
             await http.get(
                 f"{gateway.http_url}/api/transcript",
@@ -159,7 +159,7 @@ async def test_in_the_widget_a_user_first_files_only_message_starts_one_conversa
     await expect(sent.locator(".m-file")).to_have_count(2)
     assert await sent.locator(".m-text").count() == 0  # no empty text line above the files
     async with httpx.AsyncClient(
-        base_url=gateway.http_url, headers={"x-api-key": api_key}, timeout=10
+        verify=tls(), base_url=gateway.http_url, headers={"x-api-key": api_key}, timeout=10
     ) as http:
         listed = (
             await http.post(MESSAGE_PATH, json=envelope("get_user_conversations", {"userId": user}))
@@ -194,7 +194,7 @@ async def test_an_expired_link_in_the_thread_is_signed_again_when_clicked(
         assert old.storage is not None
         old.storage.presigned_url = await api.get_secure_file_url(old.storage.file_key, 1)
         old.storage.expires_in = 0  # long expired
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(verify=tls(), timeout=10) as http:
             deadline = time.monotonic() + 10
             while (await http.get(old.storage.presigned_url)).status_code != 403:  # expired after 1 s
                 assert time.monotonic() < deadline, "a 1 s link still answers after 10 s"

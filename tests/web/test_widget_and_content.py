@@ -16,6 +16,7 @@ from playwright.async_api import Browser, Frame, Page, Route, expect
 
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_token, set_agent
+from harness.wire import tls
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "agents"))
 from fake_openai import FakeOpenAI  # a stand-in for an OpenAI-compatible API, on loopback
@@ -137,7 +138,7 @@ async def test_rich_content_renders_and_agent_html_cannot_run_script(browser: Br
         "JSON.parse(localStorage.getItem('captivate.chat.conversation')).conversation_id"
     )
 
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=10) as http:
         response = await http.post(
             f"{site.gateway.http_url}/api/channel/v2/sendMessage",
             headers={"x-agent-token": site.push_token},

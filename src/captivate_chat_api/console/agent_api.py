@@ -17,7 +17,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from ..client.endpoints import Endpoints
-from ..client.http import error_from_response
+from ..client.http import default_ssl_context, error_from_response
 from ..errors import AuthenticationError, ChatConnectionError, RequestTimeoutError
 
 TIMEOUT = 10.0
@@ -77,7 +77,10 @@ class AgentAPI:
         self._token = token
         self._timeout = timeout
         self._http = httpx.AsyncClient(
-            base_url=f"{self.url}/api/agent", headers={"x-agent-token": token}, timeout=timeout
+            base_url=f"{self.url}/api/agent",
+            headers={"x-agent-token": token},
+            timeout=timeout,
+            verify=default_ssl_context(),
         )
 
     async def close(self) -> None:
