@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from ...errors import ConversationNotFound, ProtocolError
 from ...protocol import (
@@ -34,7 +32,7 @@ from ..store import Channel, ConversationRecord, NewEvent
 from ..store.rules import check_metadata_size
 from ..timeline import Timeline, new_message_id
 from . import agent_from_spec
-from .base import Agent, AgentError, is_immediate
+from .base import Agent, AgentError, built, is_immediate
 
 log = logging.getLogger("captivate_chat_api.server.agents")
 
@@ -86,20 +84,7 @@ def build_request(
     )
 
 
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _built(cls: type[_M], values: dict[str, Any], fields_set: set[str] | None = None) -> _M:
-    """``cls.model_construct(**values)`` when ``values`` names every field (``fields_set``: those given,
-    default: all), minus the walk over the fields: what pydantic's own ``model_construct`` leaves on an
-    instance, set directly (tests/server/agents check the two are alike)."""
-    model = cls.__new__(cls)
-    _set = object.__setattr__
-    _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", set(values) if fields_set is None else fields_set)
-    _set(model, "__pydantic_extra__", {})
-    _set(model, "__pydantic_private__", None)
-    return model
+_built = built
 
 
 def response_events(
