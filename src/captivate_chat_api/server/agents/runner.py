@@ -96,7 +96,10 @@ def response_events(
     """
     events: list[NewEvent] = []
     for index, message in enumerate(response.response):
-        content = message.model_dump() if hasattr(message, "model_dump") else message
+        if type(message) is dict:  # the common case (no attribute look-up that fails)
+            content = message
+        else:
+            content = message.model_dump() if hasattr(message, "model_dump") else message
         mid = message_id if index == 0 and message_id else new_message_id()
         events.append(NewEvent("bot_message", {"content": content}, sender="bot", message_id=mid))
     plain = [a for a in response.outgoing_action or [] if a.id not in PLATFORM_ACTIONS]
@@ -259,21 +262,29 @@ class AgentRunner:
             request = build_request(
                 conversation, user_input=user_input, action=action, channel=channel, files=files
             )
-            if is_immediate(self._agent_or_none(channel, conversation)):
-                outcome = await self._call(channel, conversation, request, message_id)
+            agent = self._agent_or_none(channel, conversation)
+            if is_immediate(agent):
+                outcome = await self._call(channel, conversation, request, message_id, agent)
                 await self._store(channel, conversation, outcome, message_id)
                 return
-        outcome = await self._call(channel, conversation, request, message_id)
+        outcome = await self._call(channel, conversation, request, message_id, agent)
         async with self.admission.slot(channel.id, turn=True):
             await self._store(channel, conversation, outcome, message_id)
 
     async def _call(
-        self, channel: Channel, conversation: ConversationRecord, request: ChatRequest, message_id: str
+        self,
+        channel: Channel,
+        conversation: ConversationRecord,
+        request: ChatRequest,
+        message_id: str,
+        agent: Agent | None = None,
     ) -> AgentResponse | ProtocolError:
-        """The agent's answer, or the error the client gets instead (a timeout, a failing agent)."""
+        """The agent's answer, or the error the client gets instead (a timeout, a failing agent).
+        ``agent``: the conversation's, when the turn has it already (None: looked up here)."""
         conversation_id = conversation.id
         try:
-            agent = self.agent_for(channel, conversation)  # inside: a misconfigured agent is a general_error
+            if agent is None:  # inside: a misconfigured agent is a general_error
+                agent = self.agent_for(channel, conversation)
             stream = getattr(agent, "stream", None)
             if callable(stream):  # a StreamingAgent (isinstance on a Protocol is slow)
                 call = stream(request, lambda delta: self._delta(conversation_id, message_id, delta))
