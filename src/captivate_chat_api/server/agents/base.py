@@ -29,6 +29,8 @@ class StreamingAgent(Protocol):
 
 
 _M = TypeVar("_M", bound=BaseModel)
+_new = object.__new__  # BaseModel has no __new__ of its own
+_set = object.__setattr__  # past BaseModel.__setattr__'s validation, as model_construct does
 
 
 def built(cls: type[_M], values: dict[str, Any], fields_set: set[str] | None = None) -> _M:
@@ -37,8 +39,7 @@ def built(cls: type[_M], values: dict[str, Any], fields_set: set[str] | None = N
     instance, set directly (tests/server/agents check the two are alike). For the models of our own
     making on every turn's path (the request, the demo agent's answer): their parts are of their types
     already, and validation would only copy them."""
-    model = cls.__new__(cls)
-    _set = object.__setattr__
+    model = _new(cls)
     _set(model, "__dict__", values)
     _set(model, "__pydantic_fields_set__", set(values) if fields_set is None else fields_set)
     _set(model, "__pydantic_extra__", {})

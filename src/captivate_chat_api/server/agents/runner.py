@@ -51,7 +51,7 @@ def build_request(
     files: list[dict[str, Any]] | None = None,
 ) -> ChatRequest:
     info = conversation.user_basic_info
-    user = {k: info[k] for k in _USER_FIELDS if isinstance(info.get(k), str)}
+    user = {k: info[k] for k in _USER_FIELDS if isinstance(info.get(k), str)} if info else {}
     if "firstName" not in user and isinstance(info.get("name"), str):
         user["firstName"] = info["name"]
     # Built, not validated: every part comes from our own store (validation here only copied, ~10 % of a
