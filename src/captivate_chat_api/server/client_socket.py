@@ -97,12 +97,16 @@ class SocketServer:
         ]
 
 
+_SHORT = [bytes((0x81, size)) for size in range(126)]
+_MEDIUM = struct.Struct("!BBH").pack
+
+
 def _text_header(size: int) -> bytes:
     """The head of an unmasked, final text frame of ``size`` bytes (RFC 6455 section 5.2)."""
     if size < 126:
-        return bytes((0x81, size))
+        return _SHORT[size]
     if size < 65536:
-        return struct.pack("!BBH", 0x81, 126, size)
+        return _MEDIUM(0x81, 126, size)
     return struct.pack("!BBQ", 0x81, 127, size)
 
 
@@ -347,15 +351,16 @@ class ClientSocket(asyncio.Protocol):
         self._send(data)
 
     def _send(self, text: str) -> None:
-        if self._transport.is_closing():
+        transport = self._transport
+        if transport.is_closing():
             raise ConnectionResetError("the WebSocket is closed")
         payload = text.encode()
         protocol = self._protocol
         if protocol.extensions or protocol.state is not OPEN:  # compressed (or refused: not open)
             protocol.send_text(payload)
             self._write_pending()
-        else:
-            self._write(_text_header(len(payload)) + payload)
+        else:  # straight to the transport, as _write does (it is open: checked above)
+            transport.write(_text_header(len(payload)) + payload)
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Send a close frame (the peer's answer, or :data:`CLOSE_TIMEOUT`, closes the connection)."""

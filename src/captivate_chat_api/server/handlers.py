@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ..errors import ConversationNotFound, MessageNotFound, RateLimitError
 from ..protocol import (
     ClientAction,
@@ -36,6 +38,7 @@ from ..protocol import (
     is_empty_text,
     replies,
 )
+from ..protocol.envelope import use_fast_reader
 from ..protocol.files import agent_file, content_files, content_text
 from .agents.runner import AgentRunner
 from .auth import Authenticator
@@ -57,6 +60,9 @@ from .store import (
 )
 from .store.rules import check_metadata_size
 from .timeline import Timeline
+
+# client envelopes (WebSocket frames, POST bodies) are read by orjson where it reads them as the stdlib does
+use_fast_reader(orjson.loads, orjson.JSONDecodeError)
 
 
 class NotReplayable(ConversationNotFound):

@@ -69,3 +69,23 @@ def test_the_built_request_is_what_model_construct_makes() -> None:
     copy = built.model_copy(deep=True)  # what an agent may do with it
     copy.metadata.internal.channelMetadata.custom["k"] = 2
     assert conversation.metadata == {"k": 1}, "the agent edits its own copy of the metadata"
+
+
+async def test_the_demo_agents_answer_is_what_model_construct_makes() -> None:
+    from captivate_chat_api.protocol import AgentResponse
+    from captivate_chat_api.server.agents.demo import DemoAgent
+
+    channel = Channel("ch_1", "c")
+    conversation = ConversationRecord("c1", "ch_1", "u", {}, {"k": 1}, {}, 3, "t0", "t1")
+    request = build_request(conversation, user_input="hi", action=None, channel=channel)
+    answer = await DemoAgent()(request)
+    constructed = AgentResponse.model_construct(
+        response=[{"type": "text", "text": "You said: hi"}],
+        session_id="c1",
+        metadata=request.metadata,
+        outgoing_action=None,
+        hasLivechat=False,
+    )
+    assert state(answer) == state(constructed)
+    assert answer == AgentResponse.model_validate(answer.model_dump())
+    assert answer.model_dump(exclude_unset=True) == constructed.model_dump(exclude_unset=True)

@@ -262,3 +262,42 @@ async def test_agent_tokens_are_listed_per_channel_or_all(store: Store) -> None:
     assert [t.id for t in await store.list_agent_tokens(a)] == [first.id]
     assert [t.id for t in await store.list_agent_tokens(b)] == [second.id]
     assert {t.id for t in await store.list_agent_tokens()} == {first.id, second.id}
+
+
+async def test_a_new_user_message_costs_two_statements_on_sqlite(tmp_path: Path) -> None:
+    """The look for an earlier event with the ``client_msg_id`` is in the statement that takes the seq:
+    a message whose id is new costs that one and the INSERT (as one without an id); a repeat of the id
+    is looked at and decided by the rule (store/rules.py), as before."""
+    from captivate_chat_api.server.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    await store.open()
+    try:
+        ch = await channel(store)
+        cid = await conversation(store, ch, "c1")
+        statements: list[str] = []
+        writer = store._writer
+        assert writer is not None and writer.conn is not None
+        writer.conn.set_trace_callback(statements.append)
+        stored, created, record = await store.append_user_turn(ch, cid, message("hi", "id-1"))
+        assert created and stored.seq == 1 and record is not None and record.last_seq == 1
+        work = [s for s in statements if s not in ("BEGIN IMMEDIATE", "COMMIT")]
+        assert len(work) == 2, work
+        statements.clear()
+        retry, created, _ = await store.append_user_turn(ch, cid, message("hi", "id-1"))
+        assert not created and retry.seq == 1 and retry.message_id == stored.message_id
+        other, created, record = await store.append_user_turn(ch, cid, message("other", "id-1"))
+        assert created and other.seq == 2 and record is not None and record.last_seq == 2
+        writer.conn.set_trace_callback(None)
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    plan = " ".join(
+        str(r[-1])
+        for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT 1 FROM events INDEXED BY events_by_client_msg_id"
+            " WHERE conversation_id = ? AND client_msg_id = ? AND client_msg_id IS NOT NULL",
+            ("c", "x"),
+        )
+    )
+    assert "events_by_client_msg_id" in plan

@@ -20,6 +20,7 @@ from typing import Any
 
 from ...protocol import AgentMetadata, AgentResponse, ChatRequest, OutgoingAction, text_content
 from ...protocol.files import file_text
+from .base import built
 
 GREETING = "Hello! I am the Captivate Chat demo agent. Type 'help' to see what I can do."
 HELP = "Try: buttons, cards, table, action, title <new title>, big, human, switch <agent>. Anything else is echoed."
@@ -82,12 +83,15 @@ class DemoAgent:
             )
             turn.say(f"Files received: {names}")
         # constructed, not validated: every part is ours and of its type already (validation only copied)
-        return AgentResponse.model_construct(
-            response=turn.messages,
-            session_id=request.session_id,
-            metadata=turn.metadata,
-            outgoing_action=turn.actions or None,
-            hasLivechat=request.hasLivechat,
+        return built(
+            AgentResponse,
+            {
+                "response": turn.messages,
+                "session_id": request.session_id,
+                "metadata": turn.metadata,
+                "outgoing_action": turn.actions or None,
+                "hasLivechat": request.hasLivechat,
+            },
         )
 
     def _answer(self, turn: Turn, text: str) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from ...errors import ConversationNotFound, ProtocolError
 from ...protocol import (
@@ -34,7 +32,7 @@ from ..store import Channel, ConversationRecord, NewEvent
 from ..store.rules import check_metadata_size
 from ..timeline import Timeline, new_message_id
 from . import agent_from_spec
-from .base import Agent, AgentError, is_immediate
+from .base import Agent, AgentError, built, is_immediate
 
 log = logging.getLogger("captivate_chat_api.server.agents")
 
@@ -53,7 +51,7 @@ def build_request(
     files: list[dict[str, Any]] | None = None,
 ) -> ChatRequest:
     info = conversation.user_basic_info
-    user = {k: info[k] for k in _USER_FIELDS if isinstance(info.get(k), str)}
+    user = {k: info[k] for k in _USER_FIELDS if isinstance(info.get(k), str)} if info else {}
     if "firstName" not in user and isinstance(info.get("name"), str):
         user["firstName"] = info["name"]
     # Built, not validated: every part comes from our own store (validation here only copied, ~10 % of a
@@ -86,20 +84,7 @@ def build_request(
     )
 
 
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _built(cls: type[_M], values: dict[str, Any], fields_set: set[str] | None = None) -> _M:
-    """``cls.model_construct(**values)`` when ``values`` names every field (``fields_set``: those given,
-    default: all), minus the walk over the fields: what pydantic's own ``model_construct`` leaves on an
-    instance, set directly (tests/server/agents check the two are alike)."""
-    model = cls.__new__(cls)
-    _set = object.__setattr__
-    _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", set(values) if fields_set is None else fields_set)
-    _set(model, "__pydantic_extra__", {})
-    _set(model, "__pydantic_private__", None)
-    return model
+_built = built
 
 
 def response_events(
@@ -111,7 +96,10 @@ def response_events(
     """
     events: list[NewEvent] = []
     for index, message in enumerate(response.response):
-        content = message.model_dump() if hasattr(message, "model_dump") else message
+        if type(message) is dict:  # the common case (no attribute look-up that fails)
+            content = message
+        else:
+            content = message.model_dump() if hasattr(message, "model_dump") else message
         mid = message_id if index == 0 and message_id else new_message_id()
         events.append(NewEvent("bot_message", {"content": content}, sender="bot", message_id=mid))
     plain = [a for a in response.outgoing_action or [] if a.id not in PLATFORM_ACTIONS]
@@ -274,21 +262,29 @@ class AgentRunner:
             request = build_request(
                 conversation, user_input=user_input, action=action, channel=channel, files=files
             )
-            if is_immediate(self._agent_or_none(channel, conversation)):
-                outcome = await self._call(channel, conversation, request, message_id)
+            agent = self._agent_or_none(channel, conversation)
+            if is_immediate(agent):
+                outcome = await self._call(channel, conversation, request, message_id, agent)
                 await self._store(channel, conversation, outcome, message_id)
                 return
-        outcome = await self._call(channel, conversation, request, message_id)
+        outcome = await self._call(channel, conversation, request, message_id, agent)
         async with self.admission.slot(channel.id, turn=True):
             await self._store(channel, conversation, outcome, message_id)
 
     async def _call(
-        self, channel: Channel, conversation: ConversationRecord, request: ChatRequest, message_id: str
+        self,
+        channel: Channel,
+        conversation: ConversationRecord,
+        request: ChatRequest,
+        message_id: str,
+        agent: Agent | None = None,
     ) -> AgentResponse | ProtocolError:
-        """The agent's answer, or the error the client gets instead (a timeout, a failing agent)."""
+        """The agent's answer, or the error the client gets instead (a timeout, a failing agent).
+        ``agent``: the conversation's, when the turn has it already (None: looked up here)."""
         conversation_id = conversation.id
         try:
-            agent = self.agent_for(channel, conversation)  # inside: a misconfigured agent is a general_error
+            if agent is None:  # inside: a misconfigured agent is a general_error
+                agent = self.agent_for(channel, conversation)
             stream = getattr(agent, "stream", None)
             if callable(stream):  # a StreamingAgent (isinstance on a Protocol is slow)
                 call = stream(request, lambda delta: self._delta(conversation_id, message_id, delta))

@@ -209,10 +209,13 @@ class Relay:
     # the hub's outlet
 
     def event(self, conversation_id: str, seq: int, frame: str) -> None:
-        self.share(EventMessage(conversation_id, seq, frame), conversation_id)
+        # every stored event comes here: no message is built when nobody else listens
+        if self.shared:
+            self.broker.publish(to_wire(EventMessage(conversation_id, seq, frame)), conversation_id)
 
     def broadcast(self, conversation_id: str, frame: str) -> None:
-        self.share(BroadcastMessage(conversation_id, frame), conversation_id)
+        if self.shared:
+            self.broker.publish(to_wire(BroadcastMessage(conversation_id, frame)), conversation_id)
 
     def unbind(self, conversation_id: str) -> None:
         self.forget_binds(conversation_id)

@@ -89,6 +89,15 @@ def _bump_if(allowed_from: frozenset[str]) -> tuple[str, tuple[str, ...]]:
     return sql, tuple(sorted(allowed_from))
 
 
+_BUMP_FIRST = (
+    f"{_BUMP_LIVE} AND NOT EXISTS (SELECT 1 FROM events INDEXED BY events_by_client_msg_id"  # nosec B608
+    " WHERE conversation_id = ? AND client_msg_id = ? AND client_msg_id IS NOT NULL)"
+    f" RETURNING {CONVERSATION_COLUMNS}"
+)
+""":data:`_BUMP` for a user message whose ``client_msg_id`` no event of the conversation carries yet (the
+common case: it cannot be a retry, :func:`.rules.retry_of`), in the same statement as the look for one;
+no row: the conversation is gone, or an earlier event has that id (then the rule decides)."""
+
 _OWNED = "EXISTS (SELECT 1 FROM conversations WHERE id = ? AND channel_id = ?)"
 """An events query's tenant scope: the conversation is the channel's (its two parameters: id, channel)."""
 
@@ -693,6 +702,16 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection) -> tuple[StoredEvent, bool, ConversationRecord | None]:
             # retry_of (the rule) decides; the look and the append are one step of the one writer thread
             if deduplicates(event):
+                # no earlier event with the id (the rule's answer is then "new"): take the seq at once, the
+                # look in the same statement (two statements a message, not three)
+                now = utc_now()
+                row = conn.execute(
+                    _BUMP_FIRST, (1, now, conversation_id, channel_id, conversation_id, event.client_msg_id)
+                ).fetchone()
+                if row is not None:
+                    after = conversation_of(row)
+                    (stored,) = self._insert_events(conn, conversation_id, [event], after.last_seq - 1, now)
+                    return stored, True, after
                 # INDEXED BY: without statistics SQLite would walk the conversation's whole log instead.
                 earlier = conn.execute(
                     "SELECT * FROM events INDEXED BY events_by_client_msg_id"
