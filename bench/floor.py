@@ -843,6 +843,19 @@ def main() -> None:
         plan.append(
             (lambda: start_gateway("gateway as shipped", workdir, shipped=True), [largest], args.modes)
         )
+        if args.baseline_src:  # the shipped row for the other checkout's code too
+            plan.append(
+                (
+                    lambda: start_gateway(
+                        f"baseline {Path(source).parent.name}/{Path(source).name} as shipped",
+                        workdir,
+                        shipped=True,
+                        extra_env={"PYTHONPATH": source},
+                    ),
+                    [largest],
+                    args.modes,
+                )
+            )
     if "deflate" in args.servers:
         plan.append(
             (

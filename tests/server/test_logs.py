@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import time
 from pathlib import Path
 
+import httpx
 import websockets
 
 from captivate_chat_api.redact import _PATTERNS
 from captivate_chat_api.server.logs import redact
 from harness.gateway import GatewayProcess, new_key
-from harness.wire import WireClient
+from harness.wire import MESSAGE_PATH, WireClient, envelope
 
 
 def test_redact_covers_query_strings_headers_and_key_shapes() -> None:
@@ -91,3 +94,41 @@ async def test_a_full_session_logs_no_secret(tmp_path: Path) -> None:
     assert "WebSocket /dev" in logs  # uvicorn did log the request line...
     for secret in (key, wrong, key[4:20]):
         assert secret not in logs  # ...without the key
+
+
+async def test_buffered_lines_reach_the_log_within_an_iteration_in_order_and_at_shutdown(
+    tmp_path: Path,
+) -> None:
+    """Lines are written once per event-loop iteration: the access line of the last request reaches
+    stderr while the gateway idles (not at its shutdown), every request's line is there in order, and the
+    lines of the shutdown itself are written before the process ends."""
+    key = new_key()
+    wrong = "cck_wrong_" + "w" * 20
+    gateway = GatewayProcess(tmp_path / "buffered.db", [key], env={"CAPTIVATE_LOG_FORMAT": "json"}).start()
+    body = json.dumps(envelope("conversation_start", {"userId": "buffered"})).encode()
+    statuses = [200 if i % 3 else 401 for i in range(24)]
+    try:
+        async with httpx.AsyncClient(base_url=gateway.http_url) as http:
+            for status in statuses:
+                answer = await http.post(
+                    MESSAGE_PATH, content=body, headers={"x-api-key": key if status == 200 else wrong}
+                )
+                assert answer.status_code == status
+
+        def access() -> list[int]:
+            lines = [json.loads(line) for line in "".join(gateway.stderr).splitlines() if line.strip()]
+            return [
+                int(entry["message"].split()[2])
+                for entry in lines
+                if entry["logger"] == "captivate_chat_api.access" and MESSAGE_PATH in entry["message"]
+            ]
+
+        deadline = time.monotonic() + 2.0
+        while access() != statuses and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert access() == statuses  # while the gateway is up and idle
+    finally:
+        gateway.stop()
+    logs = gateway.logs()
+    assert "Finished server process" in logs  # uvicorn's last line, logged as the loop ends
+    assert key not in logs and wrong not in logs

@@ -74,3 +74,36 @@ async def test_a_cancelled_waiter_does_not_cancel_the_others(store: Store) -> No
     assert found is not None and found.id == channel.id and calls[0] == 1
     with pytest.raises(asyncio.CancelledError):
         await leaving
+
+
+async def test_a_known_key_is_not_hashed_again_and_the_map_stays_bounded(store: Store) -> None:
+    """The presented key's hash is remembered (a request with a known key hashes nothing); the answer
+    still expires as before, and a flood of distinct wrong keys never grows the map past its bound."""
+    from captivate_chat_api.server import auth as auth_module
+
+    key = generate_key()
+    channel = await store.create_channel_with_key("acme", hash_key(key), display_prefix(key))
+    calls = count_lookups(store)
+    auth = Authenticator(store, cache_seconds=0.05)
+    hashed: list[str] = []
+    real_hash = auth_module.hash_key
+
+    def counted_hash(secret: str) -> str:
+        hashed.append(secret)
+        return real_hash(secret)
+
+    auth_module.hash_key = counted_hash  # type: ignore[assignment]
+    try:
+        for _ in range(100):
+            found = await auth.channel(key)
+            assert found is not None and found.id == channel.id
+        assert hashed == [key] and calls[0] == 1
+        await asyncio.sleep(0.1)  # the answer expired: asked again, still without hashing again
+        assert (await auth.channel(key)) is not None and calls[0] == 2 and hashed == [key]
+        assert auth.digest(key) == hash_key(key)
+        for i in range(auth_module.DIGESTS + 10):
+            auth.digest(f"cck_wrong_{i:08d}")
+        assert len(auth._digests) <= auth_module.DIGESTS
+        assert auth.digest(f"cck_wrong_{3:08d}") == hash_key(f"cck_wrong_{3:08d}")
+    finally:
+        auth_module.hash_key = real_hash  # type: ignore[assignment]

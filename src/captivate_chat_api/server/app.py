@@ -26,13 +26,13 @@ from .connections import trim_after_load
 from .cors import BrowserCors
 from .fastpath import FastPaths
 from .gateway import Gateway
+from .logs import log_access
 from .metrics import Metrics, MetricsMiddleware
 from .routes import agent_api, files, http, ops, pages, push, ws
 from .settings import Settings
 from .store.faults import FAULT_TYPES, classify
 
 log = logging.getLogger("captivate_chat_api.server")
-access_log = logging.getLogger("captivate_chat_api.access")
 
 
 def error_response(code: int, desc: str) -> JSONResponse:
@@ -61,13 +61,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, record)
         finally:
-            access_log.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            log_access(scope["method"], scope["path"], status, started)
 
 
 async def open_files(settings: Settings, gateway: Gateway) -> Any:

@@ -16,6 +16,10 @@ T = TypeVar("T")
 HUMAN_ROLES = ("human", "supervisor")
 """Token roles of a live-chat agent: ``supervisor`` may also reply in and end other agents' live chats."""
 
+DIGESTS = 4096
+"""How many presented keys and tokens keep their hash (:meth:`Authenticator.digest`); past it, the map is
+emptied and refilled (a flood of wrong keys costs a hash each, as without the map)."""
+
 CACHE_SECONDS = 2.0
 """How long a key's answer is reused by default (setting ``auth_cache_seconds``); a revoked key stops
 working within this time."""
@@ -37,6 +41,9 @@ class Authenticator:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Channel | None]] = {}
         self._tokens: dict[tuple[str, str], tuple[float, tuple[Channel, AgentTokenInfo] | None]] = {}
+        self._digests: dict[str, str] = {}
+        """A presented key or token -> its SHA-256 (what the store and the answer caches are keyed by): a
+        request with a known key hashes nothing. Bounded by :data:`DIGESTS`."""
         self._lookups: dict[Hashable, asyncio.Task[Any]] = {}
         """Store lookups under way: requests that miss the cache for the same key at once share one (when a
         busy key's entry expires, a thousand requests in flight make one query, not a thousand)."""
@@ -51,10 +58,20 @@ class Authenticator:
         result: T = await asyncio.shield(task)
         return result
 
+    def digest(self, secret: str) -> str:
+        """``hash_key(secret)``, remembered for the next request that presents it."""
+        digests = self._digests
+        digest = digests.get(secret)
+        if digest is None:
+            if len(digests) >= DIGESTS:
+                digests.clear()
+            digest = digests[secret] = hash_key(secret)
+        return digest
+
     async def channel(self, api_key: str | None) -> Channel | None:
         if not api_key or len(api_key) > 512:
             return None
-        digest = hash_key(api_key)
+        digest = self.digest(api_key)
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
@@ -69,7 +86,7 @@ class Authenticator:
         """The channel and token record of an active agent token with that role (``push`` or ``human``)."""
         if not token or len(token) > 512:
             return None
-        digest = hash_key(token)
+        digest = self.digest(token)
         now = time.monotonic()
         cached = self._tokens.get((digest, role))
         if cached is not None and cached[0] > now:

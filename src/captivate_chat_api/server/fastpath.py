@@ -33,13 +33,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..protocol import ProtocolError
+from .logs import log_access
 from .metrics import Metrics
 from .routes.http import MESSAGE_PATH, channel_of, client_event, post_client_event
 
 if TYPE_CHECKING:
     from .gateway import Gateway
 
-access_log = logging.getLogger("captivate_chat_api.access")
 log = logging.getLogger("captivate_chat_api.server")
 
 
@@ -89,9 +89,7 @@ class FastPaths:
             await response(scope, receive, send)
         finally:
             if self.access_log:
-                access_log.info(
-                    "%s %s %d %.1fms", "POST", scope["path"], status, (time.perf_counter() - started) * 1000
-                )
+                log_access("POST", scope["path"], status, started)
 
     async def _answer(self, request: Request, exc: Exception) -> Response:
         return await answer_error(self.app, request, exc)
@@ -305,9 +303,7 @@ class HotPost:
         finally:
             self.on_response = _nothing  # (it refers back to the protocol)
             if posts.access_log:
-                access_log.info(
-                    "%s %s %d %.1fms", "POST", MESSAGE_PATH, status, (time.perf_counter() - started) * 1000
-                )
+                log_access("POST", MESSAGE_PATH, status, started)
 
     def _respond(self, status: int, head: bytes, content: bytes) -> None:
         self.response_complete = True

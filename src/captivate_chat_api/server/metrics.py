@@ -15,12 +15,12 @@ from typing import Any, Protocol, TypeVar
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -77,9 +77,65 @@ class _SocketCollector:
         yield family
 
 
+class _Counts:
+    """A counter kept as plain numbers, by label values: ``inc`` is a dictionary update, no lock (every
+    increment happens on the event loop's thread). :class:`_Counters` reads them at scrape time, as
+    prometheus-client's ``Counter`` would expose them: the same name, help, labels, ``_total`` value and
+    ``_created`` time (the first increment of a label set, or when it was declared)."""
+
+    __slots__ = ("counts", "created", "documentation", "labelnames", "name")
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.counts: dict[tuple[str, ...], float] = {}
+        self.created: dict[tuple[str, ...], float] = {}
+        if not labelnames:
+            self.declare(())
+
+    def declare(self, values: tuple[str, ...]) -> None:
+        """Show this label set (at 0) from now on, as ``Counter.labels(...)`` does."""
+        if values not in self.counts:
+            self.created[values] = time.time()
+            self.counts[values] = 0.0
+
+    def inc(self, values: tuple[str, ...] = ()) -> None:
+        counts = self.counts
+        if values in counts:
+            counts[values] += 1.0
+        else:
+            self.declare(values)
+            counts[values] = 1.0
+
+    def value(self, *values: str) -> float:
+        return self.counts.get(values, 0.0)
+
+    def family(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            self.name, self.documentation, labels=self.labelnames if self.labelnames else None
+        )
+        created = self.created
+        use_created = prometheus_metrics._use_created  # PROMETHEUS_DISABLE_CREATED_SERIES, as for Counter
+        for values, count in list(self.counts.items()):
+            family.add_metric(list(values), count, created[values] if use_created else None)
+        return family
+
+
+class _Counters:
+    """The :class:`_Counts` of one registry, collected in their order of declaration."""
+
+    def __init__(self, *counters: _Counts) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        for counter in self.counters:
+            yield counter.family()
+
+
 class _Children:
     """A labelled metric's children by label values: ``labels()`` validates and locks on every call, a
-    dictionary lookup does not (these counters sit on the per-message path)."""
+    dictionary lookup does not."""
 
     def __init__(self, metric: Any) -> None:
         self.metric = metric
@@ -102,28 +158,25 @@ class Metrics:
         r.register(self.sockets)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
-        self.conversations_started = Counter(
-            "captivate_conversations_started", "Conversations started", registry=r
-        )
-        self.client_events = Counter(
+        # counted on the per-message path: plain numbers, exposed at scrape time (no lock per increment)
+        self.conversations_started = _Counts("captivate_conversations_started", "Conversations started")
+        self.client_events = _Counts(
             "captivate_client_events",
             "Client events served, by event type and transport",
-            ["event_type", "transport"],
-            registry=r,
+            ("event_type", "transport"),
         )
-        self.messages = Counter(
+        self.messages = _Counts(
             "captivate_messages",
             "Messages stored: in (user_message) and out (bot_message, livechat_message)",
-            ["direction", "event_type"],
-            registry=r,
+            ("direction", "event_type"),
         )
-        self.errors = Counter(
+        self.errors = _Counts(
             "captivate_errors",
             "Errors by error_code: HTTP answers, WebSocket general_error frames and "
             "refused upgrades, and agent failures stored as general_error",
-            ["source", "error_code"],
-            registry=r,
+            ("source", "error_code"),
         )
+        r.register(_Counters(self.conversations_started, self.client_events, self.messages, self.errors))
         self.agent_latency = Histogram(
             "captivate_agent_latency_seconds",
             "Agent call duration, by agent kind and outcome (ok, error, timeout)",
@@ -143,14 +196,11 @@ class Metrics:
             registry=r,
         )
         self._client_event_types = frozenset(CLIENT_EVENT_MODELS)
-        self._client_events = _Children(self.client_events)
-        self._messages = _Children(self.messages)
-        self._errors = _Children(self.errors)
         self._agent_latency = _Children(self.agent_latency)
         for event_type in sorted(MESSAGES_IN):
-            self._messages("in", event_type)
+            self.messages.declare(("in", event_type))
         for event_type in sorted(MESSAGES_OUT):
-            self._messages("out", event_type)
+            self.messages.declare(("out", event_type))
 
     # hooks called by the gateway ------------------------------------------------------------------
 
@@ -160,7 +210,7 @@ class Metrics:
 
     def client_event(self, event_type: str, via_websocket: bool) -> None:
         label = event_type if event_type in self._client_event_types else "other"
-        self._client_events(label, "ws" if via_websocket else "http").inc()
+        self.client_events.inc((label, "ws" if via_websocket else "http"))
 
     def conversation_started(self) -> None:
         self.conversations_started.inc()
@@ -169,15 +219,15 @@ class Metrics:
         """An event committed to a conversation's log (counted once, on the node that stored it)."""
         event_type = event.event_type
         if event_type in MESSAGES_OUT:
-            self._messages("out", event_type).inc()
+            self.messages.inc(("out", event_type))
         elif event_type in MESSAGES_IN:
-            self._messages("in", event_type).inc()
+            self.messages.inc(("in", event_type))
         elif event_type == "general_error":
-            self._errors("agent", _code(event.payload.get("error_code"))).inc()
+            self.errors.inc(("agent", _code(event.payload.get("error_code"))))
 
     def error(self, source: str, error_code: object) -> None:
         """``source``: ``http`` (an error answer), ``ws`` (a general_error frame or a refused upgrade)."""
-        self._errors(source, _code(error_code)).inc()
+        self.errors.inc((source, _code(error_code)))
 
     async def time_agent(self, kind: str, call: Awaitable[T]) -> T:
         """Await an agent call, observing its duration; a cancelled call (the turn's timeout) is ``timeout``."""

@@ -15,6 +15,7 @@ from .client_socket import ClientSockets
 from .connections import uvicorn_options
 from .fastpath import HotPosts
 from .hub import CLOSE_GOING_AWAY
+from .logs import flush_logs
 from .settings import Settings
 from .startup import StartupError
 
@@ -47,6 +48,14 @@ class GatewayServer(uvicorn.Server):
         self._own_process = own_process
         """The process is the gateway's alone (``serve``, a worker), not a test or an embedding app."""
         self.ready_error: Exception | None = None
+
+    async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super()._serve(sockets)
+        finally:
+            # the last iteration's log lines, while the loop still runs: once it ends, uvicorn raises again
+            # the signal it stopped on (SIGTERM), which ends the process without ``logging.shutdown``
+            flush_logs()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -81,7 +90,10 @@ def run(
     """
     app = create_app(settings)
     server = GatewayServer(config_for(settings, app), app, on_ready, own_process=True)
-    server.run(sockets=[sock] if sock is not None else None)
+    try:
+        server.run(sockets=[sock] if sock is not None else None)
+    finally:
+        flush_logs()  # the last iteration's lines, before whatever is printed next
     if server.ready_error is not None:
         raise server.ready_error
     if not server.started:
