@@ -211,3 +211,14 @@ def test_clean_records_is_the_two_filters_in_one() -> None:
             [DropDenialNoise(), RedactSecrets()], msg, args
         )
     assert through([CleanRecords()], *cases[2]) == '127.0.0.1:5 - "WebSocket /dev?[REDACTED]" 403'
+
+
+def test_text_times_are_those_of_the_logging_formatter() -> None:
+    ours, theirs = TextFormatter(), logging.Formatter("%(asctime)s")
+    rng = random.Random(7)
+    for created in [1_796_000_000.0 + rng.random() * 7200 for _ in range(5000)] + [1_796_000_000.9999]:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        assert ours.formatTime(record) == theirs.formatTime(record)
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello %s", ("you",), None)
+    assert ours.format(record) == theirs.formatTime(record) + " INFO    x: hello you"

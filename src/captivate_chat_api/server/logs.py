@@ -167,6 +167,20 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        self._second: int | None = None
+        self._date = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """``logging.Formatter``'s local time (``2026-12-01 18:30:05,123``), its date and time of day made
+        once per second."""
+        if datefmt is not None:  # pragma: no cover - ours has none
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._date = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        msec = self.default_msec_format
+        return msec % (self._date, record.msecs) if msec else self._date
 
     def formatException(self, ei: Any) -> str:
         return redact(super().formatException(ei))
