@@ -1,5 +1,6 @@
-"""The counters on the per-message path are plain numbers read at scrape time: /metrics shows them exactly
-as prometheus-client's ``Counter`` did (names, help, types, labels, values, order, ``_created``)."""
+"""The counters (and the agent latency histogram) on the per-message path are plain numbers read at scrape
+time: /metrics shows them exactly as prometheus-client's ``Counter`` and ``Histogram`` did (names, help,
+types, labels, values, order, ``_created``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import metrics as prometheus_metrics
 
-from captivate_chat_api.server.metrics import MESSAGES_IN, MESSAGES_OUT, Metrics
+from captivate_chat_api.server.metrics import AGENT_BUCKETS, MESSAGES_IN, MESSAGES_OUT, Metrics
 
 
 @dataclass
@@ -46,6 +47,13 @@ class CounterReference:
             ["source", "error_code"],
             registry=r,
         )
+        self.agent_latency = Histogram(
+            "captivate_agent_latency_seconds",
+            "Agent call duration, by agent kind and outcome (ok, error, timeout)",
+            ["kind", "outcome"],
+            buckets=AGENT_BUCKETS,
+            registry=r,
+        )
         for event_type in sorted(MESSAGES_IN):
             self.messages.labels("in", event_type)
         for event_type in sorted(MESSAGES_OUT):
@@ -57,6 +65,7 @@ COUNTERS = (
     "captivate_client_events",
     "captivate_messages",
     "captivate_errors",
+    "captivate_agent_latency_seconds",
 )
 
 
@@ -70,6 +79,18 @@ def counter_lines(text: str) -> list[str]:
 
 
 def drive(metrics: Metrics, reference: CounterReference) -> None:
+    # every bucket's edge, between edges, past the last one, zero; observed as Histogram.observe would
+    for kind, outcome, amount in [
+        ("demo", "ok", 0.0),
+        ("demo", "ok", 0.005),
+        ("webhook", "error", 0.0051),
+        ("demo", "ok", 200.0),
+        *[("openai", "ok", bound) for bound in AGENT_BUCKETS],
+        *[("python", "timeout", bound * 1.5) for bound in AGENT_BUCKETS],
+        ("demo", "ok", 1e-9),
+    ]:
+        metrics.agent_latency.observe((kind, outcome), amount)
+        reference.agent_latency.labels(kind, outcome).observe(amount)
     calls: list[tuple[str, tuple[str, ...]]] = [
         ("client_event", ("user_message", "ws")),
         ("client_event", ("conversation_start", "http")),
@@ -123,6 +144,8 @@ def test_counters_render_as_prometheus_client_counters(
     assert counter_lines(text) == counter_lines(generate_latest(reference.registry).decode())
     assert 'captivate_client_events_total{event_type="user_message",transport="ws"} 2.0' in text
     assert 'captivate_errors_total{error_code="401",source="http"} 2.0' in text
+    assert 'captivate_agent_latency_seconds_bucket{kind="openai",le="0.005",outcome="ok"} 1.0' in text
+    assert 'captivate_agent_latency_seconds_count{kind="openai",outcome="ok"} 14.0' in text
     stamps = [
         float(v) for v in re.findall(r"^captivate_\w+_created(?:\{[^}]*\})? (\S+)$", text, re.MULTILINE)
     ]
