@@ -8,7 +8,15 @@ import orjson
 
 from ..fastjson import dumps
 from ..fastjson import loads as _loads
-from .base import AgentTokenInfo, ApiKeyInfo, Channel, ConversationRecord, StoredEvent
+from .base import (
+    AgentTokenInfo,
+    ApiKeyInfo,
+    Channel,
+    ConversationRecord,
+    StoredEvent,
+    new_conversation_record,
+    new_stored_event,
+)
 
 Row = Any  # sqlite3.Row or asyncpg.Record
 
@@ -32,7 +40,7 @@ def loads(text: str | bytes) -> Any:
 
 
 def conversation_row(row: Row) -> ConversationRecord:
-    return ConversationRecord(
+    return new_conversation_record(
         id=row["id"],
         channel_id=row["channel_id"],
         user_id=row["user_id"],
@@ -60,7 +68,7 @@ CONVERSATION_COLUMNS = (
 def conversation_of(row: Row) -> ConversationRecord:
     """:func:`conversation_row` for a row of :data:`CONVERSATION_COLUMNS`, by position (a sqlite3.Row looks
     a name up by comparing it with every column's: three times slower on the hot path)."""
-    return ConversationRecord(
+    return new_conversation_record(
         row[0],
         row[1],
         row[2],
@@ -101,7 +109,7 @@ def token_row(row: Row) -> AgentTokenInfo:
 
 
 def event_row(row: Row) -> StoredEvent:
-    return StoredEvent(
+    return new_stored_event(
         conversation_id=row["conversation_id"],
         seq=row["seq"],
         event_type=row["event_type"],
