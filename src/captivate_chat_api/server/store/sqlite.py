@@ -79,6 +79,8 @@ _BUMP_LIVE = (
 )
 _BUMP = f"{_BUMP_LIVE} RETURNING {CONVERSATION_COLUMNS}"
 """Take the next seqs of a live conversation of the channel (none: unknown, deleted or foreign)."""
+_BUMP_SEQ = f"{_BUMP_LIVE} RETURNING last_seq"
+""":data:`_BUMP` for an append that needs no conversation record (only the seqs)."""
 
 
 @functools.cache
@@ -606,7 +608,11 @@ class SQLiteStore(Store):
     def _insert(
         conn: sqlite3.Connection, channel_id: str, conversation_id: str, events: list[NewEvent]
     ) -> list[StoredEvent]:
-        return SQLiteStore._append(conn, channel_id, conversation_id, events)[0]
+        """:meth:`_append` without the conversation: only its ``last_seq`` comes back (no record built)."""
+        now = utc_now()
+        row = conn.execute(_BUMP_SEQ, (len(events), now, conversation_id, channel_id)).fetchone()
+        last_seq: int = require_live(row, conversation_id)[0]
+        return SQLiteStore._insert_events(conn, conversation_id, events, last_seq - len(events), now)
 
     @staticmethod
     def _append(
