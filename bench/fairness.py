@@ -6,9 +6,11 @@ A benchmark, not a test. Run from the repository root::
     .venv/bin/python bench/fairness.py --seconds 15 --rounds 5 --flood 128
     .venv/bin/python bench/fairness.py --also 'per-key 2:CAPTIVATE_IN_FLIGHT_PER_KEY=2'   # one more gateway
     .venv/bin/python bench/fairness.py --profile /tmp/fair.txt   # + py-spy profile of the fair gateway
+    .venv/bin/python bench/fairness.py --postgres       # on PostgreSQL (a schema of its own per gateway)
 
-For each gateway (``captivate-chat serve`` as a subprocess, fresh SQLite file, access log off, default rate
-limits, demo agent), one with ``CAPTIVATE_IN_FLIGHT_PER_KEY=0`` (admission off) and one with the defaults
+For each gateway (``captivate-chat serve`` as a subprocess, fresh SQLite file -- or, with ``--postgres``, a
+fresh schema on ``CAPTIVATE_BENCH_POSTGRES``, where a unit lends its slot while its commit waits --, access
+log off, default rate limits, demo agent), one with ``CAPTIVATE_IN_FLIGHT_PER_KEY=0`` (admission off) and one with the defaults
 (fair admission on), ``--rounds`` times in turn (so a drifting machine load hits both phases alike):
 
 1. **alone**: B sends ``user_message`` events one at a time over HTTP (kept-alive httpx, what the npm
@@ -28,12 +30,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import multiprocessing
+import os
 import statistics
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,15 +247,55 @@ class Result:
         )
 
 
+@contextlib.asynccontextmanager
+async def database(postgres: bool) -> AsyncIterator[str | None]:
+    """None (the gateway's own SQLite file), or a PostgreSQL schema of its own, dropped afterwards."""
+    if not postgres:
+        yield None
+        return
+    import asyncpg
+
+    from scale import POSTGRES
+
+    schema = f"fair_{uuid.uuid4().hex[:10]}"
+    try:
+        yield f"{POSTGRES}?schema={schema}"
+    finally:
+        conn = await asyncpg.connect(POSTGRES)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
 async def run(
-    label: str, env: dict[str, str], seconds: float, rounds: int, connections: int, profile: Path | None
+    label: str,
+    env: dict[str, str],
+    seconds: float,
+    rounds: int,
+    connections: int,
+    profile: Path | None,
+    postgres: bool = False,
 ) -> Result:
     """One gateway: ``rounds`` times B alone then B during A's flood (``seconds`` each, in all), so a
     drifting machine load hits both alike."""
+    async with database(postgres) as url:
+        return await _run(label, env, seconds, rounds, connections, profile, url)
+
+
+async def _run(
+    label: str,
+    env: dict[str, str],
+    seconds: float,
+    rounds: int,
+    connections: int,
+    profile: Path | None,
+    url: str | None,
+) -> Result:
     keys = {name: bench_key() for name in KEYS}
     result = Result(label)
     profiler = None
-    with gateway(list(keys.values()), env) as child:
+    with gateway(list(keys.values()), env, url) as child:
         assert child.proc is not None
         pid, url = child.proc.pid, child.http_url
         try:
@@ -301,6 +347,11 @@ async def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="alone/flood alternations per gateway")
     parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="PostgreSQL (CAPTIVATE_BENCH_POSTGRES, a fresh schema per gateway) instead of a SQLite file",
+    )
+    parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy raw profile of the fair gateway, to this file"
     )
     parser.add_argument(
@@ -316,16 +367,21 @@ async def main() -> None:
         env["CAPTIVATE_IN_FLIGHT_PER_KEY"] = str(args.per_key)
     if args.total is not None:
         env["CAPTIVATE_IN_FLIGHT_TOTAL"] = str(args.total)
+    pg = args.postgres
+    print(
+        f"{'PostgreSQL' if pg else 'SQLite'}; load average {os.getloadavg()[0]:.1f} before the run",
+        flush=True,
+    )
     off = await run(
-        "admission off", {"CAPTIVATE_IN_FLIGHT_PER_KEY": "0"}, args.seconds, args.rounds, args.flood, None
+        "admission off", {"CAPTIVATE_IN_FLIGHT_PER_KEY": "0"}, args.seconds, args.rounds, args.flood, None, pg
     )
     on = await run(
-        f"fair admission {env or '(default)'}", env, args.seconds, args.rounds, args.flood, args.profile
+        f"fair admission {env or '(default)'}", env, args.seconds, args.rounds, args.flood, args.profile, pg
     )
     for spec in args.also:
         label, _, assignments = spec.partition(":")
         extra = dict(item.split("=", 1) for item in assignments.split(",") if item)
-        await run(label, extra, args.seconds, args.rounds, args.flood, None)
+        await run(label, extra, args.seconds, args.rounds, args.flood, None, pg)
     goal = "met" if on.ratio <= 2.0 else "NOT met"
     print(
         f"goal (B's p99 during the flood within 2x of alone): {goal}; off {off.ratio:.2f}x -> on {on.ratio:.2f}x"
@@ -334,6 +390,7 @@ async def main() -> None:
         from roundtrip import summarize_profile
 
         print(summarize_profile(args.profile, 200, args.seconds, max(1, len(on.during)), top=25))
+    print(f"load average {os.getloadavg()[0]:.1f} after the run")
 
 
 if __name__ == "__main__":

@@ -798,6 +798,12 @@ def main() -> None:
         default=None,
         help="CAPTIVATE_IN_FLIGHT_PER_KEY and _TOTAL (fair admission; 0: off; default: the gateway's, 8 and 64)",
     )
+    parser.add_argument(
+        "--in-flight-total",
+        type=int,
+        default=None,
+        help="CAPTIVATE_IN_FLIGHT_TOTAL alone (units under way per process, commits' waits included)",
+    )
     parser.add_argument("--redis", help="redis:// URL (default: a redis-server of our own on a free port)")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy profile of one configuration (--profile-workers)"
@@ -828,6 +834,8 @@ def main() -> None:
             "CAPTIVATE_IN_FLIGHT_TOTAL": str(args.in_flight),
         }
     )
+    if args.in_flight_total is not None:
+        env["CAPTIVATE_IN_FLIGHT_TOTAL"] = str(args.in_flight_total)
     configs = (
         []
         if args.no_sqlite
@@ -842,7 +850,8 @@ def main() -> None:
     print(
         f"{os.cpu_count()} CPUs; {args.conversations} conversations over {args.clients} client processes; "
         f"warm-up {args.warmup:g} s, measured {args.seconds:g} s; admission (in flight per key) "
-        f"{'the default' if args.in_flight is None else args.in_flight or 'off'}; load average {os.getloadavg()[0]:.1f} before the run",
+        f"{'the default' if args.in_flight is None else args.in_flight or 'off'}"
+        f"{'' if args.in_flight_total is None else f', in all {args.in_flight_total}'}; load average {os.getloadavg()[0]:.1f} before the run",
         flush=True,
     )
     results = []

@@ -85,12 +85,15 @@ class Settings(BaseSettings):
     burst_per_key: float = 2000.0
     """Burst a key may send above ``rate_per_key``."""
     in_flight_per_key: int = Field(default=8, ge=0)
-    """Units of work of one key handled at once (client events, and agent turns' own work): this many while
-    the key is the only active one, divided among the keys active in the last second otherwise (at
-    least 1). More wait, and the keys waiting take turns (fairness: a key flooding at its rate limit queues
-    behind itself). 0 disables admission."""
+    """Units of work of one key at work on the gateway at once (client events, and agent turns' own work):
+    this many while the key is the only active one, divided among the keys active in the last second
+    otherwise (at least 1). More wait, and the keys waiting take turns (fairness: a key flooding at its
+    rate limit queues behind itself). A unit waiting only for its PostgreSQL commit does not count here
+    (it counts in ``in_flight_total``). 0 disables admission."""
     in_flight_total: int = Field(default=64, ge=0)
-    """Units of work handled at once over all keys."""
+    """Units of work under way at once per process, over all keys, those waiting for their PostgreSQL
+    commit included; a key alone may use all of it (with others active, its share of
+    ``in_flight_per_key``)."""
     max_sockets_per_key: int = 1000
     """Open WebSockets per API key; one more is refused before the upgrade (429)."""
     starts_per_minute_per_key: float = 600.0

@@ -8,6 +8,7 @@ conversation no agent is called, and a reply that comes back after a human took 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -184,7 +185,9 @@ class AgentRunner:
             conversation=conversation,
         )
         if conversation is not None and is_immediate(self._agent_or_none(channel, conversation)):
-            start_eagerly(turn, self._tasks)
+            # in a context of its own, as a task would be: the admission slot it enters (limits._holding)
+            # must not stay behind in the caller's context when the turn goes on in a task
+            contextvars.copy_context().run(start_eagerly, turn, self._tasks)
             return
         task = asyncio.get_running_loop().create_task(turn)
         self._tasks.add(task)

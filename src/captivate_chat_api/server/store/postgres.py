@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from ...errors import ConversationNotFound
+from ..limits import without_slot
 from .base import (
     AgentTokenInfo,
     ApiKeyInfo,
@@ -562,7 +563,10 @@ class PostgresStore(Store):
     ) -> tuple[ConversationRecord, list[StoredEvent]] | None:
         if events and metadata is None and only_appends(handoff, human_agent, agent, require_human_agent):
             # an agent's reply: a guarded append (batched by the writer)
-            done = await self.writer.append(conversation_id, channel_id, events, guard=allowed_from)
+            # the commit's wait lends the admission slot out (limits.without_slot)
+            done = await without_slot(
+                self.writer.append(conversation_id, channel_id, events, guard=allowed_from)
+            )
             if done is ALONE:
                 async with self.pool.acquire() as conn:
                     stored, record = await self._append(
@@ -643,7 +647,7 @@ class PostgresStore(Store):
     ) -> list[StoredEvent]:
         if not events:
             return []
-        done = await self.writer.append(conversation_id, channel_id, events)
+        done = await without_slot(self.writer.append(conversation_id, channel_id, events))
         if done is ALONE:
             async with self.pool.acquire() as conn:  # autocommitted: one statement
                 return await self._insert(conn, channel_id, conversation_id, events)
@@ -656,7 +660,7 @@ class PostgresStore(Store):
         if (
             once is None or "\\u0000" not in once
         ):  # jsonb (the comparison) refuses NUL: the long way for those
-            done = await self.writer.append(conversation_id, channel_id, [event], once=once)
+            done = await without_slot(self.writer.append(conversation_id, channel_id, [event], once=once))
             if done is not ALONE:
                 appended = _live(done, conversation_id)
                 if appended.earlier is not None:
