@@ -7,7 +7,15 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from captivate_chat_api.server.store.rows import CONVERSATION_COLUMNS, conversation_of, conversation_row
+from captivate_chat_api.server.store import NewEvent
+from captivate_chat_api.server.store.rows import (
+    CONVERSATION_COLUMNS,
+    EVENT_COLUMNS,
+    conversation_of,
+    conversation_row,
+    event_of,
+    event_row,
+)
 from captivate_chat_api.server.store.sqlite import SQLiteStore
 
 
@@ -21,6 +29,13 @@ async def test_by_position_is_by_name(tmp_path: Path) -> None:
     await store.transition(
         channel.id, "c1", allowed_from=frozenset({"ai"}), handoff="human", human_agent="h1", events=[]
     )
+    await store.append_user_turn(
+        channel.id,
+        "c1",
+        NewEvent("user_message", {"content": {"n": 12345678901234567890}}, "user", "m1", "k1"),
+    )
+    await store.edit_message(channel.id, "c1", "m1", {"n": 1})
+    await store.append_events(channel.id, "c1", [NewEvent("general_error", {"error_code": 500})])
     await store.close()
     conn = sqlite3.connect(tmp_path / "r.db")
     conn.row_factory = sqlite3.Row
@@ -30,6 +45,13 @@ async def test_by_position_is_by_name(tmp_path: Path) -> None:
     )
     assert by_position == by_name
     assert by_position.private_metadata == {"n": 12345678901234567890} and by_position.has_livechat is True
+    events_by_name = [event_row(r) for r in conn.execute("SELECT * FROM events ORDER BY seq")]
+    events_by_position = [
+        event_of(r) for r in conn.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
+    ]
+    assert events_by_position == events_by_name and len(events_by_name) == 2
+    assert events_by_name[0].edited_at is not None and events_by_name[0].client_msg_id == "k1"
+    assert (events_by_name[1].sender, events_by_name[1].payload) == (None, {"error_code": 500})
 
 
 def test_quick_constructors_build_equal_frozen_records() -> None:

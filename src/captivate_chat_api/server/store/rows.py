@@ -22,10 +22,12 @@ Row = Any  # sqlite3.Row or asyncpg.Record
 
 __all__ = [
     "CONVERSATION_COLUMNS",
+    "EVENT_COLUMNS",
     "channel_row",
     "conversation_of",
     "conversation_row",
     "dumps",
+    "event_of",
     "event_row",
     "key_row",
     "loads",
@@ -120,6 +122,17 @@ def event_row(row: Row) -> StoredEvent:
         client_msg_id=row["client_msg_id"],
         edited_at=row["edited_at"],
     )
+
+
+EVENT_COLUMNS = (
+    "conversation_id, seq, event_type, payload, created_at, sender, message_id, client_msg_id, edited_at"
+)
+"""The event's columns in :func:`event_of`'s order (for a statement that names them)."""
+
+
+def event_of(row: Row) -> StoredEvent:
+    """:func:`event_row` for a row of :data:`EVENT_COLUMNS`, by position (a replay maps up to 500 rows)."""
+    return new_stored_event(row[0], row[1], row[2], loads(row[3]), row[4], row[5], row[6], row[7], row[8])
 
 
 def key_row(row: Row) -> ApiKeyInfo:

@@ -39,10 +39,12 @@ from .migrate import pending
 from .query import matches_query, sqlite_where
 from .rows import (
     CONVERSATION_COLUMNS,
+    EVENT_COLUMNS,
     channel_row,
     conversation_of,
     conversation_row,
     dumps,
+    event_of,
     event_row,
     key_row,
     token_row,
@@ -789,9 +791,10 @@ class SQLiteStore(Store):
     ) -> list[StoredEvent]:
         return await self._read(
             lambda c: [
-                event_row(r)
+                event_of(r)
                 for r in c.execute(
-                    f"SELECT * FROM events WHERE conversation_id = ? AND {_OWNED} AND seq > ? ORDER BY seq LIMIT ?",  # nosec B608
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE conversation_id = ? AND {_OWNED} AND seq > ?"  # nosec B608
+                    " ORDER BY seq LIMIT ?",
                     (conversation_id, conversation_id, channel_id, after_seq, limit),
                 )
             ]
@@ -800,9 +803,10 @@ class SQLiteStore(Store):
     async def messages(self, channel_id: str, conversation_id: str) -> list[StoredEvent]:
         return await self._read(
             lambda c: [
-                event_row(r)
+                event_of(r)
                 for r in c.execute(
-                    f"SELECT * FROM events WHERE conversation_id = ? AND {_OWNED} AND sender IS NOT NULL ORDER BY seq",  # nosec B608
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE conversation_id = ? AND {_OWNED}"  # nosec B608
+                    " AND sender IS NOT NULL ORDER BY seq",
                     (conversation_id, conversation_id, channel_id),
                 )
             ]
