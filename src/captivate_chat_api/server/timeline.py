@@ -22,6 +22,7 @@ from .hub import Hub
 from .locks import KeyedLocks
 from .metrics import Metrics
 from .store import ConversationRecord, NewEvent, Store, StoredEvent
+from .store.base import new_event
 
 log = logging.getLogger("captivate_chat_api.server.timeline")
 REPLAY_BATCH = 500
@@ -95,7 +96,7 @@ class Timeline:
         client's ids (``unique-message-id-<ms>``) can collide between different messages, so a repeat
         with other content is a new message, not a silent drop.
         """
-        event = NewEvent(
+        event = new_event(
             event_type="user_message",
             payload={"content": content},
             sender="user",
@@ -115,6 +116,16 @@ class Timeline:
         if result is not None:
             self.publish(result[1])
         return result
+
+    async def append_if(
+        self, channel_id: str, conversation_id: str, events: list[NewEvent], *, allowed_from: frozenset[str]
+    ) -> list[StoredEvent] | None:
+        """:meth:`append` only while the hand-off state is one of ``allowed_from`` (see
+        :meth:`Store.append_if`): None, nothing stored, in another state."""
+        stored = await self.store.append_if(channel_id, conversation_id, events, allowed_from=allowed_from)
+        if stored is not None:
+            self.publish(stored)
+        return stored
 
     async def subscribe(
         self, connection: Connection | Subscribable, conversation_id: str, after_seq: int | None

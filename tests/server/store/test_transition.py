@@ -119,3 +119,24 @@ async def test_metadata_goes_with_its_events_or_not_at_all(store: Store) -> None
     assert stored is not None
     assert (stored.metadata, stored.private_metadata) == ({"title": "t1", "b": 2}, {"crm": 1})
     assert [e.seq for e in await store.events_after(ch, "c1", 0)] == [1]
+
+
+async def test_append_if_appends_in_an_allowed_state_only(store: Store) -> None:
+    """An AI agent's reply without the conversation record (Store.append_if): the guard and the append in
+    one step; refused (None, nothing written) while a human has the conversation; unknown: not found."""
+    ch = await conversation(store)
+    stored = await store.append_if(ch, "c1", [note("a"), note("b")], allowed_from=AI)
+    assert stored is not None and [(e.seq, e.message_id) for e in stored] == [(1, "m-a"), (2, "m-b")]
+    assert await store.events_after(ch, "c1", 0) == stored  # what it answered is what is stored
+    record = await store.get_conversation(ch, "c1")
+    assert record is not None and record.last_seq == 2
+    await store.transition(ch, "c1", allowed_from=AI, handoff="human", human_agent="tok_a", events=[])
+    assert await store.append_if(ch, "c1", [note("c")], allowed_from=AI) is None
+    after = await store.get_conversation(ch, "c1")
+    assert after is not None and after.last_seq == 2 and after.updated_at == record.updated_at
+    assert len(await store.events_after(ch, "c1", 0)) == 2
+    with pytest.raises(ConversationNotFound):
+        await store.append_if(ch, "nope", [note("d")], allowed_from=AI)
+    other = await conversation(store, "other", "c2")
+    with pytest.raises(ConversationNotFound):  # another channel's conversation looks unknown
+        await store.append_if(other, "c1", [note("e")], allowed_from=HUMAN)

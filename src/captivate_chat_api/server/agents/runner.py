@@ -30,6 +30,7 @@ from ..livechat import LiveChat
 from ..locks import KeyedLocks
 from ..metrics import Metrics
 from ..store import Channel, ConversationRecord, NewEvent
+from ..store.base import new_event
 from ..store.rules import check_metadata_size
 from ..timeline import Timeline, new_message_id
 from . import agent_from_spec
@@ -102,7 +103,7 @@ def response_events(
         else:
             content = message.model_dump() if hasattr(message, "model_dump") else message
         mid = message_id if index == 0 and message_id else new_message_id()
-        events.append(NewEvent("bot_message", {"content": content}, sender="bot", message_id=mid))
+        events.append(new_event("bot_message", {"content": content}, sender="bot", message_id=mid))
     plain = [a for a in response.outgoing_action or [] if a.id not in PLATFORM_ACTIONS]
     if plain:
         events.append(NewEvent("action", {"actions": [{"id": a.id, "data": a.body} for a in plain]}))
@@ -352,7 +353,13 @@ class AgentRunner:
         if public or private:
             check_metadata_size(self.max_metadata_bytes, conversation, public, private)
             patch = (public, private)
-        if events or patch is not None:
+        if patch is None and events:  # a reply (the common case): the guard and the append, no record
+            if (
+                await self.timeline.append_if(channel.id, conversation.id, events, allowed_from=AI_ONLY)
+                is None
+            ):
+                return self._dropped(conversation.id)
+        elif events or patch is not None:
             result = await self.timeline.transition(
                 channel.id, conversation.id, allowed_from=AI_ONLY, events=events, metadata=patch
             )

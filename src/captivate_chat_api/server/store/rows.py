@@ -8,16 +8,26 @@ import orjson
 
 from ..fastjson import dumps
 from ..fastjson import loads as _loads
-from .base import AgentTokenInfo, ApiKeyInfo, Channel, ConversationRecord, StoredEvent
+from .base import (
+    AgentTokenInfo,
+    ApiKeyInfo,
+    Channel,
+    ConversationRecord,
+    StoredEvent,
+    new_conversation_record,
+    new_stored_event,
+)
 
 Row = Any  # sqlite3.Row or asyncpg.Record
 
 __all__ = [
     "CONVERSATION_COLUMNS",
+    "EVENT_COLUMNS",
     "channel_row",
     "conversation_of",
     "conversation_row",
     "dumps",
+    "event_of",
     "event_row",
     "key_row",
     "loads",
@@ -32,7 +42,7 @@ def loads(text: str | bytes) -> Any:
 
 
 def conversation_row(row: Row) -> ConversationRecord:
-    return ConversationRecord(
+    return new_conversation_record(
         id=row["id"],
         channel_id=row["channel_id"],
         user_id=row["user_id"],
@@ -60,7 +70,7 @@ CONVERSATION_COLUMNS = (
 def conversation_of(row: Row) -> ConversationRecord:
     """:func:`conversation_row` for a row of :data:`CONVERSATION_COLUMNS`, by position (a sqlite3.Row looks
     a name up by comparing it with every column's: three times slower on the hot path)."""
-    return ConversationRecord(
+    return new_conversation_record(
         row[0],
         row[1],
         row[2],
@@ -101,7 +111,7 @@ def token_row(row: Row) -> AgentTokenInfo:
 
 
 def event_row(row: Row) -> StoredEvent:
-    return StoredEvent(
+    return new_stored_event(
         conversation_id=row["conversation_id"],
         seq=row["seq"],
         event_type=row["event_type"],
@@ -112,6 +122,17 @@ def event_row(row: Row) -> StoredEvent:
         client_msg_id=row["client_msg_id"],
         edited_at=row["edited_at"],
     )
+
+
+EVENT_COLUMNS = (
+    "conversation_id, seq, event_type, payload, created_at, sender, message_id, client_msg_id, edited_at"
+)
+"""The event's columns in :func:`event_of`'s order (for a statement that names them)."""
+
+
+def event_of(row: Row) -> StoredEvent:
+    """:func:`event_row` for a row of :data:`EVENT_COLUMNS`, by position (a replay maps up to 500 rows)."""
+    return new_stored_event(row[0], row[1], row[2], loads(row[3]), row[4], row[5], row[6], row[7], row[8])
 
 
 def key_row(row: Row) -> ApiKeyInfo:

@@ -32,16 +32,19 @@ from .base import (
     NewEvent,
     Store,
     StoredEvent,
+    new_stored_event,
 )
 from .clock import utc_now
 from .migrate import pending
 from .query import matches_query, sqlite_where
 from .rows import (
     CONVERSATION_COLUMNS,
+    EVENT_COLUMNS,
     channel_row,
     conversation_of,
     conversation_row,
     dumps,
+    event_of,
     event_row,
     key_row,
     token_row,
@@ -78,14 +81,17 @@ _BUMP_LIVE = (
 )
 _BUMP = f"{_BUMP_LIVE} RETURNING {CONVERSATION_COLUMNS}"
 """Take the next seqs of a live conversation of the channel (none: unknown, deleted or foreign)."""
+_BUMP_SEQ = f"{_BUMP_LIVE} RETURNING last_seq"
+""":data:`_BUMP` for an append that needs no conversation record (only the seqs)."""
 
 
 @functools.cache
-def _bump_if(allowed_from: frozenset[str]) -> tuple[str, tuple[str, ...]]:
-    """:data:`_BUMP` only in one of those hand-off states: the statement, and the states to bind."""
+def _bump_if(allowed_from: frozenset[str], returning: str) -> tuple[str, tuple[str, ...]]:
+    """:data:`_BUMP` only in one of those hand-off states, returning those columns: the statement, and the
+    states to bind."""
     marks = ",".join("?" * len(allowed_from))
-    # Only "?" placeholders are formatted in; every value is a bound parameter.
-    sql = f"{_BUMP_LIVE} AND handoff IN ({marks}) RETURNING {CONVERSATION_COLUMNS}"  # nosec B608
+    # Only "?" placeholders and our column lists are formatted in; every value is a bound parameter.
+    sql = f"{_BUMP_LIVE} AND handoff IN ({marks}) RETURNING {returning}"  # nosec B608
     return sql, tuple(sorted(allowed_from))
 
 
@@ -604,7 +610,11 @@ class SQLiteStore(Store):
     def _insert(
         conn: sqlite3.Connection, channel_id: str, conversation_id: str, events: list[NewEvent]
     ) -> list[StoredEvent]:
-        return SQLiteStore._append(conn, channel_id, conversation_id, events)[0]
+        """:meth:`_append` without the conversation: only its ``last_seq`` comes back (no record built)."""
+        now = utc_now()
+        row = conn.execute(_BUMP_SEQ, (len(events), now, conversation_id, channel_id)).fetchone()
+        last_seq: int = require_live(row, conversation_id)[0]
+        return SQLiteStore._insert_events(conn, conversation_id, events, last_seq - len(events), now)
 
     @staticmethod
     def _append(
@@ -621,6 +631,29 @@ class SQLiteStore(Store):
         ), after
 
     @staticmethod
+    def _bump_guarded(
+        conn: sqlite3.Connection,
+        channel_id: str,
+        conversation_id: str,
+        count: int,
+        now: str,
+        allowed_from: frozenset[str],
+        returning: str,
+    ) -> sqlite3.Row | None:
+        """Take ``count`` seqs only while the conversation's hand-off state is one of ``allowed_from`` (the
+        guard in the same statement): its row (``returning``), or None in another state (nothing written).
+        ConversationNotFound if it is gone."""
+        sql, states = _bump_if(allowed_from, returning)
+        row: sqlite3.Row | None = conn.execute(
+            sql, (count, now, conversation_id, channel_id, *states)
+        ).fetchone()
+        if row is None:  # gone (ConversationNotFound), or in another state (None)
+            require_live(
+                conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone(), conversation_id
+            )
+        return row
+
+    @staticmethod
     def _append_if(
         conn: sqlite3.Connection,
         channel_id: str,
@@ -628,20 +661,36 @@ class SQLiteStore(Store):
         events: list[NewEvent],
         allowed_from: frozenset[str],
     ) -> tuple[list[StoredEvent], ConversationRecord] | None:
-        """:meth:`_append` only while the conversation's hand-off state is one of ``allowed_from`` (the guard
-        in the same statement); None when it is in another state (nothing written)."""
+        """:meth:`_append` only while the conversation's hand-off state is one of ``allowed_from``; None
+        when it is in another state (nothing written)."""
         now = utc_now()
-        sql, states = _bump_if(allowed_from)
-        row = conn.execute(sql, (len(events), now, conversation_id, channel_id, *states)).fetchone()
-        if row is None:  # gone (ConversationNotFound), or in another state (None)
-            require_live(
-                conn.execute(_LIVE_CONVERSATION, (conversation_id, channel_id)).fetchone(), conversation_id
-            )
+        row = SQLiteStore._bump_guarded(
+            conn, channel_id, conversation_id, len(events), now, allowed_from, CONVERSATION_COLUMNS
+        )
+        if row is None:
             return None
         after = conversation_of(row)
         return SQLiteStore._insert_events(
             conn, conversation_id, events, after.last_seq - len(events), now
         ), after
+
+    @staticmethod
+    def _append_events_if(
+        conn: sqlite3.Connection,
+        channel_id: str,
+        conversation_id: str,
+        events: list[NewEvent],
+        allowed_from: frozenset[str],
+    ) -> list[StoredEvent] | None:
+        """:meth:`_append_if` without the conversation: only its ``last_seq`` comes back (no JSON column
+        parsed, no record built)."""
+        now = utc_now()
+        row = SQLiteStore._bump_guarded(
+            conn, channel_id, conversation_id, len(events), now, allowed_from, "last_seq"
+        )
+        if row is None:
+            return None
+        return SQLiteStore._insert_events(conn, conversation_id, events, row[0] - len(events), now)
 
     @staticmethod
     def _append_to(
@@ -678,7 +727,7 @@ class SQLiteStore(Store):
                 ),
             )
             stored.append(
-                StoredEvent(
+                new_stored_event(
                     conversation_id,
                     seq,
                     event.event_type,
@@ -695,6 +744,13 @@ class SQLiteStore(Store):
         self, channel_id: str, conversation_id: str, events: list[NewEvent]
     ) -> list[StoredEvent]:
         return await self._write(self._insert, channel_id, conversation_id, events)
+
+    async def append_if(
+        self, channel_id: str, conversation_id: str, events: list[NewEvent], *, allowed_from: frozenset[str]
+    ) -> list[StoredEvent] | None:
+        if not events:
+            return await super().append_if(channel_id, conversation_id, events, allowed_from=allowed_from)
+        return await self._write(self._append_events_if, channel_id, conversation_id, events, allowed_from)
 
     async def append_user_turn(
         self, channel_id: str, conversation_id: str, event: NewEvent
@@ -735,9 +791,10 @@ class SQLiteStore(Store):
     ) -> list[StoredEvent]:
         return await self._read(
             lambda c: [
-                event_row(r)
+                event_of(r)
                 for r in c.execute(
-                    f"SELECT * FROM events WHERE conversation_id = ? AND {_OWNED} AND seq > ? ORDER BY seq LIMIT ?",  # nosec B608
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE conversation_id = ? AND {_OWNED} AND seq > ?"  # nosec B608
+                    " ORDER BY seq LIMIT ?",
                     (conversation_id, conversation_id, channel_id, after_seq, limit),
                 )
             ]
@@ -746,9 +803,10 @@ class SQLiteStore(Store):
     async def messages(self, channel_id: str, conversation_id: str) -> list[StoredEvent]:
         return await self._read(
             lambda c: [
-                event_row(r)
+                event_of(r)
                 for r in c.execute(
-                    f"SELECT * FROM events WHERE conversation_id = ? AND {_OWNED} AND sender IS NOT NULL ORDER BY seq",  # nosec B608
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE conversation_id = ? AND {_OWNED}"  # nosec B608
+                    " AND sender IS NOT NULL ORDER BY seq",
                     (conversation_id, conversation_id, channel_id),
                 )
             ]
