@@ -61,10 +61,11 @@ def envelope(event_type: str, payload: dict[str, Any], socket_id: str) -> str:
     )
 
 
-async def main(args: argparse.Namespace) -> None:
-    keys = [f"cck_bench_{i:02d}_{'x' * 24}" for i in range(args.keys)]
-    folder = tempfile.mkdtemp(prefix="hotpath-")
-    settings = Settings(
+def bench_settings(keys: list[str], prefix: str, **more: Any) -> Settings:
+    """The gateway of the in-process benchmarks: SQLite in a fresh temporary folder, no rate limits, room
+    for every socket and frame (``more``: other settings)."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    return Settings(
         database=f"sqlite:///{folder}/hot.db",
         api_keys=keys,
         rate_per_socket=0,
@@ -72,8 +73,13 @@ async def main(args: argparse.Namespace) -> None:
         starts_per_minute_per_key=0,
         send_queue_frames=10_000,
         max_sockets_per_key=1_000_000,
-        in_flight_per_key=args.in_flight_per_key,
+        **more,
     )
+
+
+async def main(args: argparse.Namespace) -> None:
+    keys = [f"cck_bench_{i:02d}_{'x' * 24}" for i in range(args.keys)]
+    settings = bench_settings(keys, "hotpath-", in_flight_per_key=args.in_flight_per_key)
     gateway = Gateway.build(settings)
     await gateway.start()
     loop = asyncio.get_running_loop()

@@ -36,24 +36,14 @@ FEW = 2
 async def drive(conversations: int, trips: int) -> None:
     """The fixed work (in the child process, under valgrind)."""
     sys.path.insert(0, str(HERE))
-    from hotpath import Socket, envelope
+    from hotpath import Socket, bench_settings, envelope
 
     from captivate_chat_api.server.connection import Connection
     from captivate_chat_api.server.gateway import Gateway
     from captivate_chat_api.server.routes.ws import serve_frame
-    from captivate_chat_api.server.settings import Settings
 
     keys = [f"cck_bench_{i:02d}_{'x' * 24}" for i in range(20)]
-    folder = tempfile.mkdtemp(prefix="instructions-")
-    settings = Settings(
-        database=f"sqlite:///{folder}/hot.db",
-        api_keys=keys,
-        rate_per_socket=0,
-        rate_per_key=0,
-        starts_per_minute_per_key=0,
-        send_queue_frames=10_000,
-        max_sockets_per_key=1_000_000,
-    )
+    settings = bench_settings(keys, "instructions-")
     gateway = Gateway.build(settings)
     await gateway.start()
     loop = asyncio.get_running_loop()
