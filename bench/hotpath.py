@@ -77,6 +77,18 @@ def bench_settings(keys: list[str], prefix: str, **more: Any) -> Settings:
     )
 
 
+async def open_conversation(gateway: Gateway, key: str, index: int) -> tuple[Connection, Socket, str]:
+    """A socket of ``key``'s bound to a conversation it started (user ``u{index}``)."""
+    channel = await gateway.auth.channel(key)
+    assert channel is not None
+    socket = Socket()
+    connection = Connection(socket, channel, gateway.settings.send_queue_frames)
+    gateway.hub.add(connection)
+    start = envelope("conversation_start", {"userId": f"u{index}"}, connection.socket_id)
+    await serve_frame(gateway, connection, key, start)
+    return connection, socket, next(iter(connection.conversations))
+
+
 async def main(args: argparse.Namespace) -> None:
     keys = [f"cck_bench_{i:02d}_{'x' * 24}" for i in range(args.keys)]
     settings = bench_settings(keys, "hotpath-", in_flight_per_key=args.in_flight_per_key)
@@ -86,14 +98,7 @@ async def main(args: argparse.Namespace) -> None:
     conversations = []
     for index in range(args.conversations):
         key = keys[index % len(keys)]
-        channel = await gateway.auth.channel(key)
-        assert channel is not None
-        socket = Socket()
-        connection = Connection(socket, channel, settings.send_queue_frames)
-        gateway.hub.add(connection)
-        start = envelope("conversation_start", {"userId": f"u{index}"}, connection.socket_id)
-        await serve_frame(gateway, connection, key, start)
-        conversations.append((key, connection, socket, next(iter(connection.conversations))))
+        conversations.append((key, *await open_conversation(gateway, key, index)))
     running = True
     trips = 0
     latencies: list[float] = []

@@ -36,7 +36,7 @@ FEW = 2
 async def drive(conversations: int, trips: int) -> None:
     """The fixed work (in the child process, under valgrind)."""
     sys.path.insert(0, str(HERE))
-    from hotpath import Socket, bench_settings, envelope
+    from hotpath import Socket, bench_settings, envelope, open_conversation
 
     from captivate_chat_api.server.connection import Connection
     from captivate_chat_api.server.gateway import Gateway
@@ -50,14 +50,7 @@ async def drive(conversations: int, trips: int) -> None:
     work = []
     for index in range(conversations):
         key = keys[index % len(keys)]
-        channel = await gateway.auth.channel(key)
-        assert channel is not None
-        socket = Socket()
-        connection = Connection(socket, channel, settings.send_queue_frames)
-        gateway.hub.add(connection)
-        start = envelope("conversation_start", {"userId": f"u{index}"}, connection.socket_id)
-        await serve_frame(gateway, connection, key, start)
-        cid = next(iter(connection.conversations))
+        connection, socket, cid = await open_conversation(gateway, key, index)
         # the client's frames are made before the trips, for every count alike
         frames = [
             envelope(
