@@ -2,8 +2,12 @@
 scriptable agent) and `captivate_api` (a client connected to it). Needs the server extra and
 pytest-asyncio. Run it with `pytest examples/testing_kit.py`, or as a program."""
 
-import subprocess
 import sys
+
+if __name__ == "__main__":  # as a program: pytest in a fresh interpreter, on this file (first, so that this
+    import subprocess  # process does not import what that one imports anyway)
+
+    sys.exit(subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]))
 
 import pytest
 
@@ -23,7 +27,3 @@ async def test_my_channel(captivate_gateway, captivate_api):
             texts.append(event.content["text"])
     assert texts == ["Welcome to ACME!", "ACME heard: where is my order?"]
     assert captivate_gateway.agent.inputs == ["", "where is my order?"]
-
-
-if __name__ == "__main__":  # as a program: pytest in a fresh interpreter, on this file
-    sys.exit(subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]))

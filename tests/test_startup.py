@@ -35,11 +35,15 @@ def run(
     *args: str, blocked: str | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``captivate-chat ARGS``; ``blocked`` names a module made unimportable, as if its extra were missing
-    (a fresh interpreter, so the module was never imported)."""
+    (forked when the zygote never imported it, else a fresh interpreter: either way the module was never
+    imported)."""
     full_env = {**BASE_ENV, **(env or {})}
+    assert FORKS is not None
     if not blocked:
-        assert FORKS is not None
         return FORKS.run(list(args), env=full_env, cwd=cwd)
+    forked = FORKS.run(list(args), env=full_env, cwd=cwd, blocked=blocked)
+    if forked is not None:
+        return forked
     code = (
         f"import sys; sys.modules[{blocked!r}] = None; "
         + "from captivate_chat_api.cli import main; sys.argv = ['captivate-chat', *sys.argv[1:]]; main()"

@@ -39,6 +39,25 @@ WARM = (
     "rich._emoji_codes",
 )
 
+CLIENT_WARM = (
+    # what `chat` and `console` import once they connect (httpx's transport: httpcore, h11, anyio), ~0.13 CPU-s
+    # a child otherwise
+    "anyio",
+    "anyio._backends._asyncio",
+    "anyio.streams.memory",
+    "anyio.streams.stapled",
+    "anyio.streams.tls",
+    "anyio.to_thread",
+    "certifi",
+    "h11",
+    "httpcore",
+    "httpcore._backends.anyio",
+    "httpcore._backends.auto",
+    "pydantic.type_adapter",
+    "typer._adapters",
+    "typer._click.decorators",
+)
+
 
 def warm_up(preload: list[str]) -> None:
     """In a fork server, before it forks: import ``preload``, what its children would import (each

@@ -16,9 +16,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, overload
 
 from .cli_child import PRELUDE
+
+IMPORTED = 86
+"""A ``blocked`` run's exit code when the zygote had imported the module already (``run`` returns None)."""
 
 SERVER = r"""
 import json, os, sys, traceback
@@ -39,6 +42,11 @@ for line in sys.stdin:
         except BaseException:
             traceback.print_exc()
             os._exit(1)
+        blocked = job.get("blocked")
+        if blocked:  # made unimportable, as if its extra were missing: only if this process never imported it
+            if blocked in sys.modules:
+                os._exit(IMPORTED)
+            sys.modules[blocked] = None
         become_cli(job, "captivate-chat")
     _, status = os.waitpid(pid, 0)
     print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)
@@ -55,7 +63,7 @@ class CliForks:
 
     def __enter__(self) -> Self:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", PRELUDE + SERVER],
+            [sys.executable, "-c", PRELUDE + f"IMPORTED = {IMPORTED}\n" + SERVER],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -71,10 +79,33 @@ class CliForks:
         self.proc.stdout.close()
         self.tmp.cleanup()
 
+    @overload
     def run(
         self, args: list[str], *, env: dict[str, str], cwd: Path | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        """``captivate-chat ARGS`` in a forked child with exactly ``env`` as its environment."""
+    ) -> subprocess.CompletedProcess[str]: ...
+    @overload
+    def run(
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str],
+        cwd: Path | None = None,
+        timeout: float = 60,
+        blocked: str,
+    ) -> subprocess.CompletedProcess[str] | None: ...
+    def run(
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str],
+        cwd: Path | None = None,
+        timeout: float = 60,
+        blocked: str | None = None,
+    ) -> subprocess.CompletedProcess[str] | None:
+        """``captivate-chat ARGS`` in a forked child with exactly ``env`` as its environment; ``blocked``: a
+        module the child cannot import (``sys.modules[NAME] = None`` before the CLI runs, as a fresh
+        interpreter that blocks it first would be, since the zygote's imports did not import it), or None
+        when the zygote had imported it (then only a fresh interpreter can block it)."""
         assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
         out, err = Path(self.tmp.name) / "stdout", Path(self.tmp.name) / "stderr"
         job: dict[str, Any] = {
@@ -83,6 +114,7 @@ class CliForks:
             "cwd": str(cwd) if cwd else None,
             "stdout": str(out),
             "stderr": str(err),
+            "blocked": blocked,
         }
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
@@ -94,6 +126,8 @@ class CliForks:
         if not answer:
             raise RuntimeError(f"the CLI zygote died (exit {self.proc.poll()})")
         code = json.loads(answer)["returncode"]
+        if blocked and code == IMPORTED:
+            return None
         return subprocess.CompletedProcess(
             ["captivate-chat", *args], code, out.read_text(errors="replace"), err.read_text(errors="replace")
         )

@@ -34,7 +34,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
-from .cli_child import PRELUDE, WARM
+from .cli_child import CLIENT_WARM, PRELUDE, WARM
 
 SERVER = r"""
 import fcntl, importlib, json, os, select, signal, socket, sys, termios
@@ -115,7 +115,7 @@ for pid in children:  # left running by the test process: end them, and wait (th
 
 PRELOAD = {
     "gateway": ("captivate_chat_api.server.serve", "captivate_chat_api.server.app", *WARM),
-    "terminal": ("captivate_chat_api.terminal", "captivate_chat_api.console"),
+    "terminal": ("captivate_chat_api.terminal", "captivate_chat_api.console", *CLIENT_WARM),
 }
 """What each kind of fork server imports before it forks: a gateway's server, or the CLI's clients."""
 
