@@ -11,8 +11,7 @@ import logging
 import ssl
 from typing import Any
 
-import httpx
-
+from .._httpx import httpx
 from ..errors import ChatConnectionError, ProtocolError, RequestTimeoutError, error_for_status
 from ..protocol import encode_envelope
 from .backoff import ReconnectPolicy
