@@ -96,6 +96,8 @@ while True:
         conn, _ = listener.accept()
         message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
         job = json.loads(message)
+        if job.get("preload"):  # modules this child would import later (its parent keeps them for the next)
+            warm_up(job["preload"])
         pid = os.fork()
         if pid == 0:
             listener.close()
@@ -179,13 +181,16 @@ class ForkServer:
         server.proc.stdout.close()
         server.dir.cleanup()
 
-    def spawn(self, args: list[str], env: dict[str, str], cwd: Path | None) -> ForkedProcess:
+    def spawn(
+        self, args: list[str], env: dict[str, str], cwd: Path | None, preload: tuple[str, ...] = ()
+    ) -> ForkedProcess:
+        """``captivate-chat ARGS`` with piped stdout and stderr; ``preload``: modules the fork server imports
+        first (once: what the child would import when it first needs it, e.g. an agent's ``openai``)."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            pid, conn = self._fork(
-                {"args": args, "env": env, "cwd": str(cwd) if cwd else None}, [out_w, err_w]
-            )
+            job = {"args": args, "env": env, "cwd": str(cwd) if cwd else None, "preload": list(preload)}
+            pid, conn = self._fork(job, [out_w, err_w])
         finally:
             os.close(out_w)
             os.close(err_w)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +29,7 @@ from captivate_chat_api.server.keys import hash_key
 from captivate_chat_api.server.store import store_from_url
 from captivate_chat_api.webhooks import sign_webhook, verify_webhook
 from harness.gateway import GatewayProcess, new_key
-from harness.tokens import add_token
+from harness.tokens import add_keys, add_token
 from harness.wire import WireClient
 
 APP = Path(__file__).resolve().parent / "webhook_agent_app.py"
@@ -298,13 +299,22 @@ async def test_wrong_signature_is_refused_until_the_secret_is_fixed(world: World
         assert (await user.expect("bot_message"))["content"]["text"] == "Agent heard: hello again"
 
 
-async def test_agent_down_then_back(tmp_path: Path) -> None:
+def free_port() -> int:
+    """A loopback port nothing listens on (the system just handed it out, and it is closed again)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_agent_down_then_back(world: World) -> None:
+    # the module's gateway (a channel of its own, with the default agent timeout and retries), and an agent
+    # URL whose port nothing listens on until the agent starts there (one agent start, not a start and stop)
     key = new_key()
-    gateway = GatewayProcess(tmp_path / "gw.db", [key]).start()
-    agent = AgentProcess({"AGENT_SECRET": SECRET}).start()
-    agent.stop()  # its port is known, nothing listens on it now
+    await add_keys(world.database, [key])
+    gateway = world.gateway
+    agent = AgentProcess({"AGENT_SECRET": SECRET}, port=free_port())
     try:
-        await set_channel(tmp_path / "gw.db", key, agent=f"webhook:{agent.url}/agent", webhook_secret=SECRET)
+        await set_channel(world.database, key, agent=f"webhook:{agent.url}/agent", webhook_secret=SECRET)
         async with WireClient(gateway.http_url, gateway.ws_url, key) as user:
             cid = await user.start("down")
             await user.say(cid, "is anyone home?")
@@ -318,8 +328,8 @@ async def test_agent_down_then_back(tmp_path: Path) -> None:
             await user.say(cid, "hello again")
             assert (await user.expect("bot_message"))["content"]["text"] == "Agent heard: hello again"
     finally:
-        agent.stop()
-        gateway.stop()
+        if agent.proc is not None:
+            agent.stop()
 
 
 async def test_slow_agent_times_out_with_504(tmp_path: Path, world: World) -> None:
