@@ -69,6 +69,8 @@ def run_child(job, fds):
     os.close(wake_r)
     os.close(wake_w)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if job.get("script"):
+        become_script(job, base_path)
     become_cli(job, cli.__file__, base_path)
 
 
@@ -182,14 +184,26 @@ class ForkServer:
         server.dir.cleanup()
 
     def spawn(
-        self, args: list[str], env: dict[str, str], cwd: Path | None, preload: tuple[str, ...] = ()
+        self,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path | None,
+        preload: tuple[str, ...] = (),
+        script: Path | None = None,
     ) -> ForkedProcess:
-        """``captivate-chat ARGS`` with piped stdout and stderr; ``preload``: modules the fork server imports
-        first (once: what the child would import when it first needs it, e.g. an agent's ``openai``)."""
+        """``captivate-chat ARGS`` (or ``python SCRIPT ARGS``) with piped stdout and stderr; ``preload``:
+        modules the fork server imports first (once: what the child would import when it first needs it,
+        e.g. an agent's ``openai``)."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            job = {"args": args, "env": env, "cwd": str(cwd) if cwd else None, "preload": list(preload)}
+            job = {
+                "args": args,
+                "env": env,
+                "cwd": str(cwd) if cwd else None,
+                "preload": list(preload),
+                "script": str(script) if script else None,
+            }
             pid, conn = self._fork(job, [out_w, err_w])
         finally:
             os.close(out_w)

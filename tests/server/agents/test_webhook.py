@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+import harness.gateway
 from captivate_chat_api import CaptivateChatError, WebhookVerificationError
 from captivate_chat_api.protocol import ChatRequest
 from captivate_chat_api.server.agents import AgentError
@@ -28,6 +29,7 @@ from captivate_chat_api.server.agents.webhook import WebhookAgent
 from captivate_chat_api.server.keys import hash_key
 from captivate_chat_api.server.store import store_from_url
 from captivate_chat_api.webhooks import sign_webhook, verify_webhook
+from harness.forkserver import ForkedProcess, ForkServer
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_keys, add_token
 from harness.wire import WireClient
@@ -41,26 +43,40 @@ class AgentProcess:
 
     def __init__(self, env: dict[str, str], port: int = 0) -> None:
         self.env, self.port = env, port
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[str] | ForkedProcess | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> AgentProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(APP), "--port", str(self.port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **self.env},
-        )
+        env = {**os.environ, **self.env}
+        args = ["--port", str(self.port)]
+        fork = harness.gateway.FORK and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1"
+        server = ForkServer.get(dict(os.environ)) if fork else None
+        if server is not None and server.same_interpreter(env):
+            # `python webhook_agent_app.py ARGS` forked from the gateway fork server, which imported FastAPI,
+            # uvicorn and httpx already (~1.1 CPU-s less a start): still a process of its own, on its own socket
+            self.proc = server.spawn(args, env, None, script=APP)
+        else:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(APP), *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+            )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert "agent listening on" in line, line
         self.port = int(line.rsplit(":", 1)[1])
-        self._drain = threading.Thread(target=self.proc.stdout.read, daemon=True)  # keep the pipe drained
-        self._drain.start()
+        self._drains = [  # keep the pipes drained
+            threading.Thread(target=stream.read, daemon=True)
+            for stream in (self.proc.stdout, self.proc.stderr)
+            if stream is not None
+        ]
+        for drain in self._drains:
+            drain.start()
         return self
 
     def stop(self) -> None:
@@ -71,9 +87,11 @@ class AgentProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self._drain.join(5)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
+        for drain in self._drains:
+            drain.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
     def log(self) -> dict[str, Any]:
         result: dict[str, Any] = httpx.get(f"{self.url}/_log", timeout=5).json()
