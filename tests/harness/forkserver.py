@@ -6,7 +6,10 @@ loads, then forks a child per request: the child takes its arguments, environmen
 stdout/stderr pipes and runs the CLI's ``main()``, as ``python -m captivate_chat_api.cli ARGS`` would. It
 is a real gateway process on real sockets; only the imports happened before the fork. ``ForkedProcess``
 gives it ``subprocess.Popen``'s interface (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``,
-``stdout``, ``stderr``), as ``GatewayProcess`` uses it.
+``stdout``, ``stderr``), as ``GatewayProcess`` uses it. A job may name modules to ``preload`` (the fork
+server imports them before it forks, and keeps them for the next child: an ``openai:`` agent's ``openai``)
+or a ``script`` to run instead of the CLI, as ``python SCRIPT ARGS`` would (the webhook tests' agent app,
+a FastAPI program: the fork server imported FastAPI, uvicorn and httpx already).
 
 A second kind, ``terminal`` (started only by a test process that runs them), imported the CLI's clients
 instead: ``harness.terminal.Terminal`` forks ``chat`` and ``console`` onto a pseudo-terminal from it (the
