@@ -10,7 +10,8 @@ Modes (one command each, from the repository root):
 ``c07-s2-000123``, a ``client_msg_id`` unique per message) by HTTP POST with ``x-api-key`` as the npm client
 does (or as WebSocket frames with ``--transport websocket``). The gateway (``captivate-chat serve`` on one
 loopback port, one SQLite file, rate limits off) is SIGKILLed at a random moment of each cycle and
-restarted. A message whose acknowledgement was lost is resent with the same ``client_msg_id`` and content
+restarted (with ``--acks-per-cycle N``, sooner: once the running gateway acknowledged a random N/2 to N
+messages and a request is in flight, as the test suite runs it). A message whose acknowledgement was lost is resent with the same ``client_msg_id`` and content
 until acknowledged or the run ends. After the last cycle the senders stop starting new messages, finish
 their retries, and the gateway is SIGKILLed and restarted once more before every transcript is read.
 
