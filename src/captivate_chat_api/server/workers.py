@@ -188,7 +188,9 @@ class Supervisor:
             code = 128 + signal.SIGINT
         except BaseException:  # noqa: BLE001 -- a worker's crash is its exit status, told on stderr
             traceback.print_exc()
-        finally:
+        finally:  # what a normal interpreter exit would write: the log handlers' and the streams' buffers
+            with contextlib.suppress(Exception):
+                logging.shutdown()
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()
