@@ -29,6 +29,7 @@ ARGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--in-process-gpu",  # the software compositor as a thread of the browser, not one more process (~0.5 CPU-s)
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
