@@ -10,7 +10,8 @@ Modes (one command each, from the repository root):
 ``c07-s2-000123``, a ``client_msg_id`` unique per message) by HTTP POST with ``x-api-key`` as the npm client
 does (or as WebSocket frames with ``--transport websocket``). The gateway (``captivate-chat serve`` on one
 loopback port, one SQLite file, rate limits off) is SIGKILLed at a random moment of each cycle and
-restarted. A message whose acknowledgement was lost is resent with the same ``client_msg_id`` and content
+restarted (with ``--acks-per-cycle N``, sooner: once the running gateway acknowledged a random N/2 to N
+messages and a request is in flight, as the test suite runs it). A message whose acknowledgement was lost is resent with the same ``client_msg_id`` and content
 until acknowledged or the run ends. After the last cycle the senders stop starting new messages, finish
 their retries, and the gateway is SIGKILLed and restarted once more before every transcript is read.
 
@@ -77,6 +78,9 @@ class Options:
     loss: float = 0.1
     drain_seconds: float = 20.0
     seed: int | None = None
+    acks_per_cycle: int = 0
+    """When > 0, each cycle's kill comes once the running gateway acknowledged a random 1/2 to 1 times this
+    many messages (with requests in flight), or at the cycle's seconds if that comes first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,8 @@ class Ledger:
     """Failed attempts by cause (an exception name or an HTTP status)."""
     deadline: float = float("inf")
     """Monotonic time after which senders give up on an unacknowledged message."""
+    acked_now: int = 0
+    """Acknowledgements by the running gateway process (``incarnation``), from attempts made to it."""
 
     def record(self, text: str, body: dict[str, Any], first: float, attempts: int, incarnation: int) -> None:
         message_id, seq = body.get("message_id"), body.get("seq")
@@ -113,6 +119,7 @@ class Ledger:
             return
         duplicate = bool(body.get("duplicate", False))
         self.acks[text] = Ack(message_id, seq, time.monotonic() - first, attempts, incarnation, duplicate)
+        self.acked_now += incarnation == self.incarnation
 
 
 @dataclass
@@ -386,6 +393,19 @@ async def start_conversations(http: httpx.AsyncClient, count_: int) -> dict[int,
     return out
 
 
+async def until_kill(ledger: Ledger, options: Options, rng: random.Random) -> None:
+    """Wait for a cycle's kill moment: a random 0.3 to 1.0 of ``seconds_per_cycle`` after the gateway is up,
+    or sooner with ``acks_per_cycle``: once the gateway acknowledged a random share of that many messages and
+    a request is in flight (a load that is stopped by what it did, not by the clock)."""
+    deadline = time.monotonic() + rng.uniform(0.3, 1.0) * options.seconds_per_cycle
+    if options.acks_per_cycle <= 0:
+        await asyncio.sleep(deadline - time.monotonic())
+        return
+    target = rng.randint((options.acks_per_cycle + 1) // 2, options.acks_per_cycle)
+    while time.monotonic() < deadline and (ledger.acked_now < target or ledger.in_flight == 0):
+        await asyncio.sleep(0.005)
+
+
 async def run_crash(options: Options) -> dict[str, Any]:
     """Kill and restart the gateway ``options.cycles`` times under load; returns the report (a dict)."""
     rng = random.Random(options.seed)
@@ -420,9 +440,10 @@ async def run_crash(options: Options) -> dict[str, Any]:
                         senders.append(asyncio.create_task(job))
                 try:
                     for _ in range(options.cycles):
-                        await asyncio.sleep(rng.uniform(0.3, 1.0) * options.seconds_per_cycle)
+                        await until_kill(ledger, options, rng)
                         in_flight_at_kills += ledger.in_flight
                         ledger.incarnation += 1  # any attempt from now on reaches the next process
+                        ledger.acked_now = 0
                         await asyncio.to_thread(gateway.kill)
                         kills += 1
                         down = time.monotonic()
@@ -617,6 +638,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
         "--loss", type=float, default=0.1, help="fraction of HTTP responses lost (lost-acks mode)"
     )
     parser.add_argument("--drain-seconds", type=float, default=20.0, help="time to finish retries at the end")
+    parser.add_argument(
+        "--acks-per-cycle",
+        type=int,
+        default=0,
+        help="kill once the gateway acknowledged 1/2 to 1 times this many messages (or at the cycle's time)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seeds the kill moments and the losses")
     parser.add_argument(
         "--json", type=Path, default=None, metavar="PATH", help="also write the report as JSON"
@@ -648,6 +675,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
         args.loss,
         args.drain_seconds,
         args.seed,
+        max(0, args.acks_per_cycle),
     )
     return options, args.json
 

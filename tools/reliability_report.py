@@ -109,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--seconds-per-cycle", type=float, default=3.0)
+    parser.add_argument(
+        "--acks-per-cycle",
+        type=int,
+        default=0,
+        help="kill once the gateway acknowledged 1/2 to 1 times this many messages (or at the cycle's time)",
+    )
     parser.add_argument("--synchronous", type=str.upper, choices=("NORMAL", "FULL"), default="NORMAL")
     parser.add_argument("--transport", choices=("http", "websocket"), default="http")
     parser.add_argument("--messages", type=int, default=300)
@@ -135,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.synchronous,
                 args.transport,
                 seed=args.seed,
+                acks_per_cycle=max(0, args.acks_per_cycle),
             )
         )
     )

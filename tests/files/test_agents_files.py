@@ -54,7 +54,7 @@ async def test_a_captivate_ai_api_agent_reads_and_downloads_the_files(
     setup: tuple[GatewayProcess, str], agent: FileAgent
 ) -> None:
     gateway, key = setup
-    pdf, png = samples.pdf(), samples.png()
+    pdf = samples.pdf()
     async with WireClient(gateway.http_url, gateway.ws_url, key) as client:
         conversation = await client.start()
         stored = await upload(gateway, key, conversation, "report.pdf", pdf)
@@ -105,7 +105,6 @@ async def test_a_captivate_ai_api_agent_reads_and_downloads_the_files(
     assert first.get("bytes") == len(pdf) and first["sha256"] == hashlib.sha256(pdf).hexdigest(), first
     assert samples.WORD in first["text"]
     assert second.get("bytes") == len(pdf), second  # the top-level url it was given
-    del png
 
 
 def test_files_context_is_bounded_and_named() -> None:

@@ -40,12 +40,14 @@ async def api(gateway: GatewayProcess, api_key: str) -> AsyncIterator[CaptivateC
         yield client
 
 
-@pytest.fixture
-def sample_dir(tmp_path: Path) -> Path:
-    (tmp_path / "report.pdf").write_bytes(pdf())
-    (tmp_path / "letter.docx").write_bytes(docx())
-    (tmp_path / "scan.png").write_bytes(png())
-    return tmp_path
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample files, made once for the module (the tests only read them)."""
+    folder = tmp_path_factory.mktemp("samples")
+    (folder / "report.pdf").write_bytes(pdf())
+    (folder / "letter.docx").write_bytes(docx())
+    (folder / "scan.png").write_bytes(png())
+    return folder
 
 
 async def download(url: str) -> bytes:

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 PRELUDE = (
     "import sys\n"
     f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-    "from cli_child import become_cli, warm_up\n"
+    "from cli_child import become_cli, become_script, warm_up\n"
     "del sys.path[0]\n"
 )
 """The first lines of a fork server's script: ``become_cli`` imported, the path as it was."""
@@ -82,16 +82,35 @@ def become_cli(job: dict[str, Any], argv0: str, base_path: list[str] | None = No
     ``python -m`` does)."""
     from captivate_chat_api import cli
 
+    _become(job, argv0, lambda: [os.getcwd(), *base_path[1:]] if base_path is not None else None, cli.main)
+
+
+def become_script(job: dict[str, Any], base_path: list[str]) -> NoReturn:
+    """Run the Python file ``job["script"]`` as ``python FILE ARGS`` would: its folder first on the path,
+    ``__name__ == "__main__"``, the job's arguments, environment and working directory, its exit code."""
+    import runpy
+
+    script = os.path.abspath(job["script"])
+    _become(
+        job,
+        script,
+        lambda: [os.path.dirname(script), *base_path[1:]],
+        lambda: runpy.run_path(script, run_name="__main__"),
+    )
+
+
+def _become(job: dict[str, Any], argv0: str, path: Any, main: Any) -> NoReturn:
     code = 1
     try:
         os.environ.clear()
         os.environ.update(job["env"])
         if job["cwd"]:
             os.chdir(job["cwd"])
-        if base_path is not None:
-            sys.path[:] = [os.getcwd(), *base_path[1:]]
+        new_path = path()
+        if new_path is not None:
+            sys.path[:] = new_path
         sys.argv = [argv0, *job["args"]]
-        cli.main()
+        main()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -6,7 +6,10 @@ loads, then forks a child per request: the child takes its arguments, environmen
 stdout/stderr pipes and runs the CLI's ``main()``, as ``python -m captivate_chat_api.cli ARGS`` would. It
 is a real gateway process on real sockets; only the imports happened before the fork. ``ForkedProcess``
 gives it ``subprocess.Popen``'s interface (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``,
-``stdout``, ``stderr``), as ``GatewayProcess`` uses it.
+``stdout``, ``stderr``), as ``GatewayProcess`` uses it. A job may name modules to ``preload`` (the fork
+server imports them before it forks, and keeps them for the next child: an ``openai:`` agent's ``openai``)
+or a ``script`` to run instead of the CLI, as ``python SCRIPT ARGS`` would (the webhook tests' agent app,
+a FastAPI program: the fork server imported FastAPI, uvicorn and httpx already).
 
 A second kind, ``terminal`` (started only by a test process that runs them), imported the CLI's clients
 instead: ``harness.terminal.Terminal`` forks ``chat`` and ``console`` onto a pseudo-terminal from it (the
@@ -69,6 +72,8 @@ def run_child(job, fds):
     os.close(wake_r)
     os.close(wake_w)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if job.get("script"):
+        become_script(job, base_path)
     become_cli(job, cli.__file__, base_path)
 
 
@@ -96,6 +101,8 @@ while True:
         conn, _ = listener.accept()
         message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
         job = json.loads(message)
+        if job.get("preload"):  # modules this child would import later (its parent keeps them for the next)
+            warm_up(job["preload"])
         pid = os.fork()
         if pid == 0:
             listener.close()
@@ -179,13 +186,28 @@ class ForkServer:
         server.proc.stdout.close()
         server.dir.cleanup()
 
-    def spawn(self, args: list[str], env: dict[str, str], cwd: Path | None) -> ForkedProcess:
+    def spawn(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path | None,
+        preload: tuple[str, ...] = (),
+        script: Path | None = None,
+    ) -> ForkedProcess:
+        """``captivate-chat ARGS`` (or ``python SCRIPT ARGS``) with piped stdout and stderr; ``preload``:
+        modules the fork server imports first (once: what the child would import when it first needs it,
+        e.g. an agent's ``openai``)."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            pid, conn = self._fork(
-                {"args": args, "env": env, "cwd": str(cwd) if cwd else None}, [out_w, err_w]
-            )
+            job = {
+                "args": args,
+                "env": env,
+                "cwd": str(cwd) if cwd else None,
+                "preload": list(preload),
+                "script": str(script) if script else None,
+            }
+            pid, conn = self._fork(job, [out_w, err_w])
         finally:
             os.close(out_w)
             os.close(err_w)

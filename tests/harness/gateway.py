@@ -101,7 +101,12 @@ class GatewayProcess:
         args: list[str] | None = None,
         cwd: Path | None = None,
         console_script: bool = False,
+        preload: tuple[str, ...] = (),
     ) -> None:
+        # preload: modules a forked gateway's fork server imports first (``ForkServer.spawn``), e.g. the
+        # ``openai`` an ``openai:`` agent imports on its first turn: imported once per test process, not
+        # once per gateway; a fresh interpreter imports them itself, when it needs them
+        self.preload = preload
         # console_script: run the installed `captivate-chat` (whose sys.path lacks the working directory, as
         # for a user) instead of `python -m captivate_chat_api.cli`
         self.console_script = console_script
@@ -144,7 +149,7 @@ class GatewayProcess:
         env = {**base, **self.env}
         server = ForkServer.get(base) if self._forkable() else None
         if server is not None and server.same_interpreter(env):
-            self.proc = server.spawn(cmd[3:], env, self.cwd)
+            self.proc = server.spawn(cmd[3:], env, self.cwd, self.preload)
         else:
             self.proc = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=self.cwd

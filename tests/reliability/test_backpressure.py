@@ -2,7 +2,9 @@
 gateway's memory stays bounded while it is stuck, a healthy socket keeps receiving everything in order
 meanwhile, and the slow client catches up by ``subscribe`` exactly once.
 
-CI size: 240 messages of 100 KB to the stuck conversation (~48 MB of frames the stuck socket never takes).
+CI size: 120 messages of 100 KB to the stuck conversation (~24 MB of frames, ~19 MB of them the stuck socket
+never takes: still ~4x what its 50-frame queue and its TCP buffers can hold, while the gateway's RSS grows
+by ~1 MB; 240 messages proved the same for ~3 CPU-s more).
 Larger: ``CAPTIVATE_STRESS_SCALE=5 .venv/bin/pytest tests/reliability/test_backpressure.py -s``.
 """
 
@@ -23,8 +25,8 @@ from harness.wire import WireClient
 SCALE = max(1, int(os.environ.get("CAPTIVATE_STRESS_SCALE", "1")))
 QUEUE_FRAMES = 50
 TEXT_BYTES = 100_000  # the echo and the demo agent's "You said: ..." stay under the 128 KB frame limit
-STUCK_MESSAGES = 240 * SCALE
-OTHER_MESSAGES = 40 * SCALE
+STUCK_MESSAGES = 120 * SCALE
+OTHER_MESSAGES = 20 * SCALE
 
 
 @pytest.fixture(scope="module")

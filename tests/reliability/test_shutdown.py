@@ -179,6 +179,9 @@ async def test_sigterm_under_load_loses_and_duplicates_nothing(
     stalled: StalledSocket | None = None
     sockets: list[asyncio.Task[None]] = []
     try:
+        # the stalled socket first: its 4 MB of posts, made while the senders ran, let them pile up ~750
+        # acknowledged messages before the SIGTERM instead of the ACKS_PER_PHASE it needs (~3 CPU-s)
+        stalled = await stall(gateway, key)
         for api, sender in zip(apis, sdk, strict=True):
             await api.connect()
             conversation = await api.create_conversation(sender.name, mode="user-first")
@@ -197,7 +200,6 @@ async def test_sigterm_under_load_loses_and_duplicates_nothing(
             sockets.append(asyncio.create_task(raw_socket(gateway, key, sender, restarted)))
             tasks.append(asyncio.create_task(raw_sender(gateway.http_url, key, sender, stop)))
         everyone = sdk + raw
-        stalled = await stall(gateway, key)
         await until(lambda: all(len(s.acked) >= ACKS_PER_PHASE for s in everyone), "acks before SIGTERM")
         sockets_before = [api.socket_id for api in apis]
 

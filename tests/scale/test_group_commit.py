@@ -166,17 +166,22 @@ async def test_an_outage_mid_batch_is_a_503_and_loses_nothing_acknowledged(postg
                         continue
                     acknowledged.append((cid, event.seq, event.message_id or ""))
 
+            # The load is stopped by what it did, not by the clock (it was 0.5 + 3.0 s of 40 writers flat
+            # out, on PostgreSQL's CPU too): each phase ends once its event happened, within the old bound.
             writers = [asyncio.ensure_future(writes(cid)) for cid in conversations]
-            await asyncio.sleep(0.5)
+            await until(lambda: len(acknowledged) >= len(conversations), 0.5)
             assert acknowledged, "appends go through before the outage"
             proxy.cut()  # every connection reset, statements in flight included
             await asyncio.sleep(0.3)
             proxy.black_hole = True  # then a silent network: statements hang until their timeout
-            await asyncio.sleep(2.5)
+            felt = len(faults)
+            # past the 1 s statement/acquire timeouts: the hung statements failed (or 2.5 s went by)
+            await asyncio.sleep(1.2)
+            await until(lambda: len(faults) > felt, 1.3)
             proxy.black_hole = False
             proxy.cut()
             during = len(acknowledged)
-            await asyncio.sleep(3.0)
+            await until(lambda: len(acknowledged) >= during + len(conversations), 3.0)
             stop.set()
             await asyncio.gather(*writers)
             assert len(acknowledged) > during, "appends go through again once PostgreSQL is back"
@@ -190,3 +195,10 @@ async def test_an_outage_mid_batch_is_a_503_and_loses_nothing_acknowledged(postg
             for conversation, seq, message_id in acknowledged:
                 if conversation == cid:
                     assert stored.get(seq) == message_id, "an acknowledged append is stored, at its seq"
+
+
+async def until(predicate: Any, timeout: float) -> None:
+    """Wait until ``predicate()`` or ``timeout`` seconds, whichever comes first (the caller asserts)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,8 +13,6 @@ import websockets
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_token
 from harness.wire import WireClient, tls
-
-TESTS = str(Path(__file__).resolve().parent.parent)
 
 
 class Setup:
@@ -46,8 +42,7 @@ class Setup:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     database = tmp_path_factory.mktemp("livechat") / "gw.db"
     key, other_key = new_key(), new_key()
-    env = {"PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])}
-    gateway = GatewayProcess(database, [key, other_key], env=env).start()
+    gateway = GatewayProcess(database, [key, other_key]).start()
     try:
         yield Setup(
             gateway,

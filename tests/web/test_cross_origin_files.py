@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_kit import chromium, open_tab
-from playwright.async_api import Route
+from browser_kit import open_tab
+from playwright.async_api import Browser, Route
 
 from harness.gateway import GatewayProcess, new_key
 from harness.wire import WireClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
 from npm_runner import PREFIX, ensure_client  # the published npm client, installed once for the tests
+
+# one Chromium per test process (tests/web/conftest.py), so the web tests share the session's event loop
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 CALLS = """async ([gateway, key, conversation]) => {
   const out = {};
@@ -112,39 +115,43 @@ def cors_gateway(
 
 
 async def run_calls(
-    gateway: GatewayProcess, key: str, origin: str, calls: str = CALLS, bundle: Path | None = None
+    browser: Browser,
+    gateway: GatewayProcess,
+    key: str,
+    origin: str,
+    calls: str = CALLS,
+    bundle: Path | None = None,
 ) -> dict[str, Any]:
     async with WireClient(gateway.http_url, gateway.ws_url, key) as client:
         conversation = await client.start("cross-origin-user")
-    async with chromium() as browser:
-        tab = await open_tab(browser, "http://127.0.0.1:")  # the gateway and the shop: loopback ports
+    tab = await open_tab(browser, "http://127.0.0.1:")  # own context; the gateway and the shop: loopback
 
-        script = '<script src="/captivate-chat-api.js"></script>' if bundle else ""
+    script = '<script src="/captivate-chat-api.js"></script>' if bundle else ""
 
-        async def serve_shop(route: Route) -> None:
-            await route.fulfill(
-                status=200, content_type="text/html", body=f"<!doctype html><h1>Shop</h1>{script}"
-            )
+    async def serve_shop(route: Route) -> None:
+        await route.fulfill(
+            status=200, content_type="text/html", body=f"<!doctype html><h1>Shop</h1>{script}"
+        )
 
-        await tab.page.context.route(f"{origin}/shop.html", serve_shop)
-        if bundle is not None:
+    await tab.page.context.route(f"{origin}/shop.html", serve_shop)
+    if bundle is not None:
 
-            async def serve_bundle(route: Route) -> None:
-                await route.fulfill(status=200, content_type="text/javascript", body=bundle.read_text())
+        async def serve_bundle(route: Route) -> None:
+            await route.fulfill(status=200, content_type="text/javascript", body=bundle.read_text())
 
-            await tab.page.context.route(f"{origin}/captivate-chat-api.js", serve_bundle)
-        await tab.page.context.grant_permissions(["local-network-access"])
-        await tab.page.goto(f"{origin}/shop.html")
-        result: dict[str, Any] = await tab.page.evaluate(calls, [gateway.http_url, key, conversation])
-        result["conversation"] = conversation
-        tab.save_console(f"cross-origin-{origin.rsplit(':', 1)[1]}")
-        return result
+        await tab.page.context.route(f"{origin}/captivate-chat-api.js", serve_bundle)
+    await tab.page.context.grant_permissions(["local-network-access"])
+    await tab.page.goto(f"{origin}/shop.html")
+    result: dict[str, Any] = await tab.page.evaluate(calls, [gateway.http_url, key, conversation])
+    result["conversation"] = conversation
+    tab.save_console(f"cross-origin-{origin.rsplit(':', 1)[1]}")
+    return result
 
 
 async def test_a_page_on_an_allowed_origin_uploads_presigns_and_chats(
-    cors_gateway: GatewayProcess, key: str, shop_origins: tuple[str, str]
+    browser: Browser, cors_gateway: GatewayProcess, key: str, shop_origins: tuple[str, str]
 ) -> None:
-    result = await run_calls(cors_gateway, key, shop_origins[0])
+    result = await run_calls(browser, cors_gateway, key, shop_origins[0])
     assert "error" not in result, result
     assert result["upload"]["status"] == 200 and "Zanzibarite" in result["upload"]["body"]["text"]
     assert result["presign"]["status"] == 200 and result["presign"]["body"]["presignedUrl"]
@@ -156,20 +163,20 @@ async def test_a_page_on_an_allowed_origin_uploads_presigns_and_chats(
 
 
 async def test_a_page_on_another_origin_is_refused_by_the_browser(
-    cors_gateway: GatewayProcess, key: str, shop_origins: tuple[str, str]
+    browser: Browser, cors_gateway: GatewayProcess, key: str, shop_origins: tuple[str, str]
 ) -> None:
-    result = await run_calls(cors_gateway, key, shop_origins[1])
+    result = await run_calls(browser, cors_gateway, key, shop_origins[1])
     assert "upload" not in result and "Failed to fetch" in result["error"], result
 
 
 async def test_the_published_npm_bundle_uploads_from_another_origin(
-    cors_gateway: GatewayProcess, key: str, shop_origins: tuple[str, str]
+    browser: Browser, cors_gateway: GatewayProcess, key: str, shop_origins: tuple[str, str]
 ) -> None:
     """captivate-chat-api 7.0.0's browser bundle (dist/captivate-chat-api.js, loaded by the shop's page):
     CaptivateChatFileManager.create and getSecureFileUrl, cross-origin."""
     ensure_client()
     bundle = PREFIX / "node_modules" / "captivate-chat-api" / "dist" / "captivate-chat-api.js"
-    result = await run_calls(cors_gateway, key, shop_origins[0], NPM_CALLS, bundle)
+    result = await run_calls(browser, cors_gateway, key, shop_origins[0], NPM_CALLS, bundle)
     assert "error" not in result, result
     assert "Zanzibarite" in json.dumps(result["stored"])
     assert result["stored"]["storage"]["fileKey"] and result["url"].startswith(

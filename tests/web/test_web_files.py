@@ -16,8 +16,8 @@ from harness.gateway import GatewayProcess
 from harness.tokens import add_token
 from harness.wire import MESSAGE_PATH, envelope, tls
 
-# one Chromium for the module (tests/web/conftest.py), so its tests share the module's event loop
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# one Chromium per test process (tests/web/conftest.py), so the web tests share the session's event loop
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 NOTES = b"plain text with Zanzibarite inside\n"
 CSV = b"name,value\nZanzibarite,1\n"

@@ -21,8 +21,8 @@ from harness.wire import tls
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "agents"))
 from fake_openai import FakeOpenAI  # a stand-in for an OpenAI-compatible API, on loopback
 
-# one Chromium for the module (tests/web/conftest.py), so its tests share the module's event loop
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# one Chromium per test process (tests/web/conftest.py), so the web tests share the session's event loop
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 OPENAI_KEY = "sk-fake-web"
 HOSTILE_HTML = (

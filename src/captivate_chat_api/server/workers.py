@@ -6,9 +6,10 @@ and the broker, through which events reach sockets held by another worker. The s
 port, starts the workers, prints the banner once all are ready, forwards SIGTERM/SIGINT once, and exits
 non-zero if a worker fails (a supervisor such as systemd then restarts the whole group).
 
-A worker is ``python -m captivate_chat_api.server.workers INDEX READY_FD``: its settings come as JSON
-on stdin (never in argv or the environment: they may carry secrets); it writes a line to ``READY_FD``
-once it serves.
+A worker is forked from the supervisor once the supervisor imported the gateway (as gunicorn's
+``--preload``): no worker starts an interpreter and imports the server again (~1 CPU-s each), and the
+imported code's pages stay shared. Its settings are the supervisor's (never in argv or the environment:
+they may carry secrets); it writes a line to the ready pipe once it serves.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -79,6 +81,46 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     return reuseport_socket(host, port), port  # bound, never listening: no connection lands on it
 
 
+class ForkedWorker:
+    """A worker process forked by the supervisor: the part of :class:`subprocess.Popen` it uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: gone, status unknown
+                self.returncode = 1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
+            time.sleep(0.02)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def preload() -> None:
+    """Import what a worker runs, once, in the supervisor: its forked workers start from it."""
+    from . import app, logs, serve  # noqa: F401
+
+
 class Supervisor:
     def __init__(
         self, settings: Settings, workers: int, on_ready: Callable[[str, int], None] | None = None
@@ -86,7 +128,7 @@ class Supervisor:
         self.settings = settings
         self.workers = workers
         self.on_ready = on_ready
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[ForkedWorker] = []
         self._stop_signal: int | None = None
 
     def run(self) -> int:
@@ -95,9 +137,12 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         ready_r, ready_w = os.pipe()
         try:
+            preload()
             child_settings = self._child_settings(port)
             for index in range(self.workers):
-                self.procs.append(self._spawn(index, child_settings, ready_w))
+                self.procs.append(
+                    self._spawn(index, child_settings, ready_w, (ready_r, reservation.fileno()))
+                )
             os.close(ready_w)
             ready_w = -1
             failed = self._wait_ready(ready_r)
@@ -122,18 +167,34 @@ class Supervisor:
         data.update(port=port, api_keys=[], create_dev_key=False)
         return json.dumps(data)
 
-    def _spawn(self, index: int, settings_json: str, ready_w: int) -> subprocess.Popen[bytes]:
-        # Fixed argv (this interpreter, this module, two ints), no shell; settings go through stdin.
-        proc = subprocess.Popen(  # nosec B603
-            [sys.executable, "-m", "captivate_chat_api.server.workers", str(index), str(ready_w)],
-            stdin=subprocess.PIPE,
-            pass_fds=(ready_w,),
-            start_new_session=True,  # a terminal's Ctrl+C reaches the supervisor only; it forwards it once
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(settings_json.encode())
-        proc.stdin.close()
-        return proc
+    def _spawn(self, index: int, settings_json: str, ready_w: int, close: tuple[int, ...]) -> ForkedWorker:
+        pid = os.fork()
+        if pid:
+            return ForkedWorker(pid)
+        # the child: a session of its own (a terminal's Ctrl+C reaches the supervisor only; it forwards it
+        # once), the signal dispositions of a fresh interpreter, none of the supervisor's other descriptors
+        code = 1
+        try:
+            os.setsid()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for fd in close:
+                os.close(fd)
+            run_worker(index, ready_w, Settings(**json.loads(settings_json)))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it stopped on
+            code = 128 + signal.SIGINT
+        except BaseException:  # noqa: BLE001 -- a worker's crash is its exit status, told on stderr
+            traceback.print_exc()
+        finally:  # what a normal interpreter exit would write: the log handlers' and the streams' buffers
+            with contextlib.suppress(Exception):
+                logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)
 
     def _request_stop(self, signum: int, frame: object) -> None:
         if self._stop_signal is not None:  # a second Ctrl+C: the workers stop without waiting
@@ -146,10 +207,10 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(sig)
 
-    def _exited(self) -> subprocess.Popen[bytes] | None:
+    def _exited(self) -> ForkedWorker | None:
         return next((proc for proc in self.procs if proc.poll() is not None), None)
 
-    def _wait_ready(self, ready_r: int) -> subprocess.Popen[bytes] | None:
+    def _wait_ready(self, ready_r: int) -> ForkedWorker | None:
         """None once every worker serves; else the worker that exited first."""
         ready: set[bytes] = set()
         buffer = b""
@@ -168,7 +229,7 @@ class Supervisor:
                 ready.update(lines)
         return None
 
-    def _wait_for_stop_or_failure(self) -> subprocess.Popen[bytes] | None:
+    def _wait_for_stop_or_failure(self) -> ForkedWorker | None:
         while self._stop_signal is None:
             exited = self._exited()
             if exited is not None:
@@ -176,7 +237,7 @@ class Supervisor:
             time.sleep(0.2)
         return None
 
-    def _shutdown(self, failed: subprocess.Popen[bytes] | None) -> int:
+    def _shutdown(self, failed: ForkedWorker | None) -> int:
         if failed is not None:
             log.error(
                 "worker %d exited with code %s; stopping the others",
@@ -247,16 +308,3 @@ def run_worker(index: int, ready_fd: int, settings: Settings) -> None:
 
     config = config_for(settings, tagged, gateway_app=app, handshake_headers=((WORKER_HEADER, str(index)),))
     GatewayServer(config, app, ready, own_process=True).run(sockets=[sock])
-
-
-def main(argv: list[str]) -> None:
-    index, ready_fd = int(argv[0]), int(argv[1])
-    settings = Settings(**json.loads(sys.stdin.read()))
-    try:
-        run_worker(index, ready_fd, settings)
-    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it stopped on
-        raise SystemExit(128 + signal.SIGINT) from None
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

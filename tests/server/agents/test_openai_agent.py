@@ -50,7 +50,8 @@ def openai_gateway(
         "CAPTIVATE_AGENT_TIMEOUT": f"{agent_timeout:g}",
         "CAPTIVATE_LOG_LEVEL": "debug",  # the most the gateway ever logs: the key must be in none of it
     }
-    process = GatewayProcess(database, [key], env=env).start()
+    # openai imported by the fork server, once for both gateways (the gateway's first turn would import it)
+    process = GatewayProcess(database, [key], env=env, preload=("openai",)).start()
     try:
         asyncio.run(set_agent(database, key, "openai:fake-model"))  # before any request: nothing cached yet
         yield process, key

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+import harness.gateway
 from captivate_chat_api import CaptivateChatError, WebhookVerificationError
 from captivate_chat_api.protocol import ChatRequest
 from captivate_chat_api.server.agents import AgentError
@@ -27,8 +29,9 @@ from captivate_chat_api.server.agents.webhook import WebhookAgent
 from captivate_chat_api.server.keys import hash_key
 from captivate_chat_api.server.store import store_from_url
 from captivate_chat_api.webhooks import sign_webhook, verify_webhook
+from harness.forkserver import ForkedProcess, ForkServer
 from harness.gateway import GatewayProcess, new_key
-from harness.tokens import add_token
+from harness.tokens import add_keys, add_token
 from harness.wire import WireClient
 
 APP = Path(__file__).resolve().parent / "webhook_agent_app.py"
@@ -40,26 +43,40 @@ class AgentProcess:
 
     def __init__(self, env: dict[str, str], port: int = 0) -> None:
         self.env, self.port = env, port
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[str] | ForkedProcess | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> AgentProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(APP), "--port", str(self.port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **self.env},
-        )
+        env = {**os.environ, **self.env}
+        args = ["--port", str(self.port)]
+        fork = harness.gateway.FORK and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1"
+        server = ForkServer.get(dict(os.environ)) if fork else None
+        if server is not None and server.same_interpreter(env):
+            # `python webhook_agent_app.py ARGS` forked from the gateway fork server, which imported FastAPI,
+            # uvicorn and httpx already (~1.1 CPU-s less a start): still a process of its own, on its own socket
+            self.proc = server.spawn(args, env, None, script=APP)
+        else:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(APP), *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+            )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert "agent listening on" in line, line
         self.port = int(line.rsplit(":", 1)[1])
-        self._drain = threading.Thread(target=self.proc.stdout.read, daemon=True)  # keep the pipe drained
-        self._drain.start()
+        self._drains = [  # keep the pipes drained
+            threading.Thread(target=stream.read, daemon=True)
+            for stream in (self.proc.stdout, self.proc.stderr)
+            if stream is not None
+        ]
+        for drain in self._drains:
+            drain.start()
         return self
 
     def stop(self) -> None:
@@ -70,9 +87,11 @@ class AgentProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self._drain.join(5)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
+        for drain in self._drains:
+            drain.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
     def log(self) -> dict[str, Any]:
         result: dict[str, Any] = httpx.get(f"{self.url}/_log", timeout=5).json()
@@ -298,13 +317,22 @@ async def test_wrong_signature_is_refused_until_the_secret_is_fixed(world: World
         assert (await user.expect("bot_message"))["content"]["text"] == "Agent heard: hello again"
 
 
-async def test_agent_down_then_back(tmp_path: Path) -> None:
+def free_port() -> int:
+    """A loopback port nothing listens on (the system just handed it out, and it is closed again)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_agent_down_then_back(world: World) -> None:
+    # the module's gateway (a channel of its own, with the default agent timeout and retries), and an agent
+    # URL whose port nothing listens on until the agent starts there (one agent start, not a start and stop)
     key = new_key()
-    gateway = GatewayProcess(tmp_path / "gw.db", [key]).start()
-    agent = AgentProcess({"AGENT_SECRET": SECRET}).start()
-    agent.stop()  # its port is known, nothing listens on it now
+    await add_keys(world.database, [key])
+    gateway = world.gateway
+    agent = AgentProcess({"AGENT_SECRET": SECRET}, port=free_port())
     try:
-        await set_channel(tmp_path / "gw.db", key, agent=f"webhook:{agent.url}/agent", webhook_secret=SECRET)
+        await set_channel(world.database, key, agent=f"webhook:{agent.url}/agent", webhook_secret=SECRET)
         async with WireClient(gateway.http_url, gateway.ws_url, key) as user:
             cid = await user.start("down")
             await user.say(cid, "is anyone home?")
@@ -318,8 +346,8 @@ async def test_agent_down_then_back(tmp_path: Path) -> None:
             await user.say(cid, "hello again")
             assert (await user.expect("bot_message"))["content"]["text"] == "Agent heard: hello again"
     finally:
-        agent.stop()
-        gateway.stop()
+        if agent.proc is not None:
+            agent.stop()
 
 
 async def test_slow_agent_times_out_with_504(tmp_path: Path, world: World) -> None:

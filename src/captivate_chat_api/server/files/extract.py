@@ -119,6 +119,9 @@ def _pdf(path: Path, limits: Limits) -> str:
 
     try:
         reader = PdfReader(path)
+        declared = _declared_pages(reader)
+        if declared is not None and declared > limits.max_pages:  # refused before the page tree is walked
+            raise ExtractionRefused(422, f"the PDF has {declared} pages (limit {limits.max_pages})")
         count = len(reader.pages)
         if count > limits.max_pages:
             raise ExtractionRefused(422, f"the PDF has {count} pages (limit {limits.max_pages})")
@@ -127,10 +130,21 @@ def _pdf(path: Path, limits: Limits) -> str:
         raise ExtractionRefused(422, f"the PDF is damaged or truncated ({type(exc).__name__})") from None
 
 
+def _declared_pages(reader: Any) -> int | None:
+    """The page count the PDF's page tree declares (its root's ``/Count``), read without walking the tree:
+    pypdf's ``len(reader.pages)`` builds an object per page, seconds of CPU for 100,000 of them. ``None``
+    when it is missing or not a number (the walk decides then, as it does for a count that lies low)."""
+    try:
+        count = reader.trailer["/Root"]["/Pages"]["/Count"]
+    except Exception:  # noqa: BLE001  a damaged tree: the walk that follows says how
+        return None
+    return count if isinstance(count, int) else None
+
+
 def _docx(path: Path, limits: Limits) -> str:
+    _check_zip(path, limits)  # before the library is even imported: a bomb costs a read of the zip index
     import docx
 
-    _check_zip(path, limits)
     document = docx.Document(str(path))
     lines = [p.text for p in document.paragraphs]
     for table in document.tables:
@@ -140,9 +154,9 @@ def _docx(path: Path, limits: Limits) -> str:
 
 
 def _xlsx(path: Path, limits: Limits) -> str:
+    _check_zip(path, limits)
     import openpyxl
 
-    _check_zip(path, limits)
     handle = path.open("rb")  # a file object: openpyxl refuses a path whose suffix is not .xlsx
     book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
     out = []
@@ -159,9 +173,9 @@ def _xlsx(path: Path, limits: Limits) -> str:
 
 
 def _pptx(path: Path, limits: Limits) -> str:
+    _check_zip(path, limits)
     from pptx import Presentation
 
-    _check_zip(path, limits)
     out = []
     for number, slide in enumerate(Presentation(str(path)).slides, start=1):
         out.append(f"## Slide {number}")
@@ -222,8 +236,10 @@ def _image(path: Path, limits: Limits) -> str:
                     raise ExtractionRefused(
                         422, f"the image has {image.width}x{image.height} pixels (limit {limits.max_pixels})"
                     )
-                image.load()
-                return _ocr(image)
+                image.load()  # every pixel decodes: a damaged or truncated image is refused here
+                # tesseract reads the file itself (no second encode of every pixel, a JPEG not recompressed);
+                # an image with an alpha channel goes as the pixels pytesseract puts on white for it
+                return _ocr(image if "A" in image.getbands() else str(path))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ExtractionRefused(422, "the image is a decompression bomb (too many pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
