@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
+import httpx
 import websockets
 
-from .._httpx import httpx
 from ..errors import (
     AuthenticationError,
     CaptivateChatError,

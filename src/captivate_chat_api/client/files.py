@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypedDict, Unpack, overload
 
+import httpx
 from pydantic import BaseModel
 
-from .._httpx import httpx
 from ..errors import ChatConnectionError, ProtocolError, RequestTimeoutError
 from ..protocol.attachments import FileObject, FileStorage, float_or_none, int_or_none, str_or_none
 from ..protocol.files import DEFAULT_PRESIGN_SECONDS, TTL_DAYS, needs_refresh

@@ -11,7 +11,8 @@ import logging
 import ssl
 from typing import Any
 
-from .._httpx import httpx
+import httpx
+
 from ..errors import ChatConnectionError, ProtocolError, RequestTimeoutError, error_for_status
 from ..protocol import encode_envelope
 from .backoff import ReconnectPolicy

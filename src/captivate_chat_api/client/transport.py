@@ -18,10 +18,10 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal, Protocol
 
+import httpx
 import websockets
 from websockets.frames import Close
 
-from .._httpx import httpx
 from ..errors import AuthenticationError, ChatConnectionError, RequestTimeoutError
 from ..protocol import encode_envelope
 from ..redact import RedactSecrets

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from .._httpx import httpx
 from ..client.endpoints import Endpoints
 from ..client.http import default_ssl_context, error_from_response
 from ..errors import AuthenticationError, ChatConnectionError, RequestTimeoutError

@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..._httpx import httpx
+import httpx
+
 from ...protocol import AgentResponse, ChatRequest, is_empty_text, text_content
 from ...protocol.files import file_text
 from .base import AgentError

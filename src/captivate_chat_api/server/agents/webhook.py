@@ -17,10 +17,10 @@ import time
 import uuid
 from datetime import UTC
 
+import httpx
 from pydantic import ValidationError
 
 from ... import __version__
-from ..._httpx import httpx
 from ...protocol import AgentResponse, ChatRequest, ProtocolError, decode_json
 from ...webhooks import DELIVERY_HEADER, TIMESTAMP_HEADER, sign_webhook
 from .base import AgentError
