@@ -227,7 +227,9 @@ async def test_a_redis_outage_loses_nothing_acknowledged(pair: Pair, redis_serve
                 {r["seq"] for r in acked}
             )  # the store works: all acknowledged
             await until(lambda: "broker link lost" in pair.a.logs())
-            await asyncio.sleep(2)  # Redis stays down a while; the agent's replies are stored on B meanwhile
+            # Redis stays down until the agent's replies are stored on B (the event, not a fixed 2 s):
+            # what A then delivers it can only have caught up from the store
+            await stored(user, cid, 12)
         finally:
             redis_server.start()
         during = await frames_until(user, cid, 12, timeout=30)
@@ -236,6 +238,18 @@ async def test_a_redis_outage_loses_nothing_acknowledged(pair: Pair, redis_serve
     assert seqs(during) == list(range(3, 13)), "every acknowledged message and its reply, once, in order"
     assert seqs(after) == [13, 14], "live delivery resumed"
     assert "catching up from the store" in pair.a.logs()
+
+
+async def stored(client: WireClient, conversation_id: str, count: int, timeout: float = 20.0) -> None:
+    """Until the store holds ``count`` messages of the conversation (its transcript, read on B)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await client.http.get("/api/transcript", params={"conversation_id": conversation_id})
+        assert response.status_code == 200, response.text
+        if len(response.json()["transcript"]) >= count:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{count} messages never stored"
+        await asyncio.sleep(0.05)
 
 
 async def until(predicate: Any, timeout: float = 20.0) -> None:

@@ -17,7 +17,8 @@ SLOW = 150
 
 
 async def dribble(port: int, stop: asyncio.Event) -> bytes:
-    """Send a request head one byte at a time (never finishing it); what the server answered."""
+    """Send a request head one byte at a time, one every 0.25 s (never finishing it); what the server
+    answered."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + b"x-slow: " + b"a" * 10_000
     try:
@@ -28,7 +29,7 @@ async def dribble(port: int, stop: asyncio.Event) -> bytes:
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             try:
-                return await asyncio.wait_for(reader.read(4096), 0.5)
+                return await asyncio.wait_for(reader.read(4096), 0.25)
             except TimeoutError:
                 continue
         return b""
@@ -40,7 +41,9 @@ async def dribble(port: int, stop: asyncio.Event) -> bytes:
 
 async def test_slow_heads_are_cut_while_legitimate_requests_succeed(tmp_path: Path) -> None:
     key = new_key()
-    gateway = GatewayProcess(tmp_path / "gw.db", [key], env={"CAPTIVATE_HEADER_TIMEOUT": "1.5"}).start()
+    # a 0.75 s deadline and a byte every 0.25 s (not 1.5 s and 0.5 s): each slow head still sends bytes
+    # past its start and is cut at the deadline all the same, with the legitimate requests sent meanwhile
+    gateway = GatewayProcess(tmp_path / "gw.db", [key], env={"CAPTIVATE_HEADER_TIMEOUT": "0.75"}).start()
     try:
         stop = asyncio.Event()
         began = time.monotonic()
@@ -49,7 +52,7 @@ async def test_slow_heads_are_cut_while_legitimate_requests_succeed(tmp_path: Pa
         async with httpx.AsyncClient(verify=tls(), base_url=gateway.http_url, timeout=5) as http:
             for _ in range(20):
                 ok += (await http.get("/healthz")).status_code == 200
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)  # 20 of them over the deadline and past it
         answers = await asyncio.wait_for(asyncio.gather(*slow), 15)
         took = time.monotonic() - began
         stop.set()
@@ -109,11 +112,12 @@ async def test_an_accepted_websocket_outlives_the_handshake_deadline(tmp_path: P
     import websockets
 
     key = new_key()
-    gateway = GatewayProcess(tmp_path / "gw.db", [key], env={"CAPTIVATE_HEADER_TIMEOUT": "1"}).start()
+    # a 0.6 s deadline, open 1.5 s (not 1 s and 2.5 s): as far past it, in 1 s less
+    gateway = GatewayProcess(tmp_path / "gw.db", [key], env={"CAPTIVATE_HEADER_TIMEOUT": "0.6"}).start()
     try:
         async with websockets.connect(f"{gateway.ws_url}/dev?apiKey={key}", ping_interval=None) as ws:
             assert "socket_connected" in await asyncio.wait_for(ws.recv(), 5)
-            await asyncio.sleep(2.5)  # past the deadline
+            await asyncio.sleep(1.5)  # past the deadline
             pong = await ws.ping()
             await asyncio.wait_for(pong, 3)  # still open and answering
             assert ws.close_code is None

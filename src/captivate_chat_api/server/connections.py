@@ -422,7 +422,7 @@ def uvicorn_options(
     soft, _ = raise_fd_limit()
     cap = connection_cap(settings.max_connections, soft)
     options: dict[str, Any] = {
-        "timeout_keep_alive": max(1, int(settings.keep_alive_timeout)),
+        "timeout_keep_alive": settings.keep_alive_timeout,  # uvicorn takes a float as well
         "h11_max_incomplete_event_size": settings.max_head_bytes,
     }
     protocol = protocol_class(

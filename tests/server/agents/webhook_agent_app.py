@@ -163,7 +163,10 @@ def main() -> None:
     sock.bind(("127.0.0.1", port))
     sock.listen(128)  # connections queue from here on, before uvicorn is up
     print(f"agent listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    # a 1 s grace on SIGTERM: a "slow" turn still asleep (its caller long gone, timed out) is cancelled
+    # instead of holding the test's teardown for the rest of its 5 s
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
     server.run(sockets=[sock])
     sys.exit(0)
 
