@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ def test_token_bucket_refills_at_its_rate() -> None:
 @pytest.fixture(scope="module")
 def limited_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, list[str]]]:
     """A gateway with low limits and a handful of keys: each test takes fresh ones (full buckets, no waits)."""
-    keys = [new_key() for _ in range(6)]
+    keys = [new_key() for _ in range(4)]
     env = {
         "CAPTIVATE_RATE_PER_SOCKET": "2",
         "CAPTIVATE_BURST_PER_SOCKET": "3",
@@ -83,14 +84,24 @@ async def test_http_over_the_key_rate_gets_429_with_retry_after(
         assert len(stored) == statuses.count(200)  # refused messages were not stored
 
 
-async def test_the_sdk_waits_out_a_rate_limit_on_both_transports(
-    limited: tuple[GatewayProcess, Callable[[], str]],
-) -> None:
+async def test_the_sdk_waits_out_a_rate_limit_on_both_transports(tmp_path: Path) -> None:
     from captivate_chat_api import CaptivateChatAPI
 
-    gateway, fresh_key = limited
-    for transport in ("websocket", "http"):
-        async with CaptivateChatAPI(fresh_key(), base_url=gateway.http_url, transport=transport) as api:  # type: ignore[arg-type]
-            conv = await api.create_conversation(f"rl-sdk-{transport}", mode="user-first")
-            sent = [await conv.send_message(f"m{n}") for n in range(6)]  # over the burst: waits, not fails
-            assert [s.seq for s in sent] == sorted(s.seq for s in sent) and all(s.message_id for s in sent)
+    # its own gateway: the socket's limit only (3/s, a burst of 3), not the module's slow key refill, which
+    # every refused attempt drew on too (6 s of waits, most of them the key's); and at 3/s one wait of the
+    # HTTP transport's whole-second Retry-After refills the burst (at 2/s it took four)
+    keys = [new_key(), new_key()]
+    env = {"CAPTIVATE_RATE_PER_SOCKET": "3", "CAPTIVATE_BURST_PER_SOCKET": "3"}
+    gateway = GatewayProcess(tmp_path / "gw.db", keys, env=env).start()
+    try:
+        for transport, key in zip(("websocket", "http"), keys, strict=True):
+            async with CaptivateChatAPI(key, base_url=gateway.http_url, transport=transport) as api:  # type: ignore[arg-type]
+                conv = await api.create_conversation(f"rl-sdk-{transport}", mode="user-first")
+                sent = [
+                    await conv.send_message(f"m{n}") for n in range(6)
+                ]  # over the burst: waits, not fails
+                assert [s.seq for s in sent] == sorted(s.seq for s in sent) and all(
+                    s.message_id for s in sent
+                )
+    finally:
+        gateway.stop()
