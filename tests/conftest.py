@@ -55,11 +55,39 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.loadscopereorder = False
 
 
+SHARED_SCOPES = ("tests/web/",)
+"""Folders whose files run on one worker together: ``tests/web`` shares one Chromium and its Playwright driver
+per test process (~4.5 CPU-s a launch), which four workers would each start for the file they drew."""
+
+
+def scope_of(nodeid: str) -> str:
+    """The unit a worker runs whole: the test's file, or the shared folder it is in."""
+    path = nodeid.split("::", 1)[0]
+    return next((folder for folder in SHARED_SCOPES if path.startswith(folder)), path)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadfile``, with each of SHARED_SCOPES as one unit (None: xdist's own for other modes)."""
+    if config.option.dist != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return FileScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest files first (a stable sort: within a file, and among the unknown ones, collection order)."""
-    seconds = _read_durations()
+    """The longest units first (a file, or a shared folder's files together: their seconds summed; a stable
+    sort: within a unit, and among the unknown ones, collection order)."""
+    unit_seconds: dict[str, float] = {}
+    for name, value in _read_durations().items():
+        unit_seconds[scope_of(name)] = unit_seconds.get(scope_of(name), 0.0) + value
     root = config.rootpath
-    items.sort(key=lambda item: -seconds.get(item.path.relative_to(root).as_posix(), 0.0))
+    items.sort(key=lambda item: -unit_seconds.get(scope_of(item.path.relative_to(root).as_posix()), 0.0))
 
 
 def _read_durations() -> dict[str, float]:
