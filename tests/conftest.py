@@ -29,8 +29,10 @@ from harness.tokens import add_keys
 DURATIONS = Path(__file__).with_name("durations.json")
 DRIFT = 0.3  # rewrite DURATIONS when a file's seconds moved by more than this share (and 2 s), or files came or went
 harness.gateway.FORK = True  # gateways fork from one interpreter that imported them (harness/forkserver.py)
-WORKERS_PER_CORE = 2
-"""Most tests wait (on a gateway, node, a browser or a timer) more than they compute."""
+SPARE_WORKERS = 1
+"""Workers beyond one per core: a test that waits (on a gateway, node, a browser or a timer) leaves its core to
+the spare. More than one spare costs CPU without gaining time (2 cores: 4 workers 121 s and 200 CPU-s, 3
+workers 122 s and 180 CPU-s, in back-to-back runs)."""
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -40,11 +42,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: ``-p no:xdist`` must still run
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: two workers per core (``PYTEST_XDIST_AUTO_NUM_WORKERS`` still overrides)."""
+    """``-n auto``: one worker per core and SPARE_WORKERS more (``PYTEST_XDIST_AUTO_NUM_WORKERS`` still overrides)."""
     configured = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
     if configured.isdigit():
         return int(configured)
-    return WORKERS_PER_CORE * len(os.sched_getaffinity(0))
+    return len(os.sched_getaffinity(0)) + SPARE_WORKERS
 
 
 @pytest.hookimpl(tryfirst=True)
