@@ -279,56 +279,44 @@ async def run(
 ) -> Result:
     """One gateway: ``rounds`` times B alone then B during A's flood (``seconds`` each, in all), so a
     drifting machine load hits both alike."""
-    async with database(postgres) as url:
-        return await _run(label, env, seconds, rounds, connections, profile, url)
+    async with database(postgres) as database_url:
+        keys = {name: bench_key() for name in KEYS}
+        result = Result(label)
+        profiler = None
+        with gateway(list(keys.values()), env, database_url) as child:
+            assert child.proc is not None
+            pid, url = child.proc.pid, child.http_url
+            try:
+                flood = Flood(url, keys["A"], connections)
+                await flood.ready()
+                await measure_b(url, keys["B"], 1.0)  # warm-up
+                if profile is not None:
+                    from roundtrip import Profiler
 
-
-async def _run(
-    label: str,
-    env: dict[str, str],
-    seconds: float,
-    rounds: int,
-    connections: int,
-    profile: Path | None,
-    url: str | None,
-) -> Result:
-    keys = {name: bench_key() for name in KEYS}
-    result = Result(label)
-    profiler = None
-    with gateway(list(keys.values()), env, url) as child:
-        assert child.proc is not None
-        pid, url = child.proc.pid, child.http_url
-        try:
-            flood = Flood(url, keys["A"], connections)
-            await flood.ready()
-            await measure_b(url, keys["B"], 1.0)  # warm-up
-            if profile is not None:
-                from roundtrip import Profiler
-
-                profiler = Profiler(pid, profile, 200)
-                profiler.start()
-            chunk = seconds / rounds
-            for _ in range(rounds):
-                alone = await measure_b(url, keys["B"], chunk)
-                result.alone += alone
-                result.alone_rounds.append(alone)
-                flood.on()
-                await asyncio.sleep(0.5)  # the flood is under way
-                (accepted, refused), began = flood.counts, time.monotonic()
-                cpu = cpu_seconds(pid)
-                result.during += await measure_b(url, keys["B"], chunk)
-                result.gateway_cpu += cpu_seconds(pid) - cpu
-                result.flood_seconds += time.monotonic() - began
-                result.accepted += flood.counts[0] - accepted
-                result.refused += flood.counts[1] - refused
-                flood.off()
-                await asyncio.sleep(0.5)  # A's last requests and agent turns are done
-            if profiler is not None:
-                profiler.stop()
-            flood.stop()
-        finally:
-            if profiler is not None and profiler.proc is not None and profiler.proc.poll() is None:
-                profiler.proc.kill()
+                    profiler = Profiler(pid, profile, 200)
+                    profiler.start()
+                chunk = seconds / rounds
+                for _ in range(rounds):
+                    alone = await measure_b(url, keys["B"], chunk)
+                    result.alone += alone
+                    result.alone_rounds.append(alone)
+                    flood.on()
+                    await asyncio.sleep(0.5)  # the flood is under way
+                    (accepted, refused), began = flood.counts, time.monotonic()
+                    cpu = cpu_seconds(pid)
+                    result.during += await measure_b(url, keys["B"], chunk)
+                    result.gateway_cpu += cpu_seconds(pid) - cpu
+                    result.flood_seconds += time.monotonic() - began
+                    result.accepted += flood.counts[0] - accepted
+                    result.refused += flood.counts[1] - refused
+                    flood.off()
+                    await asyncio.sleep(0.5)  # A's last requests and agent turns are done
+                if profiler is not None:
+                    profiler.stop()
+                flood.stop()
+            finally:
+                if profiler is not None and profiler.proc is not None and profiler.proc.poll() is None:
+                    profiler.proc.kill()
     print(result.line(), flush=True)
     return result
 
