@@ -21,6 +21,10 @@ from playwright.async_api import Browser, Page, Route, async_playwright, expect
 from harness.gateway import in_ci
 
 CHROMIUM = os.environ.get("CAPTIVATE_CHROMIUM", "/usr/bin/chromium")
+HEADLESS_SHELL = Path("/usr/lib/chromium/chromium-headless-shell")
+"""Debian's ``chromium-headless-shell``: Chromium's headless-only build (the same Blink and V8, no browser
+window code), which is what Playwright itself launches for ``headless=True``. The web tests take ~25 % less
+CPU on it than on the full browser (34.5 → 26 CPU-s for ``tests/web``). Preferred when it is installed."""
 DEBIAN_BINARY = Path("/usr/lib/chromium/chromium")
 """What Debian's ``/usr/bin/chromium`` shell launcher execs, after sourcing ``/etc/chromium.d`` (GPU
 rasterization, remote extensions, ``--load-extension``: nothing a headless test uses). Launched directly
@@ -46,9 +50,12 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 
 def chromium_path() -> str:
-    """The system Chromium; missing is a skip on a developer machine and a failure under CI."""
-    if CHROMIUM == "/usr/bin/chromium" and DEBIAN_BINARY.exists():
-        return str(DEBIAN_BINARY)
+    """The system Chromium (its headless shell when installed); missing is a skip on a developer machine
+    and a failure under CI."""
+    if CHROMIUM == "/usr/bin/chromium":
+        for binary in (HEADLESS_SHELL, DEBIAN_BINARY):
+            if binary.exists():
+                return str(binary)
     if Path(CHROMIUM).exists():
         return CHROMIUM
     message = f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
@@ -122,7 +129,9 @@ async def open_tab(browser: Browser, allowed: str, *, width: int = 480, height: 
     aborted. The pattern is a regular expression, so Playwright's driver matches each request itself and
     only the aborted ones come to this process (a catch-all handler here was a round trip through Python
     for every page, script, upload and API call)."""
-    context = await browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+    context = await browser.new_context(
+        viewport={"width": width, "height": height}, device_scale_factor=1, reduced_motion="reduce"
+    )
     context.set_default_timeout(TIMEOUT_MS)
 
     async def abort(route: Route) -> None:

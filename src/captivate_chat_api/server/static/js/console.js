@@ -88,6 +88,7 @@ class Console {
     this.selected = null; // the open conversation's summary
     this.files = []; // every file of the open conversation, oldest first
     this.lastSeq = 0; // the newest event shown in the open conversation
+    this.early = null; // {id, events}: the events of a conversation that came on the socket while it loads
     this.listing = null;
     this.listAgain = false;
     this.socket = new LiveSocket({
@@ -139,6 +140,10 @@ class Console {
       return;
     }
     if (!p.conversation_id || !Number.isInteger(p.seq)) return;
+    if (this.early && this.early.id === p.conversation_id) {
+      this.early.events.push([type, p]); // shown once the transcript they may follow is drawn
+      return;
+    }
     if (!this.selected || p.conversation_id !== this.selected.conversation_id) {
       if (type === "user_message") {
         this.unread.add(p.conversation_id);
@@ -215,21 +220,44 @@ class Console {
 
   // --- one conversation ---------------------------------------------------------------------------
 
+  /**
+   * Read a conversation and show it. The socket follows it from before the read, so an event can arrive
+   * while the read is under way: it waits in `early` and is applied (by `seq`, once) after the transcript.
+   */
   async open(id) {
     const token = (this.opening = Symbol(id)); // a later open wins over an earlier one still loading
+    if (!this.early || this.early.id !== id) this.early = { id, events: [] };
     let c;
     try {
       c = await this.api.get(id, this.socket.socketId);
     } catch (err) {
       if (token !== this.opening) return;
       if (err instanceof ApiError && err.status === 404) {
+        this.early = null; // gone: nothing of it to show
         this.close();
         return;
       }
+      this.applyEarly();
       this.flash(`Could not load the conversation: ${err.message}`);
       return;
     }
     if (token !== this.opening) return;
+    try {
+      this.show(c);
+    } finally {
+      this.applyEarly();
+    }
+  }
+
+  /** The events that came while a conversation loaded, through the usual checks (older ones are dropped). */
+  applyEarly() {
+    const early = this.early;
+    this.early = null;
+    for (const [type, p] of early ? early.events : []) this.onEvent(type, p);
+  }
+
+  show(c) {
+    const id = c.conversation_id;
     const switched = !this.selected || this.selected.conversation_id !== id;
     this.selected = c;
     this.unread.delete(id);
