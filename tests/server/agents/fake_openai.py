@@ -56,6 +56,11 @@ class FakeOpenAI:
         """Bodies of the valid requests (right key, known model), in the order they arrived."""
         self.attempts = 0
         self._faults: list[tuple[str, float]] = []
+        self.retry_after_ms: int | None = None
+        """When set, error answers carry ``retry-after-ms`` (as OpenAI's do): how long a client backs off."""
+        self.hold: threading.Event | None = None
+        """When set, a streamed reply waits for it after its first word (so the test sees the first word
+        arrive while the rest of the reply is still unsent)."""
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -110,7 +115,10 @@ class FakeOpenAI:
             await asyncio.sleep(fault[1])
         elif fault and fault[0] == "status":
             status = int(fault[1])
-            return JSONResponse(error_body(status, f"simulated failure {status}"), status_code=status)
+            headers = {} if self.retry_after_ms is None else {"retry-after-ms": str(self.retry_after_ms)}
+            return JSONResponse(
+                error_body(status, f"simulated failure {status}"), status_code=status, headers=headers
+            )
         text = self.reply(body["messages"])
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if body.get("stream"):
@@ -160,6 +168,11 @@ class FakeOpenAI:
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
             yield chunk({"content": word if index == 0 else " " + word}, None)
+            hold = self.hold
+            if index == 0 and hold is not None:
+                released = await asyncio.get_running_loop().run_in_executor(None, hold.wait, 30)
+                if not released:
+                    raise TimeoutError("simulated: the hold on the stream was never released")
         yield chunk({}, "stop")
         yield "data: [DONE]\n\n"
 

@@ -9,8 +9,9 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ API_KEY = "sk-test-" + os.urandom(12).hex()
 SYSTEM_PROMPT = "You are the test assistant of Example Corp."
 SYSTEM = {"role": "system", "content": SYSTEM_PROMPT}
 CHUNK_DELAY = 0.05
+RETRY_AFTER_MS = 20
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +91,11 @@ class Reply:
         return str(self.final["content"]["text"])
 
 
-async def say_and_read(client: WireClient, cid: str, text: str) -> Reply:
-    """Send ``text``; collect the reply's deltas and its stored message, with when each arrived."""
+async def say_and_read(
+    client: WireClient, cid: str, text: str, on_first_delta: Callable[[], object] | None = None
+) -> Reply:
+    """Send ``text``; collect the reply's deltas and its stored message, with when each arrived
+    (``on_first_delta``: called when the first delta is in)."""
     sent = time.monotonic()
     await client.say(cid, text)
     deltas: list[dict[str, Any]] = []
@@ -100,6 +105,8 @@ async def say_and_read(client: WireClient, cid: str, text: str) -> Reply:
         payload = event["event_payload"]
         if event["event_type"] == "bot_message_delta" and payload["conversation_id"] == cid:
             first_at = first_at or time.monotonic() - sent
+            if on_first_delta is not None and not deltas:
+                on_first_delta()
             deltas.append(payload)
         elif event["event_type"] == "bot_message" and payload["conversation_id"] == cid:
             return Reply(deltas, payload, first_at, time.monotonic() - sent)
@@ -113,17 +120,31 @@ async def transcript(client: WireClient, cid: str) -> list[tuple[str, str]]:
     return [(entry["from"], entry["content"]["text"]) for entry in response.json()["transcript"]]
 
 
-async def test_reply_streams_as_deltas_then_lands_as_one_message(gateway: tuple[GatewayProcess, str]) -> None:
+async def held_turn(client: WireClient, cid: str, text: str, fake: FakeOpenAI) -> Reply:
+    """A turn whose model holds the rest of its reply until the client saw the first delta: the first
+    words are on screen while the model has not yet sent the others (were they buffered in the gateway,
+    the turn would never end), whatever the machine's load does to the timing."""
+    fake.hold = threading.Event()
+    try:
+        return await say_and_read(client, cid, text, on_first_delta=fake.hold.set)
+    finally:
+        fake.hold = None
+
+
+async def test_reply_streams_as_deltas_then_lands_as_one_message(
+    gateway: tuple[GatewayProcess, str], fake: FakeOpenAI
+) -> None:
     async with client_for(gateway) as client:
         cid = await client.start("stream-user")
-        reply = await say_and_read(client, cid, "hello there my friend")
+        reply = await held_turn(client, cid, "hello there my friend", fake)
         assert reply.text == "You said: hello there my friend"
         assert len(reply.deltas) == 6  # the fake streams one word per chunk
         assert "".join(d["delta"] for d in reply.deltas) == reply.text
         assert {d["message_id"] for d in reply.deltas} == {reply.final["message_id"]}
-        # Streaming is worth it: the first words are on screen well before the reply is complete.
+        # Streaming is worth it: the first words are on screen well before the reply is complete (the
+        # fake sent the other five, CHUNK_DELAY apart, only once the client had the first).
         assert reply.first_at < reply.final_at - 3 * CHUNK_DELAY
-        warm = await say_and_read(client, cid, "and again")  # the first turn also loaded the openai package
+        warm = await held_turn(client, cid, "and again", fake)  # the first turn also loaded the openai package
         assert warm.first_at < warm.final_at - 2 * CHUNK_DELAY
         for name, r in (("first turn", reply), ("next turn", warm)):
             print(
@@ -232,7 +253,11 @@ async def test_one_server_error_is_retried_unseen(
         cid = await client.start("retry-user")
         attempts = fake.attempts
         fake.fail(500)
-        reply = await say_and_read(client, cid, "still there?")
+        fake.retry_after_ms = RETRY_AFTER_MS  # openai's client waits what the API says, not its 0.5 s backoff
+        try:
+            reply = await say_and_read(client, cid, "still there?")
+        finally:
+            fake.retry_after_ms = None
         assert reply.text == "You said: still there?"
         assert fake.attempts - attempts == 2
 
@@ -243,12 +268,17 @@ async def test_a_failing_model_api_is_a_general_error_and_the_next_message_works
     async with client_for(gateway) as client:
         cid = await client.start("failure-user")
         fake.fail(500, times=3)  # the first try and both retries
+        # each 500 says "retry after 20 ms", which openai's client honours instead of its 0.5 s, 1 s backoff
+        fake.retry_after_ms = RETRY_AFTER_MS
+        attempts = fake.attempts
         started = time.monotonic()
-        await client.say(cid, "are you ok?")
-        error = await client.expect("general_error", lambda p: p["conversation_id"] == cid)
-        print(
-            f"\n500 x3 -> general_error after {time.monotonic() - started:.2f} s (openai's retries with backoff)"
-        )
+        try:
+            await client.say(cid, "are you ok?")
+            error = await client.expect("general_error", lambda p: p["conversation_id"] == cid)
+        finally:
+            fake.retry_after_ms = None
+        print(f"\n500 x3 -> general_error after {time.monotonic() - started:.2f} s (openai's retries)", end="")
+        assert fake.attempts - attempts == 3  # the first try and both retries
         assert error["error_code"] == 502 and "answered 500" in error["error_desc"]
 
         reply = await say_and_read(client, cid, "and now?")
