@@ -150,7 +150,8 @@ async def test_a_silent_postgres_fails_fast_with_503_and_the_gateway_recovers(po
         )
         key = new_key()
         env = {
-            "CAPTIVATE_PG_STATEMENT_TIMEOUT": "1",
+            # 0.5 s (not 1 s): the client gives up on a silent statement 1 s after that, 1.5 s in all
+            "CAPTIVATE_PG_STATEMENT_TIMEOUT": "0.5",
             "CAPTIVATE_PG_ACQUIRE_TIMEOUT": "0.5",
             "CAPTIVATE_PG_CONNECT_TIMEOUT": "1",
         }
@@ -243,11 +244,21 @@ async def test_the_sdk_retries_a_503_the_gateway_told_it_to_retry(tmp_path: Path
         async with api:
             holder = sqlite3.connect(database, isolation_level=None)
             holder.execute("BEGIN IMMEDIATE")
-            loop = asyncio.get_running_loop()
-            loop.call_later(1.5, lambda: (holder.execute("ROLLBACK"), holder.close()))
-            conversation = await api.create_conversation(
-                "retried", mode="user-first"
-            )  # not idempotent, yet safe
+
+            async def release_after_a_refusal() -> None:  # the lock is let go once a 503 was answered
+                deadline = time.monotonic() + 20
+                while " 503" not in gateway.logs() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                holder.execute("ROLLBACK")
+                holder.close()
+
+            release = asyncio.create_task(release_after_a_refusal())
+            try:
+                conversation = await api.create_conversation(
+                    "retried", mode="user-first"
+                )  # not idempotent, yet safe
+            finally:
+                await release
             assert conversation.conversation_id
     finally:
         gateway.stop()
