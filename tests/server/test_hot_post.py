@@ -218,38 +218,43 @@ async def test_a_malformed_request_gets_a_json_400(gateway: GatewayProcess) -> N
         writer.close()
 
 
+DEADLINE = 0.4
+"""The head and keep-alive deadlines of the test below, in seconds."""
+
+
 async def test_the_deadlines_count_from_the_last_request(tmp_path: Path) -> None:
     """The head deadline and the keep-alive timeout are set once and moved by each request (server/
     connections.py): a connection busy for longer than both is not cut; idle, it is closed after the
     keep-alive timeout; a head that stalls after many requests gets its 408 a head timeout after it began."""
     key = new_key()
-    # 0.6 s deadlines (not 1 s): the same proof in 3 s less — each busy spell still outlasts both 2.5 times
-    # over, with requests 0.15 s apart (well inside either deadline)
-    env = {"CAPTIVATE_HEADER_TIMEOUT": "0.6", "CAPTIVATE_KEEP_ALIVE_TIMEOUT": "0.6"}
+    # 0.4 s deadlines (not 1 s): the same proof in less time — each busy spell still outlasts both 2.5
+    # times over, with requests DEADLINE / 4 apart (well inside either deadline), and each deadline is
+    # checked to within 0.8 to 2.5 times its length
+    env = {"CAPTIVATE_HEADER_TIMEOUT": f"{DEADLINE:g}", "CAPTIVATE_KEEP_ALIVE_TIMEOUT": f"{DEADLINE:g}"}
     gateway = GatewayProcess(tmp_path / "gw.db", [key], env=env).start()
     try:
         reader, writer = await connect(gateway)
         began = time.monotonic()
-        while time.monotonic() - began < 1.5:  # busy for longer than either timeout
+        while time.monotonic() - began < 2.5 * DEADLINE:  # busy for longer than either timeout
             writer.write(post(key, start_body()))
             assert (await read_response(reader))[0] == 200
             idle = time.monotonic()
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(DEADLINE / 4)
         assert await asyncio.wait_for(reader.read(), 5) == b""  # then idle: closed
-        assert 0.48 < time.monotonic() - idle < 1.5
+        assert 0.8 * DEADLINE < time.monotonic() - idle < 2.5 * DEADLINE
         writer.close()
 
         reader, writer = await connect(gateway)
         began = time.monotonic()
-        while time.monotonic() - began < 1.5:
+        while time.monotonic() - began < 2.5 * DEADLINE:
             writer.write(post(key, start_body()))
             assert (await read_response(reader))[0] == 200
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(DEADLINE / 4)
         stalled = time.monotonic()
         writer.write(b"POST " + MESSAGE_PATH.encode() + b" HTTP/1.1\r\nhost: x\r\n")  # never finished
         answer = await asyncio.wait_for(reader.read(4096), 5)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-        assert 0.48 < time.monotonic() - stalled < 1.5
+        assert 0.8 * DEADLINE < time.monotonic() - stalled < 2.5 * DEADLINE
         writer.close()
     finally:
         gateway.stop()
