@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -87,21 +88,34 @@ async def test_http_over_the_key_rate_gets_429_with_retry_after(
 async def test_the_sdk_waits_out_a_rate_limit_on_both_transports(tmp_path: Path) -> None:
     from captivate_chat_api import CaptivateChatAPI
 
-    # its own gateway: the socket's limit only (3/s, a burst of 3), not the module's slow key refill, which
-    # every refused attempt drew on too (6 s of waits, most of them the key's); and at 3/s one wait of the
-    # HTTP transport's whole-second Retry-After refills the burst (at 2/s it took four)
+    # its own gateway: the socket's limit only (5/s, a burst of 4), not the module's slow key refill, which
+    # every refused attempt drew on too (6 s of waits, most of them the key's). Seven events a transport (the
+    # start and six messages): the WebSocket one waits out three refusals of 0.2 s, and one wait of the HTTP
+    # transport's whole-second Retry-After refills the burst for the last three (at 3/s, a burst of 3, it
+    # took two, and the WebSocket four of 0.33 s)
     keys = [new_key(), new_key()]
-    env = {"CAPTIVATE_RATE_PER_SOCKET": "3", "CAPTIVATE_BURST_PER_SOCKET": "3"}
+    rate, burst = 5, 4
+    env = {"CAPTIVATE_RATE_PER_SOCKET": str(rate), "CAPTIVATE_BURST_PER_SOCKET": str(burst)}
     gateway = GatewayProcess(tmp_path / "gw.db", keys, env=env).start()
     try:
         for transport, key in zip(("websocket", "http"), keys, strict=True):
             async with CaptivateChatAPI(key, base_url=gateway.http_url, transport=transport) as api:  # type: ignore[arg-type]
+                refused_before = gateway.logs().count("/sockets/message 429")
+                began = time.monotonic()
                 conv = await api.create_conversation(f"rl-sdk-{transport}", mode="user-first")
                 sent = [
                     await conv.send_message(f"m{n}") for n in range(6)
                 ]  # over the burst: waits, not fails
+                took = time.monotonic() - began
                 assert [s.seq for s in sent] == sorted(s.seq for s in sent) and all(
                     s.message_id for s in sent
                 )
+                # it was held back: the bucket lets seven events through no sooner than this
+                assert took > 0.8 * (7 - burst) / rate, (transport, took)
+                if transport == "http":  # ... because the gateway refused some (a 429 the SDK waited out)
+                    deadline = time.monotonic() + 5
+                    while gateway.logs().count("/sockets/message 429") == refused_before:
+                        assert time.monotonic() < deadline, gateway.logs()[-2000:]
+                        await asyncio.sleep(0.02)
     finally:
         gateway.stop()
