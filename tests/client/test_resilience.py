@@ -108,7 +108,11 @@ async def test_a_half_open_socket_is_detected_by_ping_timeout(
     async with api:
         conv = await api.create_conversation("half-open", mode="user-first")
         proxy.black_hole = True  # no FIN, no RST: only a missing pong can tell
+        silent = asyncio.get_running_loop().time()
         await until(lambda: ConnectionState.RECONNECTING in states, timeout=10)
+        # found dead within a ping interval and a pong's wait (0.6 s), then dropped after a closing handshake
+        # bounded like a pong (0.3 s), not the 2 s a healthy link's close may take
+        assert asyncio.get_running_loop().time() - silent < 1.6
         proxy.cut()
         proxy.black_hole = False
         await until(lambda: api.state is ConnectionState.CONNECTED, timeout=10)

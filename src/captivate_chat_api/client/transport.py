@@ -77,17 +77,25 @@ class Transport(Protocol):
         ...
 
 
+CLOSE_TIMEOUT = 2.0
+"""Seconds the closing handshake of a socket may take (then the connection is dropped)."""
+
+
 async def open_websocket(
     url: str, *, timeout: float, ping_interval: float | None, ping_timeout: float | None
 ) -> FrameSocket:
-    """A real WebSocket (the ``websockets`` library), errors translated to the package's hierarchy."""
+    """A real WebSocket (the ``websockets`` library), errors translated to the package's hierarchy.
+
+    The closing handshake is given as long as a pong (``ping_timeout``), at most 2 s: a socket whose ping
+    timed out is dropped (and reconnected) that much later, not 2 s after its link was found dead."""
+    close_timeout = CLOSE_TIMEOUT if ping_timeout is None else min(CLOSE_TIMEOUT, ping_timeout)
     try:
         socket: FrameSocket = await websockets.connect(
             url,
             open_timeout=timeout,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
-            close_timeout=2,
+            close_timeout=close_timeout,
             max_size=None,
             logger=ws_log,
         )
