@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import ssl
@@ -57,8 +58,21 @@ class WireClient:
         self.socket_id = hello["event"]["event_payload"]["socket_id"]
 
     async def close(self) -> None:
+        """Close the socket, reading (and dropping) what the gateway sent that the test did not read: with
+        more than ``max_queue`` (16) frames unread, the client stops reading its TCP stream, so the
+        gateway's close frame behind them would only be seen after ``close_timeout`` (1 s)."""
         if self.ws is not None:
-            await self.ws.close()
+            closing = asyncio.ensure_future(self.ws.close())
+            try:
+                while not closing.done():
+                    unread = asyncio.ensure_future(self.ws.recv())
+                    await asyncio.wait({closing, unread}, return_when=asyncio.FIRST_COMPLETED)
+                    if not unread.done():
+                        unread.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                        await unread
+            finally:
+                await closing
         await self.http.aclose()
 
     async def post(self, event_type: str, payload: dict[str, Any], *, socket: bool = True) -> httpx.Response:
