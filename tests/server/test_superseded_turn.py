@@ -19,6 +19,9 @@ from harness.tokens import add_token
 from harness.wire import WireClient, tls
 
 TESTS = str(Path(__file__).parents[1])
+AGENT_SECONDS = 0.5
+"""How long the gateway's agent thinks before it answers (0.5 s, not 1 s: a take-over still lands well
+inside it, and the waits around the answer keep their margins)."""
 
 
 class Desk:
@@ -70,7 +73,7 @@ def start(database: Path | str, url: str | None = None) -> tuple[GatewayProcess,
     gateway = GatewayProcess(
         url or database,
         [key],
-        env={"SLOW_AGENT_SECONDS": "1.0"},
+        env={"SLOW_AGENT_SECONDS": f"{AGENT_SECONDS:g}"},
         args=["--agent", "python:agents_for_tests:slow_ticketer"],
         # found in the gateway's working directory (as a user's ./my_agent.py): no PYTHONPATH, so the gateway
         # forks from the fork server instead of a fresh interpreter (~1.5 CPU-s less per gateway)
@@ -144,8 +147,8 @@ async def take_over_in_the_window(desk: Desk) -> None:
     async with desk.user() as user, desk.human() as alice:
         cid = await user.start("window")
         await user.say(cid, "two")
-        async with desk.hold_writes(cid):  # the agent answers at 1 s: its write waits for the lock
-            await asyncio.sleep(1.5)
+        async with desk.hold_writes(cid):  # the agent answers at AGENT_SECONDS: its write waits for the lock
+            await asyncio.sleep(AGENT_SECONDS + 0.5)
             take = asyncio.create_task(alice.post(f"/conversations/{cid}/take"))
             await asyncio.sleep(0.5)  # the take-over's write is in line behind the turn's
         taken = await take
