@@ -59,10 +59,11 @@ def pair(postgres_schema: str, redis_server: RedisServer) -> Iterator[Pair]:
 
 
 async def frames_until(
-    client: WireClient, conversation_id: str, last_seq: int, timeout: float = 20
+    client: WireClient, conversation_id: str, last_seq: int, timeout: float = 20, settle: float = 0.5
 ) -> list[dict[str, Any]]:
-    """Frames of the conversation that carry a ``seq``, until ``last_seq`` arrived; then half a second more,
-    so a duplicate or a stray frame would be seen too."""
+    """Frames of the conversation that carry a ``seq``, until ``last_seq`` arrived; then ``settle`` seconds
+    more, so a duplicate or a stray frame would be seen too (0 where the next call on the same socket reads
+    on: it gets what would have come meanwhile, and its own checks see it)."""
     events: list[dict[str, Any]] = []
     deadline = asyncio.get_running_loop().time() + timeout
     while not events or events[-1]["seq"] < last_seq:
@@ -77,7 +78,7 @@ async def frames_until(
             events.append({**payload, "event": frame["event"]["event_type"]})
     while True:
         try:
-            frame = await client.recv(0.5)
+            frame = await client.recv(settle)
         except TimeoutError:
             return events
         payload = frame["event"]["event_payload"]
@@ -98,7 +99,7 @@ async def test_every_event_reaches_the_client_on_the_other_process_once_and_in_o
         for n in range(3):
             await user.say(cid, f"hello {n}", client_msg_id=f"m{n}")
         live = await frames_until(
-            user, cid, 6
+            user, cid, 6, settle=0
         )  # the replies, before a human takes over (they would be dropped)
         pushed = await b.post(
             "/api/channel/v2/sendMessage",
@@ -218,7 +219,7 @@ async def test_a_redis_outage_loses_nothing_acknowledged(pair: Pair, redis_serve
     async with pair.user() as user:
         cid = await user.start("outage")
         await user.say(cid, "before")
-        await frames_until(user, cid, 2)
+        assert seqs(await frames_until(user, cid, 2, settle=0)) == [1, 2]
 
         redis_server.stop()
         try:
@@ -232,7 +233,7 @@ async def test_a_redis_outage_loses_nothing_acknowledged(pair: Pair, redis_serve
             await stored(user, cid, 12)
         finally:
             redis_server.start()
-        during = await frames_until(user, cid, 12, timeout=30)
+        during = await frames_until(user, cid, 12, timeout=30, settle=0)
         await user.say(cid, "after")
         after = await frames_until(user, cid, 14)
     assert seqs(during) == list(range(3, 13)), "every acknowledged message and its reply, once, in order"
