@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 import websockets
 
 from harness.gateway import GatewayProcess, new_key
-from harness.wire import WireClient, tls
+from harness.wire import MESSAGE_PATH, WireClient, envelope, tls
 
 
 async def test_acknowledged_messages_survive_sigkill(tmp_path: Path) -> None:
@@ -82,3 +83,38 @@ async def test_sigterm_closes_sockets_with_1001(tmp_path: Path) -> None:
         assert gateway.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
     finally:
         gateway.stop(signal.SIGKILL)
+
+
+async def test_sigterm_lets_a_request_in_flight_finish_within_a_fractional_grace(tmp_path: Path) -> None:
+    """``SHUTDOWN_GRACE_SECONDS`` is seconds, fractions included: a request that needs 0.3 s more after
+    SIGTERM is answered within a 0.9 s grace (uvicorn was given ``int(0.9)``, 0 s, and cancelled it at once:
+    503 "shutting down")."""
+    key = new_key()
+    database = tmp_path / "gw.db"
+    env = {"CAPTIVATE_SHUTDOWN_GRACE_SECONDS": "0.9", "CAPTIVATE_SQLITE_BUSY_TIMEOUT": "10"}
+    gateway = GatewayProcess(database, [key], env=env).start()
+    assert gateway.proc is not None
+    try:
+        async with httpx.AsyncClient(
+            verify=tls(), base_url=gateway.http_url, headers={"x-api-key": key}, timeout=10
+        ) as http:
+            first = await http.post(MESSAGE_PATH, json=envelope("conversation_start", {"userId": "a"}))
+            assert first.status_code == 200, first.text
+            holder = sqlite3.connect(database, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")  # the next write waits for this lock: a request in flight
+            try:
+                in_flight = asyncio.create_task(
+                    http.post(MESSAGE_PATH, json=envelope("conversation_start", {"userId": "b"}))
+                )
+                await asyncio.sleep(0.3)  # on the keep-alive connection: at the gateway, waiting for the lock
+                gateway.proc.send_signal(signal.SIGTERM)
+                await asyncio.sleep(0.3)
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            answer = await in_flight
+            assert answer.status_code == 200, answer.text
+        await asyncio.to_thread(gateway.proc.wait, 10)  # it exits once that request was answered
+    finally:
+        gateway.stop()
+    assert "timeout graceful shutdown exceeded" not in gateway.logs()

@@ -133,7 +133,8 @@ def config_for(
         ws_ping_timeout=settings.ws_ping_timeout,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        # seconds, fractions kept (uvicorn waits with asyncio.wait_for; int() made a 0.9 s grace 0 s)
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # type: ignore[arg-type]  # a float works
         lifespan="on",
         # head/handshake deadline, connection cap, fd limit, /dev sockets, client-event POSTs
         **uvicorn_options(settings, sockets, posts),

@@ -165,7 +165,7 @@ def main() -> None:
     print(f"agent listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     # a 0.25 s grace on SIGTERM: a "slow" turn still asleep (its caller long gone, timed out) is cancelled
     # instead of holding the test's teardown for the rest of its 5 s (every other answer takes milliseconds)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=0.25)  # type: ignore[arg-type]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=0.25)
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
     sys.exit(0)
