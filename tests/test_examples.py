@@ -98,8 +98,10 @@ def fork_server(env: dict[str, str]) -> ForkServer | None:
 
 
 def run_program(
-    path: Path, key: str, base_url: str, tmp_path: Path, fresh: bool
+    path: Path, key: str, base_url: str, tmp_path: Path, fresh: bool = True
 ) -> subprocess.CompletedProcess[str]:
+    """``path`` run as a user runs it (``python FILE`` in examples/, or node), with ``CAPTIVATE_API_KEY``
+    and ``CAPTIVATE_BASE_URL`` set; a Python one forked from the fork server unless ``fresh``."""
     env = {**os.environ, "CAPTIVATE_API_KEY": key, "CAPTIVATE_BASE_URL": base_url}
     # a pytest run an example starts (testing_kit.py's) without hypothesis's plugin, installed for this suite,
     # not by a user of the kit (~0.25 CPU-s of imports; schemathesis's is off in pyproject.toml's addopts)
