@@ -28,9 +28,9 @@ from captivate_chat_api.testing import LocalGateway, ScriptedAgent, run_gateway
 pytest_plugins = ["pytester"]
 
 WAIT = 10.0
-# schemathesis is installed for this suite's fuzz tests, not by a user of the kit: its pytest plugin would
-# add ~0.7 CPU-s of imports to each run
-USER_ARGS = ("-p", "no:cacheprovider", "-p", "no:schemathesis")
+# schemathesis and hypothesis are installed for this suite's fuzz and property tests, not by a user of the
+# kit: their pytest plugins would add ~0.7 and ~0.25 CPU-s of imports to each run
+USER_ARGS = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest")
 
 USER_INI = """
 [pytest]

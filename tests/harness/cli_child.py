@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 PRELUDE = (
     "import sys\n"
     f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-    "from cli_child import become_cli, become_script, warm_up\n"
+    "from cli_child import become_cli, become_module, become_script, warm_up\n"
     "del sys.path[0]\n"
 )
 """The first lines of a fork server's script: ``become_cli`` imported, the path as it was."""
@@ -96,6 +96,20 @@ def become_script(job: dict[str, Any], base_path: list[str]) -> NoReturn:
         script,
         lambda: [os.path.dirname(script), *base_path[1:]],
         lambda: runpy.run_path(script, run_name="__main__"),
+    )
+
+
+def become_module(job: dict[str, Any], base_path: list[str]) -> NoReturn:
+    """Run the module ``job["module"]`` as ``python -m MODULE ARGS`` would: the working directory first on
+    the path, ``__name__ == "__main__"`` (its ``__main__`` submodule for a package), the job's arguments,
+    environment and working directory, its exit code."""
+    import runpy
+
+    _become(
+        job,
+        job["module"],  # runpy sets argv[0] to the module's file, as `python -m` does
+        lambda: [os.getcwd(), *base_path[1:]],
+        lambda: runpy.run_module(job["module"], run_name="__main__", alter_sys=True),
     )
 
 

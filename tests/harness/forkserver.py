@@ -9,7 +9,8 @@ gives it ``subprocess.Popen``'s interface (``pid``, ``poll``, ``wait``, ``send_s
 ``stdout``, ``stderr``), as ``GatewayProcess`` uses it. A job may name modules to ``preload`` (the fork
 server imports them before it forks, and keeps them for the next child: an ``openai:`` agent's ``openai``)
 or a ``script`` to run instead of the CLI, as ``python SCRIPT ARGS`` would (the webhook tests' agent app,
-a FastAPI program: the fork server imported FastAPI, uvicorn and httpx already).
+a FastAPI program: the fork server imported FastAPI, uvicorn and httpx already; the Python examples), or a
+``module``, as ``python -m MODULE ARGS`` would (the webhook example's ``python -m uvicorn``).
 
 A second kind, ``terminal`` (started only by a test process that runs them), imported the CLI's clients
 instead: ``harness.terminal.Terminal`` forks ``chat`` and ``console`` onto a pseudo-terminal from it (the
@@ -74,6 +75,8 @@ def run_child(job, fds):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     if job.get("script"):
         become_script(job, base_path)
+    if job.get("module"):
+        become_module(job, base_path)
     become_cli(job, cli.__file__, base_path)
 
 
@@ -193,38 +196,64 @@ class ForkServer:
         cwd: Path | None,
         preload: tuple[str, ...] = (),
         script: Path | None = None,
+        module: str | None = None,
+        merge_stderr: bool = False,
     ) -> ForkedProcess:
-        """``captivate-chat ARGS`` (or ``python SCRIPT ARGS``) with piped stdout and stderr; ``preload``:
-        modules the fork server imports first (once: what the child would import when it first needs it,
-        e.g. an agent's ``openai``)."""
+        """``captivate-chat ARGS`` (or ``python SCRIPT ARGS``, or ``python -m MODULE ARGS``) with piped
+        stdout and stderr (``merge_stderr``: both into ``stdout``, as ``stderr=subprocess.STDOUT``);
+        ``preload``: modules the fork server imports first (once: what the child would import when it first
+        needs it, e.g. an agent's ``openai``)."""
         out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        err_r, err_w = (None, out_w) if merge_stderr else os.pipe()
         try:
-            job = {
-                "args": args,
-                "env": env,
-                "cwd": str(cwd) if cwd else None,
-                "preload": list(preload),
-                "script": str(script) if script else None,
-            }
-            pid, conn = self._fork(job, [out_w, err_w])
+            pid, conn = self._fork(self._job(args, env, cwd, preload, script, module), [out_w, err_w])
         finally:
-            os.close(out_w)
-            os.close(err_w)
+            for fd in {out_w, err_w}:
+                os.close(fd)
         return ForkedProcess(
-            pid, conn, os.fdopen(out_r, "r", errors="replace"), os.fdopen(err_r, "r", errors="replace")
+            pid,
+            conn,
+            os.fdopen(out_r, "r", errors="replace"),
+            None if err_r is None else os.fdopen(err_r, "r", errors="replace"),
         )
 
+    @staticmethod
+    def _job(
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path | None,
+        preload: tuple[str, ...] = (),
+        script: Path | None = None,
+        module: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "args": args,
+            "env": env,
+            "cwd": str(cwd) if cwd else None,
+            "preload": list(preload),
+            "script": str(script) if script else None,
+            "module": module,
+        }
+
     def run(
-        self, args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 60
+        self,
+        args: list[str],
+        env: dict[str, str],
+        stdin: str = "",
+        timeout: float = 60,
+        cwd: Path | None = None,
+        preload: tuple[str, ...] = (),
+        script: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """``captivate-chat ARGS`` with ``stdin`` piped in, as ``subprocess.run(..., input=stdin,
-        capture_output=True, text=True)`` would run it (a process of its own, its own exit status)."""
+        """``captivate-chat ARGS`` (or ``python SCRIPT ARGS``, run in ``cwd``) with ``stdin`` piped in, as
+        ``subprocess.run(..., input=stdin, capture_output=True, text=True, timeout=timeout)`` would run it
+        (a process of its own, its own exit status; past ``timeout`` it is killed and ``TimeoutExpired``
+        carries what it wrote)."""
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            pid, conn = self._fork({"args": args, "env": env, "cwd": None}, [out_w, err_w, in_r])
+            pid, conn = self._fork(self._job(args, env, cwd, preload, script), [out_w, err_w, in_r])
         finally:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
@@ -246,19 +275,22 @@ class ForkServer:
             pass
         finally:
             os.close(in_w)
+        command = [sys.executable, str(script), *args] if script else ["captivate-chat", *args]
         try:
             code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise
+            for reader in readers:
+                reader.join(5)
+            raise subprocess.TimeoutExpired(command, timeout, output.get("out"), output.get("err")) from None
         finally:
             for reader in readers:
                 reader.join(5)
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
-        return subprocess.CompletedProcess(["captivate-chat", *args], code, output["out"], output["err"])
+        return subprocess.CompletedProcess(command, code, output["out"], output["err"])
 
     def spawn_tty(self, args: list[str], env: dict[str, str], tty: int) -> ForkedProcess:
         """``captivate-chat ARGS`` on the pseudo-terminal whose other end is ``tty`` (its stdin, stdout,

@@ -75,6 +75,12 @@ class RateLimiter:
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
         return bucket.take()
 
+    def give_back(self, key: str) -> None:
+        """Return the token just taken for ``key`` (the event was refused by another limit)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(bucket.burst, bucket.tokens + 1.0)
+
     def forget(self, key: str) -> None:
         self._buckets.pop(key, None)
 
@@ -103,10 +109,14 @@ class Limits:
         self.admission = Admission(in_flight_per_key, in_flight_total)
 
     def check(self, channel_id: str, socket_id: str | None) -> None:
-        """Raise RateLimitError (429, with ``retry_after``) when the socket or the key is over its rate."""
+        """Raise RateLimitError (429, with ``retry_after``) when the socket or the key is over its rate. A
+        refused event costs nothing: a socket over its own rate does not spend its key's (its channel's) tokens,
+        so one socket retrying too fast cannot use up what the key's other sockets may send."""
         wait = self.per_key.take(channel_id)
         if not wait and socket_id is not None:
             wait = self.per_socket.take(socket_id)
+            if wait:
+                self.per_key.give_back(channel_id)
         if wait:
             raise RateLimitError(429, f"rate limit exceeded; retry in {wait:.2f} s", retry_after=wait)
 
