@@ -144,7 +144,9 @@ async def test_reply_streams_as_deltas_then_lands_as_one_message(
         # Streaming is worth it: the first words are on screen well before the reply is complete (the
         # fake sent the other five, CHUNK_DELAY apart, only once the client had the first).
         assert reply.first_at < reply.final_at - 3 * CHUNK_DELAY
-        warm = await held_turn(client, cid, "and again", fake)  # the first turn also loaded the openai package
+        warm = await held_turn(
+            client, cid, "and again", fake
+        )  # the first turn also loaded the openai package
         assert warm.first_at < warm.final_at - 2 * CHUNK_DELAY
         for name, r in (("first turn", reply), ("next turn", warm)):
             print(
@@ -277,7 +279,9 @@ async def test_a_failing_model_api_is_a_general_error_and_the_next_message_works
             error = await client.expect("general_error", lambda p: p["conversation_id"] == cid)
         finally:
             fake.retry_after_ms = None
-        print(f"\n500 x3 -> general_error after {time.monotonic() - started:.2f} s (openai's retries)", end="")
+        print(
+            f"\n500 x3 -> general_error after {time.monotonic() - started:.2f} s (openai's retries)", end=""
+        )
         assert fake.attempts - attempts == 3  # the first try and both retries
         assert error["error_code"] == 502 and "answered 500" in error["error_desc"]
 
