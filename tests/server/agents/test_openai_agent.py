@@ -144,9 +144,8 @@ async def test_reply_streams_as_deltas_then_lands_as_one_message(
         # Streaming is worth it: the first words are on screen well before the reply is complete (the
         # fake sent the other five, CHUNK_DELAY apart, only once the client had the first).
         assert reply.first_at < reply.final_at - 3 * CHUNK_DELAY
-        warm = await held_turn(
-            client, cid, "and again", fake
-        )  # the first turn also loaded the openai package
+        # the first turn also loaded the openai package
+        warm = await held_turn(client, cid, "and again", fake)
         assert warm.first_at < warm.final_at - 2 * CHUNK_DELAY
         for name, r in (("first turn", reply), ("next turn", warm)):
             print(
