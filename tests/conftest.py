@@ -29,14 +29,24 @@ from harness.tokens import add_keys
 DURATIONS = Path(__file__).with_name("durations.json")
 DRIFT = 0.3  # rewrite DURATIONS when a file's seconds moved by more than this share (and 2 s), or files came or went
 harness.gateway.FORK = True  # gateways fork from one interpreter that imported them (harness/forkserver.py)
-SPARE_WORKERS = 1
+SPARE_WORKERS = 2
 """Workers beyond one per core: a test that waits (on a gateway, node, a browser or a timer) leaves its core to
-the spare. More than one spare costs CPU without gaining time (2 cores: 4 workers 121 s and 200 CPU-s, 3
-workers 122 s and 180 CPU-s, in back-to-back runs)."""
+the spares. On 2 cores, back to back: 4 workers 102.4 s, 3 workers 106.4 s (and 102.4 / 107.8 s with the
+units picked by their CPU share, which gained nothing and was left out); each worker more costs ~4.3 CPU-s
+(start-up and collecting every test), since the fork servers are shared."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The xdist controller starts the fork servers its workers share (``ForkServer.share``), as it starts
+    them: one import of the gateway (and of the CLI's clients) for the run, not one per worker."""
+    fresh = os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") == "1"
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput") and not fresh:
+        ForkServer.share(dict(os.environ))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """In every process of the run (xdist workers too): end this process's gateway fork server."""
+    """In every process of the run (xdist workers too): end this process's fork servers (a worker's are the
+    controller's, which ends them when the workers are done)."""
     ForkServer.shutdown()
 
 

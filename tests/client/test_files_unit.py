@@ -112,19 +112,27 @@ async def test_a_25_mib_file_is_streamed_not_held_in_memory(tmp_path: Path) -> N
     with path.open("wb") as out:
         for _ in range(25):
             out.write(b"\0" * (1 << 20))
-    source = _Source(path, None)
-    upload = MultipartUpload(source, "application/octet-stream", [("storage", "true")], None)
-    tracemalloc.start()
-    try:
-        total = 0
-        async for chunk in upload:
-            total += len(chunk)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        source.close()
-    assert total == upload.length
-    assert peak < 4 * CHUNK_SIZE, f"peak {peak} bytes while sending 25 MiB"
+    # tracemalloc's peak is the whole process's: under xdist another thread (execnet's) may allocate during a
+    # pass, and that only ever adds. The upload's own allocations are the same each pass, so the lowest of
+    # up to three passes is its figure (~3.2 chunks, 845 KB).
+    peaks = []
+    for _ in range(3):
+        source = _Source(path, None)
+        upload = MultipartUpload(source, "application/octet-stream", [("storage", "true")], None)
+        tracemalloc.start()
+        try:
+            total = 0
+            async for chunk in upload:
+                total += len(chunk)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            source.close()
+        assert total == upload.length
+        peaks.append(peak)
+        if peak < 4 * CHUNK_SIZE:
+            break
+    assert min(peaks) < 4 * CHUNK_SIZE, f"peaks {peaks} bytes while sending 25 MiB"
 
 
 def test_file_objects_become_the_npm_json_key_for_key() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 import samples
@@ -42,6 +41,8 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def bucket(s3_endpoint: str) -> Any:
+    import boto3  # here, not at collection: every xdist worker collects this module (~0.3 CPU-s of imports)
+
     client = boto3.client(
         "s3",
         endpoint_url=s3_endpoint,

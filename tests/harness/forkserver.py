@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -130,17 +131,29 @@ PRELOAD = {
 """What each kind of fork server imports before it forks: a gateway's server, or the CLI's clients."""
 
 
+SHARED = "CAPTIVATE_TEST_FORK_SERVERS"
+"""Set by a process that shares its fork servers with the processes it starts (``ForkServer.share``: the
+xdist controller, for its workers): ``{kind: [socket path, {PYTHON* variables}]}``."""
+START_TIMEOUT = 60.0
+
+
 class ForkServer:
     """This test process's fork server of a kind (``ForkServer.get()``), until ``ForkServer.shutdown()``:
     ``gateway`` (``captivate-chat serve``) or ``terminal`` (``chat`` and ``console`` in a pseudo-terminal,
-    started only by a test process that runs them)."""
+    started only by a test process that runs them). Under xdist the controller starts one of each kind for all
+    its workers (``share``), while they start and collect; a worker's ``get`` connects to it. A start imports
+    the server (or the CLI's clients), ~1.7 (~0.9) CPU-s: once a run instead of once a worker."""
 
     _instances: ClassVar[dict[str, ForkServer]] = {}
     _lock = threading.Lock()
+    proc: subprocess.Popen[str] | None
 
     def __init__(self, env: dict[str, str], kind: str = "gateway") -> None:
+        self.kind = kind
         self.python_env = {name: value for name, value in env.items() if name.startswith("PYTHON")}
-        self.dir = tempfile.TemporaryDirectory(prefix=f"{kind}-forks-")
+        self.dir: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
+            prefix=f"{kind}-forks-"
+        )
         self.path = str(Path(self.dir.name) / "socket")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", PRELUDE + SERVER, self.path, ",".join(PRELOAD[kind])],
@@ -149,18 +162,58 @@ class ForkServer:
             text=True,
             env=env,
         )
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the gateway fork server did not start (exit {self.proc.wait()})")
+        self.ready = False  # its "ready" line read (by the first fork through it)
         atexit.register(ForkServer.shutdown)  # a tool's process too waits for it (and its CPU is counted)
 
     @classmethod
     def get(cls, env: dict[str, str], kind: str = "gateway") -> ForkServer:
         with cls._lock:
             server = cls._instances.get(kind)
-            if server is None or server.proc.poll() is not None:
-                server = cls._instances[kind] = cls(env, kind)
+            if server is None or (server.proc is not None and server.proc.poll() is not None):
+                shared = json.loads(os.environ.get(SHARED, "{}")).get(kind)
+                server = cls._instances[kind] = cls._attached(kind, *shared) if shared else cls(env, kind)
             return server
+
+    @classmethod
+    def share(cls, env: dict[str, str], kinds: tuple[str, ...] = tuple(PRELOAD)) -> None:
+        """Start a fork server of each kind for the processes this one starts from now on (their ``get``
+        connects to it, through ``SHARED`` in the environment they inherit). It does not wait for them to be
+        ready: the first fork through each does."""
+        servers = {kind: cls.get(env, kind) for kind in kinds}
+        os.environ[SHARED] = json.dumps({kind: [s.path, s.python_env] for kind, s in servers.items()})
+
+    @classmethod
+    def _attached(cls, kind: str, path: str, python_env: dict[str, str]) -> ForkServer:
+        """Another process's fork server (``share``), which that process ends."""
+        server = cls.__new__(cls)
+        server.kind, server.python_env, server.path = kind, python_env, path
+        server.proc, server.dir, server.ready = None, None, False
+        return server
+
+    def _wait_ready(self) -> None:
+        """Its own: read its "ready" line, once (another process's is ready when its socket connects)."""
+        if self.ready or self.proc is None:
+            return
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the {self.kind} fork server did not start (exit {self.proc.wait()})")
+        self.ready = True
+
+    def _connect(self) -> socket.socket:
+        """A connection to it: another process's may still be starting (no socket yet, or not listening)."""
+        with self._lock:
+            self._wait_ready()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                conn.connect(self.path)
+                return conn
+            except (FileNotFoundError, ConnectionRefusedError):
+                conn.close()
+                if self.proc is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def same_interpreter(self, env: dict[str, str]) -> bool:
         """Whether a child with ``env`` is what a fresh interpreter would be: the ``PYTHON*`` variables
@@ -179,6 +232,8 @@ class ForkServer:
 
     def _stop(self) -> None:
         server = self
+        if server.proc is None or server.dir is None:
+            return  # another process's: it ends it
         assert server.proc.stdin is not None and server.proc.stdout is not None
         server.proc.stdin.close()
         try:
@@ -300,8 +355,7 @@ class ForkServer:
         return ForkedProcess(pid, conn, None, None)
 
     def _fork(self, job: dict[str, Any], fds: list[int]) -> tuple[int, socket.socket]:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.connect(self.path)
+        conn = self._connect()
         socket.send_fds(conn, [json.dumps(job).encode()], fds)
         answer = _read_line(conn)
         if not answer:
