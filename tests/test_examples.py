@@ -44,7 +44,7 @@ import pytest
 
 import harness.gateway
 from harness.cli_child import CLIENT_WARM
-from harness.forkserver import ForkedProcess, ForkServer
+from harness.forkserver import ForkedProcess, ForkServer, Job
 from harness.gateway import GatewayProcess, new_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +110,7 @@ def run_program(
         server = None if fresh else fork_server(env)
         if server is not None:  # `python FILE`, forked (see the module's docstring)
             try:
-                return server.run([], env, timeout=RUN_TIMEOUT, cwd=EXAMPLES, preload=SDK, script=path)
+                return server.run(Job([], env, EXAMPLES, SDK, script=path), timeout=RUN_TIMEOUT)
             except subprocess.TimeoutExpired as exc:
                 pytest.fail(
                     f"{path.name} did not end within {RUN_TIMEOUT:g} s:\n{exc.stdout!r}\n{exc.stderr!r}"
@@ -192,12 +192,11 @@ def start_server(
     if server is not None:
         if command[1] == "-m":
             return server.spawn(
-                command[3:], env, EXAMPLES, module=command[2], preload=preload, merge_stderr=True
+                Job(command[3:], env, EXAMPLES, preload, module=command[2]), merge_stderr=True
             )
         if not command[1].startswith("-"):
-            return server.spawn(
-                command[2:], env, EXAMPLES, script=EXAMPLES / command[1], preload=preload, merge_stderr=True
-            )
+            job = Job(command[2:], env, EXAMPLES, preload, script=EXAMPLES / command[1])
+            return server.spawn(job, merge_stderr=True)
     return subprocess.Popen(
         command, cwd=EXAMPLES, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -1,12 +1,12 @@
 """Gateway processes forked from one interpreter that imported the gateway once (a fork server).
 
 A gateway start is ~0.7 CPU-s, most of it Python importing the server; the suite starts dozens. The fork
-server (one per test process, started on first use) imports ``captivate_chat_api.cli`` and what ``serve``
+server (one per test process, started on first use; under xdist one for all workers, see ``ForkServer``) imports ``captivate_chat_api.cli`` and what ``serve``
 loads, then forks a child per request: the child takes its arguments, environment, working directory and
 stdout/stderr pipes and runs the CLI's ``main()``, as ``python -m captivate_chat_api.cli ARGS`` would. It
 is a real gateway process on real sockets; only the imports happened before the fork. ``ForkedProcess``
 gives it ``subprocess.Popen``'s interface (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``,
-``stdout``, ``stderr``), as ``GatewayProcess`` uses it. A job may name modules to ``preload`` (the fork
+``stdout``, ``stderr``), as ``GatewayProcess`` uses it. A ``Job`` may name modules to ``preload`` (the fork
 server imports them before it forks, and keeps them for the next child: an ``openai:`` agent's ``openai``)
 or a ``script`` to run instead of the CLI, as ``python SCRIPT ARGS`` would (the webhook tests' agent app,
 a FastAPI program: the fork server imported FastAPI, uvicorn and httpx already; the Python examples), or a
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -129,6 +130,39 @@ PRELOAD = {
     "terminal": ("captivate_chat_api.terminal", "captivate_chat_api.console", *CLIENT_WARM),
 }
 """What each kind of fork server imports before it forks: a gateway's server, or the CLI's clients."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a fork server's child becomes: ``captivate-chat ARGS``, or ``python SCRIPT ARGS`` (``script``), or
+    ``python -m MODULE ARGS`` (``module``), with ``env``, in ``cwd``; ``preload``: modules the fork server
+    imports first (once: what the child would import when it first needs it, e.g. an agent's ``openai``)."""
+
+    args: list[str]
+    env: dict[str, str]
+    cwd: Path | None = None
+    preload: tuple[str, ...] = ()
+    script: Path | None = None
+    module: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The job as the fork server reads it (JSON)."""
+        return {
+            "args": self.args,
+            "env": self.env,
+            "cwd": str(self.cwd) if self.cwd else None,
+            "preload": list(self.preload),
+            "script": str(self.script) if self.script else None,
+            "module": self.module,
+        }
+
+    def command(self) -> list[str]:
+        """The command line a fresh process of it would have."""
+        if self.script:
+            return [sys.executable, str(self.script), *self.args]
+        if self.module:
+            return [sys.executable, "-m", self.module, *self.args]
+        return ["captivate-chat", *self.args]
 
 
 SHARED = "CAPTIVATE_TEST_FORK_SERVERS"
@@ -244,24 +278,13 @@ class ForkServer:
         server.proc.stdout.close()
         server.dir.cleanup()
 
-    def spawn(
-        self,
-        args: list[str],
-        env: dict[str, str],
-        cwd: Path | None,
-        preload: tuple[str, ...] = (),
-        script: Path | None = None,
-        module: str | None = None,
-        merge_stderr: bool = False,
-    ) -> ForkedProcess:
-        """``captivate-chat ARGS`` (or ``python SCRIPT ARGS``, or ``python -m MODULE ARGS``) with piped
-        stdout and stderr (``merge_stderr``: both into ``stdout``, as ``stderr=subprocess.STDOUT``);
-        ``preload``: modules the fork server imports first (once: what the child would import when it first
-        needs it, e.g. an agent's ``openai``)."""
+    def spawn(self, job: Job, merge_stderr: bool = False) -> ForkedProcess:
+        """``job`` with piped stdout and stderr (``merge_stderr``: both into ``stdout``, as
+        ``stderr=subprocess.STDOUT``)."""
         out_r, out_w = os.pipe()
         err_r, err_w = (None, out_w) if merge_stderr else os.pipe()
         try:
-            pid, conn = self._fork(self._job(args, env, cwd, preload, script, module), [out_w, err_w])
+            pid, conn = self._fork(job.wire(), [out_w, err_w])
         finally:
             for fd in {out_w, err_w}:
                 os.close(fd)
@@ -272,43 +295,15 @@ class ForkServer:
             None if err_r is None else os.fdopen(err_r, "r", errors="replace"),
         )
 
-    @staticmethod
-    def _job(
-        args: list[str],
-        env: dict[str, str],
-        cwd: Path | None,
-        preload: tuple[str, ...] = (),
-        script: Path | None = None,
-        module: str | None = None,
-    ) -> dict[str, Any]:
-        return {
-            "args": args,
-            "env": env,
-            "cwd": str(cwd) if cwd else None,
-            "preload": list(preload),
-            "script": str(script) if script else None,
-            "module": module,
-        }
-
-    def run(
-        self,
-        args: list[str],
-        env: dict[str, str],
-        stdin: str = "",
-        timeout: float = 60,
-        cwd: Path | None = None,
-        preload: tuple[str, ...] = (),
-        script: Path | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """``captivate-chat ARGS`` (or ``python SCRIPT ARGS``, run in ``cwd``) with ``stdin`` piped in, as
-        ``subprocess.run(..., input=stdin, capture_output=True, text=True, timeout=timeout)`` would run it
-        (a process of its own, its own exit status; past ``timeout`` it is killed and ``TimeoutExpired``
-        carries what it wrote)."""
+    def run(self, job: Job, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``job`` with ``stdin`` piped in, as ``subprocess.run(..., input=stdin, capture_output=True,
+        text=True, timeout=timeout)`` would run it (a process of its own, its own exit status; past
+        ``timeout`` it is killed and ``TimeoutExpired`` carries what it wrote)."""
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            pid, conn = self._fork(self._job(args, env, cwd, preload, script), [out_w, err_w, in_r])
+            pid, conn = self._fork(job.wire(), [out_w, err_w, in_r])
         finally:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
@@ -330,7 +325,7 @@ class ForkServer:
             pass
         finally:
             os.close(in_w)
-        command = [sys.executable, str(script), *args] if script else ["captivate-chat", *args]
+        command = job.command()
         try:
             code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -351,7 +346,7 @@ class ForkServer:
         """``captivate-chat ARGS`` on the pseudo-terminal whose other end is ``tty`` (its stdin, stdout,
         stderr and controlling terminal, in a session of its own, as a process started on a terminal);
         the caller keeps the master end and closes ``tty``."""
-        pid, conn = self._fork({"args": args, "env": env, "cwd": None, "tty": True}, [tty])
+        pid, conn = self._fork({**Job(args, env).wire(), "tty": True}, [tty])
         return ForkedProcess(pid, conn, None, None)
 
     def _fork(self, job: dict[str, Any], fds: list[int]) -> tuple[int, socket.socket]:
@@ -375,7 +370,7 @@ def run_cli(
     if gateway.FORK and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1":
         server = ForkServer.get(dict(os.environ), kind)
         if server.same_interpreter(env):
-            return server.run(args, env, stdin, timeout)
+            return server.run(Job(args, env), stdin, timeout)
     return subprocess.run(
         [sys.executable, "-m", "captivate_chat_api.cli", *args],
         input=stdin,

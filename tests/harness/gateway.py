@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .forkserver import ForkedProcess, ForkServer
+from .forkserver import ForkedProcess, ForkServer, Job
 
 READY = re.compile(r"listening on http://([\d.]+):(\d+)")
 FORK = os.environ.get("CAPTIVATE_TEST_FORK_GATEWAYS") == "1"
@@ -103,7 +103,7 @@ class GatewayProcess:
         console_script: bool = False,
         preload: tuple[str, ...] = (),
     ) -> None:
-        # preload: modules a forked gateway's fork server imports first (``ForkServer.spawn``), e.g. the
+        # preload: modules a forked gateway's fork server imports first (``Job.preload``), e.g. the
         # ``openai`` an ``openai:`` agent imports on its first turn: imported once per test process, not
         # once per gateway; a fresh interpreter imports them itself, when it needs them
         self.preload = preload
@@ -149,7 +149,7 @@ class GatewayProcess:
         env = {**base, **self.env}
         server = ForkServer.get(base) if self._forkable() else None
         if server is not None and server.same_interpreter(env):
-            self.proc = server.spawn(cmd[3:], env, self.cwd, self.preload)
+            self.proc = server.spawn(Job(cmd[3:], env, self.cwd, self.preload))
         else:
             self.proc = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=self.cwd

@@ -29,7 +29,7 @@ from captivate_chat_api.server.agents.webhook import WebhookAgent
 from captivate_chat_api.server.keys import hash_key
 from captivate_chat_api.server.store import store_from_url
 from captivate_chat_api.webhooks import sign_webhook, verify_webhook
-from harness.forkserver import ForkedProcess, ForkServer
+from harness.forkserver import ForkedProcess, ForkServer, Job
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_keys, add_token
 from harness.wire import WireClient
@@ -57,7 +57,7 @@ class AgentProcess:
         if server is not None and server.same_interpreter(env):
             # `python webhook_agent_app.py ARGS` forked from the gateway fork server, which imported FastAPI,
             # uvicorn and httpx already (~1.1 CPU-s less a start): still a process of its own, on its own socket
-            self.proc = server.spawn(args, env, None, script=APP)
+            self.proc = server.spawn(Job(args, env, script=APP))
         else:
             self.proc = subprocess.Popen(
                 [sys.executable, str(APP), *args],
