@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
     sys.dont_write_bytecode = False
 
-import harness.gateway
-from harness.forkserver import ForkServer
+import harness.forkserver
+from harness.forkserver import ForkServer, forking
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_keys
 
@@ -28,7 +28,9 @@ from harness.tokens import add_keys
 # pytest_sessionfinish), so the order follows the suite as it changes; a file not in it runs last.
 DURATIONS = Path(__file__).with_name("durations.json")
 DRIFT = 0.3  # rewrite DURATIONS when a file's seconds moved by more than this share (and 2 s), or files came or went
-harness.gateway.FORK = True  # gateways fork from one interpreter that imported them (harness/forkserver.py)
+harness.forkserver.FORK = (
+    True  # gateways fork from one interpreter that imported them (harness/forkserver.py)
+)
 SPARE_WORKERS = 2
 """Workers beyond one per core: a test that waits (on a gateway, node, a browser or a timer) leaves its core to
 the spares. On 2 cores, back to back: 4 workers 102.4 s, 3 workers 106.4 s (and 102.4 / 107.8 s with the
@@ -39,8 +41,7 @@ units picked by their CPU share, which gained nothing and was left out); each wo
 def pytest_configure(config: pytest.Config) -> None:
     """The xdist controller starts the fork servers its workers share (``ForkServer.share``), as it starts
     them: one import of the gateway (and of the CLI's clients) for the run, not one per worker."""
-    fresh = os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") == "1"
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput") and not fresh:
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput") and forking():
         ForkServer.share(dict(os.environ))
 
 

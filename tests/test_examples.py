@@ -42,7 +42,6 @@ from pathlib import Path
 
 import pytest
 
-import harness.gateway
 from harness.cli_child import CLIENT_WARM
 from harness.forkserver import ForkedProcess, ForkServer, Job
 from harness.gateway import GatewayProcess, new_key
@@ -89,14 +88,6 @@ def imports(path: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-def fork_server(env: dict[str, str]) -> ForkServer | None:
-    """This test process's gateway fork server, if a Python process with ``env`` may be forked from it."""
-    if not harness.gateway.FORK or os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") == "1":
-        return None
-    server = ForkServer.get(dict(os.environ))
-    return server if server.same_interpreter(env) else None
-
-
 def run_program(
     path: Path, key: str, base_url: str, tmp_path: Path, fresh: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -107,7 +98,7 @@ def run_program(
     # not by a user of the kit (~0.25 CPU-s of imports; schemathesis's is off in pyproject.toml's addopts)
     env["PYTEST_ADDOPTS"] = " ".join(filter(None, [env.get("PYTEST_ADDOPTS"), "-p no:hypothesispytest"]))
     if path.suffix == ".py":
-        server = None if fresh else fork_server(env)
+        server = None if fresh else ForkServer.for_env(env)
         if server is not None:  # `python FILE`, forked (see the module's docstring)
             try:
                 return server.run(Job([], env, EXAMPLES, SDK, script=path), timeout=RUN_TIMEOUT)
@@ -188,7 +179,7 @@ def start_server(
     """An example's server process (stdout and stderr into one pipe) in examples/: ``python -m MODULE
     ARGS`` or ``python FILE ARGS`` forked where the fork server may (``preload``: what the fork server
     imports first; see the module's docstring), else (and any other command) as given."""
-    server = fork_server(env) if command[0] == sys.executable and len(command) > 1 else None
+    server = ForkServer.for_env(env) if command[0] == sys.executable and len(command) > 1 else None
     if server is not None:
         if command[1] == "-m":
             return server.spawn(

@@ -165,6 +165,16 @@ class Job:
         return ["captivate-chat", *self.args]
 
 
+FORK = os.environ.get("CAPTIVATE_TEST_FORK_GATEWAYS") == "1"
+"""Whether children are forked from fork servers: the suite turns it on (tests/conftest.py), and
+``CAPTIVATE_TEST_FORK_GATEWAYS=1`` for a tool of ``tools/`` that the suite runs as a process."""
+
+
+def forking() -> bool:
+    """``FORK``, unless ``CAPTIVATE_TEST_FRESH_GATEWAYS=1`` asks for a fresh interpreter every time."""
+    return FORK and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1"
+
+
 SHARED = "CAPTIVATE_TEST_FORK_SERVERS"
 """Set by a process that shares its fork servers with the processes it starts (``ForkServer.share``: the
 xdist controller, for its workers): ``{kind: [socket path, {PYTHON* variables}]}``."""
@@ -207,6 +217,15 @@ class ForkServer:
                 shared = json.loads(os.environ.get(SHARED, "{}")).get(kind)
                 server = cls._instances[kind] = cls._attached(kind, *shared) if shared else cls(env, kind)
             return server
+
+    @classmethod
+    def for_env(cls, env: dict[str, str], kind: str = "gateway") -> ForkServer | None:
+        """This process's fork server of ``kind`` if a child with ``env`` may be forked from it (``forking()``,
+        and the ``PYTHON*`` variables are the fork server's), else None: start a fresh interpreter."""
+        if not forking():
+            return None
+        server = cls.get(dict(os.environ), kind)
+        return server if server.same_interpreter(env) else None
 
     @classmethod
     def share(cls, env: dict[str, str], kinds: tuple[str, ...] = tuple(PRELOAD)) -> None:
@@ -365,12 +384,9 @@ def run_cli(
     suite forked from the ``kind`` fork server (``terminal``: the CLI's clients imported; ``gateway``: the
     server), else (or with other ``PYTHON*`` variables, or ``CAPTIVATE_TEST_FRESH_GATEWAYS=1``) a fresh
     interpreter."""
-    from . import gateway
-
-    if gateway.FORK and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1":
-        server = ForkServer.get(dict(os.environ), kind)
-        if server.same_interpreter(env):
-            return server.run(Job(args, env), stdin, timeout)
+    server = ForkServer.for_env(env, kind)
+    if server is not None:
+        return server.run(Job(args, env), stdin, timeout)
     return subprocess.run(
         [sys.executable, "-m", "captivate_chat_api.cli", *args],
         input=stdin,

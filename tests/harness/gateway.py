@@ -17,9 +17,6 @@ from pathlib import Path
 from .forkserver import ForkedProcess, ForkServer, Job
 
 READY = re.compile(r"listening on http://([\d.]+):(\d+)")
-FORK = os.environ.get("CAPTIVATE_TEST_FORK_GATEWAYS") == "1"
-"""Start gateways from the fork server (harness/forkserver.py); tests/conftest.py turns it on for the suite,
-``CAPTIVATE_TEST_FORK_GATEWAYS=1`` for a tool of ``tools/`` that the suite runs as a process."""
 
 
 def in_ci() -> bool:
@@ -147,8 +144,9 @@ class GatewayProcess:
         cmd += self.args
         base = {**os.environ, "COLUMNS": "200", "CAPTIVATE_LOG_LEVEL": "info"}
         env = {**base, **self.env}
-        server = ForkServer.get(base) if self._forkable() else None
-        if server is not None and server.same_interpreter(env):
+        # the installed script's own start-up is what a console_script gateway tests: never forked
+        server = None if self.console_script else ForkServer.for_env(env)
+        if server is not None:
             self.proc = server.spawn(Job(cmd[3:], env, self.cwd, self.preload))
         else:
             self.proc = subprocess.Popen(
@@ -176,11 +174,6 @@ class GatewayProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gateway did not start:\n" + "".join(self.stdout + self.stderr))
         return self
-
-    def _forkable(self) -> bool:
-        """Fork it from the fork server (``FORK``, set by the suite) unless it tests the installed script's
-        own start-up (the fork server also refuses ``PYTHON*`` variables other than its own)."""
-        return FORK and not self.console_script and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         assert self.proc is not None

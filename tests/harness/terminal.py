@@ -15,7 +15,6 @@ import termios
 import pexpect
 from pexpect.fdpexpect import fdspawn
 
-from . import gateway as harness_gateway
 from .forkserver import ForkServer
 
 TIMEOUT = 15  # seconds for any one expected line: generous, but a hang fails well inside the suite's limit
@@ -39,11 +38,11 @@ class ForkedTerminal(fdspawn):
     """pexpect on the master end of a pseudo-terminal whose process was forked by the ``terminal`` fork
     server (``harness/forkserver.py``): the part of ``pexpect.spawn`` the tests use."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, server: ForkServer, args: list[str], env: dict[str, str]) -> None:
         master, tty = pty.openpty()
         fcntl.ioctl(tty, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         try:
-            self.proc = ForkServer.get(env, "terminal").spawn_tty(args, env, tty)
+            self.proc = server.spawn_tty(args, env, tty)
         finally:
             os.close(tty)  # the child's now: its exit is the master's end of file
         super().__init__(master, encoding="utf-8", timeout=TIMEOUT)
@@ -66,18 +65,17 @@ class ForkedTerminal(fdspawn):
 class Terminal:
     """``captivate-chat ARGS`` in a pseudo-terminal (50x200); everything it printed is kept in ``screen``.
 
-    In the suite (``harness.gateway.FORK``) the process is forked from an interpreter that imported the CLI
+    In the suite (``harness.forkserver.FORK``) the process is forked from an interpreter that imported the CLI
     and its terminal clients once (~0.5 CPU-s less a start); it still gets its own session, the terminal as
     its controlling one, exactly ``env`` and its own exit status. A ``PYTHON*`` variable other than the fork
     server's, or ``CAPTIVATE_TEST_FRESH_GATEWAYS=1``, starts a fresh ``python -m captivate_chat_api.cli``."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.screen = io.StringIO()
-        python_env = {name: value for name, value in os.environ.items() if name.startswith("PYTHON")}
-        forked = harness_gateway.FORK and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1"
+        server = ForkServer.for_env(env, "terminal")
         self.child: pexpect.spawn | ForkedTerminal
-        if forked and python_env == {n: v for n, v in env.items() if n.startswith("PYTHON")}:
-            self.child = ForkedTerminal(args, env)
+        if server is not None:
+            self.child = ForkedTerminal(server, args, env)
         else:
             self.child = pexpect.spawn(
                 sys.executable,

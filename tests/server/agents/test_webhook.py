@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 
-import harness.gateway
 from captivate_chat_api import CaptivateChatError, WebhookVerificationError
 from captivate_chat_api.protocol import ChatRequest
 from captivate_chat_api.server.agents import AgentError
@@ -52,9 +51,8 @@ class AgentProcess:
     def start(self) -> AgentProcess:
         env = {**os.environ, **self.env}
         args = ["--port", str(self.port)]
-        fork = harness.gateway.FORK and os.environ.get("CAPTIVATE_TEST_FRESH_GATEWAYS") != "1"
-        server = ForkServer.get(dict(os.environ)) if fork else None
-        if server is not None and server.same_interpreter(env):
+        server = ForkServer.for_env(env)
+        if server is not None:
             # `python webhook_agent_app.py ARGS` forked from the gateway fork server, which imported FastAPI,
             # uvicorn and httpx already (~1.1 CPU-s less a start): still a process of its own, on its own socket
             self.proc = server.spawn(Job(args, env, script=APP))
