@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from fuzzkit import TALLY, Harness, Target, check_memory, fuzz_settings
-from hostile import LIMIT, Body, envelopes
+from hostile import LIMIT, UNICODE, Body, envelopes
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -64,7 +64,7 @@ def test_arbitrary_text_frames(harness: tuple[asyncio.Runner, Harness]) -> None:
     runner, fuzzer = harness
 
     @fuzz_settings(0.5)
-    @given(text=st.text(max_size=2000))
+    @given(text=st.text(UNICODE, max_size=2000))
     @example(text="")
     @example(text="\x00")
     def case(text: str) -> None:
