@@ -17,7 +17,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
     sys.dont_write_bytecode = False
 
+import captivate_chat_api
 import harness.forkserver
+from harness.bytecode import precompile_package, precompile_tests
 from harness.forkserver import ForkServer, forking
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_keys
@@ -39,10 +41,17 @@ units picked by their CPU share, which gained nothing and was left out); each wo
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The xdist controller starts the fork servers its workers share (``ForkServer.share``), as it starts
-    them: one import of the gateway (and of the CLI's clients) for the run, not one per worker."""
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput") and forking():
+    """The xdist controller writes the tree's bytecode once (``harness.bytecode``: in a fresh clone each
+    worker would compile it all itself, at once) and starts the fork servers its workers share
+    (``ForkServer.share``), as it starts them: one import of the gateway (and of the CLI's clients) for the
+    run, not one per worker. The package is compiled before the fork servers import it; the tests while
+    they do."""
+    if not getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        return
+    precompile_package(Path(captivate_chat_api.__file__).parent)
+    if forking():
         ForkServer.share(dict(os.environ))
+    precompile_tests(config, Path(__file__).parent)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
