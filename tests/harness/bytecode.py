@@ -1,21 +1,28 @@
-"""The tree's bytecode, written once by the xdist controller before its workers and fork servers start.
+"""The bytecode a test run needs, written once by the xdist controller before its workers start.
 
-In a fresh clone there is no ``__pycache__`` yet, so every xdist worker compiles the package and rewrites
-(pytest's assertion rewriting) and compiles every test module as it collects, all at the same time, and the
-fork servers compile the package too: a cold collection costs a worker ~3.5 CPU-s more than a warm one, ~14
-CPU-s on 2 cores before the first test. ``precompile`` does that work once, in the controller, and writes
-the same files the workers would (pytest's rewritten ``.pyc`` for test modules and conftests, ordinary
-``.pyc`` for the rest); when they are up to date it only reads and compares (a few milliseconds).
+In a fresh clone (and a fresh venv, as in CI) the caches are empty, so every xdist worker compiles, all at
+the same time, what it imports: pytest rewrites the asserts of the test modules and conftests, and of every
+module of the packages it marks for rewriting (those of the installed pytest plugins: this package itself,
+through its ``captivate_chat_api.testing`` plugin, hypothesis, anyio, xdist, ...), and caches the result in
+a ``.pyc`` of its own. ``precompile_*`` writes those same files once, in the controller, through pytest's own
+rewrite-and-cache functions (a private API: with another pytest, nothing is written and each process
+compiles for itself, as before), and ordinary bytecode for what children import (gateways, fork servers)
+and the tests' helper modules. When the files are up to date it only reads and compares them.
 """
 
 from __future__ import annotations
 
 import compileall
 import fnmatch
+import importlib.util
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+
+NOT_IN_WORKERS = ("schemathesis",)
+"""Packages pytest marks for rewriting that no test process imports (only the ``st`` child does: 385 modules)."""
 
 
 def precompile_package(root: Path) -> None:
@@ -25,8 +32,8 @@ def precompile_package(root: Path) -> None:
 
 
 def precompile_tests(config: pytest.Config, tests: Path) -> None:
-    """Test modules and conftests as pytest's assertion rewriting caches them; the tests' other modules
-    (the harness, kits, agents) as ordinary bytecode. Nothing is written if pytest's internals moved."""
+    """Test modules and conftests as pytest rewrites and caches them, the tests' other modules (the harness,
+    kits, agents) as ordinary bytecode, and every module of the packages pytest marks for rewriting."""
     if sys.dont_write_bytecode:
         return
     try:
@@ -35,20 +42,47 @@ def precompile_tests(config: pytest.Config, tests: Path) -> None:
     except ImportError:  # another pytest: each process compiles what it imports, as before
         return
     state = config.stash.get(state_key, None)
-    patterns = [*config.getini("python_files"), "conftest.py"]
-    for path in sorted(tests.rglob("*.py")):
-        if "__pycache__" in path.parts or any(part.startswith(".") for part in path.parts):
-            continue
-        if state is None or not any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns):
-            compileall.compile_file(path, quiet=2)
-            continue
+    if state is None:  # --assert=plain: nothing is rewritten
+        return
+
+    def rewrite(path: Path) -> None:
         cache = get_cache_dir(path)
         pyc = cache / (path.name[:-3] + PYC_TAIL)
         if _read_pyc(path, pyc) is not None:
-            continue
+            return
         try:
             source_hash, code = _rewrite_test(path, config)
-        except SyntaxError:  # collection reports it
-            continue
-        cache.mkdir(exist_ok=True)
+            cache.mkdir(exist_ok=True)
+        except (SyntaxError, OSError):  # collection reports a syntax error; a read-only folder is skipped
+            return
         _write_pyc(state, code, source_hash, pyc)
+
+    patterns = [*config.getini("python_files"), "conftest.py"]
+    for path in _sources(tests):
+        if any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns):
+            rewrite(path)
+        else:
+            compileall.compile_file(path, quiet=2)
+    marked = getattr(config.pluginmanager.rewrite_hook, "_must_rewrite", set())
+    for name in sorted(set(marked) - set(NOT_IN_WORKERS)):
+        for path in _module_files(name):
+            rewrite(path)
+
+
+def _module_files(name: str) -> Iterable[Path]:
+    """The source files of top-level module or package ``name`` (found, not imported)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return []
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        return [path for folder in spec.submodule_search_locations for path in _sources(Path(folder))]
+    return [Path(spec.origin)] if spec.origin and spec.origin.endswith(".py") else []
+
+
+def _sources(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*.py")):
+        if not any(part == "__pycache__" or part.startswith(".") for part in path.relative_to(root).parts):
+            yield path
