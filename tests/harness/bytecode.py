@@ -36,37 +36,40 @@ def precompile_tests(config: pytest.Config, tests: Path) -> None:
     kits, agents) as ordinary bytecode, and every module of the packages pytest marks for rewriting."""
     if sys.dont_write_bytecode:
         return
+    patterns = [*config.getini("python_files"), "conftest.py"]
+    for path in _sources(tests):
+        if not any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns):
+            compileall.compile_file(path, quiet=2)
+        elif not write_rewritten(config, path):
+            return  # not rewriting (--assert=plain), or another pytest
+    marked = getattr(config.pluginmanager.rewrite_hook, "_must_rewrite", set())
+    for name in sorted(set(marked) - set(NOT_IN_WORKERS)):
+        for path in _module_files(name):
+            write_rewritten(config, path)
+
+
+def write_rewritten(config: pytest.Config, path: Path) -> bool:
+    """Write ``path``'s module as pytest's rewriting import caches it (``__pycache__/NAME.<tag>-pytest-<version>.pyc``)
+    unless that file is up to date. False if this pytest rewrites nothing or its internals moved."""
     try:
         from _pytest.assertion.rewrite import PYC_TAIL, _read_pyc, _rewrite_test, _write_pyc, get_cache_dir
         from _pytest.assertion.rewrite import assertstate_key as state_key
     except ImportError:  # another pytest: each process compiles what it imports, as before
-        return
+        return False
     state = config.stash.get(state_key, None)
-    if state is None:  # --assert=plain: nothing is rewritten
-        return
-
-    def rewrite(path: Path) -> None:
-        cache = get_cache_dir(path)
-        pyc = cache / (path.name[:-3] + PYC_TAIL)
-        if _read_pyc(path, pyc) is not None:
-            return
-        try:
-            source_hash, code = _rewrite_test(path, config)
-            cache.mkdir(exist_ok=True)
-        except (SyntaxError, OSError):  # collection reports a syntax error; a read-only folder is skipped
-            return
-        _write_pyc(state, code, source_hash, pyc)
-
-    patterns = [*config.getini("python_files"), "conftest.py"]
-    for path in _sources(tests):
-        if any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns):
-            rewrite(path)
-        else:
-            compileall.compile_file(path, quiet=2)
-    marked = getattr(config.pluginmanager.rewrite_hook, "_must_rewrite", set())
-    for name in sorted(set(marked) - set(NOT_IN_WORKERS)):
-        for path in _module_files(name):
-            rewrite(path)
+    if state is None:  # --assert=plain
+        return False
+    cache = get_cache_dir(path)
+    pyc = cache / (path.name[:-3] + PYC_TAIL)
+    if _read_pyc(path, pyc) is not None:
+        return True
+    try:
+        source_hash, code = _rewrite_test(path, config)
+        cache.mkdir(exist_ok=True)
+    except (SyntaxError, OSError):  # collection reports a syntax error; a read-only folder is skipped
+        return True
+    _write_pyc(state, code, source_hash, pyc)
+    return True
 
 
 def _module_files(name: str) -> Iterable[Path]:
