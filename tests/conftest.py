@@ -19,7 +19,7 @@ if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
 
 import captivate_chat_api
 import harness.forkserver
-from harness.bytecode import precompile_package, precompile_tests
+from harness.bytecode import precompile_for_workers, precompile_package
 from harness.forkserver import ForkServer, forking
 from harness.gateway import GatewayProcess, new_key
 from harness.tokens import add_keys
@@ -30,9 +30,8 @@ from harness.tokens import add_keys
 # pytest_sessionfinish), so the order follows the suite as it changes; a file not in it runs last.
 DURATIONS = Path(__file__).with_name("durations.json")
 DRIFT = 0.3  # rewrite DURATIONS when a file's seconds moved by more than this share (and 2 s), or files came or went
-harness.forkserver.FORK = (
-    True  # gateways fork from one interpreter that imported them (harness/forkserver.py)
-)
+# gateways fork from one interpreter that imported them (harness/forkserver.py)
+harness.forkserver.FORK = True
 SPARE_WORKERS = 2
 """Workers beyond one per core: a test that waits (on a gateway, node, a browser or a timer) leaves its core to
 the spares. On 2 cores, back to back: 4 workers 102.4 s, 3 workers 106.4 s (and 102.4 / 107.8 s with the
@@ -51,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     precompile_package(Path(captivate_chat_api.__file__).parent)
     if forking():
         ForkServer.share(dict(os.environ))
-    precompile_tests(config, Path(__file__).parent)
+    precompile_for_workers(config, Path(__file__).parent)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

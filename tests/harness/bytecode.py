@@ -4,10 +4,11 @@ In a fresh clone (and a fresh venv, as in CI) the caches are empty, so every xdi
 the same time, what it imports: pytest rewrites the asserts of the test modules and conftests, and of every
 module of the packages it marks for rewriting (those of the installed pytest plugins: this package itself,
 through its ``captivate_chat_api.testing`` plugin, hypothesis, anyio, xdist, ...), and caches the result in
-a ``.pyc`` of its own. ``precompile_*`` writes those same files once, in the controller, through pytest's own
-rewrite-and-cache functions (a private API: with another pytest, nothing is written and each process
-compiles for itself, as before), and ordinary bytecode for what children import (gateways, fork servers)
-and the tests' helper modules. When the files are up to date it only reads and compares them.
+a ``.pyc`` of its own. ``precompile_for_workers`` writes those same files once, in the controller, through
+pytest's own rewrite-and-cache functions (a private API: with another pytest, nothing is written and each
+process compiles for itself, as before), and ordinary bytecode for the tests' helper modules;
+``precompile_package`` the ordinary bytecode children import (gateways, fork servers). Files that are up to
+date are only read and compared.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ from pathlib import Path
 
 import pytest
 
+try:  # pytest's own rewrite-and-cache functions (private): with another pytest nothing is written here
+    from _pytest.assertion.rewrite import (
+        PYC_TAIL,
+        _read_pyc,
+        _rewrite_test,
+        _write_pyc,
+        assertstate_key,
+        get_cache_dir,
+    )
+except ImportError:  # each process then compiles what it imports, as before
+    assertstate_key = None
+
 NOT_IN_WORKERS = ("schemathesis",)
 """Packages pytest marks for rewriting that no test process imports (only the ``st`` child does: 385 modules)."""
 
@@ -31,7 +44,7 @@ def precompile_package(root: Path) -> None:
         compileall.compile_dir(root, quiet=2, workers=1)
 
 
-def precompile_tests(config: pytest.Config, tests: Path) -> None:
+def precompile_for_workers(config: pytest.Config, tests: Path) -> None:
     """Test modules and conftests as pytest rewrites and caches them, the tests' other modules (the harness,
     kits, agents) as ordinary bytecode, and every module of the packages pytest marks for rewriting."""
     if sys.dont_write_bytecode:
@@ -51,13 +64,8 @@ def precompile_tests(config: pytest.Config, tests: Path) -> None:
 def write_rewritten(config: pytest.Config, path: Path) -> bool:
     """Write ``path``'s module as pytest's rewriting import caches it (``__pycache__/NAME.<tag>-pytest-<version>.pyc``)
     unless that file is up to date. False if this pytest rewrites nothing or its internals moved."""
-    try:
-        from _pytest.assertion.rewrite import PYC_TAIL, _read_pyc, _rewrite_test, _write_pyc, get_cache_dir
-        from _pytest.assertion.rewrite import assertstate_key as state_key
-    except ImportError:  # another pytest: each process compiles what it imports, as before
-        return False
-    state = config.stash.get(state_key, None)
-    if state is None:  # --assert=plain
+    state = None if assertstate_key is None else config.stash.get(assertstate_key, None)
+    if state is None:  # --assert=plain, or another pytest
         return False
     cache = get_cache_dir(path)
     pyc = cache / (path.name[:-3] + PYC_TAIL)

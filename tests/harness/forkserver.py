@@ -344,21 +344,21 @@ class ForkServer:
             pass
         finally:
             os.close(in_w)
-        command = job.command()
+        timed_out = False
         try:
             code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
-            for reader in readers:
-                reader.join(5)
-            raise subprocess.TimeoutExpired(command, timeout, output.get("out"), output.get("err")) from None
+            code, timed_out = proc.wait(), True
         finally:
             for reader in readers:
                 reader.join(5)
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
+        command = job.command()
+        if timed_out:  # what it wrote, as subprocess.run's TimeoutExpired carries it
+            raise subprocess.TimeoutExpired(command, timeout, output.get("out"), output.get("err"))
         return subprocess.CompletedProcess(command, code, output["out"], output["err"])
 
     def spawn_tty(self, args: list[str], env: dict[str, str], tty: int) -> ForkedProcess:
